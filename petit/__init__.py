@@ -1,0 +1,3 @@
+"""petit: a small, dependable job orchestrator for one machine."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,255 @@
+"""One task attempt: spawn in its own session, capture bounded output, enforce the timeout and
+kill the whole process group. A non-zero exit is data (a failed attempt), never an exception."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import psutil
+
+from .model import Job, Task, TaskType, now_ms
+
+KILL_GRACE_SECS = 2.0
+# After the leader exits, a straggler that escaped the group (setsid) may still hold the pipes.
+DRAIN_AFTER_EXIT_SECS = 1.0
+DEFAULT_LOG_LIMIT = 1024 * 1024
+
+LineCallback = Callable[[str, str], None]   # (stream name, line)
+
+
+@dataclass
+class AttemptResult:
+    exit_code: int | None
+    error: str | None
+    timed_out: bool
+    cancelled: bool
+    stdout: str
+    stderr: str
+    truncated: bool
+    started_at: int
+    ended_at: int
+
+
+class BoundedBuffer:
+    """Keeps the last `limit` bytes of a stream; remembers how much was dropped."""
+
+    def __init__(self, limit: int, on_line: Callable[[str], None] | None = None) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.dropped = 0
+        self._on_line = on_line
+        self._partial = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > 2 * self.limit:
+            cut = len(self.data) - self.limit
+            del self.data[:cut]
+            self.dropped += cut
+        if self._on_line is not None:
+            self._partial += chunk
+            *lines, rest = self._partial.split(b"\n")
+            for line in lines:
+                self._on_line(line.decode("utf-8", "replace"))
+            self._partial = bytearray(rest[-self.limit:])
+
+    def close(self) -> None:
+        if self._on_line is not None and self._partial:
+            self._on_line(self._partial.decode("utf-8", "replace"))
+            self._partial = bytearray()
+        if len(self.data) > self.limit:
+            cut = len(self.data) - self.limit
+            del self.data[:cut]
+            self.dropped += cut
+
+    def text(self) -> str:
+        body = self.data.decode("utf-8", "replace")
+        return f"[... {self.dropped} bytes truncated ...]\n{body}" if self.dropped else body
+
+
+def build_argv(task: Task, base_dir: str) -> list[str]:
+    """A python task's script file is found relative to the job file's folder."""
+    if task.type is TaskType.COMMAND:
+        return [task.command, *task.args]
+    if task.type is TaskType.SHELL:
+        return ["/bin/sh", "-c", task.script]
+    if task.inline is not None:
+        return [sys.executable, "-c", task.inline]
+    return [sys.executable, os.path.join(base_dir, task.script)]
+
+
+def build_env(job: Job, task: Task, run_id: str, attempt: int,
+              extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(job.environment)
+    env.update(task.environment)
+    env.update(extra or {})
+    env.update(PETIT_JOB_ID=job.id, PETIT_RUN_ID=run_id, PETIT_TASK_ID=task.id,
+               PETIT_ATTEMPT=str(attempt))
+    return env
+
+
+def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
+    """Signal a whole process group; False when no member is left."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+class TaskProcess:
+    """A started attempt. `collect()` blocks until it is over; `cancel()` may be called from any
+    thread and makes `collect()` end promptly with the group killed."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: str | None,
+                 timeout_secs: float | None, log_limit: int = DEFAULT_LOG_LIMIT,
+                 on_line: LineCallback | None = None) -> None:
+        self.started_at = now_ms()
+        self._timeout_secs = timeout_secs
+        self._cancelled = False
+        self._cancel_r, self._cancel_w = os.pipe()
+        self._stdout = BoundedBuffer(log_limit, (lambda line: on_line("stdout", line)) if on_line else None)
+        self._stderr = BoundedBuffer(log_limit, (lambda line: on_line("stderr", line)) if on_line else None)
+        self.error: str | None = None
+        self.proc: subprocess.Popen | None = None
+        try:
+            if cwd is not None and not os.path.isdir(cwd):
+                raise NotADirectoryError(f"working_dir {cwd!r} does not exist or is not a directory")
+            self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         start_new_session=True)
+        except FileNotFoundError as exc:
+            self.error = f"command not found: {argv[0]!r}"
+            if exc.filename not in (None, argv[0]):
+                self.error = f"not found: {exc.filename!r}"
+        except PermissionError:
+            self.error = f"permission denied: cannot execute {argv[0]!r}"
+        except NotADirectoryError as exc:
+            self.error = str(exc)
+        except OSError as exc:
+            self.error = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+        self.pid = self.proc.pid if self.proc else None
+        self.pid_created = _create_time(self.pid) if self.pid else None
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        try:
+            os.write(self._cancel_w, b"x")
+        except OSError:
+            pass
+
+    def collect(self) -> AttemptResult:
+        try:
+            if self.proc is None:
+                return self._result(None, timed_out=False)
+            timed_out = self._pump()
+            return self._result(self.proc.returncode, timed_out)
+        finally:
+            os.close(self._cancel_r)
+            os.close(self._cancel_w)
+
+    def _pump(self) -> bool:
+        """Read both pipes until EOF while watching exit, timeout and cancel. True on timeout."""
+        proc = self.proc
+        selector = selectors.DefaultSelector()
+        selector.register(proc.stdout, selectors.EVENT_READ, self._stdout)
+        selector.register(proc.stderr, selectors.EVENT_READ, self._stderr)
+        selector.register(self._cancel_r, selectors.EVENT_READ, "cancel")
+        pidfd = _pidfd(proc.pid)
+        if pidfd is not None:
+            selector.register(pidfd, selectors.EVENT_READ, "exit")
+        start = time.monotonic()
+        deadline = start + self._timeout_secs if self._timeout_secs else None
+        kill_at = drain_until = None
+        timed_out = False
+        open_pipes = 2
+        try:
+            while open_pipes or proc.returncode is None:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline and kill_at is None:
+                    timed_out = True
+                    kill_at = self._terminate(now)
+                if kill_at is not None and now >= kill_at:
+                    kill_group(proc.pid, signal.SIGKILL)
+                    kill_at = float("inf")
+                if drain_until is not None and now >= drain_until:
+                    break
+                wake = [t for t in (deadline if kill_at is None else None,
+                                    kill_at if kill_at != float("inf") else None, drain_until)
+                        if t is not None]
+                timeout = max(0.0, min(wake) - now) if wake else None
+                if pidfd is None:   # no pidfd: fall back to polling the exit every 50 ms
+                    timeout = 0.05 if timeout is None else min(timeout, 0.05)
+                for key, _ in selector.select(timeout):
+                    if key.data == "cancel":
+                        selector.unregister(self._cancel_r)
+                        if kill_at is None:
+                            kill_at = self._terminate(time.monotonic())
+                    elif key.data == "exit":
+                        selector.unregister(pidfd)
+                    else:
+                        chunk = os.read(key.fd, 65536)
+                        if chunk:
+                            key.data.feed(chunk)
+                        else:
+                            selector.unregister(key.fileobj)
+                            open_pipes -= 1
+                if proc.returncode is None and proc.poll() is not None:
+                    # The leader is gone: whatever is left of its group must not outlive the task.
+                    kill_group(proc.pid, signal.SIGKILL)
+                    drain_until = time.monotonic() + DRAIN_AFTER_EXIT_SECS
+        finally:
+            selector.close()
+            if pidfd is not None:
+                os.close(pidfd)
+            proc.stdout.close()
+            proc.stderr.close()
+            if proc.returncode is None:
+                kill_group(proc.pid, signal.SIGKILL)
+                proc.wait()
+        return timed_out
+
+    def _terminate(self, now: float) -> float:
+        kill_group(self.proc.pid, signal.SIGTERM)
+        return now + KILL_GRACE_SECS
+
+    def _result(self, exit_code: int | None, timed_out: bool) -> AttemptResult:
+        self._stdout.close()
+        self._stderr.close()
+        error = self.error
+        if error is None:
+            if self._cancelled:
+                error = "cancelled"
+            elif timed_out:
+                error = f"timed out after {self._timeout_secs:g}s"
+            elif exit_code and exit_code < 0:
+                error = f"killed by signal {signal.Signals(-exit_code).name if -exit_code in signal.valid_signals() else -exit_code}"
+            elif exit_code:
+                error = f"exited with code {exit_code}"
+        return AttemptResult(exit_code=exit_code, error=error, timed_out=timed_out,
+                             cancelled=self._cancelled, stdout=self._stdout.text(),
+                             stderr=self._stderr.text(),
+                             truncated=bool(self._stdout.dropped or self._stderr.dropped),
+                             started_at=self.started_at, ended_at=now_ms())
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None

@@ -1,0 +1,132 @@
+"""Schedules: cron (5 fields, or 6 with seconds first), @ shortcuts, `@every <dur>`, IANA zones.
+
+Everything here takes `now` / `last_fire` as parameters; only the scheduler loop reads the clock.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import CroniterError, croniter
+
+SHORTCUTS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d)")
+_UNIT_SECS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_MAX_DURATION_SECS = 366 * 86400
+
+
+def parse_duration(text: str) -> float:
+    """'30s', '5m', '1h30m', '1d', '250ms' -> seconds. Raises ValueError on anything else
+    (the whole string must be consumed: nothing is silently cut)."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected a duration string like '30s', '5m' or '1h30m', got {text!r}")
+    compact = text.strip()
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(compact):
+        if match.start() != pos:
+            break
+        total += int(match.group(1)) * _UNIT_SECS[match.group(2)]
+        pos = match.end()
+    if not compact or pos != len(compact):
+        raise ValueError(f"invalid duration {text!r}: expected digits with units ms/s/m/h/d, "
+                         "like '30s', '5m', '1h30m' or '1d'")
+    if total <= 0:
+        raise ValueError(f"invalid duration {text!r}: must be greater than zero")
+    if total > _MAX_DURATION_SECS:
+        raise ValueError(f"invalid duration {text!r}: longer than 366 days")
+    return total
+
+
+def load_zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+        raise ValueError(f"unknown time zone {name!r}: expected an IANA name like "
+                         "'Europe/Paris' or 'UTC'") from exc
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A validated schedule. `next_fire(after, last_fire)` gives the next instant (aware UTC)."""
+
+    expression: str
+    zone: ZoneInfo
+    cron: str | None = None          # normalised cron fields (5 or 6 with seconds first)
+    every_secs: float | None = None
+
+    @classmethod
+    def parse(cls, expression: str, timezone_name: str = "UTC") -> Schedule:
+        """Raises ValueError with a message that says what was expected."""
+        if not isinstance(expression, str) or not expression.strip():
+            raise ValueError("schedule must be a non-empty string")
+        zone = load_zone(timezone_name)
+        text = " ".join(expression.split())
+        if text.startswith("@every"):
+            rest = text[len("@every"):].strip()
+            if not rest:
+                raise ValueError("'@every' needs a duration, like '@every 5m'")
+            return cls(expression, zone, every_secs=parse_duration(rest))
+        if text.startswith("@"):
+            if text not in SHORTCUTS:
+                raise ValueError(f"unknown shortcut {text!r}: expected one of "
+                                 f"{', '.join(SHORTCUTS)} or '@every <duration>'")
+            text = SHORTCUTS[text]
+        count = len(text.split())
+        if count not in (5, 6):
+            raise ValueError(f"cron expression {expression!r} has {count} fields: expected 5 "
+                             "(min hour dom month dow) or 6 with seconds first "
+                             "(sec min hour dom month dow)")
+        try:
+            # second_at_beginning: a 6th field means seconds FIRST, never seconds last.
+            croniter.expand(text, strict=True, second_at_beginning=True)
+            croniter(text, datetime(2000, 1, 1, tzinfo=timezone.utc),
+                     second_at_beginning=True).get_next(datetime)
+        except (CroniterError, ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"invalid cron expression {expression!r}: {exc}") from exc
+        return cls(expression, zone, cron=text)
+
+    @property
+    def _hour_is_fixed(self) -> bool:
+        fields = self.cron.split()
+        hour = fields[2] if len(fields) == 6 else fields[1]
+        return not hour.startswith("*")
+
+    def next_fire(self, after: datetime, last_fire: datetime | None = None) -> datetime:
+        """The first fire strictly after `after` (aware). `@every` keeps the phase of `last_fire`
+        and never replays fires missed before `after`."""
+        if self.every_secs is not None:
+            step = timedelta(seconds=self.every_secs)
+            if last_fire is None or last_fire + step > after:
+                return (last_fire or after) + step
+            missed = (after - last_fire) // step
+            candidate = last_fire + step * missed
+            return candidate if candidate > after else candidate + step
+        it = croniter(self.cron, after.astimezone(self.zone), second_at_beginning=True)
+        while True:
+            candidate = it.get_next(datetime)
+            if not (self._hour_is_fixed and _is_repeat_of_wall_time(candidate)):
+                return candidate.astimezone(timezone.utc)
+            # A fixed wall-clock time inside a fall-back overlap fires once (first pass);
+            # wildcard-hour jobs keep firing once per real hour.
+
+    def describe(self) -> str:
+        zone = str(self.zone)
+        return self.expression if zone == "UTC" else f"{self.expression} ({zone})"
+
+
+def _is_repeat_of_wall_time(local: datetime) -> bool:
+    """True for the second occurrence (fold=1) of a wall-clock time repeated by a DST fall-back."""
+    if local.fold != 1:
+        return False
+    return local.replace(fold=0).utcoffset() != local.utcoffset()

@@ -1,0 +1,442 @@
+"""TinyDB behind a cross-process file lock, with atomic writes, sharded history and retention.
+The only module that imports tinydb.
+
+Layout for `--db petit.db`:
+  petit.db                      main file: scheduler state + one summary doc per job (small, hot)
+  petit.db.lock                 flock sidecar (shared for reads, exclusive for writes)
+  petit.db.d/runs/<job>/<n>.json  run history, RUNS_PER_CHUNK runs per file, so a write costs the
+                                same with 10 or 10,000 runs stored
+  petit.db.d/logs/<run_id>/<task>.json  captured output, kept out of the hot files
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from tinydb import TinyDB
+from tinydb.storages import Storage
+from tinydb.table import Document
+
+from .errors import StorageError
+from .model import Run, RunStatus, Trigger, TaskRun, now_ms
+
+RUNS_PER_CHUNK = 100
+DEFAULT_KEEP_RUNS = 200
+_RUN_ID = re.compile(r"([A-Za-z0-9_.-]{1,128})-([0-9]{1,12})")
+_MAIN_JOBS = "jobs"
+_MAIN_META = "meta"
+_CHUNK_RUNS = "runs"
+
+
+def split_run_id(run_id: str) -> tuple[str, int] | None:
+    """'<job_id>-<seq>' -> (job_id, seq); None when malformed."""
+    match = _RUN_ID.fullmatch(run_id) if isinstance(run_id, str) else None
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def make_run_id(job_id: str, seq: int) -> str:
+    return f"{job_id}-{seq}"
+
+
+class _FileCache:
+    """Parsed file contents keyed by file identity. Writers give every version a strictly newer
+    mtime, so (inode, mtime_ns, size) changes on every write even when an inode is reused."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[tuple, object]] = {}
+
+
+class AtomicJSONStorage(Storage):
+    """TinyDB storage that re-reads only when the file changed and writes via temp + fsync +
+    os.replace, so a kill at any instant leaves the old or the new file, never a torn one."""
+
+    def __init__(self, path: str, cache: _FileCache, fsync: bool = True) -> None:
+        self.path = path
+        self._cache = cache.entries
+        self._fsync = fsync
+
+    def read(self):
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._cache.pop(self.path, None)
+            return None
+        identity = (st.st_ino, st.st_mtime_ns, st.st_size)
+        hit = self._cache.get(self.path)
+        if hit is not None and hit[0] == identity:
+            return hit[1]
+        try:
+            with open(self.path, "rb") as handle:
+                raw = handle.read()
+            data = json.loads(raw) if raw else None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise StorageError(
+                f"{self.path}: not a valid petit database ({exc}). It was left untouched: move it "
+                f"aside (mv {self.path} {self.path}.corrupt) to start with empty history there, "
+                "or restore it from a backup") from exc
+        except OSError as exc:
+            raise StorageError(f"{self.path}: cannot read: {exc.strerror}") from exc
+        if data is not None and not isinstance(data, dict):
+            raise StorageError(f"{self.path}: not a valid petit database (top level is not a map); "
+                               f"move it aside (mv {self.path} {self.path}.corrupt)")
+        self._cache[self.path] = (identity, data)
+        return data
+
+    def write(self, data) -> None:
+        directory = os.path.dirname(self.path)
+        try:
+            previous = os.stat(self.path).st_mtime_ns
+        except FileNotFoundError:
+            previous = 0
+        raw = json.dumps(data, separators=(",", ":")).encode()
+        tmp = None
+        try:
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(raw)
+                handle.flush()
+                if self._fsync:
+                    os.fsync(handle.fileno())
+            stamp = max(time.time_ns(), previous + 1)
+            os.utime(tmp, ns=(stamp, stamp))
+            os.replace(tmp, self.path)
+            tmp = None
+            if self._fsync:
+                _fsync_dir(directory)
+            st = os.stat(self.path)
+        except OSError as exc:
+            self._cache.pop(self.path, None)
+            raise StorageError(f"{self.path}: cannot write: {exc.strerror or exc}") from exc
+        finally:
+            if tmp is not None:
+                _unlink_quietly(tmp)
+        self._cache[self.path] = ((st.st_ino, st.st_mtime_ns, st.st_size), data)
+
+    def close(self) -> None:
+        pass
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class DbLock:
+    """flock on a sidecar file (the db file itself is replaced on every write) plus an RLock,
+    since flock does not exclude threads sharing one descriptor. Re-entrant per process."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._thread_lock = threading.RLock()
+        self._fd: int | None = None
+        self._depth = 0
+
+    @contextmanager
+    def __call__(self, exclusive: bool = True) -> Iterator[None]:
+        with self._thread_lock:
+            if self._fd is None:
+                try:
+                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                except OSError as exc:
+                    raise StorageError(f"{self.path}: cannot open the lock file: {exc.strerror}") from exc
+            outer = self._depth == 0
+            if outer:
+                fcntl.flock(self._fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if outer:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+class Store:
+    """The one gateway to stored state. The scheduler worker (or a one-shot trigger) writes;
+    the API and CLI only read. Every call holds the lock for its whole read-modify-write."""
+
+    def __init__(self, db_path: str, keep_runs: int = DEFAULT_KEEP_RUNS, fsync: bool = True) -> None:
+        self.db_path = os.path.abspath(db_path)
+        self.data_dir = self.db_path + ".d"
+        self.keep_runs = keep_runs
+        self.lock = DbLock(self.db_path + ".lock")
+        self._cache = _FileCache()
+        self._fsync = fsync
+        self._dbs: dict[str, TinyDB] = {}
+
+    # -- files --------------------------------------------------------------------------------
+
+    def _db(self, path: str) -> TinyDB:
+        db = self._dbs.get(path)
+        if db is None:
+            if len(self._dbs) > 64:
+                self._dbs.clear()
+            db = self._dbs[path] = TinyDB(path, storage=AtomicJSONStorage, cache=self._cache,
+                                          fsync=self._fsync)
+        return db
+
+    def _table(self, path: str, name: str):
+        table = self._db(path).table(name)
+        table.clear_cache()   # another process may have written since this process last looked
+        return table
+
+    def _chunk_path(self, job_id: str, seq: int) -> str:
+        return os.path.join(self.data_dir, "runs", job_id, f"{seq // RUNS_PER_CHUNK:08d}.json")
+
+    def _job_chunks(self, job_id: str) -> list[str]:
+        directory = os.path.join(self.data_dir, "runs", job_id)
+        try:
+            names = sorted(n for n in os.listdir(directory) if n.endswith(".json") and not n.startswith("."))
+        except FileNotFoundError:
+            return []
+        return [os.path.join(directory, n) for n in names]
+
+    def log_path(self, run_id: str, task_id: str) -> str:
+        return os.path.join(self.data_dir, "logs", run_id, f"{task_id}.json")
+
+    def check(self) -> None:
+        """Fail early, with the file named, when the db cannot be read or written; remove temp
+        files left by a writer that was killed."""
+        directory = os.path.dirname(self.db_path)
+        if not os.path.isdir(directory):
+            raise StorageError(f"{self.db_path}: the directory {directory} does not exist")
+        if not os.access(directory, os.W_OK):
+            raise StorageError(f"{self.db_path}: the directory {directory} is not writable")
+        with self.lock():
+            for folder in [directory, *[os.path.dirname(p) for p in self._all_chunks()]]:
+                for name in os.listdir(folder):
+                    if name.startswith(".tmp-"):
+                        _unlink_quietly(os.path.join(folder, name))
+            self._table(self.db_path, _MAIN_META).all()
+            self._table(self.db_path, _MAIN_JOBS).all()
+
+    def _all_chunks(self) -> list[str]:
+        root = os.path.join(self.data_dir, "runs")
+        try:
+            return [p for job in sorted(os.listdir(root)) for p in self._job_chunks(job)]
+        except FileNotFoundError:
+            return []
+
+    # -- scheduler state ----------------------------------------------------------------------
+
+    def is_paused(self) -> bool:
+        with self.lock(exclusive=False):
+            docs = self._table(self.db_path, _MAIN_META).all()
+        return bool(docs and docs[0].get("paused"))
+
+    def set_paused(self, paused: bool) -> None:
+        with self.lock():
+            table = self._table(self.db_path, _MAIN_META)
+            table.upsert(Document({"paused": paused, "updated_at": now_ms()}, doc_id=1))
+
+    # -- job summaries ------------------------------------------------------------------------
+
+    def job_summaries(self) -> dict[str, dict]:
+        with self.lock(exclusive=False):
+            return {doc["id"]: dict(doc) for doc in self._table(self.db_path, _MAIN_JOBS).all()}
+
+    def sync_jobs(self, definitions: dict[str, dict]) -> None:
+        """Store what the API shows of each job (definition + next fire), in one write. Jobs that
+        left the folder keep their doc (their history stays readable) but are marked undefined."""
+        with self.lock():
+            table = self._table(self.db_path, _MAIN_JOBS)
+            docs = {doc["id"]: (doc.doc_id, dict(doc)) for doc in table.all()}
+            next_id = max((doc_id for doc_id, _ in docs.values()), default=0) + 1
+            for job_id, (doc_id, doc) in docs.items():
+                if job_id not in definitions:
+                    doc.update(defined=False, next_run_at=None)
+            for job_id, definition in definitions.items():
+                doc_id, doc = docs.get(job_id, (None, {"id": job_id, "next_seq": 1, "active": []}))
+                if doc_id is None:
+                    doc_id, next_id = next_id, next_id + 1
+                doc.update(definition, defined=True)
+                docs[job_id] = (doc_id, doc)
+            table.truncate()
+            table.insert_multiple(Document(doc, doc_id=doc_id) for doc_id, doc in docs.values())
+
+    def _update_job(self, job_id: str, change) -> dict:
+        table = self._table(self.db_path, _MAIN_JOBS)
+        doc = next((d for d in table.all() if d["id"] == job_id), None)
+        if doc is None:
+            new = {"id": job_id, "next_seq": 1, "active": [], "defined": True}
+            change(new)
+            # explicit doc id: TinyDB's cached next id is stale when another process wrote
+            table.insert(Document(new, doc_id=max((d.doc_id for d in table.all()), default=0) + 1))
+            return new
+        updated = dict(doc)
+        change(updated)
+        table.update(lambda d: d.update(updated), doc_ids=[doc.doc_id])
+        return updated
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def create_run(self, job_id: str, task_ids: Iterable[str], trigger: Trigger,
+                   scheduled_at: int | None = None, next_run_at: int | None = None) -> Run:
+        """Allocate the next run id and record the run as pending. It is durable on return."""
+        with self.lock():
+            chunks = self._job_chunks(job_id)
+            newest = max((d.doc_id for d in self._table(chunks[-1], _CHUNK_RUNS).all()), default=0) if chunks else 0
+            holder: dict = {}
+
+            def claim(doc: dict) -> None:
+                seq = max(doc.get("next_seq", 1), newest + 1)
+                holder["seq"] = seq
+                doc["next_seq"] = seq + 1
+                doc["active"] = [*doc.get("active", []), make_run_id(job_id, seq)]
+                if scheduled_at is not None:
+                    doc["last_fire_at"] = scheduled_at
+                if trigger is Trigger.SCHEDULE:
+                    doc["next_run_at"] = next_run_at
+
+            self._update_job(job_id, claim)
+            seq = holder["seq"]
+            run_id = make_run_id(job_id, seq)
+            run = Run(id=run_id, job_id=job_id, seq=seq, trigger=trigger, created_at=now_ms(),
+                      scheduled_at=scheduled_at,
+                      tasks=[TaskRun(task_id=t, run_id=run_id) for t in task_ids])
+            self._table(self._chunk_path(job_id, seq), _CHUNK_RUNS).insert(
+                Document(run.to_dict(), doc_id=seq))
+            return run
+
+    def save_runs(self, runs: Iterable[Run]) -> None:
+        """Write the current state of several runs: one write per history file touched, plus one
+        main-file write if any of them finished."""
+        by_chunk: dict[str, dict[int, dict]] = {}
+        finished: list[Run] = []
+        for run in runs:
+            by_chunk.setdefault(self._chunk_path(run.job_id, run.seq), {})[run.seq] = run.to_dict()
+            if run.status.is_terminal:
+                finished.append(run)
+        if not by_chunk:
+            return
+        with self.lock():
+            for path, docs in by_chunk.items():
+                table = self._table(path, _CHUNK_RUNS)
+                present = {d.doc_id for d in table.all()}
+                table.update(lambda d: d.update(docs[d["seq"]]), doc_ids=[s for s in docs if s in present])
+                missing = [Document(doc, doc_id=seq) for seq, doc in docs.items() if seq not in present]
+                if missing:   # the history file was deleted under us: write the run again
+                    table.insert_multiple(missing)
+            for run in finished:
+                self._finish_job_run(run)
+
+    def _finish_job_run(self, run: Run) -> None:
+        def record(doc: dict) -> None:
+            doc["active"] = [r for r in doc.get("active", []) if r != run.id]
+            doc["last_run_id"] = run.id
+            doc["last_status"] = run.status.value
+            doc["last_ended_at"] = run.ended_at
+            if run.status is RunStatus.COMPLETED:
+                doc["last_success_at"] = run.ended_at
+            if run.status in (RunStatus.COMPLETED, RunStatus.FAILED):
+                doc["last_complete_at"] = run.ended_at
+        doc = self._update_job(run.job_id, record)
+        self._apply_retention(run.job_id, doc)
+
+    def _apply_retention(self, job_id: str, doc: dict) -> None:
+        cutoff = doc.get("next_seq", 1) - 1 - self.keep_runs   # runs with seq <= cutoff go
+        if cutoff < 1:
+            return
+        active = {split_run_id(r)[1] for r in doc.get("active", []) if split_run_id(r)}
+        for path in self._job_chunks(job_id):
+            first = int(os.path.basename(path).split(".")[0]) * RUNS_PER_CHUNK
+            if first > cutoff:
+                break
+            table = self._table(path, _CHUNK_RUNS)
+            seqs = [d.doc_id for d in table.all()]
+            doomed = [s for s in seqs if s <= cutoff and s not in active]
+            if not doomed:
+                continue
+            if len(doomed) == len(seqs):
+                _unlink_quietly(path)
+                self._cache.entries.pop(path, None)
+            else:
+                table.remove(doc_ids=doomed)
+            for seq in doomed:
+                shutil.rmtree(os.path.join(self.data_dir, "logs", make_run_id(job_id, seq)), ignore_errors=True)
+
+    def get_run(self, run_id: str) -> Run | None:
+        parts = split_run_id(run_id)
+        if parts is None:
+            return None
+        job_id, seq = parts
+        path = self._chunk_path(job_id, seq)
+        with self.lock(exclusive=False):
+            if not os.path.exists(path):
+                return None
+            doc = self._table(path, _CHUNK_RUNS).get(doc_id=seq)
+        return Run.from_dict(doc) if doc is not None else None
+
+    def list_runs(self, job_id: str, limit: int) -> list[Run]:
+        """Newest first, reading only as many history files as needed."""
+        runs: list[Run] = []
+        with self.lock(exclusive=False):
+            for path in reversed(self._job_chunks(job_id)):
+                docs = self._table(path, _CHUNK_RUNS).all()
+                for doc in sorted(docs, key=lambda d: d.doc_id, reverse=True):
+                    runs.append(Run.from_dict(doc))
+                    if len(runs) >= limit:
+                        return runs
+        return runs
+
+    def active_runs(self) -> list[Run]:
+        """Runs recorded as started but not finished (what recovery looks at)."""
+        with self.lock(exclusive=False):
+            ids = [r for doc in self._table(self.db_path, _MAIN_JOBS).all() for r in doc.get("active", [])]
+        runs = []
+        for run_id in ids:
+            run = self.get_run(run_id)
+            if run is None:   # created in the main file, but killed before its history write
+                parts = split_run_id(run_id)
+                run = Run(id=run_id, job_id=parts[0], seq=parts[1], status=RunStatus.PENDING)
+            runs.append(run)
+        return runs
+
+    def forget_active(self, run: Run) -> None:
+        """Drop a run from the active list when its history record is already terminal or gone."""
+        with self.lock():
+            self._update_job(run.job_id, lambda d: d.update(active=[r for r in d.get("active", []) if r != run.id]))
+
+    # -- logs ---------------------------------------------------------------------------------
+
+    def write_log(self, run_id: str, task_id: str, record: dict) -> None:
+        """Logs are written atomically but without fsync: losing the tail of a log to a power cut
+        is acceptable, a torn log file is not."""
+        path = self.log_path(run_id, task_id)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
+            with os.fdopen(fd, "w") as handle:
+                json.dump(record, handle)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot write task log: {exc.strerror or exc}") from exc
+
+    def read_log(self, run_id: str, task_id: str) -> dict | None:
+        try:
+            with open(self.log_path(run_id, task_id)) as handle:
+                return json.load(handle)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"{self.log_path(run_id, task_id)}: cannot read task log: {exc}") from exc

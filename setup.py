@@ -1,0 +1,19 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="petit",
+    version="0.1.0",
+    description="A small, dependable job orchestrator for one machine",
+    packages=find_packages(include=["petit", "petit.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "tornado>=6.3",
+        "croniter>=2.0",
+        "psutil>=5.9",
+        "tinydb>=4.8",
+        "pyyaml>=6.0",
+        "docopt-ng>=0.9",
+    ],
+    extras_require={"test": ["pytest>=7.4", "pytest-timeout>=2.2"]},
+    entry_points={"console_scripts": ["petit = petit.cli:main"]},
+)
