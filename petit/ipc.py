@@ -1,0 +1,157 @@
+"""Commands between processes: the command table, request/reply envelopes, the reply matcher
+used over multiprocessing queues, and the JSON-lines control-socket client."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import uuid
+from concurrent.futures import Future
+
+from .errors import BadRequest, PetitError, Unavailable, from_wire
+
+# verb -> required string arguments
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "status": (), "pause": (), "resume": (), "reload": (), "shutdown": (),
+    "trigger": ("job_id",), "cancel": ("run_id",),
+}
+MAX_LINE_BYTES = 64 * 1024
+SOCKET_PATH_MAX = 107          # sun_path is 108 bytes including the terminating NUL
+DEFAULT_DEADLINE_SECS = 10.0
+
+
+class NotListening(PetitError):
+    """No petit answers on the control socket."""
+
+    code = "NOT_LISTENING"
+    http_status = 503
+    exit_code = 3
+
+
+def request(cmd: str, args: dict | None = None, request_id: str | None = None) -> dict:
+    return {"id": request_id or uuid.uuid4().hex, "cmd": cmd, "args": args or {}}
+
+
+def ok_reply(request_id: str | None, result: dict) -> dict:
+    return {"id": request_id, "ok": True, "result": result}
+
+
+def error_reply(request_id: str | None, exc: PetitError) -> dict:
+    return {"id": request_id, "ok": False, **exc.to_wire()}
+
+
+def validate_request(message) -> dict:
+    """Check the envelope and the verb's arguments; raise BadRequest with what was expected."""
+    if not isinstance(message, dict):
+        raise BadRequest('expected a JSON object like {"id": "1", "cmd": "status", "args": {}}')
+    cmd = message.get("cmd")
+    if cmd not in COMMANDS:
+        raise BadRequest(f"unknown command {cmd!r:.60}: expected one of {', '.join(COMMANDS)}")
+    args = message.get("args") or {}
+    if not isinstance(args, dict):
+        raise BadRequest("'args' must be a JSON object")
+    for name in COMMANDS[cmd]:
+        if not isinstance(args.get(name), str) or not args[name]:
+            raise BadRequest(f"command {cmd!r} needs a string argument {name!r}")
+    request_id = message.get("id")
+    if request_id is not None and not isinstance(request_id, (str, int)):
+        raise BadRequest("'id' must be a string")
+    return {"id": request_id, "cmd": cmd, "args": args}
+
+
+def unwrap(reply: dict) -> dict:
+    """A reply's result, or the exception it carries."""
+    if reply.get("ok"):
+        return reply.get("result") or {}
+    raise from_wire(reply)
+
+
+class ReplyMatcher:
+    """Matches replies to requests by id, so many callers can share one reply channel; every
+    wait has a deadline."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Future] = {}
+        self._lock = threading.Lock()
+
+    def expect(self, request_id: str) -> Future:
+        future: Future = Future()
+        with self._lock:
+            self._pending[request_id] = future
+        return future
+
+    def resolve(self, reply: dict) -> None:
+        with self._lock:
+            future = self._pending.pop(reply.get("id"), None)
+        if future is not None and not future.done():
+            future.set_result(reply)
+
+    def fail_all(self, reason: str) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_result(error_reply(None, Unavailable(reason)))
+
+    def discard(self, request_id: str) -> None:
+        """Forget a request whose caller gave up waiting."""
+        with self._lock:
+            self._pending.pop(request_id, None)
+
+
+def check_socket_path(path: str) -> None:
+    if len(os.fsencode(path)) > SOCKET_PATH_MAX:
+        raise BadRequest(f"control socket path is {len(os.fsencode(path))} bytes, over the "
+                         f"{SOCKET_PATH_MAX}-byte limit of Unix sockets: {path}; "
+                         "pass a shorter --socket PATH")
+
+
+def call_socket(path: str, cmd: str, args: dict | None = None,
+                timeout: float = DEFAULT_DEADLINE_SECS) -> dict:
+    """Send one command over the control socket and return its result (or raise its error)."""
+    check_socket_path(path)
+    message = request(cmd, args)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise NotListening(f"no petit is listening on {path} ({exc.strerror})") from None
+        except OSError as exc:
+            raise NotListening(f"cannot connect to {path}: {exc.strerror or exc}") from None
+        try:
+            sock.sendall(json.dumps(message).encode() + b"\n")
+            raw = _read_line(sock)
+        except socket.timeout:
+            raise Unavailable(f"petit on {path} did not answer within {timeout:g}s") from None
+        except OSError as exc:
+            raise Unavailable(f"connection to {path} failed: {exc.strerror or exc}") from None
+    try:
+        reply = json.loads(raw)
+    except ValueError:
+        raise Unavailable(f"petit on {path} sent a malformed reply") from None
+    return unwrap(reply)
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    chunks = bytearray()
+    while not chunks.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        chunks += chunk
+        if len(chunks) > 16 * MAX_LINE_BYTES:
+            break
+    return bytes(chunks)
+
+
+def is_listening(path: str) -> bool:
+    try:
+        call_socket(path, "status", timeout=2.0)
+        return True
+    except NotListening:
+        return False
+    except PetitError:
+        return True   # something answered, even if with an error

@@ -1,0 +1,394 @@
+"""The scheduler worker: fires schedules, runs triggered jobs, answers commands, recovers
+interrupted runs. The only process that writes the store while `petit run` is up."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from datetime import datetime, timezone
+
+import psutil
+
+from .config import load_jobs
+from .engine import RunEngine
+from .errors import Conflict, ConfigError, NotFound, PetitError, StorageError, TooManyRuns
+from .executor import kill_group
+from .ipc import error_reply, ok_reply
+from .model import DependencyCondition, Job, Run, RunStatus, TaskStatus, Trigger, now_ms
+from .recorder import RunRecorder
+from .schedule import Schedule
+from .storage import Store
+
+log = logging.getLogger("petit.scheduler")
+PARENT_CHECK_SECS = 0.2
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+class _ActiveRun:
+    def __init__(self, engine: RunEngine) -> None:
+        self.engine = engine
+        self.done = threading.Event()
+        self.waiters: list[str] = []       # request ids of cancels waiting for the end
+
+
+class Scheduler:
+    """State and decisions of the worker. Time is passed in (`now`), never read inside."""
+
+    def __init__(self, jobs: dict[str, Job], store: Store, max_tasks: int = 4, max_jobs: int = 0,
+                 send_reply=None) -> None:
+        self.store = store
+        self.recorder = RunRecorder(store)
+        self.max_tasks = max_tasks
+        self.max_jobs = max_jobs
+        self.jobs: dict[str, Job] = {}
+        self.schedules: dict[str, Schedule] = {}
+        self.next_fire: dict[str, datetime] = {}
+        self.last_fire: dict[str, datetime] = {}
+        self.active: dict[str, _ActiveRun] = {}
+        self._active_lock = threading.Lock()
+        self._send_reply = send_reply or (lambda reply: None)
+        self.paused = store.is_paused()
+        self.stopping = False
+        self._install(jobs, datetime.now(timezone.utc))
+
+    # -- jobs and fire times ------------------------------------------------------------------
+
+    def _install(self, jobs: dict[str, Job], now: datetime) -> None:
+        stored = self.store.job_summaries()
+        old_schedules = self.schedules
+        self.jobs = jobs
+        self.schedules = {job.id: Schedule.parse(job.schedule, job.timezone)
+                          for job in jobs.values() if job.schedule is not None}
+        for job_id, schedule in self.schedules.items():
+            last = stored.get(job_id, {}).get("last_fire_at")
+            if job_id not in self.last_fire and last:
+                self.last_fire[job_id] = _utc(last)
+            unchanged = job_id in old_schedules and old_schedules[job_id] == schedule
+            if not unchanged or job_id not in self.next_fire:
+                self.next_fire[job_id] = schedule.next_fire(now, self.last_fire.get(job_id))
+        for job_id in list(self.next_fire):
+            if job_id not in self.schedules:
+                del self.next_fire[job_id]
+        self._publish_jobs()
+
+    def _publish_jobs(self) -> None:
+        """Store what the API shows about each job."""
+        self.store.sync_jobs({job.id: self._job_summary(job) for job in self.jobs.values()})
+
+    def _job_summary(self, job: Job) -> dict:
+        fires = job.enabled and not self.paused and job.id in self.next_fire
+        return {
+            "name": job.name, "description": job.description, "enabled": job.enabled,
+            "schedule": job.schedule, "timezone": job.timezone,
+            "task_count": len(job.tasks), "max_concurrency": job.max_concurrency,
+            "tasks": [{"id": t.id, "depends_on": list(t.depends_on)} for t in job.tasks],
+            "depends_on": [{"job": d.job_id, "condition": d.condition.value} for d in job.depends_on],
+            "next_run_at": _ms(self.next_fire[job.id]) if fires else None,
+            "source": job.source,
+        }
+
+    def seconds_until_next_fire(self, now: datetime) -> float | None:
+        due = [self.next_fire[j] for j in self.next_fire if self.jobs[j].enabled]
+        if not due:
+            return None
+        return max(0.0, (min(due) - now).total_seconds())
+
+    def fire_due(self, now: datetime) -> None:
+        for job_id, due in sorted(self.next_fire.items(), key=lambda item: item[1]):
+            if due > now:
+                continue
+            job = self.jobs[job_id]
+            schedule = self.schedules[job_id]
+            self.last_fire[job_id] = due
+            self.next_fire[job_id] = schedule.next_fire(max(now, due), due)
+            if not job.enabled:
+                continue
+            if self.paused:
+                log.info("fire of job %s at %s dropped: scheduler is paused", job_id, due.isoformat())
+                continue
+            try:
+                self.start_run(job_id, Trigger.SCHEDULE, scheduled_at=_ms(due),
+                               next_run_at=_ms(self.next_fire[job_id]))
+            except PetitError as exc:
+                log.warning("fire of job %s at %s dropped: %s", job_id, due.isoformat(), exc.message)
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def check_can_start(self, job_id: str, now_ms_: int) -> Job:
+        """The manual-trigger checks, in order: unknown job (404), concurrency (429), dependency (409)."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"job '{job_id}' not found")
+        with self._active_lock:
+            mine = sum(1 for a in self.active.values() if a.engine.job.id == job_id)
+            total = len(self.active)
+        if job.max_concurrency is not None and mine >= job.max_concurrency:
+            raise TooManyRuns(f"job '{job_id}' already has {mine} run(s) in flight "
+                              f"(max_concurrency {job.max_concurrency})")
+        if self.max_jobs and total >= self.max_jobs:
+            raise TooManyRuns(f"{total} runs in flight, the --max-jobs limit")
+        if job.depends_on:
+            summaries = self.store.job_summaries()
+            for dep in job.depends_on:
+                reason = _unmet(dep, summaries.get(dep.job_id, {}), now_ms_)
+                if reason:
+                    raise Conflict(f"job '{job_id}' depends on '{dep.job_id}' ({dep.condition.value}): {reason}")
+        return job
+
+    def start_run(self, job_id: str, trigger: Trigger, scheduled_at: int | None = None,
+                  next_run_at: int | None = None) -> Run:
+        if self.stopping:
+            raise Conflict("petit is shutting down")
+        job = self.check_can_start(job_id, now_ms())
+        run = self.store.create_run(job.id, [t.id for t in job.tasks], trigger,
+                                    scheduled_at=scheduled_at, next_run_at=next_run_at)
+        extra_env = {"PETIT_SCHEDULED_AT": str(scheduled_at)} if scheduled_at is not None else {}
+        engine = RunEngine(job, run, self.recorder, max_tasks=self.max_tasks, extra_env=extra_env)
+        active = _ActiveRun(engine)
+        with self._active_lock:
+            self.active[run.id] = active
+        threading.Thread(target=self._execute, args=(active,), name=f"petit-run-{run.id}", daemon=True).start()
+        log.info("run %s of job %s started (%s)", run.id, job.id, trigger.value)
+        return run
+
+    def _execute(self, active: _ActiveRun) -> None:
+        run = active.engine.run
+        try:
+            active.engine.execute()
+        except StorageError as exc:
+            log.error("run %s: cannot record its end: %s", run.id, exc)
+        finally:
+            with self._active_lock:
+                self.active.pop(run.id, None)
+            active.done.set()
+        log.info("run %s of job %s ended %s in %s ms%s", run.id, run.job_id, run.status.value,
+                 run.duration_ms, f": {run.error}" if run.error else "")
+        for request_id in active.waiters:
+            self._send_reply(ok_reply(request_id, _run_brief(run)))
+
+    def cancel(self, run_id: str, request_id: str | None) -> dict | None:
+        """Returns a reply now when the run is not running; otherwise replies when it ended."""
+        with self._active_lock:
+            active = self.active.get(run_id)
+            if active is not None:
+                active.waiters.append(request_id)
+        if active is not None:
+            active.engine.cancel()
+            return None
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise NotFound(f"run '{run_id}' not found")
+        raise Conflict(f"run '{run_id}' already finished ({run.status.value})")
+
+    def set_paused(self, paused: bool, now: datetime) -> None:
+        self.store.set_paused(paused)
+        self.paused = paused
+        if not paused:   # fires that fell inside the pause are not replayed
+            for job_id, schedule in self.schedules.items():
+                self.next_fire[job_id] = schedule.next_fire(now, self.last_fire.get(job_id))
+        self._publish_jobs()
+        log.info("scheduler %s", "paused" if paused else "resumed")
+
+    def reload(self, jobs_dir: str, now: datetime) -> dict:
+        jobs = load_jobs(jobs_dir)          # raises ConfigError: the old jobs stay
+        added = sorted(set(jobs) - set(self.jobs))
+        removed = sorted(set(self.jobs) - set(jobs))
+        self._install(jobs, now)
+        log.info("reloaded %d job(s) from %s (added %s, removed %s)", len(jobs), jobs_dir,
+                 added or "none", removed or "none")
+        return {"jobs": len(jobs), "added": added, "removed": removed}
+
+    def status(self) -> dict:
+        with self._active_lock:
+            running = [_run_brief(a.engine.run) for a in self.active.values()]
+        return {"pid": os.getpid(), "state": "paused" if self.paused else "running",
+                "paused": self.paused, "jobs": len(self.jobs), "running_runs": running,
+                "next_fires": {j: _ms(t) for j, t in sorted(self.next_fire.items())
+                               if self.jobs[j].enabled and not self.paused}}
+
+    def stop_runs(self, grace_secs: float, hurry: threading.Event) -> None:
+        """Let running runs finish for up to `grace_secs` (cut short by `hurry`), then interrupt
+        what is left."""
+        self.stopping = True
+        deadline = time.monotonic() + grace_secs
+        while self._snapshot() and time.monotonic() < deadline and not hurry.is_set():
+            hurry.wait(0.05)
+        for active in self._snapshot():
+            active.engine.interrupt()
+        for active in self._snapshot():
+            active.done.wait(15)
+        self.recorder.close()
+
+    def _snapshot(self) -> list[_ActiveRun]:
+        with self._active_lock:
+            return list(self.active.values())
+
+    # -- recovery -----------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Runs left pending/running by a dead worker become interrupted; their processes die."""
+        count = 0
+        for run in self.store.active_runs():
+            if run.status.is_terminal:
+                self.store.forget_active(run)
+                continue
+            killed = _kill_leftovers(run)
+            ended = now_ms()
+            for state in run.tasks:
+                if not state.status.is_terminal:
+                    state.status = TaskStatus.FAILED if state.attempts else TaskStatus.SKIPPED
+                    state.error = "run was interrupted"
+                    state.ended_at = ended if state.attempts else None
+                    state.pid = None
+            run.status = RunStatus.INTERRUPTED
+            run.error = "run was interrupted"
+            run.ended_at = ended
+            run.duration_ms = ended - (run.started_at or run.created_at or ended)
+            self.store.save_runs([run])
+            log.warning("recovered run %s: interrupted%s", run.id,
+                        f", killed {killed} leftover process(es)" if killed else "")
+            count += 1
+        return count
+
+
+def _run_brief(run: Run) -> dict:
+    return {"run_id": run.id, "job_id": run.job_id, "status": run.status.value,
+            "trigger": run.trigger.value, "started_at": run.started_at}
+
+
+def _unmet(dep, summary: dict, now: int) -> str | None:
+    if dep.condition is DependencyCondition.LAST_SUCCESS:
+        if summary.get("last_status") != RunStatus.COMPLETED.value:
+            return f"its last run is {summary.get('last_status') or 'missing'}, not completed"
+    elif dep.condition is DependencyCondition.LAST_COMPLETE:
+        if summary.get("last_status") not in (RunStatus.COMPLETED.value, RunStatus.FAILED.value):
+            return f"its last run is {summary.get('last_status') or 'missing'}, not finished"
+    else:
+        success = summary.get("last_success_at")
+        if success is None or now - success > dep.window_secs * 1000:
+            return f"no successful run in the last {dep.window_secs:g}s"
+    return None
+
+
+def _kill_leftovers(run: Run) -> int:
+    """Kill recorded task process groups (pid + create time must match: a reused pid is never
+    killed), then any process that still carries this run's PETIT_RUN_ID."""
+    killed = 0
+    for state in run.tasks:
+        if state.pid and state.pid_created:
+            try:
+                proc = psutil.Process(state.pid)
+                if abs(proc.create_time() - state.pid_created) < 0.01:
+                    killed += kill_group(state.pid)
+            except psutil.Error:
+                pass
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.pid != os.getpid() and proc.environ().get("PETIT_RUN_ID") == run.id:
+                proc.kill()
+                killed += 1
+        except psutil.Error:
+            continue
+    return killed
+
+
+# -- the worker process --------------------------------------------------------------------------
+
+def worker_main(settings: dict, commands, replies) -> None:
+    """Entry point of the spawned scheduler process."""
+    from .logconf import configure_logging
+    configure_logging("scheduler", settings.get("log_level", "info"))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)       # the supervisor decides about shutdown
+    replies.cancel_join_thread()                         # never hang at exit on an unread reply
+    parent = os.getppid()
+    store = Store(settings["db"], keep_runs=settings["keep_runs"])
+    try:
+        jobs = load_jobs(settings["jobs_dir"])
+        scheduler = Scheduler(jobs, store, settings["max_tasks"], settings["max_jobs"], replies.put)
+        recovered = scheduler.recover()
+    except (ConfigError, StorageError) as exc:
+        log.error("cannot start: %s", exc.message)
+        raise SystemExit(2)
+    stop = threading.Event()
+    hurry = threading.Event()   # SIGTERM, supervisor gone or a second SIGINT: no more waiting
+    signal.signal(signal.SIGTERM, lambda *_: (hurry.set(), stop.set(), commands.put(None)))
+    threading.Thread(target=_watch_parent, args=(parent, stop, hurry, commands), daemon=True).start()
+    log.info("scheduler ready: %d job(s), %s, recovered %d run(s)", len(scheduler.jobs),
+             "paused" if scheduler.paused else "running", recovered)
+    replies.put({"event": "ready", "pid": os.getpid()})
+    _serve(scheduler, settings, commands, replies, stop, hurry)
+
+
+def _watch_parent(parent: int, stop: threading.Event, hurry: threading.Event, commands) -> None:
+    while not hurry.is_set():
+        if os.getppid() != parent:
+            log.error("supervisor %d is gone: stopping runs and exiting", parent)
+            hurry.set()
+            stop.set()
+            commands.put(None)
+            return
+        stop.wait(PARENT_CHECK_SECS)
+
+
+def _serve(scheduler: Scheduler, settings: dict, commands, replies, stop: threading.Event,
+           hurry: threading.Event) -> None:
+    grace = 0.0
+    while not stop.is_set():
+        timeout = scheduler.seconds_until_next_fire(datetime.now(timezone.utc))
+        try:
+            message = commands.get(timeout=timeout)
+        except queue.Empty:
+            message = None
+        if message is not None:
+            reply = _handle(scheduler, settings, message)
+            if reply is not None:
+                replies.put(reply)
+            if message.get("cmd") == "shutdown":
+                grace = float(message.get("args", {}).get("timeout", 0))
+                break
+        if not stop.is_set():
+            scheduler.fire_due(datetime.now(timezone.utc))
+    scheduler.stop_runs(grace, hurry)
+    replies.put({"event": "stopped", "pid": os.getpid()})
+    log.info("scheduler stopped")
+
+
+def _handle(scheduler: Scheduler, settings: dict, message: dict) -> dict | None:
+    request_id, cmd, args = message.get("id"), message.get("cmd"), message.get("args") or {}
+    now = datetime.now(timezone.utc)
+    try:
+        if cmd == "trigger":
+            run = scheduler.start_run(args["job_id"], Trigger.MANUAL)
+            return ok_reply(request_id, {"run_id": run.id, "job_id": run.job_id,
+                                         "message": f"job '{run.job_id}' triggered"})
+        if cmd == "cancel":
+            return scheduler.cancel(args["run_id"], request_id)
+        if cmd == "pause":
+            scheduler.set_paused(True, now)
+            return ok_reply(request_id, {"message": "scheduler paused", "paused": True})
+        if cmd == "resume":
+            scheduler.set_paused(False, now)
+            return ok_reply(request_id, {"message": "scheduler resumed", "paused": False})
+        if cmd == "reload":
+            return ok_reply(request_id, scheduler.reload(settings["jobs_dir"], now))
+        if cmd == "status":
+            return ok_reply(request_id, scheduler.status())
+        if cmd == "shutdown":
+            return ok_reply(request_id, {"message": "scheduler stopping"})
+        raise NotFound(f"unknown command {cmd!r}")
+    except PetitError as exc:
+        return error_reply(request_id, exc)
+    except Exception as exc:   # a bug answers as an internal error instead of killing the worker
+        log.exception("command %s failed", cmd)
+        return error_reply(request_id, PetitError(f"internal error: {exc}"))

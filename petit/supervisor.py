@@ -1,0 +1,360 @@
+"""The supervisor: validates, spawns and watches the children (restarting a dead one with capped
+backoff), owns the control socket, routes commands, and shuts the tree down on a signal.
+Deliberately small: no tornado, no engine."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+from .config import load_jobs
+from .errors import BadRequest, PetitError, Unavailable
+from .ipc import (MAX_LINE_BYTES, ReplyMatcher, check_socket_path, error_reply, is_listening,
+                  ok_reply, request, validate_request)
+from .logconf import configure_logging
+from .storage import Store
+
+log = logging.getLogger("petit.supervisor")
+BACKOFF_FIRST_SECS = 0.5
+BACKOFF_MAX_SECS = 30.0
+STABLE_AFTER_SECS = 10.0       # a child up this long has its backoff reset
+CLIENT_IDLE_SECS = 300.0
+COMMAND_DEADLINE_SECS = 10.0
+
+
+class Child:
+    """One supervised process. Queues are created anew for every start: a process killed while
+    holding a queue's internal lock would otherwise wedge the queue for its successor."""
+
+    def __init__(self, name: str, target: Callable, settings: dict,
+                 on_message: Callable[[Child, dict], None]) -> None:
+        self.name = name
+        self.target = target
+        self.settings = settings
+        self.on_message = on_message
+        self.ctx = multiprocessing.get_context("spawn")
+        self.proc = None
+        self.inbox = self.outbox = None     # child -> supervisor, supervisor -> child
+        self.state = "stopped"
+        self.started_at = 0.0
+        self.restarts = 0
+        self.backoff = BACKOFF_FIRST_SECS
+        self.ready = asyncio.Event()
+        self.matcher = ReplyMatcher()
+
+    def start(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[Child], None]) -> None:
+        self.inbox, self.outbox = self.ctx.Queue(), self.ctx.Queue()
+        self.outbox.cancel_join_thread()    # never hang on exit because a dead child left it unread
+        self.proc = self.ctx.Process(target=self.target, name=f"petit-{self.name}",
+                                     args=(self.settings, self.outbox, self.inbox), daemon=False)
+        self.proc.start()
+        self.state, self.started_at = "starting", time.monotonic()
+        self.ready.clear()
+        log.info("%s started (pid %d)", self.name, self.proc.pid)
+        inbox = self.inbox
+        threading.Thread(target=self._read, args=(loop, inbox), daemon=True,
+                         name=f"petit-read-{self.name}").start()
+        loop.add_reader(self.proc.sentinel, on_exit, self)
+
+    def _read(self, loop: asyncio.AbstractEventLoop, inbox) -> None:
+        while True:
+            message = inbox.get()
+            if message is None:
+                return
+            loop.call_soon_threadsafe(self._deliver, message)
+
+    def _deliver(self, message: dict) -> None:
+        if message.get("event") == "ready":
+            self.state = "running"
+            self.ready.set()
+        elif message.get("event") is None:
+            self.on_message(self, message)
+
+    def reap(self, loop: asyncio.AbstractEventLoop) -> int | None:
+        loop.remove_reader(self.proc.sentinel)
+        self.proc.join(timeout=1)
+        code = self.proc.exitcode
+        self.inbox.put(None)               # stops this start's reader thread
+        self.matcher.fail_all(f"the {self.name} process exited")
+        self.ready.clear()
+        return code
+
+    def send(self, message: dict) -> None:
+        if self.outbox is None or self.state == "stopped":
+            raise Unavailable(f"the {self.name} process is not running")
+        self.outbox.put(message)
+
+    def info(self) -> dict:
+        alive = self.proc is not None and self.proc.exitcode is None and self.state != "stopped"
+        return {"name": self.name, "pid": self.proc.pid if alive else None, "state": self.state,
+                "uptime_secs": round(time.monotonic() - self.started_at, 3) if alive else None,
+                "restarts": self.restarts}
+
+
+class Supervisor:
+    def __init__(self, settings: dict) -> None:
+        self.settings = settings
+        self.socket_path = settings["socket"]
+        self.children: dict[str, Child] = {}
+        self.shutting_down = False
+        self.hurry = False
+        self.done: asyncio.Event | None = None
+        self.started_at = time.monotonic()
+        self._restart_handles: dict[str, asyncio.TimerHandle] = {}
+
+    # -- commands -----------------------------------------------------------------------------
+
+    async def forward(self, cmd: str, args: dict, timeout: float = COMMAND_DEADLINE_SECS) -> dict:
+        """Send a command to the scheduler worker and wait for its reply, with a deadline."""
+        scheduler = self.children["scheduler"]
+        if not scheduler.ready.is_set():
+            raise Unavailable("the scheduler worker is not running (it is being restarted)")
+        message = request(cmd, args)
+        future = scheduler.matcher.expect(message["id"])
+        scheduler.send(message)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except asyncio.TimeoutError:
+            scheduler.matcher.discard(message["id"])
+            raise Unavailable(f"the scheduler did not answer {cmd!r} within {timeout:g}s") from None
+
+    async def dispatch(self, message: dict) -> dict:
+        request_id = message.get("id") if isinstance(message, dict) else None
+        try:
+            message = validate_request(message)
+            cmd, args = message["cmd"], message["args"]
+            if cmd == "status":
+                return ok_reply(request_id, await self.status())
+            if cmd == "shutdown":
+                asyncio.get_running_loop().call_soon(self.begin_shutdown, "petit ctl shutdown")
+                return ok_reply(request_id, {"message": "shutting down"})
+            if self.shutting_down:
+                raise Unavailable("petit is shutting down")
+            reply = await self.forward(cmd, args)
+            reply["id"] = request_id
+            return reply
+        except PetitError as exc:
+            return error_reply(request_id, exc)
+
+    async def status(self) -> dict:
+        scheduler_state = None
+        try:
+            reply = await self.forward("status", {}, timeout=3.0)
+            scheduler_state = reply.get("result") if reply.get("ok") else None
+        except PetitError:
+            pass
+        return {"supervisor": {"pid": os.getpid(), "uptime_secs": round(time.monotonic() - self.started_at, 3),
+                               "db": self.settings["db"], "jobs_dir": self.settings["jobs_dir"],
+                               "socket": self.socket_path, "shutting_down": self.shutting_down},
+                "children": [child.info() for child in self.children.values()],
+                "scheduler": scheduler_state}
+
+    # -- control socket -----------------------------------------------------------------------
+
+    async def serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    line = await asyncio.wait_for(reader.readline(), CLIENT_IDLE_SECS)
+                except asyncio.TimeoutError:
+                    break
+                except ValueError:   # longer than the stream limit
+                    await _send(writer, error_reply(None, BadRequest(
+                        f"request line longer than {MAX_LINE_BYTES} bytes")))
+                    break
+                if not line.endswith(b"\n"):
+                    break            # EOF, possibly after half a line
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    reply = error_reply(None, BadRequest("request is not valid JSON"))
+                else:
+                    reply = await self.dispatch(message)
+                await _send(writer, reply)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    # -- children -----------------------------------------------------------------------------
+
+    def on_child_exit(self, child: Child) -> None:
+        loop = asyncio.get_running_loop()
+        code = child.reap(loop)
+        uptime = time.monotonic() - child.started_at
+        if self.shutting_down:
+            child.state = "stopped"
+            log.info("%s exited (code %s)", child.name, code)
+            self._check_done()
+            return
+        if uptime >= STABLE_AFTER_SECS:
+            child.backoff = BACKOFF_FIRST_SECS
+        delay = child.backoff
+        child.backoff = min(child.backoff * 2, BACKOFF_MAX_SECS)
+        child.state = "backoff"
+        log.warning("%s exited unexpectedly (code %s) after %.1fs; restarting in %.1fs",
+                    child.name, code, uptime, delay)
+        self._restart_handles[child.name] = loop.call_later(delay, self._restart, child)
+
+    def _restart(self, child: Child) -> None:
+        self._restart_handles.pop(child.name, None)
+        if self.shutting_down:
+            child.state = "stopped"
+            self._check_done()
+            return
+        child.restarts += 1
+        child.start(asyncio.get_running_loop(), self.on_child_exit)
+
+    def on_scheduler_message(self, child: Child, message: dict) -> None:
+        child.matcher.resolve(message)
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    def begin_shutdown(self, reason: str) -> None:
+        if self.shutting_down:
+            if not self.hurry:
+                self.hurry = True
+                log.warning("second interrupt: interrupting running runs now")
+                self._signal_children(signal.SIGTERM)
+            return
+        self.shutting_down = True
+        timeout = self.settings["shutdown_timeout"]
+        log.info("shutting down (%s): running runs get up to %gs to finish", reason, timeout)
+        for handle in self._restart_handles.values():
+            handle.cancel()
+        for child in self.children.values():
+            if child.state == "backoff":
+                child.state = "stopped"
+        scheduler = self.children.get("scheduler")
+        for child in self.children.values():
+            if child.state == "stopped":
+                continue
+            if child is scheduler and child.ready.is_set():
+                child.send(request("shutdown", {"timeout": timeout}))
+            else:
+                _terminate(child)
+        loop = asyncio.get_running_loop()
+        loop.call_later(timeout + 15, self._force_stop)
+        self._check_done()
+
+    def _signal_children(self, sig: int) -> None:
+        for child in self.children.values():
+            if child.proc is not None and child.proc.exitcode is None:
+                try:
+                    os.kill(child.proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def _force_stop(self) -> None:
+        log.error("children did not stop in time: killing them")
+        self._signal_children(signal.SIGKILL)
+
+    def _check_done(self) -> None:
+        if self.shutting_down and all(c.state == "stopped" for c in self.children.values()):
+            self.done.set()
+
+    # -- main ---------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.done = asyncio.Event()
+        old_umask = os.umask(0o177)            # the socket is born 0600, no window with wider rights
+        try:
+            server = await asyncio.start_unix_server(self.serve_client, path=self.socket_path,
+                                                     limit=MAX_LINE_BYTES)
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.socket_path, 0o600)
+        for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
+            loop.add_signal_handler(sig, self.begin_shutdown, name)
+        from .scheduler import worker_main
+        self.children["scheduler"] = Child("scheduler", worker_main, _child_settings(self.settings),
+                                           self.on_scheduler_message)
+        for child in self.children.values():
+            child.start(loop, self.on_child_exit)
+        log.info("petit %s serving %s (db %s, control socket %s)", _version(), self.settings["jobs_dir"],
+                 self.settings["db"], self.socket_path)
+        try:
+            await self.done.wait()
+        finally:
+            server.close()
+            _unlink(self.socket_path)
+        log.info("petit stopped")
+        return 0
+
+
+def _terminate(child: Child) -> None:
+    if child.proc is not None and child.proc.exitcode is None:
+        child.proc.terminate()
+
+
+async def _send(writer: asyncio.StreamWriter, reply: dict) -> None:
+    writer.write(json.dumps(reply).encode() + b"\n")
+    await writer.drain()
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+def _child_settings(settings: dict) -> dict:
+    """Only plain values cross the process boundary."""
+    return {key: settings[key] for key in ("jobs_dir", "db", "max_tasks", "max_jobs", "keep_runs", "log_level")}
+
+
+def _hold_instance_lock(db: str) -> int:
+    """One `petit run` per db, whatever socket path it was given: an flock held for life."""
+    fd = os.open(db + ".run.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise PetitError(f"another petit is already running on {db}") from None
+    return fd
+
+
+def serve(args: dict) -> int:
+    """`petit run`: everything is checked before anything starts."""
+    from .cli import _number, _positive_int, socket_path
+    settings = {
+        "jobs_dir": os.path.abspath(args["JOBS_DIR"]),
+        "db": os.path.abspath(args["--db"]),
+        "socket": os.path.abspath(socket_path(args)),
+        "max_tasks": _positive_int(args, "--max-tasks"),
+        "max_jobs": _positive_int(args, "--max-jobs", minimum=0),
+        "keep_runs": _positive_int(args, "--keep-runs"),
+        "shutdown_timeout": _number(args, "--shutdown-timeout"),
+        "log_level": args["--log-level"],
+    }
+    configure_logging("supervisor", settings["log_level"])
+    jobs = load_jobs(settings["jobs_dir"])                  # ConfigError: every error, exit 1
+    check_socket_path(settings["socket"])
+    Store(settings["db"], keep_runs=settings["keep_runs"]).check()
+    if os.path.exists(settings["socket"]):
+        if is_listening(settings["socket"]):
+            raise PetitError(f"another petit is already serving {settings['db']} "
+                             f"(its control socket {settings['socket']} answers)")
+        log.info("removing stale control socket %s", settings["socket"])
+        _unlink(settings["socket"])
+    lock_fd = _hold_instance_lock(settings["db"])
+    log.info("%d job(s) valid in %s", len(jobs), settings["jobs_dir"])
+    try:
+        return asyncio.run(Supervisor(settings).run())
+    finally:
+        os.close(lock_fd)
