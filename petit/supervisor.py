@@ -27,14 +27,14 @@ BACKOFF_FIRST_SECS = 0.5
 BACKOFF_MAX_SECS = 30.0
 STABLE_AFTER_SECS = 10.0       # a child up this long has its backoff reset
 CLIENT_IDLE_SECS = 300.0
-COMMAND_DEADLINE_SECS = 10.0
+COMMAND_DEADLINE_SECS = 5.0
 
 
 class Child:
     """One supervised process. Queues are created anew for every start: a process killed while
     holding a queue's internal lock would otherwise wedge the queue for its successor."""
 
-    def __init__(self, name: str, target: Callable, settings: dict,
+    def __init__(self, name: str, target: str, settings: dict,
                  on_message: Callable[[Child, dict], None]) -> None:
         self.name = name
         self.target = target
@@ -53,8 +53,8 @@ class Child:
     def start(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[Child], None]) -> None:
         self.inbox, self.outbox = self.ctx.Queue(), self.ctx.Queue()
         self.outbox.cancel_join_thread()    # never hang on exit because a dead child left it unread
-        self.proc = self.ctx.Process(target=self.target, name=f"petit-{self.name}",
-                                     args=(self.settings, self.outbox, self.inbox), daemon=False)
+        self.proc = self.ctx.Process(target=_child_entry, name=f"petit-{self.name}",
+                                     args=(self.target, self.settings, self.outbox, self.inbox))
         self.proc.start()
         self.state, self.started_at = "starting", time.monotonic()
         self.ready.clear()
@@ -216,6 +216,16 @@ class Supervisor:
     def on_scheduler_message(self, child: Child, message: dict) -> None:
         child.matcher.resolve(message)
 
+    def on_api_message(self, child: Child, message: dict) -> None:
+        """The API's mutations take the same route as control-socket commands."""
+        async def answer() -> None:
+            reply = await self.dispatch(message)
+            try:
+                child.send(reply)
+            except Unavailable:
+                pass   # the API process died meanwhile; its successor never asked
+        asyncio.ensure_future(answer())
+
     # -- shutdown -----------------------------------------------------------------------------
 
     def begin_shutdown(self, reason: str) -> None:
@@ -275,9 +285,12 @@ class Supervisor:
         os.chmod(self.socket_path, 0o600)
         for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
             loop.add_signal_handler(sig, self.begin_shutdown, name)
-        from .scheduler import worker_main
-        self.children["scheduler"] = Child("scheduler", worker_main, _child_settings(self.settings),
+        self.children["scheduler"] = Child("scheduler", "petit.scheduler:worker_main", _child_settings(self.settings),
                                            self.on_scheduler_message)
+        if self.settings["api"]:
+            api_settings = {**_child_settings(self.settings),
+                            **{k: v for k, v in self.settings.items() if k.startswith("api_")}}
+            self.children["api"] = Child("api", "petit.api:api_main", api_settings, self.on_api_message)
         for child in self.children.values():
             child.start(loop, self.on_child_exit)
         log.info("petit %s serving %s (db %s, control socket %s)", _version(), self.settings["jobs_dir"],
@@ -289,6 +302,14 @@ class Supervisor:
             _unlink(self.socket_path)
         log.info("petit stopped")
         return 0
+
+
+def _child_entry(target: str, settings: dict, outbox, inbox) -> None:
+    """Runs in the spawned child: import its main there, so the supervisor never imports
+    tornado or the engine."""
+    import importlib
+    module, name = target.split(":")
+    getattr(importlib.import_module(module), name)(settings, outbox, inbox)
 
 
 def _terminate(child: Child) -> None:
@@ -318,6 +339,24 @@ def _child_settings(settings: dict) -> dict:
     return {key: settings[key] for key in ("jobs_dir", "db", "max_tasks", "max_jobs", "keep_runs", "log_level")}
 
 
+def _check_api_settings(settings: dict, args: dict) -> None:
+    """Port, host and token are checked here, so a bad value is one clear startup error."""
+    from .binding import check_port_free, is_loopback_bind
+    from .cli import _positive_int
+    port = _positive_int(args, "--api-port")
+    if port > 65535:
+        raise BadRequest(f"--api-port must be at most 65535, got {port}")
+    host = args["--api-host"]
+    loopback = is_loopback_bind(host, port)
+    check_port_free(host, port)
+    token = args["--api-token"] or os.environ.get("PETIT_API_TOKEN") or None
+    settings.update(api_host=host, api_port=port, api_token=token, api_loopback_only=loopback)
+    if not loopback:
+        log.warning("the HTTP API is bound to %s, which is reachable from other machines%s; read "
+                    "README.md, section 'Security'", host,
+                    "" if token else " and has NO authentication (set --api-token)")
+
+
 def _hold_instance_lock(db: str) -> int:
     """One `petit run` per db, whatever socket path it was given: an flock held for life."""
     fd = os.open(db + ".run.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -341,10 +380,13 @@ def serve(args: dict) -> int:
         "keep_runs": _positive_int(args, "--keep-runs"),
         "shutdown_timeout": _number(args, "--shutdown-timeout"),
         "log_level": args["--log-level"],
+        "api": not args["--no-api"],
     }
     configure_logging("supervisor", settings["log_level"])
     jobs = load_jobs(settings["jobs_dir"])                  # ConfigError: every error, exit 1
     check_socket_path(settings["socket"])
+    if settings["api"]:
+        _check_api_settings(settings, args)
     Store(settings["db"], keep_runs=settings["keep_runs"]).check()
     if os.path.exists(settings["socket"]):
         if is_listening(settings["socket"]):
