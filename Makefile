@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test soak bench clean
+.PHONY: run test clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)

@@ -133,32 +133,63 @@ def cmd_trigger(args: dict) -> int:
     from .recorder import RunRecorder
     from .storage import Store
 
+    # Bad option values are usage errors, and must be found before a run is recorded: a run
+    # created and then abandoned would stay "pending" in the db until the next recovery.
+    try:
+        keep_runs = _positive_int(args, "--keep-runs")
+        max_tasks = _positive_int(args, "--max-tasks")
+    except BadRequest as exc:
+        print(f"petit: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
     jobs = load_jobs(args["JOBS_DIR"])
     job = jobs.get(args["JOB_ID"])
     if job is None:
         known = ", ".join(jobs) or "none"
         print(f"petit: unknown job {args['JOB_ID']!r}; known jobs: {known}", file=sys.stderr)
         return 1
-    store = Store(args["--db"], keep_runs=_positive_int(args, "--keep-runs"))
+    store = Store(args["--db"], keep_runs=keep_runs)
     store.check()
     run = store.create_run(job.id, [t.id for t in job.tasks], Trigger.MANUAL)
     recorder = RunRecorder(store)
     print_lock = threading.Lock()
 
-    def observe(event: str, task_id: str, detail: str) -> None:
+    def say(text: str, stream=None) -> None:
+        # Also runs in task threads: a reader that went away (`petit trigger ... | head`) must
+        # neither fail the tasks nor turn a failed run into exit 0, so its stream goes to null.
+        stream = stream or sys.stdout
         with print_lock:
-            if event in ("stdout", "stderr"):
-                print(f"[{task_id}] {detail}", file=sys.stdout if event == "stdout" else sys.stderr, flush=True)
-            else:
-                print(f"== {task_id}: {event} {detail}", flush=True)
+            try:
+                print(text, file=stream, flush=True)
+            except BrokenPipeError:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
-    engine = RunEngine(job, run, recorder, max_tasks=_positive_int(args, "--max-tasks"), observer=observe)
+    def observe(event: str, task_id: str, detail: str) -> None:
+        if event in ("stdout", "stderr"):
+            say(f"[{task_id}] {detail}", sys.stdout if event == "stdout" else sys.stderr)
+        else:
+            say(f"== {task_id}: {event} {detail}")
+
+    engine = RunEngine(job, run, recorder, max_tasks=max_tasks, observer=observe)
+    failures: list[BaseException] = []
+
+    def execute() -> None:
+        try:
+            engine.execute()
+        except BaseException as exc:   # re-raised below, in the main thread, as one clear line
+            failures.append(exc)
+
+    # The run goes on in a worker thread: signal handlers run in this (main) thread, which then
+    # holds none of the engine's locks when the handler asks the engine to stop.
+    worker = threading.Thread(target=execute, name="petit-trigger")
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: engine.interrupt())
-    print(f"run {run.id} of job {job.id} started", flush=True)
-    engine.execute()
+    say(f"run {run.id} of job {job.id} started")
+    worker.start()
+    worker.join()
     recorder.close()
-    print(f"run {run.id} {run.status.value} in {run.duration_ms} ms" + (f": {run.error}" if run.error else ""))
+    if failures:
+        raise failures[0]
+    say(f"run {run.id} {run.status.value} in {run.duration_ms} ms" + (f": {run.error}" if run.error else ""))
     return 0 if run.status is RunStatus.COMPLETED else 1
 
 

@@ -32,6 +32,29 @@ SCHEDULE_KEYS = {"cron", "timezone"}
 DEPENDENCY_KEYS = {"job", "job_id", "condition", "window"}
 
 
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):   # C parser when built
+    """PyYAML keeps the last of two equal keys, so a repeated `retry:` or `schedule:` would
+    silently replace the first: the kind of typo the unknown-key check exists to catch."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: set = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *anchor` then an explicit key is a deliberate override
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    repeated = key in seen
+                    seen.add(key)
+                except TypeError:
+                    continue  # unhashable key: the base class reports it
+                if repeated:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"duplicate key {key!r:.60}: each key may appear once", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
 class _Problems:
     """Collects error lines, each prefixed with the file / job / task being checked."""
 
@@ -66,20 +89,23 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _seconds(problems: _Problems, data: dict, secs_key: str, text_key: str) -> float | None:
-    """`<x>_secs: 30` or `<x>: "30s"`, not both; positive and bounded."""
+def _seconds(problems: _Problems, data: dict, secs_key: str, text_key: str,
+             allow_zero: bool = False) -> float | None:
+    """`<x>_secs: 30` or `<x>: "30s"`, not both; positive (or zero where allowed) and bounded."""
     if secs_key in data and text_key in data:
         problems.add(f"{secs_key}/{text_key}: give one of them, not both")
         return None
     if secs_key in data:
         value = data[secs_key]
-        if not _is_number(value) or value <= 0 or value > 366 * 86400:
-            problems.add(f"{secs_key}: expected a number of seconds > 0 (at most 366 days), got {value!r}")
+        too_small = value < 0 or (value == 0 and not allow_zero) if _is_number(value) else True
+        if too_small or value > 366 * 86400:
+            bound = ">= 0" if allow_zero else "> 0"
+            problems.add(f"{secs_key}: expected a number of seconds {bound} (at most 366 days), got {value!r}")
             return None
         return float(value)
     if text_key in data:
         try:
-            return parse_duration(data[text_key])
+            return parse_duration(data[text_key], allow_zero=allow_zero)
         except ValueError as exc:
             problems.add(f"{text_key}: {exc}")
     return None
@@ -118,9 +144,9 @@ def _environment(problems: _Problems, data: dict) -> dict[str, str]:
         if not isinstance(name, str) or not name or "=" in name or "\0" in name:
             problems.add(f"environment: {name!r:.60} is not a valid variable name")
         elif isinstance(item, (dict, list)) or item is None:
-            problems.add(f"environment: {name}: expected a string or number, got {type(item).__name__}")
+            problems.add(f"environment: {name!r:.60}: expected a string or number, got {type(item).__name__}")
         elif "\0" in str(item):
-            problems.add(f"environment: {name}: value contains a NUL byte")
+            problems.add(f"environment: {name!r:.60}: value contains a NUL byte")
         else:
             env[name] = str(item).lower() if isinstance(item, bool) else str(item)
     return env
@@ -145,62 +171,82 @@ def _retry(problems: _Problems, value) -> RetryPolicy:
             problems.add(f"max_attempts: expected an integer from 0 to {MAX_ATTEMPTS} (retries "
                          f"after the first attempt), got {attempts!r}")
             attempts = 0
-        delay = _seconds(problems, value, "delay_secs", "delay") or 0.0
+        delay = _seconds(problems, value, "delay_secs", "delay", allow_zero=True) or 0.0
         condition = _choice(problems, RetryCondition, value.get("condition"), "condition",
                             RetryCondition.ALWAYS)
         return RetryPolicy(attempts, delay, condition)
+
+
+def _task_body(problems: _Problems, data: dict, task_type: TaskType | None) -> dict:
+    """The type-specific keys. `task_type` is None when `type` itself is invalid: then the
+    per-type checks are skipped, since they would only repeat that one typo in other words."""
+    body: dict = {"command": None, "args": (), "script": None, "inline": None}
+    if task_type is None:
+        return body
+    for key in sorted((TYPE_KEYS[TaskType.COMMAND] | TYPE_KEYS[TaskType.SHELL]
+                       | TYPE_KEYS[TaskType.PYTHON]) - TYPE_KEYS[task_type]):
+        if key in data:
+            problems.add(f"{key}: not used by a task of type '{task_type.value}'")
+    if task_type is TaskType.COMMAND:
+        body["command"] = _string(problems, data, "command", required=True)
+        raw_args = data.get("args", [])
+        if not isinstance(raw_args, list) or any(isinstance(a, (dict, list)) or a is None for a in raw_args):
+            problems.add("args: expected a list of strings")
+        else:
+            body["args"] = tuple(str(a) for a in raw_args)
+    elif task_type is TaskType.SHELL:
+        body["script"] = _string(problems, data, "script", required=True)
+    else:
+        body["script"] = _string(problems, data, "script")
+        body["inline"] = _string(problems, data, "inline")
+        if (body["script"] is None) == (body["inline"] is None) and ("script" in data) == ("inline" in data):
+            problems.add("script/inline: a python task needs exactly one of 'script' (a file) or 'inline' (code)")
+    return body
+
+
+def _task_depends(problems: _Problems, data: dict) -> tuple[str, ...]:
+    depends = data.get("depends_on", [])
+    if isinstance(depends, str):
+        depends = [depends]
+    if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
+        problems.add("depends_on: expected a list of task ids")
+        return ()
+    for dup in sorted({d for d in depends if depends.count(d) > 1}):
+        problems.add(f"depends_on: {dup!r} is listed more than once")
+    return tuple(dict.fromkeys(depends))
 
 
 def _task(problems: _Problems, data, index: int) -> Task | None:
     if not isinstance(data, dict):
         problems.add(f"tasks[{index}]: expected a map with at least 'id', got {type(data).__name__}")
         return None
-    task_id = _identifier(problems, data)
+    # A bad or missing task id is reported under `tasks[i]`: a bare "id:" right after the job
+    # label would read as if the job's own id were wrong.
+    with problems.within(f"tasks[{index}]"):
+        task_id = _identifier(problems, data)
     with problems.within(f"task '{task_id}'" if task_id else f"tasks[{index}]"):
         _unknown_keys(problems, data, TASK_KEYS, "a task")
-        task_type = _choice(problems, TaskType, data.get("type"), "type", TaskType.COMMAND)
-        for key in sorted((TYPE_KEYS[TaskType.COMMAND] | TYPE_KEYS[TaskType.SHELL]
-                           | TYPE_KEYS[TaskType.PYTHON]) - TYPE_KEYS[task_type]):
-            if key in data:
-                problems.add(f"{key}: not used by a task of type '{task_type.value}'")
-        command = script = inline = None
-        args: tuple[str, ...] = ()
-        if task_type is TaskType.COMMAND:
-            command = _string(problems, data, "command", required=True)
-            raw_args = data.get("args", [])
-            if not isinstance(raw_args, list) or any(isinstance(a, (dict, list)) or a is None for a in raw_args):
-                problems.add("args: expected a list of strings")
-            else:
-                args = tuple(str(a) for a in raw_args)
-        elif task_type is TaskType.SHELL:
-            script = _string(problems, data, "script", required=True)
-        else:
-            script = _string(problems, data, "script")
-            inline = _string(problems, data, "inline")
-            if (script is None) == (inline is None) and ("script" in data) == ("inline" in data):
-                problems.add("script/inline: a python task needs exactly one of 'script' (a file) or 'inline' (code)")
-        depends = data.get("depends_on", [])
-        if isinstance(depends, str):
-            depends = [depends]
-        if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
-            problems.add("depends_on: expected a list of task ids")
-            depends = []
-        for dup in sorted({d for d in depends if depends.count(d) > 1}):
-            problems.add(f"depends_on: {dup!r} is listed more than once")
-        working_dir = _string(problems, data, "working_dir")
-        if task_id is None or (task_type is TaskType.COMMAND and command is None):
-            return None
-        return Task(
-            id=task_id,
-            name=_string(problems, data, "name") or task_id,
-            type=task_type, command=command, args=args, script=script, inline=inline,
-            depends_on=tuple(dict.fromkeys(depends)),
+        raw_type = data.get("type")
+        task_type = (TaskType.COMMAND if raw_type is None
+                     else _choice(problems, TaskType, raw_type, "type", None))
+        body = _task_body(problems, data, task_type)
+        # Every field is checked before deciding whether a Task can be built, so one missing
+        # key does not hide the other problems of the same task.
+        fields = dict(
+            name=_string(problems, data, "name"),
+            depends_on=_task_depends(problems, data),
             condition=_choice(problems, Condition, data.get("condition"), "condition", Condition.ALL_SUCCESS),
             retry=_retry(problems, data.get("retry")),
             timeout_secs=_seconds(problems, data, "timeout_secs", "timeout"),
             environment=_environment(problems, data),
-            working_dir=working_dir,
+            working_dir=_string(problems, data, "working_dir"),
         )
+        if task_id is None:
+            return None
+        # Kept even when incomplete (the problems above already reject the file), so the tasks
+        # that depend on it are not also told that it does not exist.
+        fields["name"] = fields["name"] or task_id
+        return Task(id=task_id, type=task_type or TaskType.COMMAND, **body, **fields)
 
 
 def _check_task_graph(problems: _Problems, tasks: list[Task]) -> list[Task]:
@@ -258,6 +304,10 @@ def _job_dependencies(problems: _Problems, value) -> tuple[JobDependency, ...]:
             problems.add("depends_on: expected a job id or a map {job: id, condition: ..., window: ...}")
             continue
         _unknown_keys(problems, item, DEPENDENCY_KEYS, "depends_on")
+        if "job" in item and "job_id" in item:
+            # like delay/delay_secs: two spellings of one key, and nothing says which wins
+            problems.add("depends_on: job/job_id: give one of them, not both")
+            continue
         job_id = item.get("job", item.get("job_id"))
         if not isinstance(job_id, str):
             problems.add("depends_on: 'job' is required and must be a job id")
@@ -333,7 +383,7 @@ def _read_yaml(problems: _Problems, path: str):
         problems.add(f"cannot read: {exc.strerror}")
         return None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -47,6 +47,10 @@ class RunEngine:
         self._events: queue.Queue = queue.Queue()
         self._procs: dict[str, TaskProcess] = {}
         self._procs_lock = threading.Lock()
+        # Attempts started and not yet reported. Only the execute() thread touches it; a stop
+        # waits for it to reach zero, because an attempt may not have registered its process
+        # in _procs yet when the stop comes.
+        self._in_flight = 0
         self._stop_as: RunStatus | None = None
         self._base_dir = os.path.dirname(os.path.abspath(job.source)) if job.source else os.getcwd()
 
@@ -90,11 +94,9 @@ class RunEngine:
                              {t.id: t.condition for t in job.tasks})
         ready = list(planner.initial())
         delayed: list[tuple[float, str]] = []   # (monotonic due time, task id): retry waits hold no slot
-        running = 0
-        while (ready or running or delayed) and self._stop_as is None:
-            while ready and running < self._max_tasks and self._stop_as is None:
+        while (ready or self._in_flight or delayed) and self._stop_as is None:
+            while ready and self._in_flight < self._max_tasks and self._stop_as is None:
                 self._start_attempt(job.task(ready.pop(0)))
-                running += 1
             timeout = max(0.0, delayed[0][0] - time.monotonic()) if delayed else None
             try:
                 event = self._events.get(timeout=timeout)
@@ -104,7 +106,7 @@ class RunEngine:
                 ready.insert(0, heapq.heappop(delayed)[1])
             if event is None:
                 continue
-            running -= 1
+            self._in_flight -= 1
             status = self._settle(event)
             if status is None:
                 task = job.task(event.task_id)
@@ -123,6 +125,9 @@ class RunEngine:
         state.status = TaskStatus.RUNNING
         if state.started_at is None:
             state.started_at = now_ms()
+        # a retry is running again: the previous attempt's end no longer describes the task
+        state.ended_at = state.duration_ms = state.exit_code = None
+        state.timed_out = False
         attempt = state.attempts
         env = build_env(self.job, task, self.run.id, attempt, self._extra_env)
         argv = build_argv(task, self._base_dir)
@@ -131,15 +136,23 @@ class RunEngine:
         if self._observer is not None:
             self._observer("start", task.id, f"attempt {attempt}")
             on_line = lambda stream, line: self._observer(stream, task.id, line)  # noqa: E731
+        self._in_flight += 1
         threading.Thread(target=self._attempt, args=(task, attempt, argv, env, cwd, on_line),
                          name=f"petit-task-{task.id}", daemon=True).start()
 
     def _attempt(self, task: Task, attempt: int, argv, env, cwd, on_line) -> None:
+        # Exactly one event per attempt, whatever happens: the run waits for it before finishing.
+        result = _failed_start("internal error")
         try:
-            proc = TaskProcess(argv, env, cwd, task.timeout_secs, on_line=on_line)
-        except Exception as exc:   # never lose the completion event, whatever happened
-            self._events.put(_Finished(task.id, attempt, _failed_start(str(exc))))
-            return
+            result = self._run_attempt(task, attempt, argv, env, cwd, on_line)
+        except Exception as exc:
+            log.exception("run %s: task %s attempt %d", self.run.id, task.id, attempt)
+            result = _failed_start(str(exc))
+        finally:
+            self._events.put(_Finished(task.id, attempt, result))
+
+    def _run_attempt(self, task: Task, attempt: int, argv, env, cwd, on_line) -> AttemptResult:
+        proc = TaskProcess(argv, env, cwd, task.timeout_secs, on_line=on_line)
         state = self.run.task(task.id)
         state.pid, state.pid_created = proc.pid, proc.pid_created
         self._recorder.changed(self.run)
@@ -148,10 +161,13 @@ class RunEngine:
             stopping = self._stop_as is not None
         if stopping:
             proc.cancel()
-        result = proc.collect()
-        with self._procs_lock:
-            self._procs.pop(task.id, None)
-        if result.stdout or result.stderr:
+        try:
+            result = proc.collect()
+        finally:
+            with self._procs_lock:
+                self._procs.pop(task.id, None)
+        # A retry's log replaces the previous attempt's, even when empty, so it never lies.
+        if result.stdout or result.stderr or attempt > 1:
             try:
                 self._recorder.store.write_log(self.run.id, task.id, {
                     "task_id": task.id, "run_id": self.run.id, "attempt": attempt,
@@ -159,7 +175,7 @@ class RunEngine:
                     "truncated": result.truncated, "error": result.error})
             except StorageError as exc:
                 log.error("run %s: %s", self.run.id, exc)
-        self._events.put(_Finished(task.id, attempt, result))
+        return result
 
     def _settle(self, event: _Finished) -> TaskStatus | None:
         """Record an attempt's outcome; None means 'retry later', else the task's final status."""
@@ -171,6 +187,7 @@ class RunEngine:
         state.ended_at = result.ended_at
         state.duration_ms = result.ended_at - (state.started_at or result.started_at)
         state.error = result.error
+        state.pid = None   # also while a retry waits: recovery must not aim at a finished attempt
         failed = result.error is not None
         if failed and not result.cancelled and self._may_retry(task, state.attempts, result):
             state.status = TaskStatus.PENDING
@@ -178,7 +195,6 @@ class RunEngine:
             self._notify("end", task.id, f"attempt {event.attempt} failed: {result.error}; retrying")
             return None
         state.status = TaskStatus.FAILED if failed else TaskStatus.COMPLETED
-        state.pid = None
         self._recorder.changed(self.run)
         self._notify("end", task.id, f"{state.status.value}" + (f": {result.error}" if failed else ""))
         return state.status
@@ -197,24 +213,20 @@ class RunEngine:
         self._notify("end", task_id, f"skipped ({reason})")
 
     def _drain_running(self) -> None:
-        """After a stop: wait for the killed attempts to report, so no process is left behind."""
+        """After a stop: wait for every started attempt to report (its process group killed and
+        its leader reaped), so no process is left behind and no late update follows the end."""
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with self._procs_lock:
-                if not self._procs:
-                    break
+        while self._in_flight > 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.error("run %s: %d attempt(s) did not report after the stop", self.run.id, self._in_flight)
+                break
             try:
-                event = self._events.get(timeout=0.1)
+                event = self._events.get(timeout=remaining)
             except queue.Empty:
                 continue
             if event is not None:
-                self._settle_stopped(event)
-        while True:   # events that arrived after the last process left
-            try:
-                event = self._events.get_nowait()
-            except queue.Empty:
-                break
-            if event is not None:
+                self._in_flight -= 1
                 self._settle_stopped(event)
 
     def _settle_stopped(self, event: _Finished) -> None:

@@ -8,6 +8,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ def build_argv(task: Task, base_dir: str) -> list[str]:
 def build_env(job: Job, task: Task, run_id: str, attempt: int,
               extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop("PETIT_API_TOKEN", None)   # a secret of the service, not of the tasks it runs
     env.update(job.environment)
     env.update(task.environment)
     env.update(extra or {})
@@ -114,8 +116,12 @@ class TaskProcess:
                  on_line: LineCallback | None = None) -> None:
         self.started_at = now_ms()
         self._timeout_secs = timeout_secs
-        self._cancelled = False
+        self._killed_on_cancel = False   # a cancel stopped a process that was still running
+        # Guards the wake-up pipe: once collect() closed it, its descriptor numbers may belong to
+        # another file, and a late cancel() must not write a byte into that file.
+        self._cancel_lock = threading.Lock()
         self._cancel_r, self._cancel_w = os.pipe()
+        self._cancel_open = True
         self._stdout = BoundedBuffer(log_limit, (lambda line: on_line("stdout", line)) if on_line else None)
         self._stderr = BoundedBuffer(log_limit, (lambda line: on_line("stderr", line)) if on_line else None)
         self.error: str | None = None
@@ -140,11 +146,13 @@ class TaskProcess:
         self.pid_created = _create_time(self.pid) if self.pid else None
 
     def cancel(self) -> None:
-        self._cancelled = True
-        try:
-            os.write(self._cancel_w, b"x")
-        except OSError:
-            pass
+        with self._cancel_lock:
+            if not self._cancel_open:
+                return
+            try:
+                os.write(self._cancel_w, b"x")
+            except OSError:
+                pass
 
     def collect(self) -> AttemptResult:
         try:
@@ -153,8 +161,10 @@ class TaskProcess:
             timed_out = self._pump()
             return self._result(self.proc.returncode, timed_out)
         finally:
-            os.close(self._cancel_r)
-            os.close(self._cancel_w)
+            with self._cancel_lock:
+                self._cancel_open = False
+                os.close(self._cancel_r)
+                os.close(self._cancel_w)
 
     def _pump(self) -> bool:
         """Read both pipes until EOF while watching exit, timeout and cancel. True on timeout."""
@@ -191,7 +201,8 @@ class TaskProcess:
                 for key, _ in selector.select(timeout):
                     if key.data == "cancel":
                         selector.unregister(self._cancel_r)
-                        if kill_at is None:
+                        if kill_at is None and proc.returncode is None:
+                            self._killed_on_cancel = True
                             kill_at = self._terminate(time.monotonic())
                     elif key.data == "exit":
                         selector.unregister(pidfd)
@@ -226,7 +237,7 @@ class TaskProcess:
         self._stderr.close()
         error = self.error
         if error is None:
-            if self._cancelled:
+            if self._killed_on_cancel:
                 error = "cancelled"
             elif timed_out:
                 error = f"timed out after {self._timeout_secs:g}s"
@@ -235,7 +246,7 @@ class TaskProcess:
             elif exit_code:
                 error = f"exited with code {exit_code}"
         return AttemptResult(exit_code=exit_code, error=error, timed_out=timed_out,
-                             cancelled=self._cancelled, stdout=self._stdout.text(),
+                             cancelled=self._killed_on_cancel, stdout=self._stdout.text(),
                              stderr=self._stderr.text(),
                              truncated=bool(self._stdout.dropped or self._stderr.dropped),
                              started_at=self.started_at, ended_at=now_ms())

@@ -26,7 +26,7 @@ _UNIT_SECS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _MAX_DURATION_SECS = 366 * 86400
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, allow_zero: bool = False) -> float:
     """'30s', '5m', '1h30m', '1d', '250ms' -> seconds. Raises ValueError on anything else
     (the whole string must be consumed: nothing is silently cut)."""
     if not isinstance(text, str):
@@ -41,7 +41,7 @@ def parse_duration(text: str) -> float:
     if not compact or pos != len(compact):
         raise ValueError(f"invalid duration {text!r}: expected digits with units ms/s/m/h/d, "
                          "like '30s', '5m', '1h30m' or '1d'")
-    if total <= 0:
+    if total < 0 or (total == 0 and not allow_zero):
         raise ValueError(f"invalid duration {text!r}: must be greater than zero")
     if total > _MAX_DURATION_SECS:
         raise ValueError(f"invalid duration {text!r}: longer than 366 days")
@@ -105,7 +105,11 @@ class Schedule:
     def next_fire(self, after: datetime, last_fire: datetime | None = None) -> datetime:
         """The first fire strictly after `after` (aware). `@every` keeps the phase of `last_fire`
         and never replays fires missed before `after`."""
+        after = _as_utc(after, "after")
+        last_fire = None if last_fire is None else _as_utc(last_fire, "last_fire")
         if self.every_secs is not None:
+            # In UTC: adding a timedelta to a zoned datetime is wall-clock arithmetic, which
+            # would stretch or shrink an interval that crosses a DST change.
             step = timedelta(seconds=self.every_secs)
             if last_fire is None or last_fire + step > after:
                 return (last_fire or after) + step
@@ -123,6 +127,13 @@ class Schedule:
     def describe(self) -> str:
         zone = str(self.zone)
         return self.expression if zone == "UTC" else f"{self.expression} ({zone})"
+
+
+def _as_utc(moment: datetime, name: str) -> datetime:
+    """A naive datetime would be read as the host's local time without a word; refuse it."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime, got naive {moment.isoformat()}")
+    return moment.astimezone(timezone.utc)
 
 
 def _is_repeat_of_wall_time(local: datetime) -> bool:

@@ -31,20 +31,32 @@ from .model import Run, RunStatus, Trigger, TaskRun, now_ms
 
 RUNS_PER_CHUNK = 100
 DEFAULT_KEEP_RUNS = 200
-_RUN_ID = re.compile(r"([A-Za-z0-9_.-]{1,128})-([0-9]{1,12})")
+# No leading zero: "job-01" must not read back as "job-1" under another name.
+_RUN_ID = re.compile(r"([A-Za-z0-9_.-]{1,128})-([1-9][0-9]{0,11})")
 _MAIN_JOBS = "jobs"
 _MAIN_META = "meta"
 _CHUNK_RUNS = "runs"
+# Kept by the store itself in each job doc; a definition passed to sync_jobs never overrides them.
+_JOB_STATE_KEYS = frozenset({"id", "next_seq", "active", "last_fire_at", "last_run_id", "last_status",
+                             "last_ended_at", "last_success_at", "last_complete_at", "defined"})
 
 
 def split_run_id(run_id: str) -> tuple[str, int] | None:
     """'<job_id>-<seq>' -> (job_id, seq); None when malformed."""
     match = _RUN_ID.fullmatch(run_id) if isinstance(run_id, str) else None
-    return (match.group(1), int(match.group(2))) if match else None
+    if match is None or match.group(1) in (".", ".."):   # would name a folder above the job's
+        return None
+    return match.group(1), int(match.group(2))
 
 
 def make_run_id(job_id: str, seq: int) -> str:
     return f"{job_id}-{seq}"
+
+
+def temp_prefix(path: str) -> str:
+    """Temp files carry the name of the file they replace, so cleaning up never touches another
+    program's `.tmp-*` files when the db sits in a shared folder such as /tmp."""
+    return f".tmp-{os.path.basename(path)}-"
 
 
 class _FileCache:
@@ -85,23 +97,32 @@ class AtomicJSONStorage(Storage):
                 "or restore it from a backup") from exc
         except OSError as exc:
             raise StorageError(f"{self.path}: cannot read: {exc.strerror}") from exc
-        if data is not None and not isinstance(data, dict):
-            raise StorageError(f"{self.path}: not a valid petit database (top level is not a map); "
-                               f"move it aside (mv {self.path} {self.path}.corrupt)")
+        if data is not None and not _is_tinydb_shape(data):
+            raise StorageError(f"{self.path}: not a valid petit database (expected a map of tables "
+                               f"of documents); move it aside (mv {self.path} {self.path}.corrupt)")
         self._cache[self.path] = (identity, data)
         return data
 
     def write(self, data) -> None:
-        directory = os.path.dirname(self.path)
+        # TinyDB changed the cached object in place before calling us: on any failure the cache
+        # must go, or later reads would serve changes that never reached the disk.
         try:
-            previous = os.stat(self.path).st_mtime_ns
-        except FileNotFoundError:
-            previous = 0
-        raw = json.dumps(data, separators=(",", ":")).encode()
+            self._write(data)
+        except BaseException:
+            self._cache.pop(self.path, None)
+            raise
+
+    def _write(self, data) -> None:
+        directory = os.path.dirname(self.path)
         tmp = None
         try:
+            try:
+                previous = os.stat(self.path).st_mtime_ns
+            except FileNotFoundError:
+                previous = 0
+            raw = json.dumps(data, separators=(",", ":")).encode()
             os.makedirs(directory, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.path), dir=directory)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(raw)
                 handle.flush()
@@ -115,7 +136,6 @@ class AtomicJSONStorage(Storage):
                 _fsync_dir(directory)
             st = os.stat(self.path)
         except OSError as exc:
-            self._cache.pop(self.path, None)
             raise StorageError(f"{self.path}: cannot write: {exc.strerror or exc}") from exc
         finally:
             if tmp is not None:
@@ -124,6 +144,17 @@ class AtomicJSONStorage(Storage):
 
     def close(self) -> None:
         pass
+
+
+def _is_tinydb_shape(data) -> bool:
+    """{table: {doc_id: {...}}}: anything else would crash TinyDB with an unhelpful error."""
+    return isinstance(data, dict) and all(
+        isinstance(table, dict) and all(isinstance(doc, dict) for doc in table.values())
+        for table in data.values())
+
+
+def _without_state(definition: dict) -> dict:
+    return {k: v for k, v in definition.items() if k not in _JOB_STATE_KEYS}
 
 
 def _fsync_dir(directory: str) -> None:
@@ -223,12 +254,30 @@ class Store:
         if not os.access(directory, os.W_OK):
             raise StorageError(f"{self.db_path}: the directory {directory} is not writable")
         with self.lock():
-            for folder in [directory, *[os.path.dirname(p) for p in self._all_chunks()]]:
-                for name in os.listdir(folder):
-                    if name.startswith(".tmp-"):
-                        _unlink_quietly(os.path.join(folder, name))
+            self._remove_stale_temps(directory)
             self._table(self.db_path, _MAIN_META).all()
             self._table(self.db_path, _MAIN_JOBS).all()
+
+    def _remove_stale_temps(self, directory: str) -> None:
+        """Under the exclusive lock no writer is mid-write, so every temp file is a dead one. In
+        the db's own folder only ours go; the history folders belong to petit entirely."""
+        mine = temp_prefix(self.db_path)
+        for name in os.listdir(directory):
+            if name.startswith(mine):
+                _unlink_quietly(os.path.join(directory, name))
+        root = os.path.join(self.data_dir, "runs")
+        try:
+            job_dirs = [os.path.join(root, name) for name in os.listdir(root)]
+        except FileNotFoundError:
+            return
+        for folder in job_dirs:   # a job folder may hold nothing but the temp of its first write
+            try:
+                names = os.listdir(folder)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for name in names:
+                if name.startswith(".tmp-"):
+                    _unlink_quietly(os.path.join(folder, name))
 
     def _all_chunks(self) -> list[str]:
         root = os.path.join(self.data_dir, "runs")
@@ -260,19 +309,29 @@ class Store:
         left the folder keep their doc (their history stays readable) but are marked undefined."""
         with self.lock():
             table = self._table(self.db_path, _MAIN_JOBS)
-            docs = {doc["id"]: (doc.doc_id, dict(doc)) for doc in table.all()}
-            next_id = max((doc_id for doc_id, _ in docs.values()), default=0) + 1
-            for job_id, (doc_id, doc) in docs.items():
-                if job_id not in definitions:
+            stored = {doc["id"]: doc for doc in table.all()}
+
+            def refresh(doc: dict) -> None:
+                definition = definitions.get(doc["id"])
+                if definition is None:
                     doc.update(defined=False, next_run_at=None)
+                else:
+                    doc.update(_without_state(definition), defined=True)
+
+            # One write for the jobs already known, in place: a kill between two writes must not
+            # leave a table without the run counters and active lists (truncate + insert did).
+            if stored:
+                table.update(refresh, doc_ids=[doc.doc_id for doc in stored.values()])
+            next_id = max((doc.doc_id for doc in stored.values()), default=0) + 1
+            new = []
             for job_id, definition in definitions.items():
-                doc_id, doc = docs.get(job_id, (None, {"id": job_id, "next_seq": 1, "active": []}))
-                if doc_id is None:
-                    doc_id, next_id = next_id, next_id + 1
-                doc.update(definition, defined=True)
-                docs[job_id] = (doc_id, doc)
-            table.truncate()
-            table.insert_multiple(Document(doc, doc_id=doc_id) for doc_id, doc in docs.values())
+                if job_id not in stored:
+                    doc = {**_without_state(definition), "id": job_id, "next_seq": 1, "active": [],
+                           "defined": True}
+                    new.append(Document(doc, doc_id=next_id))
+                    next_id += 1
+            if new:
+                table.insert_multiple(new)
 
     def _update_job(self, job_id: str, change) -> dict:
         table = self._table(self.db_path, _MAIN_JOBS)
@@ -390,6 +449,8 @@ class Store:
     def list_runs(self, job_id: str, limit: int) -> list[Run]:
         """Newest first, reading only as many history files as needed."""
         runs: list[Run] = []
+        if limit <= 0:
+            return runs
         with self.lock(exclusive=False):
             for path in reversed(self._job_chunks(job_id)):
                 docs = self._table(path, _CHUNK_RUNS).all()
@@ -423,14 +484,19 @@ class Store:
         """Logs are written atomically but without fsync: losing the tail of a log to a power cut
         is acceptable, a torn log file is not."""
         path = self.log_path(run_id, task_id)
+        tmp = None
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=os.path.dirname(path))
             with os.fdopen(fd, "w") as handle:
                 json.dump(record, handle)
             os.replace(tmp, path)
+            tmp = None
         except OSError as exc:
             raise StorageError(f"{path}: cannot write task log: {exc.strerror or exc}") from exc
+        finally:
+            if tmp is not None:   # a full disk must not also leave half a log behind
+                _unlink_quietly(tmp)
 
     def read_log(self, run_id: str, task_id: str) -> dict | None:
         try:

@@ -42,3 +42,48 @@ def write_job(directory, name: str, text: str) -> str:
     with open(path, "w") as handle:
         handle.write(text)
     return path
+
+
+# -- leak checks: every task process a test starts carries MARK=<unique marker> in its env ---------
+
+MARK = "PETIT_TEST_MARK"
+
+
+def marked_alive(marker: str) -> list[int]:
+    """Pids of live (non-zombie) processes whose environment carries `marker`."""
+    import psutil
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(MARK) == marker:
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def assert_none_left(marker: str, timeout: float = 3.0) -> None:
+    """SIGKILL is asynchronous: give the kernel a short deadline, then fail with the survivors."""
+    wait_until(lambda: not marked_alive(marker), timeout=timeout, message=f"no process marked {marker}")
+
+
+def kill_marked(marker: str) -> list[int]:
+    """Kill whatever still carries `marker` (never leave a sleeper behind, even when a test
+    failed) and return the pids that were found."""
+    import signal
+    survivors = marked_alive(marker)
+    for pid in survivors:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return survivors
+
+
+@pytest.fixture
+def marker(request):
+    import uuid
+    value = f"{request.node.name[:40]}-{uuid.uuid4().hex}"
+    yield value
+    survivors = kill_marked(value)
+    assert not survivors, f"processes left alive: {survivors}"

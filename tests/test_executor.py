@@ -1,0 +1,263 @@
+"""One task attempt, with real subprocesses: exit codes, captured output, start failures,
+timeouts that kill the whole process group, bounded output, cancel, and the environment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import sys
+import threading
+import time
+
+import psutil
+
+from conftest import MARK, assert_none_left, marked_alive, wait_until
+from petit.executor import (DEFAULT_LOG_LIMIT, KILL_GRACE_SECS, AttemptResult, TaskProcess,
+                            build_argv, build_env)
+from petit.model import Job, Task, TaskType
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def shell(script: str, **kw) -> Task:
+    return Task(id=kw.pop("id", "t"), name="t", type=TaskType.SHELL, script=script, **kw)
+
+
+def command(program: str, *args: str, **kw) -> Task:
+    return Task(id=kw.pop("id", "t"), name="t", command=program, args=args, **kw)
+
+
+def job_of(task: Task, marker: str, environment: dict | None = None) -> Job:
+    return Job(id="job", name="job", tasks=(task,), environment={MARK: marker, **(environment or {})})
+
+
+def start(task: Task, marker: str, base_dir: str = "/", job_env: dict | None = None,
+          run_id: str = "job-1", attempt: int = 1, log_limit: int = DEFAULT_LOG_LIMIT) -> TaskProcess:
+    job = job_of(task, marker, job_env)
+    cwd = None if task.working_dir is None else os.path.join(base_dir, task.working_dir)
+    return TaskProcess(build_argv(task, base_dir), build_env(job, task, run_id, attempt), cwd,
+                       task.timeout_secs, log_limit=log_limit)
+
+
+def run(task: Task, marker: str, **kw) -> AttemptResult:
+    return start(task, marker, **kw).collect()
+
+
+# -- exit codes and output ----------------------------------------------------------------------
+
+def test_exit_code_and_both_streams_are_captured(marker):
+    result = run(shell("echo to-out; echo to-err >&2; exit 3"), marker)
+    assert result.exit_code == 3
+    assert result.error == "exited with code 3"
+    assert result.stdout == "to-out\n"
+    assert result.stderr == "to-err\n"
+    assert not result.timed_out and not result.cancelled and not result.truncated
+    assert result.started_at <= result.ended_at
+
+
+def test_success_has_no_error(marker):
+    result = run(command("echo", "hello", "world"), marker)
+    assert (result.exit_code, result.error, result.stdout) == (0, None, "hello world\n")
+
+
+def test_death_by_signal_is_named(marker):
+    result = run(shell("kill -KILL $$"), marker)
+    assert result.exit_code == -signal.SIGKILL
+    assert result.error == "killed by signal SIGKILL"
+
+
+def test_python_inline_and_script_tasks(tmp_path, marker):
+    inline = Task(id="t", name="t", type=TaskType.PYTHON, inline="import sys; print(sys.version_info[0])")
+    assert run(inline, marker).stdout == f"{sys.version_info[0]}\n"
+    (tmp_path / "step.py").write_text("print('from a script file')\n")
+    script = Task(id="t", name="t", type=TaskType.PYTHON, script="step.py")
+    result = run(script, marker, base_dir=str(tmp_path))   # relative to the job file's folder
+    assert (result.exit_code, result.stdout) == (0, "from a script file\n")
+
+
+# -- failures to start are recorded, never raised -------------------------------------------------
+
+def test_command_not_found_is_an_error_not_an_exception(marker):
+    proc = start(command("petit-no-such-program-3f9a"), marker)
+    assert proc.pid is None
+    result = proc.collect()
+    assert result.exit_code is None
+    assert "command not found" in result.error and "petit-no-such-program-3f9a" in result.error
+
+
+def test_permission_denied_is_an_error_not_an_exception(tmp_path, marker):
+    script = tmp_path / "not-executable.sh"
+    script.write_text("#!/bin/sh\necho should not run\n")
+    script.chmod(stat.S_IRUSR | stat.S_IWUSR)   # no x bit: even root cannot execve it
+    result = run(command(str(script)), marker)
+    assert result.exit_code is None
+    assert "permission denied" in result.error and str(script) in result.error
+    assert result.stdout == ""
+
+
+def test_missing_working_dir_is_an_error(tmp_path, marker):
+    result = run(command("pwd", working_dir="no-such-dir"), marker, base_dir=str(tmp_path))
+    assert result.exit_code is None
+    assert "working_dir" in result.error and "no-such-dir" in result.error
+
+
+def test_working_dir_is_relative_to_the_base_dir(tmp_path, marker):
+    (tmp_path / "work").mkdir()
+    result = run(command("pwd", working_dir="work"), marker, base_dir=str(tmp_path))
+    assert result.stdout.strip() == str(tmp_path / "work")
+
+
+# -- timeouts and process groups ------------------------------------------------------------------
+
+def test_timeout_kills_the_whole_group_including_grandchildren(marker):
+    # a background child, an orphaned grandchild (reparented away from sh) and the foreground sleep
+    began = time.monotonic()
+    proc = start(shell("sleep 30 & (sleep 31 &); sleep 32", timeout_secs=0.3), marker)
+    wait_until(lambda: len(marked_alive(marker)) >= 4, timeout=5, message="sh + three sleeps")
+    result = proc.collect()
+    elapsed = time.monotonic() - began
+    assert result.timed_out
+    assert result.error == "timed out after 0.3s"
+    assert elapsed < 0.3 + KILL_GRACE_SECS   # sleep dies on SIGTERM: no need for the SIGKILL grace
+    assert_none_left(marker)
+
+
+def test_task_ignoring_sigterm_gets_sigkill_after_the_grace(marker):
+    began = time.monotonic()
+    result = run(shell("trap '' TERM; echo armed; sleep 30 & sleep 30", timeout_secs=0.3), marker)
+    elapsed = time.monotonic() - began
+    assert result.timed_out
+    assert result.exit_code == -signal.SIGKILL
+    assert result.stdout == "armed\n"
+    assert 0.3 + KILL_GRACE_SECS - 0.2 <= elapsed < 0.3 + KILL_GRACE_SECS + 3
+    assert_none_left(marker)
+
+
+def test_background_child_of_a_finished_task_does_not_survive(marker):
+    # one child keeps the output pipe open, one does not: neither may outlive the task
+    began = time.monotonic()
+    result = run(shell("sleep 30 & sleep 31 >/dev/null 2>&1 & echo done"), marker)
+    assert time.monotonic() - began < 5   # did not wait for the sleeper holding stdout
+    assert (result.exit_code, result.error, result.stdout) == (0, None, "done\n")
+    assert_none_left(marker)
+
+
+def test_setsid_escapee_holding_the_pipe_does_not_hang_collect(marker):
+    # Escaping the group is a documented limitation; the attempt must still end promptly.
+    # Popen returns only after the child's exec, so the escapee owns its session before we exit.
+    code = ("import subprocess\n"
+            "subprocess.Popen(['sleep', '30'], start_new_session=True)\n"
+            "print('started', flush=True)\n")
+    began = time.monotonic()
+    result = run(Task(id="t", name="t", type=TaskType.PYTHON, inline=code), marker)
+    assert time.monotonic() - began < 5
+    assert (result.exit_code, result.stdout) == (0, "started\n")
+    escapees = marked_alive(marker)
+    assert len(escapees) == 1   # the limitation is real: prove the drain path was exercised
+    for pid in escapees:
+        os.kill(pid, signal.SIGKILL)
+    assert_none_left(marker)
+
+
+# -- bounded output -----------------------------------------------------------------------------
+
+def test_ten_megabytes_on_both_streams_does_not_deadlock_and_keeps_the_tail(marker):
+    lines = 750_000   # "line 00000000\n" is 14 bytes: 10.5 MB per stream
+    code = ("import sys\n"
+            f"for i in range({lines}):\n"
+            "    sys.stdout.write(f'line {i:08d}\\n')\n"
+            "    if i % 2 == 0: sys.stderr.write(f'err {i:08d}\\n')\n"
+            "sys.stdout.write('THE-END\\n')\n")
+    began = time.monotonic()
+    result = run(Task(id="t", name="t", type=TaskType.PYTHON, inline=code, timeout_secs=40), marker)
+    assert time.monotonic() - began < 30
+    assert (result.exit_code, result.timed_out) == (0, False)
+    assert result.truncated
+    full = "".join(f"line {i:08d}\n" for i in range(lines)) + "THE-END\n"
+    tail = full[-DEFAULT_LOG_LIMIT:]
+    dropped = len(full) - DEFAULT_LOG_LIMIT
+    assert result.stdout == f"[... {dropped} bytes truncated ...]\n{tail}"
+    assert result.stderr.startswith("[... ") and result.stderr.endswith(f"err {lines - 2:08d}\n")
+    assert len(result.stderr) < DEFAULT_LOG_LIMIT + 100
+
+
+def test_small_limit_truncates_with_a_marker(marker):
+    result = run(shell("seq 1 1000"), marker, log_limit=20)
+    full = "".join(f"{i}\n" for i in range(1, 1001))
+    assert result.truncated
+    assert result.stdout == f"[... {len(full) - 20} bytes truncated ...]\n{full[-20:]}"
+
+
+# -- cancel -------------------------------------------------------------------------------------
+
+def test_cancel_from_another_thread_kills_the_group_promptly(marker):
+    proc = start(shell("sleep 30 & sleep 31"), marker)
+
+    def cancel_when_running() -> None:
+        wait_until(lambda: len(marked_alive(marker)) >= 3, timeout=5, message="sh + two sleeps")
+        proc.cancel()
+
+    canceller = threading.Thread(target=cancel_when_running)
+    canceller.start()
+    began = time.monotonic()
+    result = proc.collect()
+    canceller.join(timeout=5)
+    assert time.monotonic() - began < KILL_GRACE_SECS + 3
+    assert result.cancelled and result.error == "cancelled"
+    assert result.exit_code == -signal.SIGTERM
+    assert_none_left(marker)
+
+
+def test_cancel_before_collect_is_honoured(marker):
+    proc = start(command("sleep", "30"), marker)
+    proc.cancel()
+    result = proc.collect()
+    assert result.cancelled and result.error == "cancelled"
+    assert_none_left(marker)
+
+
+def test_cancel_after_collect_writes_into_no_other_file(tmp_path, marker):
+    """A late cancel (the engine stopping a run as an attempt ends) must not write into whatever
+    file has since reused the attempt's descriptor numbers."""
+    proc = start(command("true"), marker)
+    proc.collect()
+    # POSIX hands out the lowest free descriptors: these reuse the ones collect() closed
+    fds = [os.open(tmp_path / f"victim-{i}", os.O_RDWR | os.O_CREAT) for i in range(16)]
+    try:
+        proc.cancel()
+        sizes = {i: os.fstat(fd).st_size for i, fd in enumerate(fds)}
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert all(size == 0 for size in sizes.values()), sizes
+
+
+# -- environment --------------------------------------------------------------------------------
+
+def test_environment_injection_and_precedence(marker, monkeypatch):
+    monkeypatch.setenv("PETIT_TEST_INHERITED", "from-parent")
+    task = command("env", id="extract", environment={"SHARED": "task", "TASK_ONLY": "t",
+                                                     "PETIT_RUN_ID": "spoofed"})
+    result = run(task, marker, job_env={"SHARED": "job", "JOB_ONLY": "j"}, run_id="job-7", attempt=2)
+    env = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    assert env["PETIT_JOB_ID"] == "job"
+    assert env["PETIT_RUN_ID"] == "job-7"   # the task cannot impersonate another run
+    assert env["PETIT_TASK_ID"] == "extract"
+    assert env["PETIT_ATTEMPT"] == "2"
+    assert env["SHARED"] == "task"           # task wins over job
+    assert (env["JOB_ONLY"], env["TASK_ONLY"]) == ("j", "t")
+    assert env["PETIT_TEST_INHERITED"] == "from-parent"
+
+
+def test_pid_and_create_time_are_recorded(marker):
+    proc = start(command("sleep", "30"), marker)
+    try:
+        assert proc.pid is not None
+        assert psutil.Process(proc.pid).create_time() == proc.pid_created
+        assert os.getpgid(proc.pid) == proc.pid   # its own process group, for killpg
+    finally:
+        proc.cancel()
+        proc.collect()
+    assert_none_left(marker)
