@@ -40,6 +40,9 @@ class RunEngine:
                  extra_env: dict[str, str] | None = None, observer: Observer | None = None) -> None:
         self.job = job
         self.run = run
+        # by-id indexes: a scan per event would be quadratic on a 5,000-task DAG
+        self._tasks = {task.id: task for task in job.tasks}
+        self._states = {state.task_id: state for state in run.tasks}
         self._recorder = recorder
         self._max_tasks = max(1, max_tasks)
         self._extra_env = extra_env or {}
@@ -96,7 +99,7 @@ class RunEngine:
         delayed: list[tuple[float, str]] = []   # (monotonic due time, task id): retry waits hold no slot
         while (ready or self._in_flight or delayed) and self._stop_as is None:
             while ready and self._in_flight < self._max_tasks and self._stop_as is None:
-                self._start_attempt(job.task(ready.pop(0)))
+                self._start_attempt(self._tasks[ready.pop(0)])
             timeout = max(0.0, delayed[0][0] - time.monotonic()) if delayed else None
             try:
                 event = self._events.get(timeout=timeout)
@@ -109,7 +112,7 @@ class RunEngine:
             self._in_flight -= 1
             status = self._settle(event)
             if status is None:
-                task = job.task(event.task_id)
+                task = self._tasks[event.task_id]
                 heapq.heappush(delayed, (time.monotonic() + task.retry.delay_secs, task.id))
                 continue
             released, skipped = planner.finished(event.task_id, status)
@@ -120,7 +123,7 @@ class RunEngine:
             self._drain_running()
 
     def _start_attempt(self, task: Task) -> None:
-        state = self.run.task(task.id)
+        state = self._states[task.id]
         state.attempts += 1
         state.status = TaskStatus.RUNNING
         if state.started_at is None:
@@ -153,7 +156,7 @@ class RunEngine:
 
     def _run_attempt(self, task: Task, attempt: int, argv, env, cwd, on_line) -> AttemptResult:
         proc = TaskProcess(argv, env, cwd, task.timeout_secs, on_line=on_line)
-        state = self.run.task(task.id)
+        state = self._states[task.id]
         state.pid, state.pid_created = proc.pid, proc.pid_created
         self._recorder.changed(self.run)
         with self._procs_lock:
@@ -179,8 +182,8 @@ class RunEngine:
 
     def _settle(self, event: _Finished) -> TaskStatus | None:
         """Record an attempt's outcome; None means 'retry later', else the task's final status."""
-        task = self.job.task(event.task_id)
-        state = self.run.task(task.id)
+        task = self._tasks[event.task_id]
+        state = self._states[task.id]
         result = event.result
         state.exit_code = result.exit_code
         state.timed_out = result.timed_out
@@ -207,7 +210,7 @@ class RunEngine:
         return policy.condition is RetryCondition.ALWAYS or result.timed_out
 
     def _skip(self, task_id: str, reason: str) -> None:
-        state = self.run.task(task_id)
+        state = self._states[task_id]
         state.status = TaskStatus.SKIPPED
         state.error = state.error or reason
         self._notify("end", task_id, f"skipped ({reason})")
@@ -230,7 +233,7 @@ class RunEngine:
                 self._settle_stopped(event)
 
     def _settle_stopped(self, event: _Finished) -> None:
-        state = self.run.task(event.task_id)
+        state = self._states[event.task_id]
         state.exit_code = event.result.exit_code
         state.ended_at = event.result.ended_at
         state.duration_ms = event.result.ended_at - (state.started_at or event.result.started_at)
