@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+from .errors import PetitError
 from .ipc import call_socket
 
 VERBS = ("status", "pause", "resume", "reload", "shutdown", "trigger", "cancel")
@@ -17,7 +18,12 @@ def run_ctl(args: dict, socket: str) -> int:
         call_args = {"job_id": args["JOB_ID"]}
     elif verb == "cancel":
         call_args = {"run_id": args["RUN_ID"]}
-    result = call_socket(socket, verb, call_args, timeout=30.0 if verb == "cancel" else 10.0)
+    try:
+        result = call_socket(socket, verb, call_args, timeout=30.0 if verb == "cancel" else 10.0)
+    except PetitError as exc:
+        if args.get("--json"):   # scripts read the code from stdout; cli prints the message
+            print(json.dumps(exc.to_wire(), indent=2))
+        raise
     print(json.dumps(result, indent=2) if args.get("--json") else _human(verb, result))
     return 0
 

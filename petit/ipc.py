@@ -39,6 +39,10 @@ def ok_reply(request_id: str | None, result: dict) -> dict:
 
 
 def error_reply(request_id: str | None, exc: PetitError) -> dict:
+    # Echo only an id a client could match: an object or a float (NaN, Infinity) taken from a
+    # malformed request would make the reply itself invalid JSON for strict parsers.
+    if not isinstance(request_id, (str, int)):
+        request_id = None
     return {"id": request_id, "ok": False, **exc.to_wire()}
 
 
@@ -47,7 +51,7 @@ def validate_request(message) -> dict:
     if not isinstance(message, dict):
         raise BadRequest('expected a JSON object like {"id": "1", "cmd": "status", "args": {}}')
     cmd = message.get("cmd")
-    if cmd not in COMMANDS:
+    if not isinstance(cmd, str) or cmd not in COMMANDS:   # a list or object is unhashable
         raise BadRequest(f"unknown command {cmd!r:.60}: expected one of {', '.join(COMMANDS)}")
     args = message.get("args") or {}
     if not isinstance(args, dict):

@@ -113,6 +113,9 @@ class Job:
     depends_on: tuple[JobDependency, ...] = ()
     source: str = ""
 
+    def task(self, task_id: str) -> Task:
+        return next(t for t in self.tasks if t.id == task_id)
+
 
 @dataclass
 class TaskRun:

@@ -15,7 +15,7 @@ import psutil
 
 from .config import load_jobs
 from .engine import RunEngine
-from .errors import Conflict, ConfigError, NotFound, PetitError, StorageError, TooManyRuns
+from .errors import Conflict, ConfigError, NotFound, PetitError, StorageError, TooManyRuns, Unavailable
 from .executor import kill_group
 from .ipc import error_reply, ok_reply
 from .model import DependencyCondition, Job, Run, RunStatus, TaskStatus, Trigger, now_ms
@@ -25,6 +25,9 @@ from .storage import Store
 
 log = logging.getLogger("petit.scheduler")
 PARENT_CHECK_SECS = 0.2
+# Longest single wait for the next fire: poll() cannot wait past ~24.8 days (a `0 0 1 1 *` job
+# crashed the worker with OverflowError), and waking now and then also notices wall-clock jumps.
+MAX_WAIT_SECS = 60.0
 
 
 def _utc(ms: int) -> datetime:
@@ -153,7 +156,10 @@ class Scheduler:
         job = self.check_can_start(job_id, now_ms())
         run = self.store.create_run(job.id, [t.id for t in job.tasks], trigger,
                                     scheduled_at=scheduled_at, next_run_at=next_run_at)
-        extra_env = {"PETIT_SCHEDULED_AT": str(scheduled_at)} if scheduled_at is not None else {}
+        # PETIT_DB tells recovery which tasks are this db's: run ids repeat across dbs.
+        extra_env = {"PETIT_DB": self.store.db_path}
+        if scheduled_at is not None:
+            extra_env["PETIT_SCHEDULED_AT"] = str(scheduled_at)
         engine = RunEngine(job, run, self.recorder, max_tasks=self.max_tasks, extra_env=extra_env)
         active = _ActiveRun(engine)
         with self._active_lock:
@@ -165,17 +171,19 @@ class Scheduler:
     def _execute(self, active: _ActiveRun) -> None:
         run = active.engine.run
         try:
-            active.engine.execute()
-        except StorageError as exc:
-            log.error("run %s: cannot record its end: %s", run.id, exc)
+            try:
+                active.engine.execute()
+            except StorageError as exc:
+                log.error("run %s: cannot record its end: %s", run.id, exc)
+            finally:
+                with self._active_lock:
+                    self.active.pop(run.id, None)
+            log.info("run %s of job %s ended %s in %s ms%s", run.id, run.job_id, run.status.value,
+                     run.duration_ms, f": {run.error}" if run.error else "")
+            for request_id in active.waiters:
+                self._send_reply(ok_reply(request_id, _run_brief(run)))
         finally:
-            with self._active_lock:
-                self.active.pop(run.id, None)
-            active.done.set()
-        log.info("run %s of job %s ended %s in %s ms%s", run.id, run.job_id, run.status.value,
-                 run.duration_ms, f": {run.error}" if run.error else "")
-        for request_id in active.waiters:
-            self._send_reply(ok_reply(request_id, _run_brief(run)))
+            active.done.set()   # after the replies: stop_runs waits for it, then closes the queue
 
     def cancel(self, run_id: str, request_id: str | None) -> dict | None:
         """Returns a reply now when the run is not running; otherwise replies when it ended."""
@@ -243,7 +251,7 @@ class Scheduler:
             if run.status.is_terminal:
                 self.store.forget_active(run)
                 continue
-            killed = _kill_leftovers(run)
+            killed = _kill_leftovers(run, self.store.db_path)
             ended = now_ms()
             for state in run.tasks:
                 if not state.status.is_terminal:
@@ -281,9 +289,10 @@ def _unmet(dep, summary: dict, now: int) -> str | None:
     return None
 
 
-def _kill_leftovers(run: Run) -> int:
+def _kill_leftovers(run: Run, db_path: str) -> int:
     """Kill recorded task process groups (pid + create time must match: a reused pid is never
-    killed), then any process that still carries this run's PETIT_RUN_ID."""
+    killed), then any process that still carries this run's PETIT_RUN_ID and this db's PETIT_DB
+    (another petit on another db has its own `job-1`)."""
     killed = 0
     for state in run.tasks:
         if state.pid and state.pid_created:
@@ -295,7 +304,8 @@ def _kill_leftovers(run: Run) -> int:
                 pass
     for proc in psutil.process_iter(["pid"]):
         try:
-            if proc.pid != os.getpid() and proc.environ().get("PETIT_RUN_ID") == run.id:
+            env = proc.environ() if proc.pid != os.getpid() else {}
+            if env.get("PETIT_RUN_ID") == run.id and env.get("PETIT_DB") == db_path:
                 proc.kill()
                 killed += 1
         except psutil.Error:
@@ -310,7 +320,6 @@ def worker_main(settings: dict, commands, replies) -> None:
     from .logconf import configure_logging
     configure_logging("scheduler", settings.get("log_level", "info"))
     signal.signal(signal.SIGINT, signal.SIG_IGN)       # the supervisor decides about shutdown
-    replies.cancel_join_thread()                         # never hang at exit on an unread reply
     parent = os.getppid()
     store = Store(settings["db"], keep_runs=settings["keep_runs"])
     try:
@@ -323,17 +332,27 @@ def worker_main(settings: dict, commands, replies) -> None:
     stop = threading.Event()
     hurry = threading.Event()   # SIGTERM, supervisor gone or a second SIGINT: no more waiting
     signal.signal(signal.SIGTERM, lambda *_: (hurry.set(), stop.set(), commands.put(None)))
-    threading.Thread(target=_watch_parent, args=(parent, stop, hurry, commands), daemon=True).start()
+    threading.Thread(target=_watch_parent, args=(parent, stop, hurry, commands, replies), daemon=True).start()
     log.info("scheduler ready: %d job(s), %s, recovered %d run(s)", len(scheduler.jobs),
              "paused" if scheduler.paused else "running", recovered)
     replies.put({"event": "ready", "pid": os.getpid()})
     _serve(scheduler, settings, commands, replies, stop, hurry)
+    _flush(replies)
 
 
-def _watch_parent(parent: int, stop: threading.Event, hurry: threading.Event, commands) -> None:
+def _flush(replies) -> None:
+    """Send what is queued before exiting. A worker that exits while the queue's feeder thread
+    is mid-send leaves the queue's cross-process write lock taken, and the supervisor's next put
+    on that queue (its reader's stop sentinel) then blocks forever: `petit run` hung at exit."""
+    replies.close()
+    replies.join_thread()      # returns at once once cancelled (supervisor gone, nobody reads)
+
+
+def _watch_parent(parent: int, stop: threading.Event, hurry: threading.Event, commands, replies) -> None:
     while not hurry.is_set():
         if os.getppid() != parent:
             log.error("supervisor %d is gone: stopping runs and exiting", parent)
+            replies.cancel_join_thread()   # nobody reads any more: never wait on the pipe at exit
             hurry.set()
             stop.set()
             commands.put(None)
@@ -346,12 +365,13 @@ def _serve(scheduler: Scheduler, settings: dict, commands, replies, stop: thread
     grace = 0.0
     while not stop.is_set():
         timeout = scheduler.seconds_until_next_fire(datetime.now(timezone.utc))
+        timeout = MAX_WAIT_SECS if timeout is None else min(timeout, MAX_WAIT_SECS)
         try:
             message = commands.get(timeout=timeout)
         except queue.Empty:
             message = None
         if message is not None:
-            reply = _handle(scheduler, settings, message)
+            reply = _expired(message) or _handle(scheduler, settings, message)
             if reply is not None:
                 replies.put(reply)
             if message.get("cmd") == "shutdown":
@@ -362,6 +382,17 @@ def _serve(scheduler: Scheduler, settings: dict, commands, replies, stop: thread
     scheduler.stop_runs(grace, hurry)
     replies.put({"event": "stopped", "pid": os.getpid()})
     log.info("scheduler stopped")
+
+
+def _expired(message: dict) -> dict | None:
+    """The supervisor stopped waiting for this command and answered 503: doing it now would be a
+    surprise (a trigger retried by the caller would run twice)."""
+    deadline = message.get("deadline")
+    if deadline is None or time.monotonic() <= deadline:
+        return None
+    log.warning("command %s dropped: its caller stopped waiting %.1fs ago", message.get("cmd"),
+                time.monotonic() - deadline)
+    return error_reply(message.get("id"), Unavailable("the command expired before the scheduler read it"))
 
 
 def _handle(scheduler: Scheduler, settings: dict, message: dict) -> dict | None:

@@ -10,7 +10,9 @@ import json
 import logging
 import multiprocessing
 import os
+import queue
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +30,7 @@ BACKOFF_MAX_SECS = 30.0
 STABLE_AFTER_SECS = 10.0       # a child up this long has its backoff reset
 CLIENT_IDLE_SECS = 300.0
 COMMAND_DEADLINE_SECS = 5.0
+READ_POLL_SECS = 0.2           # how soon a reader thread notices that its child was reaped
 
 
 class Child:
@@ -59,17 +62,26 @@ class Child:
         self.state, self.started_at = "starting", time.monotonic()
         self.ready.clear()
         log.info("%s started (pid %d)", self.name, self.proc.pid)
-        inbox = self.inbox
-        threading.Thread(target=self._read, args=(loop, inbox), daemon=True,
-                         name=f"petit-read-{self.name}").start()
+        self.stop_reading = threading.Event()
+        self.reader = threading.Thread(target=self._read, args=(loop, self.inbox, self.stop_reading),
+                                       daemon=True, name=f"petit-read-{self.name}")
+        self.reader.start()
         loop.add_reader(self.proc.sentinel, on_exit, self)
 
-    def _read(self, loop: asyncio.AbstractEventLoop, inbox) -> None:
-        while True:
-            message = inbox.get()
-            if message is None:
+    def _read(self, loop: asyncio.AbstractEventLoop, inbox, stop: threading.Event) -> None:
+        # Stopped by a flag, never by a None put into the inbox: a put needs the queue's
+        # cross-process write lock, which a child that died mid-send still holds; the put's feeder
+        # thread then blocks for ever and the supervisor hangs at exit joining it.
+        while not stop.is_set():
+            try:
+                message = inbox.get(timeout=READ_POLL_SECS)
+                loop.call_soon_threadsafe(self._deliver, message)
+            except queue.Empty:
+                continue
+            except (RuntimeError, EOFError, OSError, TypeError, ValueError):
+                # the loop closed at shutdown, or the queue went away with its child (at exit the
+                # queue's feeder thread closes the reading end under a get(): TypeError)
                 return
-            loop.call_soon_threadsafe(self._deliver, message)
 
     def _deliver(self, message: dict) -> None:
         if message.get("event") == "ready":
@@ -82,7 +94,8 @@ class Child:
         loop.remove_reader(self.proc.sentinel)
         self.proc.join(timeout=1)
         code = self.proc.exitcode
-        self.inbox.put(None)               # stops this start's reader thread
+        self.stop_reading.set()            # stops this start's reader thread...
+        self.reader.join(timeout=1.0)      # ...before interpreter exit closes the queue under it
         self.matcher.fail_all(f"the {self.name} process exited")
         self.ready.clear()
         return code
@@ -118,6 +131,9 @@ class Supervisor:
         if not scheduler.ready.is_set():
             raise Unavailable("the scheduler worker is not running (it is being restarted)")
         message = request(cmd, args)
+        # the worker drops a command nobody waits for any more, so a caller told 503 may retry
+        # without the first attempt running late behind its back (CLOCK_MONOTONIC is system-wide)
+        message["deadline"] = time.monotonic() + timeout
         future = scheduler.matcher.expect(message["id"])
         scheduler.send(message)
         try:
@@ -143,6 +159,9 @@ class Supervisor:
             return reply
         except PetitError as exc:
             return error_reply(request_id, exc)
+        except Exception as exc:   # a bug answers as an internal error instead of dropping the client
+            log.exception("request %.200r failed", message)
+            return error_reply(request_id, PetitError(f"internal error: {exc}"))
 
     async def status(self) -> dict:
         scheduler_state = None
@@ -174,7 +193,7 @@ class Supervisor:
                     break            # EOF, possibly after half a line
                 try:
                     message = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):   # RecursionError: "[[[[..." nested too deep
                     reply = error_reply(None, BadRequest("request is not valid JSON"))
                 else:
                     reply = await self.dispatch(message)
@@ -388,15 +407,27 @@ def serve(args: dict) -> int:
     if settings["api"]:
         _check_api_settings(settings, args)
     Store(settings["db"], keep_runs=settings["keep_runs"]).check()
-    if os.path.exists(settings["socket"]):
-        if is_listening(settings["socket"]):
-            raise PetitError(f"another petit is already serving {settings['db']} "
-                             f"(its control socket {settings['socket']} answers)")
-        log.info("removing stale control socket %s", settings["socket"])
-        _unlink(settings["socket"])
-    lock_fd = _hold_instance_lock(settings["db"])
-    log.info("%d job(s) valid in %s", len(jobs), settings["jobs_dir"])
+    lock_fd = _hold_instance_lock(settings["db"])     # a second instance never touches the socket
     try:
+        _remove_stale_socket(settings)
+        log.info("%d job(s) valid in %s", len(jobs), settings["jobs_dir"])
         return asyncio.run(Supervisor(settings).run())
     finally:
         os.close(lock_fd)
+
+
+def _remove_stale_socket(settings: dict) -> None:
+    """A socket file left by a dead instance is removed; a live socket, or anything that is not
+    a socket (a mistyped --socket naming a real file), is an error and is never deleted."""
+    path = settings["socket"]
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise PetitError(f"{path} exists and is not a socket: pass another --socket PATH")
+    if is_listening(path):
+        raise PetitError(f"another petit is already serving {settings['db']} "
+                         f"(its control socket {path} answers)")
+    log.info("removing stale control socket %s", path)
+    _unlink(path)
