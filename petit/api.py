@@ -9,18 +9,18 @@ import hmac
 import json
 import logging
 import os
+import re
 import signal
 import threading
 import time
-import uuid
 
 import tornado.httpserver
 import tornado.web
 
 from . import __version__
 from .binding import is_loopback_host
-from .errors import (BadRequest, Forbidden, MethodNotAllowed, NotFound, PetitError, Unauthorized,
-                     Unavailable)
+from .errors import (BadRequest, Conflict, Forbidden, MethodNotAllowed, NotFound, PetitError,
+                     Unauthorized, Unavailable)
 from .ipc import ReplyMatcher, request, unwrap
 from .model import Run, TaskRun
 from .storage import Store, split_run_id
@@ -29,8 +29,16 @@ log = logging.getLogger("petit.api")
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
 MAX_PATH_CHARS = 1024
+MAX_BODY_BYTES = 64 * 1024     # no endpoint reads a body; bigger ones are refused before reading
 REPLY_DEADLINE_SECS = 6.0      # a little above the supervisor's own deadline towards the scheduler
 EXIT_CANNOT_BIND = 78
+
+
+class PayloadTooLarge(PetitError):
+    """Only the HTTP edge has request bodies, so this error lives here."""
+
+    code = "PAYLOAD_TOO_LARGE"
+    http_status = 413
 
 
 # -- JSON shapes (field names match the older tool; extra fields are additions) ------------------
@@ -98,8 +106,13 @@ class CommandChannel:
 
 # -- handlers -------------------------------------------------------------------------------------
 
+@tornado.web.stream_request_body
 class BaseHandler(tornado.web.RequestHandler):
-    """JSON in and out, the error mapping, and the security checks every route shares."""
+    """JSON in and out, the error mapping, and the security checks every route shares.
+
+    Bodies are streamed and dropped (no endpoint reads one): a body is never held in memory, and
+    one declared too large gets a JSON 413 from prepare() instead of tornado's bare 400 and a
+    closed connection."""
 
     SUPPORTED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
@@ -124,6 +137,7 @@ class BaseHandler(tornado.web.RequestHandler):
         settings = self.application.settings
         if len(self.request.path) > MAX_PATH_CHARS:
             raise NotFound("path too long")
+        _check_body_size(self.request.headers.get("Content-Length", "0"))
         if settings["loopback_only"] and not is_loopback_host(self.request.host):
             raise Forbidden(f"Host header {self.request.host[:100]!r} is not a loopback name; this API "
                             "only answers requests addressed to localhost (DNS-rebinding protection)")
@@ -136,8 +150,10 @@ class BaseHandler(tornado.web.RequestHandler):
             header = self.request.headers.get("Authorization", "")
             given = header[7:] if header.startswith("Bearer ") else ""
             if not hmac.compare_digest(given.encode(), token.encode()):
-                self.set_header("WWW-Authenticate", 'Bearer realm="petit"')
                 raise Unauthorized("missing or wrong bearer token (Authorization: Bearer TOKEN)")
+
+    def data_received(self, chunk: bytes) -> None:
+        pass   # bodies are ignored; tornado still enforces max_body_size on chunked ones
 
     def reply(self, body: dict) -> None:
         self.finish(json.dumps(body))
@@ -160,7 +176,17 @@ class BaseHandler(tornado.web.RequestHandler):
             error = PetitError("internal error")
         self.set_status(error.http_status)
         self.set_default_headers()
+        if isinstance(error, Unauthorized):   # send_error() cleared the one set in prepare()
+            self.set_header("WWW-Authenticate", 'Bearer realm="petit"')
         self.finish(json.dumps(error.to_wire()))
+
+
+def _check_body_size(declared: str) -> None:
+    """Runs before the body is read (streamed handlers), so the refusal is a JSON answer."""
+    if not (declared.isascii() and declared.isdigit()):
+        raise BadRequest(f"malformed Content-Length {declared[:40]!r}")
+    if len(declared.lstrip("0")) > 12 or int(declared) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request bodies are limited to {MAX_BODY_BYTES} bytes (and ignored)")
 
 
 class HealthHandler(BaseHandler):
@@ -215,6 +241,7 @@ class JobHandler(BaseHandler):
 
 class TriggerHandler(BaseHandler):
     async def post(self, job_id: str) -> None:
+        _known_job(self.store, job_id)   # an unknown job is a 404 even while the scheduler is down
         result = await self.commands.call("trigger", {"job_id": job_id})
         self.reply({"run_id": result["run_id"], "job_id": result["job_id"],
                     "message": f"job '{result['job_id']}' triggered"})
@@ -223,11 +250,19 @@ class TriggerHandler(BaseHandler):
 class JobRunsHandler(BaseHandler):
     def get(self, job_id: str) -> None:
         _known_job(self.store, job_id)
-        raw = self.get_query_argument("limit", str(DEFAULT_LIMIT))
-        if not raw.isdigit() or int(raw) < 1:
-            raise BadRequest(f"limit must be a whole number >= 1, got {raw[:40]!r}")
-        runs = self.store.list_runs(job_id, min(int(raw[:12]), MAX_LIMIT))
+        limit = _parse_limit(self.get_query_argument("limit", str(DEFAULT_LIMIT)))
+        runs = self.store.list_runs(job_id, limit)
         self.reply({"runs": [run_json(run) for run in runs], "count": len(runs)})
+
+
+def _parse_limit(raw: str) -> int:
+    """ASCII digits only: str.isdigit() alone also accepts '²' (which int() refuses: a 500) and
+    other scripts' digits. Past MAX_LIMIT the value is capped, never converted whole, since int()
+    refuses strings of more than 4300 digits."""
+    if not (raw.isascii() and raw.isdigit()) or not raw.strip("0"):
+        raise BadRequest(f"limit must be a whole number >= 1, got {raw[:40]!r}")
+    digits = raw.lstrip("0")
+    return MAX_LIMIT if len(digits) > len(str(MAX_LIMIT)) else min(int(digits), MAX_LIMIT)
 
 
 def _known_run(store: Store, run_id: str) -> Run:
@@ -263,9 +298,13 @@ class TaskLogsHandler(BaseHandler):
 
 class CancelHandler(BaseHandler):
     async def post(self, run_id: str) -> None:
-        _known_run(self.store, run_id)
+        run = _known_run(self.store, run_id)
+        if run.status.is_terminal:   # a 409 needs no scheduler, so it holds while it is down too
+            raise Conflict(f"run '{run_id}' already finished ({run.status.value})")
         result = await self.commands.call("cancel", {"run_id": run_id})
-        self.reply({"run_id": run_id, "status": result.get("status"), "message": f"run '{run_id}' cancelled"})
+        status = result.get("status")
+        # the run may have ended on its own between the check and the cancel: say what it became
+        self.reply({"run_id": run_id, "status": status, "message": f"run '{run_id}' {status or 'cancelled'}"})
 
 
 class OpenAPIHandler(BaseHandler):
@@ -280,23 +319,38 @@ class NotFoundHandler(BaseHandler):
         raise NotFound(f"no route for {self.request.path[:200]}")
 
 
-_ID = r"([A-Za-z0-9_.-]{1,128})"
-_RUN = r"([A-Za-z0-9_.-]{1,160})"
+# Named groups, passed to the handlers as keyword arguments, so route_templates() can turn each
+# route into its OpenAPI path without a second, hand-kept list.
+_JOB = r"(?P<job_id>[A-Za-z0-9_.-]{1,128})"
+_RUN = r"(?P<run_id>[A-Za-z0-9_.-]{1,160})"
+_TASK = r"(?P<task_id>[A-Za-z0-9_.-]{1,128})"
 ROUTES = [
     (r"/api/health", HealthHandler),
     (r"/api/scheduler/state", SchedulerStateHandler),
     (r"/api/scheduler/pause", PauseHandler),
     (r"/api/scheduler/resume", ResumeHandler),
     (r"/api/jobs", JobsHandler),
-    (rf"/api/jobs/{_ID}", JobHandler),
-    (rf"/api/jobs/{_ID}/trigger", TriggerHandler),
-    (rf"/api/jobs/{_ID}/runs", JobRunsHandler),
+    (rf"/api/jobs/{_JOB}", JobHandler),
+    (rf"/api/jobs/{_JOB}/trigger", TriggerHandler),
+    (rf"/api/jobs/{_JOB}/runs", JobRunsHandler),
     (rf"/api/runs/{_RUN}", RunHandler),
     (rf"/api/runs/{_RUN}/tasks", RunTasksHandler),
-    (rf"/api/runs/{_RUN}/tasks/{_ID}/logs", TaskLogsHandler),
+    (rf"/api/runs/{_RUN}/tasks/{_TASK}/logs", TaskLogsHandler),
     (rf"/api/runs/{_RUN}/cancel", CancelHandler),
-    (r"/api/openapi.json", OpenAPIHandler),
+    (r"/api/openapi\.json", OpenAPIHandler),
 ]
+_METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
+
+
+def route_templates() -> dict[str, list[str]]:
+    """OpenAPI path template -> the methods its handler implements (lower case), read from ROUTES
+    itself, so a test can hold the OpenAPI document against what the app really serves."""
+    table = {}
+    for pattern, handler in ROUTES:
+        path = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern).replace("\\.", ".")
+        table[path] = [m for m in _METHODS
+                       if getattr(handler, m) is not getattr(tornado.web.RequestHandler, m)]
+    return table
 
 
 def make_app(store: Store, commands: CommandChannel | None, token: str | None,
@@ -325,7 +379,7 @@ async def _serve(settings: dict, replies, requests) -> None:
     app = make_app(store, CommandChannel(replies, requests), settings.get("api_token"),
                    settings["api_loopback_only"])
     server = tornado.httpserver.HTTPServer(app, xheaders=False, max_header_size=16 * 1024,
-                                           max_body_size=64 * 1024, idle_connection_timeout=60)
+                                           max_body_size=MAX_BODY_BYTES, idle_connection_timeout=60)
     try:
         server.listen(settings["api_port"], address=settings["api_host"], reuse_port=False)
     except OSError as exc:

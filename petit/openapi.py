@@ -15,7 +15,8 @@ def _obj(required: dict, optional: dict | None = None) -> dict:
 SCHEMAS = {
     "Error": _obj({"error": {"type": "string"}, "code": {"type": "string", "enum": [
         "BAD_REQUEST", "UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND", "METHOD_NOT_ALLOWED", "CONFLICT",
-        "TOO_MANY_REQUESTS", "SERVICE_UNAVAILABLE", "INTERNAL_ERROR", "STORAGE_ERROR"]}}),
+        "PAYLOAD_TOO_LARGE", "TOO_MANY_REQUESTS", "SERVICE_UNAVAILABLE", "INTERNAL_ERROR",
+        "STORAGE_ERROR"]}}),
     "Health": _obj({"status": {"type": "string"}, "version": {"type": "string"},
                     "uptime_secs": {"type": "number"}}),
     "SchedulerState": _obj({"state": {"type": "string", "enum": ["running", "paused", "stopped"]},
@@ -62,6 +63,7 @@ _ERROR_TEXT = {
     "403": "foreign Origin on a state-changing request, or a non-loopback Host header",
     "404": "unknown job, run, task or route", "405": "method not allowed",
     "409": "conflict (dependency not satisfied, or the run already finished)",
+    "413": "a request body over 64 KiB (bodies are ignored; none is needed)",
     "429": "max concurrent runs reached", "500": "internal error",
     "503": "the scheduler worker is down or did not answer in time",
 }
@@ -75,7 +77,7 @@ def _error(status: str) -> dict:
 def _op(summary: str, schema: str, errors: tuple[str, ...], params: tuple[dict, ...] = ()) -> dict:
     responses = {"200": {"description": "success", "content": {"application/json": {
         "schema": {"$ref": f"#/components/schemas/{schema}"}}}}}
-    for status in ("401", "403", "405", "500", *errors):
+    for status in ("401", "403", "405", "413", "500", *errors):
         responses[status] = _error(status)
     return {"summary": summary, "parameters": list(params), "responses": responses}
 
@@ -110,7 +112,7 @@ PATHS = {
                                               "Cancelled", ("404", "409", "503"), (RUN_ID,))},
     "/api/openapi.json": {"get": {"summary": "This document", "parameters": [], "responses": {
         "200": {"description": "OpenAPI 3 document", "content": {"application/json": {"schema": {"type": "object"}}}},
-        **{s: _error(s) for s in ("401", "403", "405", "500")}}}},
+        **{s: _error(s) for s in ("401", "403", "405", "413", "500")}}}},
 }
 
 
