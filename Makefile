@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test clean
+.PHONY: run test soak bench clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,16 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
+
+# The long fault, fuzz and soak variants (about 10 minutes more than `make test`).
+soak: $(STAMP)
+	PETIT_SOAK=1 $(VENV)/bin/python -m pytest -m "slow or soak" --timeout 1200
+
+# wrk is the load generator; installed from Debian when missing (the benchmark falls back to a
+# slower Python client when it cannot be installed).
+bench: $(STAMP)
+	@command -v wrk >/dev/null || (apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y wrk >/dev/null 2>&1)) || echo "wrk unavailable: using the Python load client"
+	$(VENV)/bin/python bench/bench.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -323,11 +323,15 @@ def worker_main(settings: dict, commands, replies) -> None:
     parent = os.getppid()
     store = Store(settings["db"], keep_runs=settings["keep_runs"])
     try:
+        # the supervisor leaves validation to this process, so that it never loads yaml,
+        # croniter or tinydb itself: the long-lived parent stays small
+        store.check()
         jobs = load_jobs(settings["jobs_dir"])
         scheduler = Scheduler(jobs, store, settings["max_tasks"], settings["max_jobs"], replies.put)
         recovered = scheduler.recover()
     except (ConfigError, StorageError) as exc:
-        log.error("cannot start: %s", exc.message)
+        replies.put({"event": "fatal", "error": exc.to_wire()})
+        _flush(replies)
         raise SystemExit(2)
     stop = threading.Event()
     hurry = threading.Event()   # SIGTERM, supervisor gone or a second SIGINT: no more waiting
@@ -335,7 +339,7 @@ def worker_main(settings: dict, commands, replies) -> None:
     threading.Thread(target=_watch_parent, args=(parent, stop, hurry, commands, replies), daemon=True).start()
     log.info("scheduler ready: %d job(s), %s, recovered %d run(s)", len(scheduler.jobs),
              "paused" if scheduler.paused else "running", recovered)
-    replies.put({"event": "ready", "pid": os.getpid()})
+    replies.put({"event": "ready", "pid": os.getpid(), "jobs": len(scheduler.jobs)})
     _serve(scheduler, settings, commands, replies, stop, hurry)
     _flush(replies)
 

@@ -17,12 +17,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from .config import load_jobs
-from .errors import BadRequest, PetitError, Unavailable
+from .errors import BadRequest, PetitError, StorageError, Unavailable, from_wire
 from .ipc import (MAX_LINE_BYTES, ReplyMatcher, check_socket_path, error_reply, is_listening,
                   ok_reply, request, validate_request)
 from .logconf import configure_logging
-from .storage import Store
 
 log = logging.getLogger("petit.supervisor")
 BACKOFF_FIRST_SECS = 0.5
@@ -51,6 +49,9 @@ class Child:
         self.restarts = 0
         self.backoff = BACKOFF_FIRST_SECS
         self.ready = asyncio.Event()
+        self.exited = asyncio.Event()
+        self.fatal: dict | None = None       # why the child refused to start, as an error body
+        self.ready_info: dict = {}
         self.matcher = ReplyMatcher()
 
     def start(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[Child], None]) -> None:
@@ -61,6 +62,8 @@ class Child:
         self.proc.start()
         self.state, self.started_at = "starting", time.monotonic()
         self.ready.clear()
+        self.exited.clear()
+        self.fatal = None
         log.info("%s started (pid %d)", self.name, self.proc.pid)
         self.stop_reading = threading.Event()
         self.reader = threading.Thread(target=self._read, args=(loop, self.inbox, self.stop_reading),
@@ -86,7 +89,11 @@ class Child:
     def _deliver(self, message: dict) -> None:
         if message.get("event") == "ready":
             self.state = "running"
+            self.ready_info = message
             self.ready.set()
+        elif message.get("event") == "fatal":
+            self.fatal = message.get("error") or {}
+            log.error("%s cannot start: %s", self.name, self.fatal.get("error"))
         elif message.get("event") is None:
             self.on_message(self, message)
 
@@ -98,6 +105,7 @@ class Child:
         self.reader.join(timeout=1.0)      # ...before interpreter exit closes the queue under it
         self.matcher.fail_all(f"the {self.name} process exited")
         self.ready.clear()
+        self.exited.set()
         return code
 
     def send(self, message: dict) -> None:
@@ -121,6 +129,7 @@ class Supervisor:
         self.hurry = False
         self.done: asyncio.Event | None = None
         self.started_at = time.monotonic()
+        self.starting = True               # until the scheduler first reports ready
         self._restart_handles: dict[str, asyncio.TimerHandle] = {}
 
     # -- commands -----------------------------------------------------------------------------
@@ -209,6 +218,9 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         code = child.reap(loop)
         uptime = time.monotonic() - child.started_at
+        if self.starting:                  # refused to start: run() reports why, no restart loop
+            child.state = "stopped"
+            return
         if self.shutting_down:
             child.state = "stopped"
             log.info("%s exited (code %s)", child.name, code)
@@ -293,8 +305,26 @@ class Supervisor:
     # -- main ---------------------------------------------------------------------------------
 
     async def run(self) -> int:
+        """Start the scheduler first: it validates the job files and the db, so invalid input is
+        reported before any socket exists. Then the control socket, then the API."""
         loop = asyncio.get_running_loop()
         self.done = asyncio.Event()
+        for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
+            loop.add_signal_handler(sig, self.begin_shutdown, name)
+        scheduler = self.children["scheduler"] = Child(
+            "scheduler", "petit.scheduler:worker_main", _child_settings(self.settings), self.on_scheduler_message)
+        scheduler.start(loop, self.on_child_exit)
+        await _first_of(scheduler.ready.wait(), scheduler.exited.wait(), self.done.wait())
+        self.starting = False
+        if not scheduler.ready.is_set():
+            if self.shutting_down:
+                await self.done.wait()
+                return 0
+            _terminate(scheduler)
+            if scheduler.fatal:
+                raise from_wire(scheduler.fatal)
+            raise PetitError(f"the scheduler worker failed to start (exit code {scheduler.proc.exitcode}); "
+                             "see the log lines above")
         old_umask = os.umask(0o177)            # the socket is born 0600, no window with wider rights
         try:
             server = await asyncio.start_unix_server(self.serve_client, path=self.socket_path,
@@ -302,18 +332,14 @@ class Supervisor:
         finally:
             os.umask(old_umask)
         os.chmod(self.socket_path, 0o600)
-        for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
-            loop.add_signal_handler(sig, self.begin_shutdown, name)
-        self.children["scheduler"] = Child("scheduler", "petit.scheduler:worker_main", _child_settings(self.settings),
-                                           self.on_scheduler_message)
-        if self.settings["api"]:
+        if self.settings["api"] and not self.shutting_down:
             api_settings = {**_child_settings(self.settings),
                             **{k: v for k, v in self.settings.items() if k.startswith("api_")}}
             self.children["api"] = Child("api", "petit.api:api_main", api_settings, self.on_api_message)
-        for child in self.children.values():
-            child.start(loop, self.on_child_exit)
-        log.info("petit %s serving %s (db %s, control socket %s)", _version(), self.settings["jobs_dir"],
-                 self.settings["db"], self.socket_path)
+            self.children["api"].start(loop, self.on_child_exit)
+        log.info("petit %s serving %d job(s) from %s (db %s, control socket %s)", _version(),
+                 scheduler.ready_info.get("jobs", 0), self.settings["jobs_dir"], self.settings["db"],
+                 self.socket_path)
         try:
             await self.done.wait()
         finally:
@@ -321,6 +347,13 @@ class Supervisor:
             _unlink(self.socket_path)
         log.info("petit stopped")
         return 0
+
+
+async def _first_of(*waits) -> None:
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        task.cancel()
 
 
 def _child_entry(target: str, settings: dict, outbox, inbox) -> None:
@@ -378,7 +411,10 @@ def _check_api_settings(settings: dict, args: dict) -> None:
 
 def _hold_instance_lock(db: str) -> int:
     """One `petit run` per db, whatever socket path it was given: an flock held for life."""
-    fd = os.open(db + ".run.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(db + ".run.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StorageError(f"{db}.run.lock: cannot create the instance lock: {exc.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -402,15 +438,14 @@ def serve(args: dict) -> int:
         "api": not args["--no-api"],
     }
     configure_logging("supervisor", settings["log_level"])
-    jobs = load_jobs(settings["jobs_dir"])                  # ConfigError: every error, exit 1
     check_socket_path(settings["socket"])
     if settings["api"]:
         _check_api_settings(settings, args)
-    Store(settings["db"], keep_runs=settings["keep_runs"]).check()
+    if not os.path.isdir(os.path.dirname(settings["db"])):
+        raise StorageError(f"{settings['db']}: the directory {os.path.dirname(settings['db'])} does not exist")
     lock_fd = _hold_instance_lock(settings["db"])     # a second instance never touches the socket
     try:
         _remove_stale_socket(settings)
-        log.info("%d job(s) valid in %s", len(jobs), settings["jobs_dir"])
         return asyncio.run(Supervisor(settings).run())
     finally:
         os.close(lock_fd)
