@@ -45,7 +45,7 @@ from datetime import datetime, timezone
 from docopt import DocoptExit, docopt
 
 from . import __version__
-from .errors import BadRequest, ConfigError, PetitError
+from .errors import ConfigError, PetitError, UsageError
 
 EXIT_USAGE = 2
 
@@ -55,9 +55,9 @@ def _positive_int(args: dict, key: str, minimum: int = 1) -> int:
     try:
         value = int(raw)
     except (TypeError, ValueError):
-        raise BadRequest(f"{key} expects a whole number, got {raw!r}") from None
+        raise UsageError(f"{key} expects a whole number, got {raw!r}") from None
     if value < minimum:
-        raise BadRequest(f"{key} must be at least {minimum}, got {value}")
+        raise UsageError(f"{key} must be at least {minimum}, got {value}")
     return value
 
 
@@ -65,9 +65,9 @@ def _number(args: dict, key: str) -> float:
     try:
         value = float(args[key])
     except (TypeError, ValueError):
-        raise BadRequest(f"{key} expects a number of seconds, got {args[key]!r}") from None
+        raise UsageError(f"{key} expects a number of seconds, got {args[key]!r}") from None
     if not 0 <= value <= 86400:
-        raise BadRequest(f"{key} must be between 0 and 86400 seconds, got {args[key]}")
+        raise UsageError(f"{key} must be between 0 and 86400 seconds, got {args[key]}")
     return value
 
 
@@ -135,12 +135,8 @@ def cmd_trigger(args: dict) -> int:
 
     # Bad option values are usage errors, and must be found before a run is recorded: a run
     # created and then abandoned would stay "pending" in the db until the next recovery.
-    try:
-        keep_runs = _positive_int(args, "--keep-runs")
-        max_tasks = _positive_int(args, "--max-tasks")
-    except BadRequest as exc:
-        print(f"petit: {exc.message}", file=sys.stderr)
-        return EXIT_USAGE
+    keep_runs = _positive_int(args, "--keep-runs")
+    max_tasks = _positive_int(args, "--max-tasks")
     jobs = load_jobs(args["JOBS_DIR"])
     job = jobs.get(args["JOB_ID"])
     if job is None:
@@ -194,8 +190,27 @@ def cmd_trigger(args: dict) -> int:
 
 
 def cmd_run(args: dict) -> int:
+    from .logconf import LEVELS
     from .supervisor import serve
-    return serve(args)
+    if args["--log-level"] not in LEVELS:
+        raise UsageError(f"--log-level must be one of {', '.join(LEVELS)}, got {args['--log-level']!r}")
+    port = _positive_int(args, "--api-port")
+    if port > 65535:
+        raise UsageError(f"--api-port must be at most 65535, got {port}")
+    return serve({
+        "jobs_dir": os.path.abspath(args["JOBS_DIR"]),
+        "db": os.path.abspath(args["--db"]),
+        "socket": os.path.abspath(socket_path(args)),
+        "max_tasks": _positive_int(args, "--max-tasks"),
+        "max_jobs": _positive_int(args, "--max-jobs", minimum=0),
+        "keep_runs": _positive_int(args, "--keep-runs"),
+        "shutdown_timeout": _number(args, "--shutdown-timeout"),
+        "log_level": args["--log-level"],
+        "api": not args["--no-api"],
+        "api_host": args["--api-host"],
+        "api_port": port,
+        "api_token": args["--api-token"] or os.environ.get("PETIT_API_TOKEN") or None,
+    })
 
 
 def cmd_ctl(args: dict) -> int:

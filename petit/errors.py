@@ -22,6 +22,12 @@ class BadRequest(PetitError):
     http_status = 400
 
 
+class UsageError(BadRequest):
+    """A command-line option with a bad value: the same exit code as a malformed command line."""
+
+    exit_code = 2
+
+
 class Unauthorized(PetitError):
     code = "UNAUTHORIZED"
     http_status = 401

@@ -93,7 +93,8 @@ class Child:
             self.ready.set()
         elif message.get("event") == "fatal":
             self.fatal = message.get("error") or {}
-            log.error("%s cannot start: %s", self.name, self.fatal.get("error"))
+            if self.restarts:   # a first start's refusal is reported by run() to the user instead
+                log.error("%s cannot start: %s", self.name, self.fatal.get("error"))
         elif message.get("event") is None:
             self.on_message(self, message)
 
@@ -391,18 +392,13 @@ def _child_settings(settings: dict) -> dict:
     return {key: settings[key] for key in ("jobs_dir", "db", "max_tasks", "max_jobs", "keep_runs", "log_level")}
 
 
-def _check_api_settings(settings: dict, args: dict) -> None:
-    """Port, host and token are checked here, so a bad value is one clear startup error."""
+def _check_api_settings(settings: dict) -> None:
+    """Host and port are checked here, so a busy port is one clear startup error."""
     from .binding import check_port_free, is_loopback_bind
-    from .cli import _positive_int
-    port = _positive_int(args, "--api-port")
-    if port > 65535:
-        raise BadRequest(f"--api-port must be at most 65535, got {port}")
-    host = args["--api-host"]
+    host, port, token = settings["api_host"], settings["api_port"], settings["api_token"]
     loopback = is_loopback_bind(host, port)
     check_port_free(host, port)
-    token = args["--api-token"] or os.environ.get("PETIT_API_TOKEN") or None
-    settings.update(api_host=host, api_port=port, api_token=token, api_loopback_only=loopback)
+    settings["api_loopback_only"] = loopback
     if not loopback:
         log.warning("the HTTP API is bound to %s, which is reachable from other machines%s; read "
                     "README.md, section 'Security'", host,
@@ -423,24 +419,12 @@ def _hold_instance_lock(db: str) -> int:
     return fd
 
 
-def serve(args: dict) -> int:
-    """`petit run`: everything is checked before anything starts."""
-    from .cli import _number, _positive_int, socket_path
-    settings = {
-        "jobs_dir": os.path.abspath(args["JOBS_DIR"]),
-        "db": os.path.abspath(args["--db"]),
-        "socket": os.path.abspath(socket_path(args)),
-        "max_tasks": _positive_int(args, "--max-tasks"),
-        "max_jobs": _positive_int(args, "--max-jobs", minimum=0),
-        "keep_runs": _positive_int(args, "--keep-runs"),
-        "shutdown_timeout": _number(args, "--shutdown-timeout"),
-        "log_level": args["--log-level"],
-        "api": not args["--no-api"],
-    }
+def serve(settings: dict) -> int:
+    """`petit run` with parsed settings: everything is checked before anything starts."""
     configure_logging("supervisor", settings["log_level"])
     check_socket_path(settings["socket"])
     if settings["api"]:
-        _check_api_settings(settings, args)
+        _check_api_settings(settings)
     if not os.path.isdir(os.path.dirname(settings["db"])):
         raise StorageError(f"{settings['db']}: the directory {os.path.dirname(settings['db'])} does not exist")
     lock_fd = _hold_instance_lock(settings["db"])     # a second instance never touches the socket

@@ -1,0 +1,382 @@
+"""`make bench`: petit's overhead against the bare limit on this machine, measured in one run.
+
+Every DAG workload is timed three ways in the same invocation: a bare asyncio runner (the
+baseline), `petit trigger`, and a running `petit run` triggered over HTTP. Figures are medians
+of >= 5 repetitions with min and max. Prints one table; writes bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from petit.model import Run, RunStatus, TaskRun, TaskStatus, Trigger  # noqa: E402
+from petit.storage import RUNS_PER_CHUNK, Store  # noqa: E402
+from petit_service import PETIT, PetitService  # noqa: E402
+
+REPS = int(os.environ.get("BENCH_REPS", "5"))
+FIRES = int(os.environ.get("BENCH_FIRES", "62"))
+CONCURRENCY = 4
+RESULTS = {}
+
+
+# -- workloads ------------------------------------------------------------------------------------
+
+def workloads() -> dict[str, list[tuple[str, list[str]]]]:
+    layers = [[f"l{layer}_{i}" for i in range(20)] for layer in range(10)]
+    return {
+        "W1_fanout_200": [(f"t{i}", []) for i in range(200)],
+        "W2_chain_50": [(f"t{i}", [f"t{i - 1}"] if i else []) for i in range(50)],
+        "W3_layers_10x20": [(task, layers[n - 1] if n else []) for n, layer in enumerate(layers) for task in layer],
+    }
+
+
+def job_yaml(job_id: str, tasks: list[tuple[str, list[str]]], command: str = "true",
+             args: list[str] | None = None, extra: str = "") -> str:
+    lines = [f"id: {job_id}", f"name: {job_id}", extra, "tasks:"]
+    for task_id, deps in tasks:
+        lines.append(f"  - {{id: {task_id}, command: {json.dumps(command)}, args: {json.dumps(args or [])}, "
+                     f"depends_on: {json.dumps(deps)}}}")
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+async def _baseline(tasks: list[tuple[str, list[str]]]) -> float:
+    """The bare limit: asyncio.create_subprocess_exec, a semaphore, the same dependency order."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+    done = {task_id: asyncio.Event() for task_id, _ in tasks}
+
+    async def one(task_id: str, deps: list[str]) -> None:
+        for dep in deps:
+            await done[dep].wait()
+        async with gate:
+            proc = await asyncio.create_subprocess_exec("true", stdout=asyncio.subprocess.DEVNULL,
+                                                        stderr=asyncio.subprocess.DEVNULL)
+            await proc.wait()
+        done[task_id].set()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(t, d) for t, d in tasks))
+    return time.perf_counter() - start
+
+
+def spread(samples: list[float]) -> dict:
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "n": len(samples)}
+
+
+def percentile(samples: list[float], pct: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+# -- measurements ---------------------------------------------------------------------------------
+
+def bench_dags(work: str) -> None:
+    jobs_dir = os.path.join(work, "dag_jobs")
+    os.makedirs(jobs_dir)
+    for name, tasks in workloads().items():
+        with open(os.path.join(jobs_dir, f"{name}.yaml"), "w") as handle:
+            handle.write(job_yaml(name, tasks))
+    service = PetitService(jobs_dir, os.path.join(work, "dag_http.db"))
+    try:
+        for name, tasks in workloads().items():
+            base, cli, http = [], [], []
+            for rep in range(REPS):
+                base.append(asyncio.run(_baseline(tasks)))
+                db = os.path.join(work, f"{name}-{rep}.db")
+                subprocess.run([sys.executable, PETIT, "trigger", jobs_dir, name, "--db", db,
+                                "--max-tasks", str(CONCURRENCY)], check=True, capture_output=True)
+                cli.append(Store(db).list_runs(name, 1)[0].duration_ms / 1000)
+                http.append(service.wait_run(service.trigger(name))["duration_ms"] / 1000)
+            RESULTS[name] = {"baseline_s": spread(base), "trigger_s": spread(cli), "http_s": spread(http),
+                             "trigger_ratio": statistics.median(cli) / statistics.median(base),
+                             "http_ratio": statistics.median(http) / statistics.median(base)}
+            log(f"{name}: baseline {statistics.median(base):.3f}s  trigger {statistics.median(cli):.3f}s  "
+                f"http {statistics.median(http):.3f}s")
+    finally:
+        service.stop()
+
+
+def stamp_job(jobs_dir: str, job_id: str, extra: str = "") -> None:
+    """One task that prints its own start time: `date +%s%N` (the task records when it began)."""
+    with open(os.path.join(jobs_dir, f"{job_id}.yaml"), "w") as handle:
+        handle.write(job_yaml(job_id, [("stamp", [])], command="date", args=["+%s%N"], extra=extra))
+
+
+def stamp_of(service: PetitService, run_id: str) -> float:
+    """The task's own start time, in epoch ms."""
+    return int(service.get(f"/api/runs/{run_id}/tasks/stamp/logs")[1]["stdout"]) / 1e6
+
+
+def bench_trigger_latency(work: str) -> None:
+    jobs_dir = os.path.join(work, "latency_jobs")
+    os.makedirs(jobs_dir)
+    stamp_job(jobs_dir, "stamp")
+    service = PetitService(jobs_dir, os.path.join(work, "latency.db"))
+    p50s, p99s = [], []
+    try:
+        for _ in range(REPS):
+            samples = []
+            for _ in range(100):
+                sent = time.time_ns() / 1e6
+                run_id = service.trigger("stamp")
+                service.wait_run(run_id)
+                samples.append(stamp_of(service, run_id) - sent)
+            p50s.append(percentile(samples, 50))
+            p99s.append(percentile(samples, 99))
+    finally:
+        service.stop()
+    RESULTS["trigger_latency_ms"] = {"p50": spread(p50s), "p99": spread(p99s), "triggers": 100 * REPS}
+    log(f"trigger latency: p50 {statistics.median(p50s):.2f} ms  p99 {statistics.median(p99s):.2f} ms")
+
+
+def bench_fire_accuracy(work: str) -> None:
+    jobs_dir = os.path.join(work, "fire_jobs")
+    os.makedirs(jobs_dir)
+    stamp_job(jobs_dir, "every_second", extra='schedule: "*/1 * * * * *"')
+    service = PetitService(jobs_dir, os.path.join(work, "fire.db"))
+    try:
+        first = time.time()
+        while time.time() - first < FIRES + 1.5:
+            time.sleep(0.5)
+        status, body = service.get(f"/api/jobs/every_second/runs?limit={FIRES * 3}")
+        runs = [r for r in body["runs"] if r["status"] in ("completed", "failed")]
+        scheduled = sorted(r["scheduled_at"] for r in runs)
+        lateness = [stamp_of(service, r["id"]) - r["scheduled_at"] for r in runs]
+    finally:
+        service.stop()
+    expected = (scheduled[-1] - scheduled[0]) // 1000 + 1
+    RESULTS["fire_lateness_ms"] = {
+        "fires": len(runs), "p50": percentile(lateness, 50), "p99": percentile(lateness, 99),
+        "max": max(lateness), "missed": expected - len(set(scheduled)),
+        "duplicates": len(scheduled) - len(set(scheduled))}
+    log(f"fire lateness: {RESULTS['fire_lateness_ms']}")
+
+
+def fill_history(db: str, job_id: str, count: int) -> None:
+    """Write `count` finished 5-task runs straight into the history files, as the store lays
+    them out (one TinyDB JSON file per RUNS_PER_CHUNK runs), to skip 10,000 real runs."""
+    directory = os.path.join(db + ".d", "runs", job_id)
+    os.makedirs(directory, exist_ok=True)
+    now = int(time.time() * 1000) - count * 1000
+    chunks: dict[int, dict] = {}
+    for seq in range(1, count + 1):
+        run_id = f"{job_id}-{seq}"
+        run = Run(id=run_id, job_id=job_id, seq=seq, trigger=Trigger.MANUAL, status=RunStatus.COMPLETED,
+                  created_at=now + seq, started_at=now + seq, ended_at=now + seq + 5, duration_ms=5,
+                  tasks=[TaskRun(task_id=f"t{i}", run_id=run_id, status=TaskStatus.COMPLETED, attempts=1,
+                                 exit_code=0, started_at=now + seq, ended_at=now + seq + 5, duration_ms=5)
+                         for i in range(5)])
+        chunks.setdefault(seq // RUNS_PER_CHUNK, {})[str(seq)] = run.to_dict()
+    for number, docs in chunks.items():
+        with open(os.path.join(directory, f"{number:08d}.json"), "w") as handle:
+            json.dump({"runs": docs}, handle)
+
+
+def bench_history(work: str) -> None:
+    RESULTS["history"] = {}
+    for size in (0, 1000, 10000):
+        jobs_dir = os.path.join(work, f"history_jobs_{size}")
+        os.makedirs(jobs_dir)
+        with open(os.path.join(jobs_dir, "one.yaml"), "w") as handle:
+            handle.write(job_yaml("one", [("only", [])]))
+        db = os.path.join(work, f"history_{size}.db")
+        fill_history(db, "one", size)
+        service = PetitService(jobs_dir, db, "--keep-runs", "100000")
+        try:
+            run_times = []
+            for _ in range(max(REPS, 20)):
+                start = time.perf_counter()
+                service.wait_run(service.trigger("one"))
+                run_times.append((time.perf_counter() - start) * 1000)
+            p50s, p99s, rates = [], [], []
+            for _ in range(REPS):
+                samples = []
+                begin = time.perf_counter()
+                for _ in range(200):
+                    t0 = time.perf_counter()
+                    service.get("/api/jobs/one/runs?limit=20")
+                    samples.append((time.perf_counter() - t0) * 1000)
+                rates.append(200 / (time.perf_counter() - begin))
+                p50s.append(percentile(samples, 50))
+                p99s.append(percentile(samples, 99))
+        finally:
+            service.stop()
+        RESULTS["history"][str(size)] = {"one_task_run_ms": spread(run_times), "runs_list_p50_ms": spread(p50s),
+                                         "runs_list_p99_ms": spread(p99s), "runs_list_rps": spread(rates)}
+        log(f"history {size}: run {statistics.median(run_times):.1f} ms, list p99 {statistics.median(p99s):.2f} ms")
+    base = RESULTS["history"]["0"]["one_task_run_ms"]["median"]
+    RESULTS["history"]["ratio_10000_vs_0"] = RESULTS["history"]["10000"]["one_task_run_ms"]["median"] / base
+
+
+def load_test(port: int, path: str, seconds: float = 3.0, connections: int = 10) -> tuple[float, float]:
+    """(requests/s, p99 ms) with `connections` concurrent keep-alive clients: wrk when present,
+    else Python threads (which measure the client as much as the server)."""
+    if shutil.which("wrk"):
+        out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--latency",
+                              f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True).stdout
+        rate = float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec")))
+        p99 = next(line.split()[1] for line in out.splitlines() if line.strip().startswith("99%"))
+        return rate, _wrk_ms(p99)
+    import http.client
+    samples: list[float] = []
+    stop_at = time.perf_counter() + seconds
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            conn.request("GET", path)
+            conn.getresponse().read()
+            samples.append((time.perf_counter() - t0) * 1000)
+    threads = [threading.Thread(target=client) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(samples) / seconds, percentile(samples, 99)
+
+
+def _wrk_ms(text: str) -> float:
+    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text)
+
+
+def bench_api_and_memory(work: str) -> None:
+    jobs_dir = os.path.join(work, "api_jobs")
+    shutil.copytree(os.path.join(ROOT, "examples", "jobs"), jobs_dir)
+    with open(os.path.join(jobs_dir, "one.yaml"), "w") as handle:
+        handle.write(job_yaml("one", [("only", [])]))
+    service = PetitService(jobs_dir, os.path.join(work, "api.db"))
+    try:
+        time.sleep(1.0)   # let the children finish their imports before measuring idle memory
+        idle_rss, idle_pss = service.rss_mib(), service.pss_mib()
+        for path in ("/api/health", "/api/jobs"):
+            rates, p99s = [], []
+            for _ in range(REPS):
+                rate, p99 = load_test(service.port, path)
+                rates.append(rate)
+                p99s.append(p99)
+            RESULTS[f"api {path}"] = {"rps": spread(rates), "p99_ms": spread(p99s)}
+            log(f"{path}: {statistics.median(rates):.0f} req/s, p99 {statistics.median(p99s):.2f} ms")
+        _many_runs(service, "one", 5000)
+        after_rss, after_pss = service.rss_mib(), service.pss_mib()
+    finally:
+        service.stop()
+    RESULTS["memory_mib"] = {"idle_rss": idle_rss, "idle_pss": idle_pss, "after_5000_runs_rss": after_rss,
+                             "after_5000_runs_pss": after_pss, "growth_pct_rss": 100 * (after_rss / idle_rss - 1)}
+    log(f"memory: {RESULTS['memory_mib']}")
+
+
+def _many_runs(service: PetitService, job_id: str, count: int) -> None:
+    """`count` runs through the running service, four triggers in flight at a time."""
+    import http.client
+    remaining = iter(range(count))
+    lock = threading.Lock()
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
+        while True:
+            with lock:
+                if next(remaining, None) is None:
+                    return
+            conn.request("POST", f"/api/jobs/{job_id}/trigger")
+            response = conn.getresponse()
+            response.read()
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    service.get("/api/health")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and service.get("/api/scheduler/state")[0] == 200:
+        runs = service.get(f"/api/jobs/{job_id}/runs?limit=1")[1]["runs"]
+        if runs and runs[0]["status"] in ("completed", "failed"):
+            break
+        time.sleep(0.1)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def table() -> str:
+    rows = [("figure", "petit", "baseline / target", "ratio")]
+    for name in workloads():
+        r = RESULTS[name]
+        base = r["baseline_s"]["median"]
+        rows.append((f"{name} petit trigger", _s(r["trigger_s"]), f"{base:.3f}s", f"{r['trigger_ratio']:.2f}x"))
+        rows.append((f"{name} HTTP", _s(r["http_s"]), f"{base:.3f}s", f"{r['http_ratio']:.2f}x"))
+    lat = RESULTS["trigger_latency_ms"]
+    rows.append(("trigger latency p50 / p99", f"{lat['p50']['median']:.1f} / {lat['p99']['median']:.1f} ms", "<= 15 / 50 ms", ""))
+    fire = RESULTS["fire_lateness_ms"]
+    rows.append((f"fire lateness p50/p99/max ({fire['fires']} fires)",
+                 f"{fire['p50']:.1f} / {fire['p99']:.1f} / {fire['max']:.1f} ms", "<= 10 / 50 ms", ""))
+    rows.append(("missed / duplicate fires", f"{fire['missed']} / {fire['duplicates']}", "0 / 0", ""))
+    hist = RESULTS["history"]
+    for size in ("0", "1000", "10000"):
+        h = hist[size]
+        rows.append((f"1-task run, {size} runs stored", _ms(h["one_task_run_ms"]), "", ""))
+        rows.append((f"runs?limit=20 p50/p99, {size} stored",
+                     f"{h['runs_list_p50_ms']['median']:.2f} / {h['runs_list_p99_ms']['median']:.2f} ms",
+                     "p99 <= 20 ms", f"{h['runs_list_rps']['median']:.0f} req/s"))
+    rows.append(("1-task run 10,000 vs 0 stored", "", "<= 1.25x", f"{hist['ratio_10000_vs_0']:.2f}x"))
+    for path in ("/api/health", "/api/jobs"):
+        a = RESULTS[f"api {path}"]
+        rows.append((f"GET {path} (10 conns)", f"{a['rps']['median']:.0f} req/s, p99 {a['p99_ms']['median']:.2f} ms",
+                     ">= 3000 req/s" if path.endswith("health") else "", ""))
+    mem = RESULTS["memory_mib"]
+    rows.append(("memory idle, whole tree (RSS / PSS)", f"{mem['idle_rss']:.1f} / {mem['idle_pss']:.1f} MiB", "<= 80 MiB", ""))
+    rows.append(("memory after 5,000 runs (RSS)", f"{mem['after_5000_runs_rss']:.1f} MiB", "growth <= 10%",
+                 f"{mem['growth_pct_rss']:+.1f}%"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows)
+
+
+def _s(s: dict) -> str:
+    return f"{s['median']:.3f}s [{s['min']:.3f}-{s['max']:.3f}]"
+
+
+def _ms(s: dict) -> str:
+    return f"{s['median']:.1f} ms [{s['min']:.1f}-{s['max']:.1f}]"
+
+
+def main() -> int:
+    work = tempfile.mkdtemp(prefix="petit-bench-")
+    started = time.time()
+    try:
+        bench_dags(work)
+        bench_trigger_latency(work)
+        bench_history(work)
+        bench_api_and_memory(work)
+        bench_fire_accuracy(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    RESULTS["meta"] = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "reps": REPS,
+                       "load_generator": "wrk" if shutil.which("wrk") else "python threads",
+                       "seconds": round(time.time() - started, 1),
+                       "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results", "latest.json"), "w") as handle:
+        json.dump(RESULTS, handle, indent=2)
+    print(table())
+    print(f"\n{RESULTS['meta']}; figures are medians of {REPS} repetitions [min-max]; JSON in bench/results/latest.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
