@@ -159,3 +159,12 @@ def is_listening(path: str) -> bool:
         return False
     except PetitError:
         return True   # something answered, even if with an error
+
+
+def run_child(target: str, settings: dict, outbox, inbox) -> None:
+    """Entry point of a spawned child ("module:function"). It lives here rather than in the
+    supervisor so that a child imports only what it needs: not asyncio for the scheduler, and
+    not the supervisor's import restrictions for the API."""
+    import importlib
+    module, name = target.split(":")
+    getattr(importlib.import_module(module), name)(settings, outbox, inbox)

@@ -1,11 +1,18 @@
-"""The supervisor: validates, spawns and watches the children (restarting a dead one with capped
-backoff), owns the control socket, routes commands, and shuts the tree down on a signal.
-Deliberately small: no tornado, no engine."""
+"""The supervisor: spawns and watches the children (restarting a dead one with capped backoff),
+owns the control socket, routes commands, and shuts the tree down on a signal. Deliberately
+small, since it lives as long as petit: no tornado, no engine, no yaml, croniter or tinydb."""
 
 from __future__ import annotations
 
-import asyncio
-import fcntl
+import sys
+
+# asyncio imports ssl for its TLS transports, which maps OpenSSL (~4 MiB resident). The supervisor
+# only speaks over a Unix socket and queues; the API child, which may need TLS, is a fresh
+# interpreter and imports ssl normally.
+sys.modules.setdefault("ssl", None)
+
+import asyncio  # noqa: E402
+import fcntl  # noqa: E402
 import json
 import logging
 import multiprocessing
@@ -19,7 +26,7 @@ from collections.abc import Callable
 
 from .errors import BadRequest, PetitError, StorageError, Unavailable, from_wire
 from .ipc import (MAX_LINE_BYTES, ReplyMatcher, check_socket_path, error_reply, is_listening,
-                  ok_reply, request, validate_request)
+                  ok_reply, request, run_child, validate_request)
 from .logconf import configure_logging
 
 log = logging.getLogger("petit.supervisor")
@@ -57,7 +64,7 @@ class Child:
     def start(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[Child], None]) -> None:
         self.inbox, self.outbox = self.ctx.Queue(), self.ctx.Queue()
         self.outbox.cancel_join_thread()    # never hang on exit because a dead child left it unread
-        self.proc = self.ctx.Process(target=_child_entry, name=f"petit-{self.name}",
+        self.proc = self.ctx.Process(target=run_child, name=f"petit-{self.name}",
                                      args=(self.target, self.settings, self.outbox, self.inbox))
         self.proc.start()
         self.state, self.started_at = "starting", time.monotonic()
@@ -355,14 +362,6 @@ async def _first_of(*waits) -> None:
     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for task in tasks:
         task.cancel()
-
-
-def _child_entry(target: str, settings: dict, outbox, inbox) -> None:
-    """Runs in the spawned child: import its main there, so the supervisor never imports
-    tornado or the engine."""
-    import importlib
-    module, name = target.split(":")
-    getattr(importlib.import_module(module), name)(settings, outbox, inbox)
 
 
 def _terminate(child: Child) -> None:
