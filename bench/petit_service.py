@@ -77,14 +77,15 @@ class PetitService:
         return wait_for(lambda: (lambda run: run if run["status"] in TERMINAL else None)(
             self.get(f"/api/runs/{run_id}")[1]), timeout, f"run {run_id}")
 
-    def tree(self) -> list[psutil.Process]:
-        """Supervisor, scheduler, API and multiprocessing's resource tracker: every process petit
-        itself keeps alive (task processes excluded, they come and go)."""
+    def tree(self, with_tracker: bool = True) -> list[psutil.Process]:
+        """Supervisor, scheduler, API and (unless excluded) multiprocessing's resource tracker:
+        every process petit itself keeps alive (task processes come and go, and are left out)."""
         root = psutil.Process(self.proc.pid)
-        return [root, *(p for p in root.children() if "petit" in " ".join(p.cmdline()) or "multiprocessing" in " ".join(p.cmdline()))]
+        children = [p for p in root.children() if "multiprocessing" in " ".join(p.cmdline())]
+        return [root, *(p for p in children if with_tracker or "resource_tracker" not in " ".join(p.cmdline()))]
 
-    def rss_mib(self) -> float:
-        return sum(p.memory_info().rss for p in self.tree()) / 2**20
+    def rss_mib(self, with_tracker: bool = True) -> float:
+        return sum(p.memory_info().rss for p in self.tree(with_tracker)) / 2**20
 
     def pss_mib(self) -> float:
         return sum(p.memory_full_info().pss for p in self.tree()) / 2**20

@@ -29,7 +29,10 @@ log = logging.getLogger("petit.api")
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
 MAX_PATH_CHARS = 1024
-MAX_BODY_BYTES = 64 * 1024     # no endpoint reads a body; bigger ones are refused before reading
+MAX_BODY_BYTES = 64 * 1024     # no endpoint reads a body; bigger ones get a JSON 413, unread
+# tornado's own cap, far above ours: it answers a bare, non-JSON 400 to a chunked body over its cap,
+# so the handlers enforce MAX_BODY_BYTES themselves (every one streams, none buffers a body)
+TORNADO_BODY_CAP = 1 << 40
 REPLY_DEADLINE_SECS = 6.0      # a little above the supervisor's own deadline towards the scheduler
 EXIT_CANNOT_BIND = 78
 
@@ -110,11 +113,13 @@ class CommandChannel:
 class BaseHandler(tornado.web.RequestHandler):
     """JSON in and out, the error mapping, and the security checks every route shares.
 
-    Bodies are streamed and dropped (no endpoint reads one): a body is never held in memory, and
-    one declared too large gets a JSON 413 from prepare() instead of tornado's bare 400 and a
-    closed connection."""
+    Bodies are streamed and dropped (no endpoint reads one): a body is never held in memory. One
+    declared too large gets a JSON 413 from prepare(), a chunked one from data_received() as soon
+    as it goes over, instead of tornado's bare 400; tornado then closes the connection rather than
+    read the rest, and never runs the handler's method."""
 
     SUPPORTED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+    body_bytes = 0     # of this request's body, counted by data_received()
 
     @property
     def store(self) -> Store:
@@ -153,7 +158,10 @@ class BaseHandler(tornado.web.RequestHandler):
                 raise Unauthorized("missing or wrong bearer token (Authorization: Bearer TOKEN)")
 
     def data_received(self, chunk: bytes) -> None:
-        pass   # bodies are ignored; tornado still enforces max_body_size on chunked ones
+        """Bodies are ignored, only counted: a chunked one declares no size for prepare() to check."""
+        self.body_bytes += len(chunk)
+        if self.body_bytes > MAX_BODY_BYTES and not self._finished:
+            self.send_error(PayloadTooLarge.http_status)
 
     def reply(self, body: dict) -> None:
         self.finish(json.dumps(body))
@@ -170,6 +178,8 @@ class BaseHandler(tornado.web.RequestHandler):
             error = MethodNotAllowed(f"method {self.request.method} not allowed")
         elif status_code == 404:
             error = NotFound("not found")
+        elif status_code == PayloadTooLarge.http_status:
+            error = _too_large()
         elif 400 <= status_code < 500:
             error = BadRequest(self._reason or "bad request")
         else:
@@ -186,7 +196,11 @@ def _check_body_size(declared: str) -> None:
     if not (declared.isascii() and declared.isdigit()):
         raise BadRequest(f"malformed Content-Length {declared[:40]!r}")
     if len(declared.lstrip("0")) > 12 or int(declared) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"request bodies are limited to {MAX_BODY_BYTES} bytes (and ignored)")
+        raise _too_large()
+
+
+def _too_large() -> PayloadTooLarge:
+    return PayloadTooLarge(f"request bodies are limited to {MAX_BODY_BYTES} bytes (and ignored)")
 
 
 class HealthHandler(BaseHandler):
@@ -379,7 +393,7 @@ async def _serve(settings: dict, replies, requests) -> None:
     app = make_app(store, CommandChannel(replies, requests), settings.get("api_token"),
                    settings["api_loopback_only"])
     server = tornado.httpserver.HTTPServer(app, xheaders=False, max_header_size=16 * 1024,
-                                           max_body_size=MAX_BODY_BYTES, idle_connection_timeout=60)
+                                           max_body_size=TORNADO_BODY_CAP, idle_connection_timeout=60)
     try:
         server.listen(settings["api_port"], address=settings["api_host"], reuse_port=False)
     except OSError as exc:

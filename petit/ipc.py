@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import threading
+import time
 import uuid
 from concurrent.futures import Future
 
@@ -62,7 +63,9 @@ def validate_request(message) -> dict:
     request_id = message.get("id")
     if request_id is not None and not isinstance(request_id, (str, int)):
         raise BadRequest("'id' must be a string")
-    return {"id": request_id, "cmd": cmd, "args": args}
+    # Only the declared arguments go on to the scheduler: anything else a client sent is unused,
+    # and could be nested too deeply to pickle across the process boundary.
+    return {"id": request_id, "cmd": cmd, "args": {name: args[name] for name in COMMANDS[cmd]}}
 
 
 def unwrap(reply: dict) -> dict:
@@ -120,9 +123,11 @@ def call_socket(path: str, cmd: str, args: dict | None = None,
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         try:
-            sock.connect(path)
+            _connect(sock, path, time.monotonic() + timeout)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise NotListening(f"no petit is listening on {path} ({exc.strerror})") from None
+        except BlockingIOError:
+            raise Unavailable(f"petit on {path} did not accept the connection within {timeout:g}s") from None
         except OSError as exc:
             raise NotListening(f"cannot connect to {path}: {exc.strerror or exc}") from None
         try:
@@ -137,6 +142,20 @@ def call_socket(path: str, cmd: str, args: dict | None = None,
     except ValueError:
         raise Unavailable(f"petit on {path} sent a malformed reply") from None
     return unwrap(reply)
+
+
+def _connect(sock: socket.socket, path: str, deadline: float) -> None:
+    """A socket with a timeout connects without blocking: on a Unix socket whose accept queue is
+    full (a busy supervisor, a burst of clients) that is EAGAIN at once, not a wait. Retry until
+    the deadline; the server is busy, not gone."""
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _read_line(sock: socket.socket) -> bytes:

@@ -59,7 +59,8 @@ SCHEMAS = {
 }
 
 _ERROR_TEXT = {
-    "400": "bad request (for example limit=abc)", "401": "missing or wrong bearer token (only with --api-token)",
+    "400": "bad request (a malformed Content-Length on any route; limit=abc on a job's runs)",
+    "401": "missing or wrong bearer token (only with --api-token)",
     "403": "foreign Origin on a state-changing request, or a non-loopback Host header",
     "404": "unknown job, run, task or route", "405": "method not allowed",
     "409": "conflict (dependency not satisfied, or the run already finished)",
@@ -67,6 +68,10 @@ _ERROR_TEXT = {
     "429": "max concurrent runs reached", "500": "internal error",
     "503": "the scheduler worker is down or did not answer in time",
 }
+
+
+# what any route may answer, from the checks BaseHandler.prepare() makes before routing on
+_ANY_ROUTE = ("400", "401", "403", "405", "413", "500")
 
 
 def _error(status: str) -> dict:
@@ -77,7 +82,7 @@ def _error(status: str) -> dict:
 def _op(summary: str, schema: str, errors: tuple[str, ...], params: tuple[dict, ...] = ()) -> dict:
     responses = {"200": {"description": "success", "content": {"application/json": {
         "schema": {"$ref": f"#/components/schemas/{schema}"}}}}}
-    for status in ("401", "403", "405", "413", "500", *errors):
+    for status in (*_ANY_ROUTE, *errors):
         responses[status] = _error(status)
     return {"summary": summary, "parameters": list(params), "responses": responses}
 
@@ -103,7 +108,7 @@ PATHS = {
     "/api/jobs/{job_id}": {"get": _op("One job", "Job", ("404",), (JOB_ID,))},
     "/api/jobs/{job_id}/trigger": {"post": _op("Start a run now; returns once the run is recorded",
                                                "Triggered", ("404", "409", "429", "503"), (JOB_ID,))},
-    "/api/jobs/{job_id}/runs": {"get": _op("Runs of a job, newest first", "RunList", ("400", "404"), (JOB_ID, LIMIT))},
+    "/api/jobs/{job_id}/runs": {"get": _op("Runs of a job, newest first", "RunList", ("404",), (JOB_ID, LIMIT))},
     "/api/runs/{run_id}": {"get": _op("One run", "Run", ("404",), (RUN_ID,))},
     "/api/runs/{run_id}/tasks": {"get": _op("Task states of a run, in DAG order", "TaskList", ("404",), (RUN_ID,))},
     "/api/runs/{run_id}/tasks/{task_id}/logs": {"get": _op("Captured output of a task's last attempt",
@@ -112,7 +117,7 @@ PATHS = {
                                               "Cancelled", ("404", "409", "503"), (RUN_ID,))},
     "/api/openapi.json": {"get": {"summary": "This document", "parameters": [], "responses": {
         "200": {"description": "OpenAPI 3 document", "content": {"application/json": {"schema": {"type": "object"}}}},
-        **{s: _error(s) for s in ("401", "403", "405", "413", "500")}}}},
+        **{s: _error(s) for s in _ANY_ROUTE}}}},
 }
 
 

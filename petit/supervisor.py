@@ -371,7 +371,7 @@ def _terminate(child: Child) -> None:
 
 async def _send(writer: asyncio.StreamWriter, reply: dict) -> None:
     writer.write(json.dumps(reply).encode() + b"\n")
-    await writer.drain()
+    await asyncio.wait_for(writer.drain(), CLIENT_IDLE_SECS)   # a client that never reads is dropped
 
 
 def _unlink(path: str) -> None:
