@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .dag import DagPlanner
 from .errors import StorageError
-from .executor import AttemptResult, TaskProcess, build_argv, build_env
+from .executor import AttemptResult, TaskProcess, build_argv, build_env, sweep_escaped, sweep_match
 from .model import Job, RetryCondition, Run, RunStatus, Task, TaskStatus, now_ms
 from .recorder import RunRecorder
 
@@ -45,7 +45,9 @@ class RunEngine:
         self._states = {state.task_id: state for state in run.tasks}
         self._recorder = recorder
         self._max_tasks = max(1, max_tasks)
-        self._extra_env = extra_env or {}
+        # PETIT_DB always: with the run id it names this run's processes among all others (run
+        # ids repeat across dbs), so a stop can find what escaped the process groups.
+        self._extra_env = {**(extra_env or {}), "PETIT_DB": recorder.store.db_path}
         self._observer = observer
         self._events: queue.Queue = queue.Queue()
         self._procs: dict[str, TaskProcess] = {}
@@ -88,6 +90,8 @@ class RunEngine:
             self._stop(RunStatus.FAILED)
             self._drain_running()
             run.error = f"internal error: {exc}"
+        if self._stop_as is not None:
+            self._sweep_run()
         self._finish()
         return run
 
@@ -231,6 +235,19 @@ class RunEngine:
             if event is not None:
                 self._in_flight -= 1
                 self._settle_stopped(event)
+
+    def _sweep_run(self) -> None:
+        """After a stop, kill what escaped the task groups of any task of this run (a daemon a
+        finished task left behind included). One pass over the processes, only on stops."""
+        match = sweep_match({"PETIT_RUN_ID": self.run.id, **self._extra_env}, ("PETIT_RUN_ID", "PETIT_DB"))
+        try:
+            killed = sweep_escaped(match)
+        except Exception:   # never let the clean-up keep the run from being recorded as ended
+            log.exception("run %s: sweeping escaped processes failed", self.run.id)
+            return
+        if killed:
+            log.warning("run %s: killed %d process(es) that escaped their task's process group",
+                        self.run.id, killed)
 
     def _settle_stopped(self, event: _Finished) -> None:
         state = self._states[event.task_id]

@@ -21,6 +21,11 @@ KILL_GRACE_SECS = 2.0
 # After the leader exits, a straggler that escaped the group (setsid) may still hold the pipes.
 DRAIN_AFTER_EXIT_SECS = 1.0
 DEFAULT_LOG_LIMIT = 1024 * 1024
+# The variables that tie a process to the attempt that started it, whatever its session: run ids
+# repeat across dbs, so the db path is part of the identity.
+SWEEP_KEYS = ("PETIT_RUN_ID", "PETIT_TASK_ID", "PETIT_DB")
+# A killed escapee may have forked while the pass was walking /proc: look again, a few times.
+SWEEP_MAX_PASSES = 3
 
 LineCallback = Callable[[str, str], None]   # (stream name, line)
 
@@ -98,6 +103,55 @@ def build_env(job: Job, task: Task, run_id: str, attempt: int,
     return env
 
 
+def sweep_match(env: Mapping[str, str], keys: tuple[str, ...] = SWEEP_KEYS) -> dict[str, str] | None:
+    """What a sweep looks for in other processes' environments; None when `env` lacks one of
+    the keys (without PETIT_DB, another petit's `job-1` would look the same)."""
+    if not all(env.get(key) for key in keys):
+        return None
+    return {key: env[key] for key in keys}
+
+
+def sweep_escaped(match: Mapping[str, str]) -> int:
+    """Kill every process whose environment carries all of `match`: what escaped its task's
+    process group (setsid, double fork). Only for stops (timeout, cancel, shutdown), never after
+    a normal end: a task may start a daemon on purpose. A process that cleared its environment
+    (`env -i`) cannot be found this way; that is the documented limit. Returns how many died."""
+    if not match:
+        return 0
+    killed: set[int] = set()
+    for _ in range(SWEEP_MAX_PASSES):
+        try:
+            found = _sweep_once(match, killed)
+        except (psutil.Error, OSError):   # /proc unreadable: nothing more can be done here
+            break
+        if not found:
+            break
+    return len(killed)
+
+
+def _sweep_once(match: Mapping[str, str], killed: set[int]) -> int:
+    """One pass; adds the pids it killed to `killed` (a dying process still shows its
+    environment for a moment, and must not count twice). Returns how many were new."""
+    before = len(killed)
+    me = os.getpid()
+    for proc in psutil.process_iter():
+        if proc.pid == me or proc.pid in killed:
+            continue
+        try:
+            env = proc.environ()
+            if any(env.get(key) != value for key, value in match.items()):
+                continue
+            # A setsid daemon leads its own group: its children that cleared their environment
+            # usually stay in that group, so they go too.
+            if os.getpgid(proc.pid) == proc.pid:
+                kill_group(proc.pid)
+            proc.kill()
+            killed.add(proc.pid)
+        except (psutil.Error, OSError):
+            continue   # gone meanwhile, a zombie, or not ours to read
+    return len(killed) - before
+
+
 def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
     """Signal a whole process group; False when no member is left."""
     try:
@@ -144,6 +198,7 @@ class TaskProcess:
             self.error = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
         self.pid = self.proc.pid if self.proc else None
         self.pid_created = _create_time(self.pid) if self.pid else None
+        self._sweep = sweep_match(env)
 
     def cancel(self) -> None:
         with self._cancel_lock:
@@ -159,6 +214,10 @@ class TaskProcess:
             if self.proc is None:
                 return self._result(None, timed_out=False)
             timed_out = self._pump()
+            if timed_out:
+                # The group is dead; a process that escaped it must not outlive the timeout.
+                # (Cancels are swept once per run by the engine, not once per task.)
+                sweep_escaped(self._sweep)
             return self._result(self.proc.returncode, timed_out)
         finally:
             with self._cancel_lock:

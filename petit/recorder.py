@@ -12,6 +12,9 @@ from .model import Run
 from .storage import Store
 
 FLUSH_INTERVAL_SECS = 0.25
+# While writes fail (disk full), retries slow down to this: a full disk for an hour must cost
+# neither a busy loop nor an error line every 0.25 s.
+RETRY_MAX_SECS = 5.0
 log = logging.getLogger("petit.recorder")
 
 
@@ -23,6 +26,7 @@ class RunRecorder:
         self._cond = threading.Condition()
         self._write_lock = threading.Lock()
         self._closed = False
+        self._failures = 0      # consecutive failed writes; only the first one is logged
         self._thread = threading.Thread(target=self._loop, name="petit-recorder", daemon=True)
         self._thread.start()
 
@@ -54,11 +58,19 @@ class RunRecorder:
                 self.store.save_runs(batch)
             except StorageError as exc:
                 # Keep the changes so the next flush retries them; the run itself goes on.
-                log.error("cannot record run state: %s", exc)
+                if not self._failures:
+                    log.error("cannot record run state (will retry): %s", exc)
+                self._failures += 1
                 with self._cond:
                     for run in batch:
                         self._dirty.setdefault(run.id, run)
+                    # Wake the loop: after a failed flush from the engine (a run's end) nothing
+                    # else may change, and the retry would wait for ever.
+                    self._cond.notify()
                 raise
+            if self._failures:
+                log.warning("run state recorded again after %d failed attempt(s)", self._failures)
+                self._failures = 0
 
     def _loop(self) -> None:
         while True:
@@ -73,4 +85,7 @@ class RunRecorder:
                 self.flush()
             except StorageError:
                 with self._cond:
-                    self._cond.wait(self._interval)
+                    self._cond.wait(self._retry_delay())
+
+    def _retry_delay(self) -> float:
+        return min(self._interval * 2 ** min(self._failures, 16), RETRY_MAX_SECS)

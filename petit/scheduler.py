@@ -16,7 +16,7 @@ import psutil
 from .config import load_jobs
 from .engine import RunEngine
 from .errors import Conflict, ConfigError, NotFound, PetitError, StorageError, TooManyRuns, Unavailable
-from .executor import kill_group
+from .executor import kill_group, sweep_escaped
 from .ipc import error_reply, ok_reply
 from .model import DependencyCondition, Job, Run, RunStatus, TaskStatus, Trigger, now_ms
 from .recorder import RunRecorder
@@ -236,7 +236,10 @@ class Scheduler:
             active.engine.interrupt()
         for active in self._snapshot():
             active.done.wait(15)
-        self.recorder.close()
+        try:
+            self.recorder.close()
+        except StorageError as exc:   # disk full: the next start marks these runs interrupted
+            log.error("cannot record the end of the last runs: %s", exc.message)
 
     def _snapshot(self) -> list[_ActiveRun]:
         with self._active_lock:
@@ -302,15 +305,8 @@ def _kill_leftovers(run: Run, db_path: str) -> int:
                     killed += kill_group(state.pid)
             except psutil.Error:
                 pass
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            env = proc.environ() if proc.pid != os.getpid() else {}
-            if env.get("PETIT_RUN_ID") == run.id and env.get("PETIT_DB") == db_path:
-                proc.kill()
-                killed += 1
-        except psutil.Error:
-            continue
-    return killed
+    # also kills an escapee's own process group (children that cleared their environment)
+    return killed + sweep_escaped({"PETIT_RUN_ID": run.id, "PETIT_DB": db_path})
 
 
 # -- the worker process --------------------------------------------------------------------------

@@ -91,15 +91,13 @@ class AtomicJSONStorage(Storage):
                 raw = handle.read()
             data = json.loads(raw) if raw else None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise StorageError(
-                f"{self.path}: not a valid petit database ({exc}). It was left untouched: move it "
-                f"aside (mv {self.path} {self.path}.corrupt) to start with empty history there, "
-                "or restore it from a backup") from exc
+            raise corrupt_file(self.path, str(exc)) from exc
+        except RecursionError:   # "[[[[..." nested deeper than the parser's stack
+            raise corrupt_file(self.path, "JSON nested too deeply") from None
         except OSError as exc:
             raise StorageError(f"{self.path}: cannot read: {exc.strerror}") from exc
         if data is not None and not _is_tinydb_shape(data):
-            raise StorageError(f"{self.path}: not a valid petit database (expected a map of tables "
-                               f"of documents); move it aside (mv {self.path} {self.path}.corrupt)")
+            raise corrupt_file(self.path, "expected a map of tables of documents")
         self._cache[self.path] = (identity, data)
         return data
 
@@ -146,11 +144,56 @@ class AtomicJSONStorage(Storage):
         pass
 
 
+def corrupt_file(path: str, detail: str) -> StorageError:
+    """The one message for a db file petit cannot use: it names the file and the way out, and
+    promises the file was not touched (petit never overwrites what it cannot read)."""
+    return StorageError(f"{path}: not a valid petit database ({detail}). It was left untouched: "
+                        f"move it aside (mv {path} {path}.corrupt) to start with empty history "
+                        "there, or restore it from a backup")
+
+
+def _main_file_problem(meta: list[dict], jobs: list[dict]) -> str | None:
+    """Documents of the right shape but the wrong content would crash later, far from the cause
+    (a job doc without an id, an active list holding a number)."""
+    for doc in meta:
+        if not isinstance(doc.get("paused", False), bool):
+            return "table 'meta': 'paused' is not true or false"
+    for doc in jobs:
+        job_id = doc.get("id")
+        if not isinstance(job_id, str) or not job_id:
+            return f"table 'jobs': document {doc.doc_id} has no string 'id'"
+        seq = doc.get("next_seq", 1)
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+            return f"table 'jobs': job {job_id!r} has an invalid 'next_seq' {seq!r:.40}"
+        active = doc.get("active", [])
+        if not isinstance(active, list) or not all(split_run_id(r) for r in active):
+            return f"table 'jobs': job {job_id!r} has an invalid 'active' list"
+    return None
+
+
+def _run_from_doc(doc: dict, path: str) -> Run:
+    """A history record that does not read back as a run is a corrupt file, said as such."""
+    try:
+        return Run.from_dict(doc)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise corrupt_file(path, f"run record {doc.doc_id if isinstance(doc, Document) else '?'} "
+                                 f"is malformed: {exc!r:.80}") from None
+
+
 def _is_tinydb_shape(data) -> bool:
-    """{table: {doc_id: {...}}}: anything else would crash TinyDB with an unhelpful error."""
+    """{table: {doc_id: {...}}}: anything else would crash TinyDB with an unhelpful error (a doc
+    id that is not a number included: TinyDB turns every key into an int)."""
     return isinstance(data, dict) and all(
-        isinstance(table, dict) and all(isinstance(doc, dict) for doc in table.values())
+        isinstance(table, dict) and all(_is_doc_id(key) and isinstance(doc, dict) for key, doc in table.items())
         for table in data.values())
+
+
+def _is_doc_id(key: str) -> bool:
+    try:
+        int(key)
+        return True
+    except ValueError:
+        return False
 
 
 def _without_state(definition: dict) -> dict:
@@ -214,6 +257,9 @@ class Store:
         self._cache = _FileCache()
         self._fsync = fsync
         self._dbs: dict[str, TinyDB] = {}
+        # Highest seq this process handed out per job: a db deleted under a running service
+        # must not hand out again a run id that a caller already holds.
+        self._issued: dict[str, int] = {}
 
     # -- files --------------------------------------------------------------------------------
 
@@ -255,8 +301,10 @@ class Store:
             raise StorageError(f"{self.db_path}: the directory {directory} is not writable")
         with self.lock():
             self._remove_stale_temps(directory)
-            self._table(self.db_path, _MAIN_META).all()
-            self._table(self.db_path, _MAIN_JOBS).all()
+            problem = _main_file_problem(self._table(self.db_path, _MAIN_META).all(),
+                                         self._table(self.db_path, _MAIN_JOBS).all())
+        if problem is not None:
+            raise corrupt_file(self.db_path, problem)
 
     def _remove_stale_temps(self, directory: str) -> None:
         """Under the exclusive lock no writer is mid-write, so every temp file is a dead one. In
@@ -358,7 +406,7 @@ class Store:
             holder: dict = {}
 
             def claim(doc: dict) -> None:
-                seq = max(doc.get("next_seq", 1), newest + 1)
+                seq = max(doc.get("next_seq", 1), newest + 1, self._issued.get(job_id, 0) + 1)
                 holder["seq"] = seq
                 doc["next_seq"] = seq + 1
                 doc["active"] = [*doc.get("active", []), make_run_id(job_id, seq)]
@@ -368,14 +416,31 @@ class Store:
                     doc["next_run_at"] = next_run_at
 
             self._update_job(job_id, claim)
-            seq = holder["seq"]
+            seq = self._issued[job_id] = holder["seq"]
             run_id = make_run_id(job_id, seq)
             run = Run(id=run_id, job_id=job_id, seq=seq, trigger=trigger, created_at=now_ms(),
                       scheduled_at=scheduled_at,
                       tasks=[TaskRun(task_id=t, run_id=run_id) for t in task_ids])
-            self._table(self._chunk_path(job_id, seq), _CHUNK_RUNS).insert(
-                Document(run.to_dict(), doc_id=seq))
+            try:
+                self._table(self._chunk_path(job_id, seq), _CHUNK_RUNS).insert(
+                    Document(run.to_dict(), doc_id=seq))
+            except StorageError:
+                self._undo_claim(job_id, seq)
+                raise
             return run
+
+    def _undo_claim(self, job_id: str, seq: int) -> None:
+        """Best effort after a failed history write (disk full): a run id left in the active
+        list would come back at the next start as an interrupted run nobody was ever told about.
+        Only when the record is surely not on disk: a record whose id left the active list would
+        stay pending for ever."""
+        run_id = make_run_id(job_id, seq)
+        try:
+            if self._table(self._chunk_path(job_id, seq), _CHUNK_RUNS).get(doc_id=seq) is not None:
+                return
+            self._update_job(job_id, lambda d: d.update(active=[r for r in d.get("active", []) if r != run_id]))
+        except StorageError:
+            pass   # the disk still refuses: recovery settles the run at the next start
 
     def save_runs(self, runs: Iterable[Run]) -> None:
         """Write the current state of several runs: one write per history file touched, plus one
@@ -444,7 +509,7 @@ class Store:
             if not os.path.exists(path):
                 return None
             doc = self._table(path, _CHUNK_RUNS).get(doc_id=seq)
-        return Run.from_dict(doc) if doc is not None else None
+        return _run_from_doc(doc, path) if doc is not None else None
 
     def list_runs(self, job_id: str, limit: int) -> list[Run]:
         """Newest first, reading only as many history files as needed."""
@@ -455,7 +520,7 @@ class Store:
             for path in reversed(self._job_chunks(job_id)):
                 docs = self._table(path, _CHUNK_RUNS).all()
                 for doc in sorted(docs, key=lambda d: d.doc_id, reverse=True):
-                    runs.append(Run.from_dict(doc))
+                    runs.append(_run_from_doc(doc, path))
                     if len(runs) >= limit:
                         return runs
         return runs
