@@ -78,10 +78,10 @@ def socket_path(args: dict) -> str:
 
 
 def cmd_validate(args: dict) -> int:
-    from .config import load_jobs
+    from .config import load_jobs, one_line
     jobs = load_jobs(args["JOBS_DIR"])
-    for job in jobs.values():
-        print(f"ok  {job.id}: {len(job.tasks)} task(s), {_schedule_text(job)}  ({job.source})")
+    for job in jobs.values():   # a file name may hold a newline or escape codes: one line each
+        print(f"ok  {job.id}: {len(job.tasks)} task(s), {_schedule_text(job)}  ({one_line(job.source)})")
     print(f"{len(jobs)} job(s) valid in {args['JOBS_DIR']}")
     return 0
 

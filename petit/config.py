@@ -6,6 +6,10 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
+import sys
+import unicodedata
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,12 +19,18 @@ from .dag import find_cycle, topological_order
 from .errors import ConfigError
 from .model import (Condition, DependencyCondition, Job, JobDependency, RetryCondition,
                     RetryPolicy, Task, TaskType)
-from .schedule import Schedule, parse_duration
+from .schedule import Schedule, parse_duration, short_repr
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 MAX_FILE_BYTES = 1024 * 1024
 MAX_TASKS = 10_000
 MAX_ATTEMPTS = 100
+# YAML aliases let a small file stand for a huge structure (a "billion laughs" bomb) or a cycle:
+# the document is measured, with a budget, before anything walks it. MAX_TASKS tasks of a dozen
+# values each fit well within it; no real job file comes close to the depth.
+MAX_VALUES = 500_000
+MAX_DEPTH = 64
+MAX_MESSAGE_CHARS = 500
 JOB_KEYS = {"id", "name", "description", "schedule", "enabled", "max_concurrency", "config",
             "environment", "depends_on", "tasks"}
 TASK_KEYS = {"id", "name", "type", "depends_on", "condition", "retry", "timeout_secs", "timeout",
@@ -32,9 +42,10 @@ SCHEDULE_KEYS = {"cron", "timezone"}
 DEPENDENCY_KEYS = {"job", "job_id", "condition", "window"}
 
 
-class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):   # C parser when built
-    """PyYAML keeps the last of two equal keys, so a repeated `retry:` or `schedule:` would
-    silently replace the first: the kind of typo the unknown-key check exists to catch."""
+class _JobFileConstructor:
+    """Mixed into a safe loader. PyYAML keeps the last of two equal keys, so a repeated `retry:`
+    or `schedule:` would silently replace the first: the kind of typo the unknown-key check exists
+    to catch. A separate class so the same rules run on the pure-Python parser (tests)."""
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
@@ -51,12 +62,45 @@ class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):   # C par
                 if repeated:
                     raise yaml.constructor.ConstructorError(
                         "while constructing a mapping", node.start_mark,
-                        f"duplicate key {key!r:.60}: each key may appear once", key_node.start_mark)
+                        f"duplicate key {short_repr(key)}: each key may appear once", key_node.start_mark)
         return super().construct_mapping(node, deep)
+
+    def construct_object(self, node, deep=False):
+        """The scalar constructors of the safe loader raise plain ValueError (`2001-02-30`, an int
+        of 5000 digits), KeyError (`!!bool maybe`), IndexError (`!!int ""`) or AttributeError
+        (`!!timestamp x`): made YAML errors here, with the position of the value, like every other
+        syntax problem. Collections are left alone: their errors are ConstructorErrors already."""
+        if not isinstance(node, yaml.ScalarNode):
+            return super().construct_object(node, deep)
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {node.tag.rsplit(':', 1)[-1]} {short_repr(node.value)}: {exc}",
+                node.start_mark) from exc
+
+
+class _UniqueKeyLoader(_JobFileConstructor, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """The C parser when PyYAML was built with libyaml (faster, and not recursive)."""
+
+
+def one_line(text: str) -> str:
+    """Error lines go to terminals, logs and JSON replies: escape what would break the line
+    (newlines, U+2028), drive the terminal (ESC), reorder the text (bidi marks) or fail to
+    encode (lone surrogates, from escapes or undecodable file names)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or unicodedata.category(ch) == "Zs" else ascii(ch)[1:-1]
+                   for ch in text)
+
+
+def _clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 class _Problems:
-    """Collects error lines, each prefixed with the file / job / task being checked."""
+    """Collects error lines, each prefixed with the file / job / task being checked. Every line is
+    one printable line, its message at most MAX_MESSAGE_CHARS long, whatever the input held."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -64,25 +108,26 @@ class _Problems:
 
     @contextmanager
     def within(self, label: str) -> Iterator[None]:
-        self._where.append(label)
+        self._where.append(one_line(label))
         try:
             yield
         finally:
             self._where.pop()
 
     def add(self, message: str) -> None:
-        self.lines.append(": ".join([*self._where, message]))
+        self.lines.append(": ".join([*self._where, _clip(one_line(message))]))
 
 
 def _choice(problems: _Problems, enum_cls, value, field: str, default):
     if value is None:
         return default
-    try:
+    # Only strings reach the enum: on a failed lookup it formats the full repr of the value
+    # into its own ValueError, and the full repr of an alias bomb never ends.
+    if isinstance(value, str) and value in {e.value for e in enum_cls}:
         return enum_cls(value)
-    except ValueError:
-        allowed = ", ".join(e.value for e in enum_cls)
-        problems.add(f"{field}: {value!r} is not valid: expected one of {allowed}")
-        return default
+    allowed = ", ".join(e.value for e in enum_cls)
+    problems.add(f"{field}: {short_repr(value)} is not valid: expected one of {allowed}")
+    return default
 
 
 def _is_number(value) -> bool:
@@ -100,7 +145,8 @@ def _seconds(problems: _Problems, data: dict, secs_key: str, text_key: str,
         too_small = value < 0 or (value == 0 and not allow_zero) if _is_number(value) else True
         if too_small or value > 366 * 86400:
             bound = ">= 0" if allow_zero else "> 0"
-            problems.add(f"{secs_key}: expected a number of seconds {bound} (at most 366 days), got {value!r}")
+            problems.add(f"{secs_key}: expected a number of seconds {bound} (at most 366 days), "
+                         f"got {short_repr(value)}")
             return None
         return float(value)
     if text_key in data:
@@ -118,7 +164,7 @@ def _string(problems: _Problems, data: dict, key: str, required: bool = False) -
             problems.add(f"{key}: required key is missing")
         return None
     if not isinstance(value, str) or (required and not value.strip()):
-        problems.add(f"{key}: expected a non-empty string, got {type(value).__name__} {value!r:.60}")
+        problems.add(f"{key}: expected a non-empty string, got {type(value).__name__} {short_repr(value)}")
         return None
     return value
 
@@ -126,7 +172,7 @@ def _string(problems: _Problems, data: dict, key: str, required: bool = False) -
 def _identifier(problems: _Problems, data: dict, key: str = "id") -> str | None:
     value = _string(problems, data, key, required=True)
     if value is not None and (not ID_PATTERN.fullmatch(value) or set(value) == {"."}):
-        problems.add(f"{key}: {value!r:.80} is not a valid id: expected 1-128 characters of "
+        problems.add(f"{key}: {short_repr(value)} is not a valid id: expected 1-128 characters of "
                      "A-Z a-z 0-9 _ . - (and not only dots)")
         return None
     return value
@@ -141,21 +187,46 @@ def _environment(problems: _Problems, data: dict) -> dict[str, str]:
         return {}
     env: dict[str, str] = {}
     for name, item in value.items():
-        if not isinstance(name, str) or not name or "=" in name or "\0" in name:
-            problems.add(f"environment: {name!r:.60} is not a valid variable name")
-        elif isinstance(item, (dict, list)) or item is None:
-            problems.add(f"environment: {name!r:.60}: expected a string or number, got {type(item).__name__}")
-        elif "\0" in str(item):
-            problems.add(f"environment: {name!r:.60}: value contains a NUL byte")
+        text = None if isinstance(item, (dict, list, set, bytes)) or item is None else _scalar_text(item)
+        unusable = text is not None and _process_text_problem(text)
+        if not isinstance(name, str) or not name or "=" in name or _process_text_problem(name):
+            problems.add(f"environment: {short_repr(name)} is not a valid variable name")
+        elif text is None:
+            problems.add(f"environment: {short_repr(name)}: expected a string or number, got "
+                         f"{type(item).__name__}{' too large to print' if isinstance(item, int) else ''}")
+        elif unusable:
+            problems.add(f"environment: {short_repr(name)}: value {unusable}")
         else:
-            env[name] = str(item).lower() if isinstance(item, bool) else str(item)
+            env[name] = text.lower() if isinstance(item, bool) else text
     return env
+
+
+def _scalar_text(value) -> str | None:
+    """str() of a YAML scalar; None for an int Python refuses to print (over 4300 digits)."""
+    try:
+        return str(value)
+    except ValueError:
+        return None
+
+
+def _process_text_problem(text: str) -> str | None:
+    """Why exec() would refuse this string (a command, argument, env entry or working_dir) when
+    the run starts, if it would: a NUL byte, or a lone surrogate written as a YAML escape. Checked
+    here so the job is refused up front instead of failing at every run."""
+    if "\0" in text:
+        return "contains a NUL byte"
+    try:
+        text.encode(sys.getfilesystemencoding(), "surrogateescape")
+    except UnicodeEncodeError:
+        return "contains characters that cannot be passed to a process (a lone surrogate)"
+    return None
 
 
 def _unknown_keys(problems: _Problems, data: dict, allowed: set[str], what: str) -> None:
     for key in data:
         if key not in allowed:
-            problems.add(f"unknown key {key!r:.60} in {what}: expected one of {', '.join(sorted(allowed))}")
+            problems.add(f"unknown key {short_repr(key)} in {what}: expected one of "
+                         f"{', '.join(sorted(allowed))}")
 
 
 def _retry(problems: _Problems, value) -> RetryPolicy:
@@ -169,7 +240,7 @@ def _retry(problems: _Problems, value) -> RetryPolicy:
         attempts = value.get("max_attempts", 0)
         if not isinstance(attempts, int) or isinstance(attempts, bool) or not 0 <= attempts <= MAX_ATTEMPTS:
             problems.add(f"max_attempts: expected an integer from 0 to {MAX_ATTEMPTS} (retries "
-                         f"after the first attempt), got {attempts!r}")
+                         f"after the first attempt), got {short_repr(attempts)}")
             attempts = 0
         delay = _seconds(problems, value, "delay_secs", "delay", allow_zero=True) or 0.0
         condition = _choice(problems, RetryCondition, value.get("condition"), "condition",
@@ -190,10 +261,17 @@ def _task_body(problems: _Problems, data: dict, task_type: TaskType | None) -> d
     if task_type is TaskType.COMMAND:
         body["command"] = _string(problems, data, "command", required=True)
         raw_args = data.get("args", [])
-        if not isinstance(raw_args, list) or any(isinstance(a, (dict, list)) or a is None for a in raw_args):
+        if not isinstance(raw_args, list) or any(isinstance(a, (dict, list, set, bytes)) or a is None
+                                                 for a in raw_args):
             problems.add("args: expected a list of strings")
         else:
-            body["args"] = tuple(str(a) for a in raw_args)
+            try:
+                body["args"] = tuple(str(a) for a in raw_args)
+            except ValueError:   # str() refuses an int of more than 4300 digits
+                problems.add("args: expected a list of strings, got an integer too large to print")
+            problem = _process_text_problem("\n".join(body["args"]))   # one pass for them all
+            if problem:
+                problems.add(f"args: an argument {problem}")
     elif task_type is TaskType.SHELL:
         body["script"] = _string(problems, data, "script", required=True)
     else:
@@ -201,6 +279,10 @@ def _task_body(problems: _Problems, data: dict, task_type: TaskType | None) -> d
         body["inline"] = _string(problems, data, "inline")
         if (body["script"] is None) == (body["inline"] is None) and ("script" in data) == ("inline" in data):
             problems.add("script/inline: a python task needs exactly one of 'script' (a file) or 'inline' (code)")
+    for key in ("command", "script", "inline"):
+        problem = body[key] is not None and _process_text_problem(body[key])
+        if problem:
+            problems.add(f"{key}: {problem}")
     return body
 
 
@@ -211,8 +293,9 @@ def _task_depends(problems: _Problems, data: dict) -> tuple[str, ...]:
     if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
         problems.add("depends_on: expected a list of task ids")
         return ()
-    for dup in sorted({d for d in depends if depends.count(d) > 1}):
-        problems.add(f"depends_on: {dup!r} is listed more than once")
+    # Counted once: list.count per entry was quadratic, hours for a 1 MiB list of one repeated id.
+    for dup in sorted(d for d, n in Counter(depends).items() if n > 1):
+        problems.add(f"depends_on: {short_repr(dup)} is listed more than once")
     return tuple(dict.fromkeys(depends))
 
 
@@ -241,6 +324,9 @@ def _task(problems: _Problems, data, index: int) -> Task | None:
             environment=_environment(problems, data),
             working_dir=_string(problems, data, "working_dir"),
         )
+        unusable = fields["working_dir"] is not None and _process_text_problem(fields["working_dir"])
+        if unusable:
+            problems.add(f"working_dir: {unusable}")
         if task_id is None:
             return None
         # Kept even when incomplete (the problems above already reject the file), so the tasks
@@ -262,15 +348,29 @@ def _check_task_graph(problems: _Problems, tasks: list[Task]) -> list[Task]:
                 if dep == task.id:
                     problems.add("depends_on: a task cannot depend on itself")
                 elif dep not in seen:
-                    problems.add(f"depends_on: unknown task {dep!r:.80}: expected one of this job's task ids")
+                    problems.add(f"depends_on: unknown task {short_repr(dep)}: expected one of this "
+                                 "job's task ids")
             graph[task.id] = tuple(d for d in task.depends_on if d in seen and d != task.id)
     cycle = find_cycle(graph)
     if cycle:
-        problems.add(f"tasks: dependency cycle: {' -> '.join(cycle)}")
+        problems.add(f"tasks: dependency cycle: {_cycle_text(cycle)}")
         return tasks
     order = topological_order([t.id for t in tasks], graph)
     by_id = {t.id: t for t in tasks}
     return [by_id[task_id] for task_id in order]
+
+
+def _cycle_text(cycle: list[str]) -> str:
+    """A cycle through 5,000 tasks (or 1,000 jobs) would make a line of 50 KB: keep both ends."""
+    if len(cycle) <= 12:
+        return " -> ".join(cycle)
+    return f"{' -> '.join(cycle[:6])} -> ... ({len(cycle) - 11} more) -> {' -> '.join(cycle[-5:])}"
+
+
+def _few(names, limit: int = 10) -> str:
+    names = list(names)
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def _schedule(problems: _Problems, value) -> tuple[str | None, str]:
@@ -317,14 +417,16 @@ def _job_dependencies(problems: _Problems, value) -> tuple[JobDependency, ...]:
         window = None
         if condition is DependencyCondition.WITHIN_WINDOW:
             if "window" not in item:
-                problems.add(f"depends_on: job {job_id!r}: condition within_window needs a 'window' like '1h'")
+                problems.add(f"depends_on: job {short_repr(job_id)}: condition within_window needs a "
+                             "'window' like '1h'")
             else:
                 try:
                     window = parse_duration(item["window"])
                 except ValueError as exc:
                     problems.add(f"depends_on: window: {exc}")
         elif "window" in item:
-            problems.add(f"depends_on: job {job_id!r}: 'window' only applies to condition within_window")
+            problems.add(f"depends_on: job {short_repr(job_id)}: 'window' only applies to condition "
+                         "within_window")
         deps.append(JobDependency(job_id, condition, window))
     return tuple(deps)
 
@@ -339,11 +441,12 @@ def parse_job(problems: _Problems, data, source: str) -> Job | None:
         name = _string(problems, data, "name", required=True)
         enabled = data.get("enabled", True)
         if not isinstance(enabled, bool):
-            problems.add(f"enabled: expected true or false, got {enabled!r:.60}")
+            problems.add(f"enabled: expected true or false, got {short_repr(enabled)}")
         concurrency = data.get("max_concurrency")
         if concurrency is not None and (not isinstance(concurrency, int) or isinstance(concurrency, bool)
                                         or not 1 <= concurrency <= 10_000):
-            problems.add(f"max_concurrency: expected an integer >= 1, got {concurrency!r:.60}")
+            problems.add(f"max_concurrency: expected an integer >= 1 (at most 10000), "
+                         f"got {short_repr(concurrency)}")
             concurrency = None
         config = data.get("config", {})
         if not isinstance(config, dict):
@@ -369,27 +472,101 @@ def parse_job(problems: _Problems, data, source: str) -> Job | None:
                depends_on=depends_on, source=source)
 
 
-def _read_yaml(problems: _Problems, path: str):
+def _read_text(problems: _Problems, path: str) -> str | None:
+    """The file's text, read only if it is a regular file of at most MAX_FILE_BYTES. O_NONBLOCK:
+    opening a FIFO would otherwise wait for a writer forever; the checks are made on the opened
+    descriptor, so the file cannot be swapped for /dev/zero between the check and the read."""
     try:
-        if os.path.getsize(path) > MAX_FILE_BYTES:
-            problems.add(f"file is larger than {MAX_FILE_BYTES // 1024} KiB; a job file should be small")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        problems.add(f"cannot read: {exc.strerror or exc}")
+        return None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            problems.add("cannot read: Is a directory")
             return None
-        with open(path, "rb") as handle:
-            text = handle.read().decode("utf-8")
+        if not stat.S_ISREG(info.st_mode):
+            problems.add("not a regular file (a FIFO, device or socket): expected a job file")
+            return None
+        data = b"" if info.st_size > MAX_FILE_BYTES else _read_at_most(fd, MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        problems.add(f"cannot read: {exc.strerror or exc}")
+        return None
+    finally:
+        os.close(fd)
+    if info.st_size > MAX_FILE_BYTES or len(data) > MAX_FILE_BYTES:   # or it grew meanwhile
+        problems.add(f"file is larger than {MAX_FILE_BYTES // 1024} KiB; a job file should be small")
+        return None
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         problems.add(f"not valid UTF-8 text (byte {exc.start})")
         return None
-    except OSError as exc:
-        problems.add(f"cannot read: {exc.strerror}")
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    while limit > 0:
+        chunk = os.read(fd, min(limit, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        limit -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_yaml(problems: _Problems, path: str):
+    text = _read_text(problems, path)
+    if text is None:
         return None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problems.add(f"YAML syntax error: {where}{exc.problem or exc.context}")
-    except (yaml.YAMLError, RecursionError) as exc:
-        problems.add(f"YAML error: {str(exc) or 'nesting too deep'}")
+        return None
+    except yaml.reader.ReaderError as exc:
+        # str(exc) spans lines; this is what it says, on one
+        problems.add(f"YAML syntax error: character {exc.character!r} at position {exc.position}: "
+                     f"{exc.reason}")
+        return None
+    except yaml.YAMLError as exc:
+        problems.add(f"YAML error: {' '.join(str(exc).split())}")
+        return None
+    except RecursionError:
+        # the pure-Python parser (no libyaml) recurses once per level of nesting
+        problems.add(f"YAML error: nested too deeply (more than {MAX_DEPTH} levels are refused anyway)")
+        return None
+    problem = _size_problem(data)
+    if problem:
+        problems.add(problem)
+        return None
+    return data
+
+
+def _size_problem(data) -> str | None:
+    """Measure the document as our code (and anything that prints, compares or serialises a
+    value later) would walk it: aliases count each time they are used. Iterative, and it stops
+    at the budget, so the measure of a bomb or of a cycle is itself cheap."""
+    containers = (dict, list, tuple)
+    budget = MAX_VALUES
+    stack = [iter((data,) if isinstance(data, containers) else ())]
+    while stack:
+        item = next(stack[-1], stack)   # the stack itself as the end marker: never a YAML value
+        if item is stack:
+            stack.pop()
+            continue
+        children = item.values() if isinstance(item, dict) else item
+        budget -= len(children) + 1
+        if budget < 0:
+            return (f"more than {MAX_VALUES:,} values once YAML aliases are expanded: a job file "
+                    "should be small (an alias bomb, or an alias that refers to itself?)")
+        if len(stack) > MAX_DEPTH:
+            return f"values nested more than {MAX_DEPTH} levels deep: a job file should be flat"
+        # scalars are counted above in one step; only the containers are visited
+        stack.append(iter([child for child in children if isinstance(child, containers)]))
     return None
 
 
@@ -432,11 +609,11 @@ def _check_job_graph(problems: _Problems, jobs: dict[str, Job]) -> None:
                 if dep.job_id == job.id:
                     problems.add("depends_on: a job cannot depend on itself")
                 elif dep.job_id not in jobs:
-                    problems.add(f"depends_on: unknown job {dep.job_id!r:.80}: expected one of "
-                                 f"{', '.join(jobs) or 'no jobs defined'}")
+                    problems.add(f"depends_on: unknown job {short_repr(dep.job_id)}: expected one of "
+                                 f"{_few(jobs) or 'no jobs defined'}")
     graph = {job.id: [d.job_id for d in job.depends_on if d.job_id in jobs and d.job_id != job.id]
              for job in jobs.values()}
     cycle = find_cycle(graph)
     if cycle:
-        problems.add(f"{jobs[cycle[0]].source}: job '{cycle[0]}': depends_on: cycle between jobs: "
-                     f"{' -> '.join(cycle)}")
+        with problems.within(f"{jobs[cycle[0]].source}: job '{cycle[0]}'"):
+            problems.add(f"depends_on: cycle between jobs: {_cycle_text(cycle)}")
