@@ -18,7 +18,7 @@ test: $(STAMP)
 
 # The long fault, fuzz and soak variants (about 10 minutes more than `make test`).
 soak: $(STAMP)
-	PETIT_SOAK=1 $(VENV)/bin/python -m pytest -m "slow or soak" --timeout 1200
+	PETIT_SOAK=1 $(VENV)/bin/python -m pytest -m "slow or soak" --timeout 1200 -rP
 
 # wrk is the load generator; installed from Debian when missing (the benchmark falls back to a
 # slower Python client when it cannot be installed).

@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 import psutil
 import pytest
 
-from conftest import EXAMPLES, PETIT, run_petit, wait_until
+import conftest
+
+from conftest import EXAMPLES, PETIT, is_alive, run_petit, wait_until  # noqa: F401 (is_alive: re-exported to the tests)
 
 MARKER_ENV = "PETIT_API_TEST_MARKER"
 READY_SECS = 20.0
@@ -42,26 +44,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def is_alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def marked_processes(marker: str) -> list[psutil.Process]:
-    """Live processes whose environment or command line carries `marker`."""
-    found = []
-    for proc in psutil.process_iter():
-        if proc.pid == os.getpid():
-            continue
-        try:
-            if (proc.environ().get(MARKER_ENV) == marker or any(marker in a for a in proc.cmdline())) \
-                    and is_alive(proc):
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
+    return conftest.marked_processes(marker, MARKER_ENV)
 
 
 # -- test jobs ------------------------------------------------------------------------------------

@@ -49,17 +49,35 @@ def write_job(directory, name: str, text: str) -> str:
 MARK = "PETIT_TEST_MARK"
 
 
-def marked_alive(marker: str) -> list[int]:
-    """Pids of live (non-zombie) processes whose environment carries `marker`."""
+def is_alive(proc) -> bool:
+    """Running and not a zombie (a killed child stays a zombie until its parent reaps it)."""
+    import psutil
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def marked_processes(marker: str, env_name: str = MARK) -> list:
+    """Live processes whose environment variable `env_name` is `marker`, or whose command line
+    carries `marker` (found even after the process that set the variable died)."""
     import psutil
     found = []
     for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
+            continue
         try:
-            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(MARK) == marker:
-                found.append(proc.pid)
+            if (proc.environ().get(env_name) == marker or any(marker in a for a in proc.cmdline())) \
+                    and is_alive(proc):
+                found.append(proc)
         except psutil.Error:
             continue
     return found
+
+
+def marked_alive(marker: str) -> list[int]:
+    """Pids of live processes carrying `marker` in MARK."""
+    return [proc.pid for proc in marked_processes(marker)]
 
 
 def assert_none_left(marker: str, timeout: float = 3.0) -> None:

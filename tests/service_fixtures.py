@@ -20,7 +20,9 @@ from collections.abc import Callable, Iterator
 import psutil
 import pytest
 
-from conftest import PETIT, run_petit, wait_until
+import conftest
+
+from conftest import PETIT, is_alive, run_petit, wait_until
 from petit.model import Run
 from petit.storage import Store
 
@@ -30,12 +32,6 @@ LEFTOVER_SECS = 5.0
 STOP_GRACE_SECS = 10.0      # on top of --shutdown-timeout before teardown resorts to SIGKILL
 
 
-def is_alive(proc: psutil.Process) -> bool:
-    """Running and not a zombie: a killed orphan may linger as a zombie until init reaps it."""
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def group_members(pgid: int) -> list[psutil.Process]:
@@ -51,18 +47,7 @@ def group_members(pgid: int) -> list[psutil.Process]:
 
 
 def marked_processes(marker: str) -> list[psutil.Process]:
-    """Every live process whose environment or command line carries `marker`."""
-    found = []
-    for proc in psutil.process_iter():
-        if proc.pid == os.getpid():
-            continue
-        try:
-            if (proc.environ().get(MARKER_ENV) == marker or any(marker in a for a in proc.cmdline())) \
-                    and is_alive(proc):
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
+    return conftest.marked_processes(marker, MARKER_ENV)
 
 
 def job_yaml(job_id: str, script: str, schedule: str | None = None, max_concurrency: int | None = None,
