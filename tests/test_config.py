@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from conftest import EXAMPLES, write_job
-from petit.config import MAX_FILE_BYTES, load_jobs
+from petit.config import load_jobs
+from petit.jobfile import MAX_FILE_BYTES
 from petit.errors import ConfigError
 from petit.model import Condition, DependencyCondition, RetryCondition, TaskType
 

@@ -37,7 +37,9 @@ import yaml
 
 from conftest import EXAMPLES, PETIT
 from petit import config as config_module
-from petit.config import MAX_FILE_BYTES, load_jobs
+from petit import jobfile
+from petit.config import load_jobs
+from petit.jobfile import MAX_FILE_BYTES
 from petit.errors import ConfigError
 from petit.schedule import Schedule
 
@@ -1064,8 +1066,8 @@ def test_python_tags_are_rejected_and_never_run(tmp_path, tag):
 def use_pure_python_parser(monkeypatch) -> None:
     """PyYAML without libyaml (a fresh clone may build it so): the same loader on the pure-Python
     parser, which recurses once per level of nesting."""
-    pure = type("PureLoader", (config_module._JobFileConstructor, yaml.SafeLoader), {})
-    monkeypatch.setattr(config_module, "_UniqueKeyLoader", pure)
+    pure = type("PureLoader", (jobfile._JobFileConstructor, yaml.SafeLoader), {})
+    monkeypatch.setattr(jobfile, "_UniqueKeyLoader", pure)
 
 
 @pytest.mark.timeout(180)
