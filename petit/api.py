@@ -33,7 +33,9 @@ MAX_BODY_BYTES = 64 * 1024     # no endpoint reads a body; bigger ones get a JSO
 # tornado's own cap, far above ours: it answers a bare, non-JSON 400 to a chunked body over its cap,
 # so the handlers enforce MAX_BODY_BYTES themselves (every one streams, none buffers a body)
 TORNADO_BODY_CAP = 1 << 40
-REPLY_DEADLINE_SECS = 6.0      # a little above the supervisor's own deadline towards the scheduler
+# a little above the supervisor's own deadlines towards the scheduler (5 s, 20 s for a cancel)
+REPLY_DEADLINE_SECS = 6.0
+CANCEL_REPLY_DEADLINE_SECS = 21.0
 EXIT_CANNOT_BIND = 78
 
 
@@ -93,17 +95,18 @@ class CommandChannel:
             reply = self._replies.get()
             if reply is None:
                 return
-            self._matcher.resolve(reply)
+            self._matcher.resolve(reply)   # safe from this thread: a late reply is dropped
 
     async def call(self, cmd: str, args: dict | None = None) -> dict:
         message = request(cmd, args)
         future = self._matcher.expect(message["id"])
         self._requests.put(message)
+        deadline = CANCEL_REPLY_DEADLINE_SECS if cmd == "cancel" else REPLY_DEADLINE_SECS
         try:
-            reply = await asyncio.wait_for(asyncio.wrap_future(future), REPLY_DEADLINE_SECS)
+            reply = await asyncio.wait_for(asyncio.wrap_future(future), deadline)
         except asyncio.TimeoutError:
             self._matcher.discard(message["id"])
-            raise Unavailable(f"the scheduler did not answer within {REPLY_DEADLINE_SECS:g}s") from None
+            raise Unavailable(f"the scheduler did not answer within {deadline:g}s") from None
         return unwrap(reply)
 
 

@@ -129,6 +129,7 @@ def _job_json(job, now: datetime) -> dict:
 def cmd_trigger(args: dict) -> int:
     from .config import load_jobs
     from .engine import RunEngine
+    from .ipc import hold_instance_lock
     from .model import RunStatus, Trigger
     from .recorder import RunRecorder
     from .storage import Store
@@ -145,6 +146,7 @@ def cmd_trigger(args: dict) -> int:
         return 1
     store = Store(args["--db"], keep_runs=keep_runs)
     store.check()
+    hold_instance_lock(store.db_path)   # held until exit: a `petit run` starting now must not recover this run
     run = store.create_run(job.id, [t.id for t in job.tasks], Trigger.MANUAL)
     recorder = RunRecorder(store)
     print_lock = threading.Lock()

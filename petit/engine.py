@@ -133,7 +133,7 @@ class RunEngine:
         if state.started_at is None:
             state.started_at = now_ms()
         # a retry is running again: the previous attempt's end no longer describes the task
-        state.ended_at = state.duration_ms = state.exit_code = None
+        state.ended_at = state.duration_ms = state.exit_code = state.error = None
         state.timed_out = False
         attempt = state.attempts
         env = build_env(self.job, task, self.run.id, attempt, self._extra_env)

@@ -196,6 +196,8 @@ class TaskProcess:
             self.error = str(exc)
         except OSError as exc:
             self.error = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+        except (ValueError, TypeError) as exc:   # e.g. an argument Popen refuses: still a failed attempt
+            self.error = f"cannot start {argv[0]!r}: {exc}"
         self.pid = self.proc.pid if self.proc else None
         self.pid_created = _create_time(self.pid) if self.pid else None
         self._sweep = sweep_match(env)

@@ -3,15 +3,16 @@ used over multiprocessing queues, and the JSON-lines control-socket client."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
 import threading
 import time
 import uuid
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 
-from .errors import BadRequest, PetitError, Unavailable, from_wire
+from .errors import BadRequest, Conflict, PetitError, StorageError, Unavailable, from_wire
 
 # verb -> required string arguments
 COMMANDS: dict[str, tuple[str, ...]] = {
@@ -92,20 +93,44 @@ class ReplyMatcher:
     def resolve(self, reply: dict) -> None:
         with self._lock:
             future = self._pending.pop(reply.get("id"), None)
-        if future is not None and not future.done():
-            future.set_result(reply)
+        if future is not None:
+            _settle(future, reply)
 
     def fail_all(self, reason: str) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
         for future in pending.values():
-            if not future.done():
-                future.set_result(error_reply(None, Unavailable(reason)))
+            _settle(future, error_reply(None, Unavailable(reason)))
 
     def discard(self, request_id: str) -> None:
         """Forget a request whose caller gave up waiting."""
         with self._lock:
             self._pending.pop(request_id, None)
+
+
+def _settle(future: Future, reply: dict) -> None:
+    """A caller whose deadline passed cancels its future while the reply may be on its way: the
+    reply is then dropped, and the thread delivering it must not die of it."""
+    try:
+        future.set_result(reply)
+    except InvalidStateError:
+        pass
+
+
+def hold_instance_lock(db: str) -> int:
+    """One process that runs jobs per db (`petit run`, or a one-shot `petit trigger`): an flock
+    held for the holder's life, so one's recovery never kills the other's tasks."""
+    try:
+        fd = os.open(db + ".run.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StorageError(f"{db}.run.lock: cannot create the instance lock: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Conflict(f"another petit is already running jobs on {db} (a `petit run`, or a "
+                       "`petit trigger` in progress); use `petit ctl trigger` against a running service") from None
+    return fd
 
 
 def check_socket_path(path: str) -> None:

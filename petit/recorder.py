@@ -83,7 +83,9 @@ class RunRecorder:
                 self._cond.wait(self._interval)
             try:
                 self.flush()
-            except StorageError:
+            except Exception as exc:   # this thread must outlive any error, or batching stops
+                if not isinstance(exc, StorageError):
+                    log.exception("recording run state failed")
                 with self._cond:
                     self._cond.wait(self._retry_delay())
 

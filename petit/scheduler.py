@@ -125,6 +125,10 @@ class Scheduler:
                                next_run_at=_ms(self.next_fire[job_id]))
             except PetitError as exc:
                 log.warning("fire of job %s at %s dropped: %s", job_id, due.isoformat(), exc.message)
+                try:
+                    self._publish_jobs()   # no run carried the new next_run_at to the store
+                except StorageError as error:
+                    log.error("cannot record the next fire of job %s: %s", job_id, error.message)
 
     # -- runs ---------------------------------------------------------------------------------
 
@@ -234,8 +238,9 @@ class Scheduler:
             hurry.wait(0.05)
         for active in self._snapshot():
             active.engine.interrupt()
+        deadline = time.monotonic() + 15   # one deadline for all: the supervisor's own comes next
         for active in self._snapshot():
-            active.done.wait(15)
+            active.done.wait(max(0.0, deadline - time.monotonic()))
         try:
             self.recorder.close()
         except StorageError as exc:   # disk full: the next start marks these runs interrupted

@@ -448,9 +448,11 @@ class Store:
         by_chunk: dict[str, dict[int, dict]] = {}
         finished: list[Run] = []
         for run in runs:
-            by_chunk.setdefault(self._chunk_path(run.job_id, run.seq), {})[run.seq] = run.to_dict()
-            if run.status.is_terminal:
-                finished.append(run)
+            doc = run.to_dict()
+            by_chunk.setdefault(self._chunk_path(run.job_id, run.seq), {})[run.seq] = doc
+            if RunStatus(doc["status"]).is_terminal:
+                # the snapshot just written, not the live run an engine thread may be changing
+                finished.append(Run.from_dict(doc))
         if not by_chunk:
             return
         with self.lock():

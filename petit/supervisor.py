@@ -12,7 +12,6 @@ import sys
 sys.modules.setdefault("ssl", None)
 
 import asyncio  # noqa: E402
-import fcntl  # noqa: E402
 import json
 import logging
 import multiprocessing
@@ -26,7 +25,7 @@ from collections.abc import Callable
 
 from .errors import BadRequest, PetitError, StorageError, Unavailable, from_wire
 from .ipc import (MAX_LINE_BYTES, ReplyMatcher, check_socket_path, error_reply, is_listening,
-                  ok_reply, request, run_child, validate_request)
+                  hold_instance_lock, ok_reply, request, run_child, validate_request)
 from .logconf import configure_logging
 
 log = logging.getLogger("petit.supervisor")
@@ -35,6 +34,7 @@ BACKOFF_MAX_SECS = 30.0
 STABLE_AFTER_SECS = 10.0       # a child up this long has its backoff reset
 CLIENT_IDLE_SECS = 300.0
 COMMAND_DEADLINE_SECS = 5.0
+CANCEL_DEADLINE_SECS = 20.0    # a cancel answers once the run stopped: kill grace, drain, sweep, write
 READ_POLL_SECS = 0.2           # how soon a reader thread notices that its child was reaped
 
 
@@ -94,6 +94,8 @@ class Child:
                 return
 
     def _deliver(self, message: dict) -> None:
+        if self.proc is None or self.proc.exitcode is not None:
+            return   # read just before the child died: it is not ready, and nobody waits on it
         if message.get("event") == "ready":
             self.state = "running"
             self.ready_info = message
@@ -112,6 +114,8 @@ class Child:
         self.stop_reading.set()            # stops this start's reader thread...
         self.reader.join(timeout=1.0)      # ...before interpreter exit closes the queue under it
         self.matcher.fail_all(f"the {self.name} process exited")
+        for channel in (self.inbox, self.outbox):   # their feeder threads and pipes go with them
+            channel.close()
         self.ready.clear()
         self.exited.set()
         return code
@@ -171,7 +175,7 @@ class Supervisor:
                 return ok_reply(request_id, {"message": "shutting down"})
             if self.shutting_down:
                 raise Unavailable("petit is shutting down")
-            reply = await self.forward(cmd, args)
+            reply = await self.forward(cmd, args, CANCEL_DEADLINE_SECS if cmd == "cancel" else COMMAND_DEADLINE_SECS)
             reply["id"] = request_id
             return reply
         except PetitError as exc:
@@ -404,20 +408,6 @@ def _check_api_settings(settings: dict) -> None:
                     "" if token else " and has NO authentication (set --api-token)")
 
 
-def _hold_instance_lock(db: str) -> int:
-    """One `petit run` per db, whatever socket path it was given: an flock held for life."""
-    try:
-        fd = os.open(db + ".run.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise StorageError(f"{db}.run.lock: cannot create the instance lock: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise PetitError(f"another petit is already running on {db}") from None
-    return fd
-
-
 def serve(settings: dict) -> int:
     """`petit run` with parsed settings: everything is checked before anything starts."""
     configure_logging("supervisor", settings["log_level"])
@@ -426,7 +416,7 @@ def serve(settings: dict) -> int:
         _check_api_settings(settings)
     if not os.path.isdir(os.path.dirname(settings["db"])):
         raise StorageError(f"{settings['db']}: the directory {os.path.dirname(settings['db'])} does not exist")
-    lock_fd = _hold_instance_lock(settings["db"])     # a second instance never touches the socket
+    lock_fd = hold_instance_lock(settings["db"])     # a second instance never touches the socket
     try:
         _remove_stale_socket(settings)
         return asyncio.run(Supervisor(settings).run())

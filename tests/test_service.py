@@ -17,6 +17,7 @@ import pytest
 
 from conftest import run_petit, wait_until
 from petit.model import now_ms
+from petit.storage import Store
 from service_fixtures import (Service, group_members, is_alive, job_yaml, service,  # noqa: F401
                               sockets_dir)
 
@@ -368,12 +369,23 @@ def test_second_petit_on_the_same_db_is_refused(service, sockets_dir):
     other_socket = service(jobs_dir=first.jobs_dir, db=first.db, wait_ready=False,
                            socket=os.path.join(sockets_dir, "other.sock"))
     assert other_socket.proc.wait(timeout=20) == 1
-    assert f"another petit is already running on {first.db}" in other_socket.log()
+    assert f"another petit is already running jobs on {first.db}" in other_socket.log()
     for refused in (same_socket, other_socket):
         assert "Traceback" not in refused.log()
     assert not os.path.exists(os.path.join(sockets_dir, "other.sock"))
     assert stat.S_ISSOCK(os.stat(first.socket).st_mode)
     assert first.wait_run(first.trigger("hello"), "completed").status.value == "completed"
+
+
+def test_one_shot_trigger_is_refused_while_petit_run_serves_the_db(service):
+    """Otherwise the service's recovery (at a worker restart) would take the one-shot run for an
+    interrupted one and kill its tasks."""
+    svc = service({"hello": job_yaml("hello", QUICK)})
+    done = run_petit("trigger", svc.jobs_dir, "hello", "--db", svc.db, timeout=30)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "already running jobs" in done.stderr and "petit ctl trigger" in done.stderr
+    assert Store(svc.db).list_runs("hello", 10) == []          # nothing recorded by the refused trigger
+    assert svc.wait_run(svc.trigger("hello"), "completed").status.value == "completed"
 
 
 def test_a_file_that_is_not_a_socket_is_never_deleted(service, sockets_dir):

@@ -1,0 +1,53 @@
+"""The request/reply plumbing shared by the supervisor, the API and petit ctl."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from petit.errors import BadRequest, Conflict
+from petit.ipc import ReplyMatcher, hold_instance_lock, ok_reply, validate_request
+
+
+def test_a_reply_to_a_caller_that_gave_up_is_dropped_quietly():
+    # the API's deadline cancels the future while the reply is on its way: the thread that
+    # delivers replies must survive it, or every later command gets 503
+    matcher = ReplyMatcher()
+    future = matcher.expect("late")
+    future.cancel()
+    matcher.resolve(ok_reply("late", {"run_id": "job-1"}))
+    fresh = matcher.expect("next")
+    matcher.resolve(ok_reply("next", {"run_id": "job-2"}))
+    assert fresh.result(timeout=1)["result"] == {"run_id": "job-2"}
+
+
+def test_fail_all_answers_waiting_callers_and_skips_cancelled_ones():
+    matcher = ReplyMatcher()
+    waiting, gone = matcher.expect("a"), matcher.expect("b")
+    gone.cancel()
+    matcher.fail_all("the scheduler process exited")
+    assert waiting.result(timeout=1)["code"] == "SERVICE_UNAVAILABLE"
+
+
+def test_only_declared_arguments_are_forwarded():
+    message = validate_request({"id": "1", "cmd": "trigger", "args": {"job_id": "a", "x": [[[]]]}})
+    assert message["args"] == {"job_id": "a"}
+    with pytest.raises(BadRequest):
+        validate_request({"id": "1", "cmd": "trigger", "args": {}})
+
+
+def test_the_instance_lock_admits_one_holder_per_db(tmp_path):
+    db = str(tmp_path / "petit.db")
+    fd = hold_instance_lock(db)
+    try:
+        other = subprocess.run([sys.executable, "-c", "from petit.ipc import hold_instance_lock;"
+                                f"hold_instance_lock({db!r})"], capture_output=True, text=True, timeout=30)
+        assert other.returncode != 0 and "already running jobs" in other.stderr
+        with pytest.raises(Conflict):   # flock excludes other descriptors in this process too
+            hold_instance_lock(db)
+    finally:
+        os.close(fd)
+    os.close(hold_instance_lock(db))   # free again once released
