@@ -60,8 +60,14 @@ class PetitService:
             return False
 
     def request(self, method: str, path: str) -> tuple[int, dict]:
-        self.conn.request(method, path)
-        response = self.conn.getresponse()
+        try:
+            self.conn.request(method, path)
+            response = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            # the server closes keep-alive connections idle for 60 s: open a new one, once
+            self.conn.close()
+            self.conn.request(method, path)
+            response = self.conn.getresponse()
         return response.status, json.loads(response.read())
 
     def get(self, path: str) -> tuple[int, dict]:
