@@ -271,7 +271,7 @@ def test_hostile_clients_leave_the_supervisor_serving(service):
             try:
                 sent += hog.send(request_line * 100)
             except BlockingIOError:
-                time.sleep(0.2)
+                time.sleep(0.2)   # give the server one last chance to drain before calling it full
                 try:
                     sent += hog.send(request_line * 100)
                 except BlockingIOError:
@@ -354,7 +354,7 @@ def test_ctl_waits_while_the_accept_queue_is_full(service):
             queued.append(sock)
         caller = threading.Thread(target=ctl_status)
         caller.start()
-        time.sleep(1.0)
+        time.sleep(1.0)   # fault injection: how long the supervisor stays stopped, not a wait for state
     finally:
         os.kill(svc.pid, signal.SIGCONT)
         caller.join(15)
