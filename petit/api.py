@@ -383,6 +383,9 @@ def api_main(settings: dict, replies, requests) -> None:
     """Entry point of the spawned API process."""
     from .logconf import configure_logging
     configure_logging("api", settings.get("log_level", "info"))
+    # one line per request would drown the lifecycle events (and cost throughput): debug only
+    logging.getLogger("tornado.access").setLevel(
+        logging.DEBUG if settings.get("log_level") == "debug" else logging.WARNING)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     asyncio.run(_serve(settings, replies, requests))
 
