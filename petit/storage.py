@@ -111,33 +111,16 @@ class AtomicJSONStorage(Storage):
             raise
 
     def _write(self, data) -> None:
-        directory = os.path.dirname(self.path)
-        tmp = None
         try:
             try:
                 previous = os.stat(self.path).st_mtime_ns
             except FileNotFoundError:
                 previous = 0
-            raw = json.dumps(data, separators=(",", ":")).encode()
-            os.makedirs(directory, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.path), dir=directory)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(raw)
-                handle.flush()
-                if self._fsync:
-                    os.fsync(handle.fileno())
-            stamp = max(time.time_ns(), previous + 1)
-            os.utime(tmp, ns=(stamp, stamp))
-            os.replace(tmp, self.path)
-            tmp = None
-            if self._fsync:
-                _fsync_dir(directory)
+            _atomic_write(self.path, json.dumps(data, separators=(",", ":")).encode(), self._fsync,
+                          not_before_ns=previous + 1)
             st = os.stat(self.path)
         except OSError as exc:
             raise StorageError(f"{self.path}: cannot write: {exc.strerror or exc}") from exc
-        finally:
-            if tmp is not None:
-                _unlink_quietly(tmp)
         self._cache[self.path] = ((st.st_ino, st.st_mtime_ns, st.st_size), data)
 
     def close(self) -> None:
@@ -198,6 +181,32 @@ def _is_doc_id(key: str) -> bool:
 
 def _without_state(definition: dict) -> dict:
     return {k: v for k, v in definition.items() if k not in _JOB_STATE_KEYS}
+
+
+def _atomic_write(path: str, raw: bytes, fsync: bool, not_before_ns: int = 0) -> None:
+    """Write `raw` to a temp file beside `path` and rename it over `path`: a kill at any instant
+    leaves the old file or the new one. `not_before_ns` gives the new file an mtime later than
+    the old one's (the read cache tells versions apart by it). Raises OSError."""
+    directory = os.path.dirname(path)
+    tmp = None
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=directory)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        if not_before_ns:
+            stamp = max(time.time_ns(), not_before_ns)
+            os.utime(tmp, ns=(stamp, stamp))
+        os.replace(tmp, path)
+        tmp = None
+        if fsync:
+            _fsync_dir(directory)
+    finally:
+        if tmp is not None:   # a full disk must not also leave half a file behind
+            _unlink_quietly(tmp)
 
 
 def _fsync_dir(directory: str) -> None:
@@ -551,19 +560,10 @@ class Store:
         """Logs are written atomically but without fsync: losing the tail of a log to a power cut
         is acceptable, a torn log file is not."""
         path = self.log_path(run_id, task_id)
-        tmp = None
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=os.path.dirname(path))
-            with os.fdopen(fd, "w") as handle:
-                json.dump(record, handle)
-            os.replace(tmp, path)
-            tmp = None
+            _atomic_write(path, json.dumps(record).encode(), fsync=False)
         except OSError as exc:
             raise StorageError(f"{path}: cannot write task log: {exc.strerror or exc}") from exc
-        finally:
-            if tmp is not None:   # a full disk must not also leave half a log behind
-                _unlink_quietly(tmp)
 
     def read_log(self, run_id: str, task_id: str) -> dict | None:
         try:
