@@ -19,8 +19,8 @@ import tornado.web
 
 from . import __version__
 from .binding import is_loopback_host
-from .errors import (BadRequest, Conflict, Forbidden, MethodNotAllowed, NotFound, PetitError,
-                     Unauthorized, Unavailable)
+from .errors import (BadRequest, Conflict, Forbidden, MethodNotAllowed, NotFound, PayloadTooLarge,
+                     PetitError, Unauthorized, Unavailable)
 from .ipc import ReplyMatcher, request, unwrap
 from .model import Run, TaskRun
 from .storage import Store, split_run_id
@@ -37,13 +37,6 @@ TORNADO_BODY_CAP = 1 << 40
 REPLY_DEADLINE_SECS = 6.0
 CANCEL_REPLY_DEADLINE_SECS = 21.0
 EXIT_CANNOT_BIND = 78
-
-
-class PayloadTooLarge(PetitError):
-    """Only the HTTP edge has request bodies, so this error lives here."""
-
-    code = "PAYLOAD_TOO_LARGE"
-    http_status = 413
 
 
 # -- JSON shapes (field names match the older tool; extra fields are additions) ------------------

@@ -43,6 +43,14 @@ class NotFound(PetitError):
     http_status = 404
 
 
+class NotListening(PetitError):
+    """No petit answers on the control socket (`petit ctl` exits 3, like SERVICE_UNAVAILABLE)."""
+
+    code = "NOT_LISTENING"
+    http_status = 503
+    exit_code = 3
+
+
 class MethodNotAllowed(PetitError):
     code = "METHOD_NOT_ALLOWED"
     http_status = 405
@@ -53,6 +61,13 @@ class Conflict(PetitError):
 
     code = "CONFLICT"
     http_status = 409
+
+
+class PayloadTooLarge(PetitError):
+    """A request body over the API's limit (only the HTTP edge has bodies)."""
+
+    code = "PAYLOAD_TOO_LARGE"
+    http_status = 413
 
 
 class TooManyRuns(PetitError):
@@ -89,9 +104,9 @@ class StorageError(PetitError):
     http_status = 500
 
 
-_BY_CODE = {cls.code: cls for cls in (BadRequest, Unauthorized, Forbidden, NotFound,
-                                      MethodNotAllowed, Conflict, TooManyRuns, Unavailable,
-                                      StorageError)}
+_BY_CODE = {cls.code: cls for cls in (BadRequest, Unauthorized, Forbidden, NotFound, NotListening,
+                                      MethodNotAllowed, Conflict, PayloadTooLarge, TooManyRuns,
+                                      Unavailable, StorageError)}
 
 
 def from_wire(body: dict) -> PetitError:

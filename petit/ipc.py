@@ -12,7 +12,8 @@ import time
 import uuid
 from concurrent.futures import Future, InvalidStateError
 
-from .errors import BadRequest, Conflict, PetitError, StorageError, Unavailable, from_wire
+from .errors import (BadRequest, Conflict, NotListening, PetitError, StorageError, Unavailable,
+                     from_wire)
 
 # verb -> required string arguments
 COMMANDS: dict[str, tuple[str, ...]] = {
@@ -22,14 +23,6 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 MAX_LINE_BYTES = 64 * 1024
 SOCKET_PATH_MAX = 107          # sun_path is 108 bytes including the terminating NUL
 DEFAULT_DEADLINE_SECS = 10.0
-
-
-class NotListening(PetitError):
-    """No petit answers on the control socket."""
-
-    code = "NOT_LISTENING"
-    http_status = 503
-    exit_code = 3
 
 
 def request(cmd: str, args: dict | None = None, request_id: str | None = None) -> dict:
