@@ -1,8 +1,17 @@
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# The version lives in the package alone; reading the file (not importing it) needs no dependency.
+VERSION = re.search(
+    r'__version__ = "([^"]+)"',
+    Path(__file__).with_name("petit").joinpath("__init__.py").read_text(),
+).group(1)
 
 setup(
     name="petit",
-    version="0.1.0",
+    version=VERSION,
     description="A small, dependable job orchestrator for one machine",
     packages=find_packages(include=["petit", "petit.*"]),
     python_requires=">=3.11",
@@ -14,6 +23,6 @@ setup(
         "pyyaml>=6.0",
         "docopt-ng>=0.9",
     ],
-    extras_require={"test": ["pytest>=7.4", "pytest-timeout>=2.2"]},
-    entry_points={"console_scripts": ["petit = petit.cli:main"]},
+    extras_require={"test": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff>=0.6"]},
+    entry_points={"console_scripts": ["petit = petit.cli.main:main"]},
 )

@@ -22,9 +22,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from petit.model import Run, RunStatus, TaskRun, TaskStatus, Trigger  # noqa: E402
-from petit.storage import RUNS_PER_CHUNK, Store  # noqa: E402
 from petit_service import PETIT, PetitService  # noqa: E402
+
+from petit.core.model import Run, RunStatus, TaskRun, TaskStatus, Trigger  # noqa: E402
+from petit.storage.store import RUNS_PER_CHUNK, Store  # noqa: E402
 
 REPS = int(os.environ.get("BENCH_REPS", "5"))
 FIRES = int(os.environ.get("BENCH_FIRES", "62"))
@@ -34,21 +35,31 @@ RESULTS = {}
 
 # -- workloads ------------------------------------------------------------------------------------
 
+
 def workloads() -> dict[str, list[tuple[str, list[str]]]]:
     layers = [[f"l{layer}_{i}" for i in range(20)] for layer in range(10)]
     return {
         "W1_fanout_200": [(f"t{i}", []) for i in range(200)],
         "W2_chain_50": [(f"t{i}", [f"t{i - 1}"] if i else []) for i in range(50)],
-        "W3_layers_10x20": [(task, layers[n - 1] if n else []) for n, layer in enumerate(layers) for task in layer],
+        "W3_layers_10x20": [
+            (task, layers[n - 1] if n else []) for n, layer in enumerate(layers) for task in layer
+        ],
     }
 
 
-def job_yaml(job_id: str, tasks: list[tuple[str, list[str]]], command: str = "true",
-             args: list[str] | None = None, extra: str = "") -> str:
+def job_yaml(
+    job_id: str,
+    tasks: list[tuple[str, list[str]]],
+    command: str = "true",
+    args: list[str] | None = None,
+    extra: str = "",
+) -> str:
     lines = [f"id: {job_id}", f"name: {job_id}", extra, "tasks:"]
     for task_id, deps in tasks:
-        lines.append(f"  - {{id: {task_id}, command: {json.dumps(command)}, args: {json.dumps(args or [])}, "
-                     f"depends_on: {json.dumps(deps)}}}")
+        lines.append(
+            f"  - {{id: {task_id}, command: {json.dumps(command)}, args: {json.dumps(args or [])}, "
+            f"depends_on: {json.dumps(deps)}}}"
+        )
     return "\n".join(line for line in lines if line) + "\n"
 
 
@@ -61,8 +72,9 @@ async def _baseline(tasks: list[tuple[str, list[str]]]) -> float:
         for dep in deps:
             await done[dep].wait()
         async with gate:
-            proc = await asyncio.create_subprocess_exec("true", stdout=asyncio.subprocess.DEVNULL,
-                                                        stderr=asyncio.subprocess.DEVNULL)
+            proc = await asyncio.create_subprocess_exec(
+                "true", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+            )
             await proc.wait()
         done[task_id].set()
 
@@ -72,7 +84,12 @@ async def _baseline(tasks: list[tuple[str, list[str]]]) -> float:
 
 
 def spread(samples: list[float]) -> dict:
-    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "n": len(samples)}
+    return {
+        "median": statistics.median(samples),
+        "min": min(samples),
+        "max": max(samples),
+        "n": len(samples),
+    }
 
 
 def percentile(samples: list[float], pct: float) -> float:
@@ -81,6 +98,7 @@ def percentile(samples: list[float], pct: float) -> float:
 
 
 # -- measurements ---------------------------------------------------------------------------------
+
 
 def bench_dags(work: str) -> None:
     jobs_dir = os.path.join(work, "dag_jobs")
@@ -95,15 +113,35 @@ def bench_dags(work: str) -> None:
             for rep in range(REPS):
                 base.append(asyncio.run(_baseline(tasks)))
                 db = os.path.join(work, f"{name}-{rep}.db")
-                subprocess.run([sys.executable, PETIT, "trigger", jobs_dir, name, "--db", db,
-                                "--max-tasks", str(CONCURRENCY)], check=True, capture_output=True)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        PETIT,
+                        "trigger",
+                        jobs_dir,
+                        name,
+                        "--db",
+                        db,
+                        "--max-tasks",
+                        str(CONCURRENCY),
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
                 cli.append(Store(db).list_runs(name, 1)[0].duration_ms / 1000)
                 http.append(service.wait_run(service.trigger(name))["duration_ms"] / 1000)
-            RESULTS[name] = {"baseline_s": spread(base), "trigger_s": spread(cli), "http_s": spread(http),
-                             "trigger_ratio": statistics.median(cli) / statistics.median(base),
-                             "http_ratio": statistics.median(http) / statistics.median(base)}
-            log(f"{name}: baseline {statistics.median(base):.3f}s  trigger {statistics.median(cli):.3f}s  "
-                f"http {statistics.median(http):.3f}s")
+            RESULTS[name] = {
+                "baseline_s": spread(base),
+                "trigger_s": spread(cli),
+                "http_s": spread(http),
+                "trigger_ratio": statistics.median(cli) / statistics.median(base),
+                "http_ratio": statistics.median(http) / statistics.median(base),
+            }
+            log(
+                f"{name}: baseline {statistics.median(base):.3f}s  "
+                f"trigger {statistics.median(cli):.3f}s  "
+                f"http {statistics.median(http):.3f}s"
+            )
     finally:
         service.stop()
 
@@ -137,8 +175,15 @@ def bench_trigger_latency(work: str) -> None:
             p99s.append(percentile(samples, 99))
     finally:
         service.stop()
-    RESULTS["trigger_latency_ms"] = {"p50": spread(p50s), "p99": spread(p99s), "triggers": 100 * REPS}
-    log(f"trigger latency: p50 {statistics.median(p50s):.2f} ms  p99 {statistics.median(p99s):.2f} ms")
+    RESULTS["trigger_latency_ms"] = {
+        "p50": spread(p50s),
+        "p99": spread(p99s),
+        "triggers": 100 * REPS,
+    }
+    log(
+        f"trigger latency: p50 {statistics.median(p50s):.2f} ms  "
+        f"p99 {statistics.median(p99s):.2f} ms"
+    )
 
 
 def bench_fire_accuracy(work: str) -> None:
@@ -158,9 +203,13 @@ def bench_fire_accuracy(work: str) -> None:
         service.stop()
     expected = (scheduled[-1] - scheduled[0]) // 1000 + 1
     RESULTS["fire_lateness_ms"] = {
-        "fires": len(runs), "p50": percentile(lateness, 50), "p99": percentile(lateness, 99),
-        "max": max(lateness), "missed": expected - len(set(scheduled)),
-        "duplicates": len(scheduled) - len(set(scheduled))}
+        "fires": len(runs),
+        "p50": percentile(lateness, 50),
+        "p99": percentile(lateness, 99),
+        "max": max(lateness),
+        "missed": expected - len(set(scheduled)),
+        "duplicates": len(scheduled) - len(set(scheduled)),
+    }
     log(f"fire lateness: {RESULTS['fire_lateness_ms']}")
 
 
@@ -173,11 +222,30 @@ def fill_history(db: str, job_id: str, count: int) -> None:
     chunks: dict[int, dict] = {}
     for seq in range(1, count + 1):
         run_id = f"{job_id}-{seq}"
-        run = Run(id=run_id, job_id=job_id, seq=seq, trigger=Trigger.MANUAL, status=RunStatus.COMPLETED,
-                  created_at=now + seq, started_at=now + seq, ended_at=now + seq + 5, duration_ms=5,
-                  tasks=[TaskRun(task_id=f"t{i}", run_id=run_id, status=TaskStatus.COMPLETED, attempts=1,
-                                 exit_code=0, started_at=now + seq, ended_at=now + seq + 5, duration_ms=5)
-                         for i in range(5)])
+        run = Run(
+            id=run_id,
+            job_id=job_id,
+            seq=seq,
+            trigger=Trigger.MANUAL,
+            status=RunStatus.COMPLETED,
+            created_at=now + seq,
+            started_at=now + seq,
+            ended_at=now + seq + 5,
+            duration_ms=5,
+            tasks=[
+                TaskRun(
+                    task_id=f"t{i}",
+                    run_id=run_id,
+                    status=TaskStatus.COMPLETED,
+                    attempts=1,
+                    exit_code=0,
+                    started_at=now + seq,
+                    ended_at=now + seq + 5,
+                    duration_ms=5,
+                )
+                for i in range(5)
+            ],
+        )
         chunks.setdefault(seq // RUNS_PER_CHUNK, {})[str(seq)] = run.to_dict()
     for number, docs in chunks.items():
         with open(os.path.join(directory, f"{number:08d}.json"), "w") as handle:
@@ -211,30 +279,61 @@ def bench_history(work: str) -> None:
                 rates.append(200 / (time.perf_counter() - begin))
                 p50s.append(percentile(samples, 50))
                 p99s.append(percentile(samples, 99))
-            loaded = [load_test(service.port, "/api/jobs/one/runs?limit=20", seconds=2.0) for _ in range(REPS)]
+            loaded = [
+                load_test(service.port, "/api/jobs/one/runs?limit=20", seconds=2.0)
+                for _ in range(REPS)
+            ]
         finally:
             service.stop()
         RESULTS["history"][str(size)] = {
-            "one_task_run_ms": spread(run_times), "runs_list_p50_ms": spread(p50s),
-            "runs_list_p99_ms": spread(p99s), "runs_list_rps": spread(rates),
-            "runs_list_10conns": {"rps": spread([r for r, _, _ in loaded]), "p50_ms": spread([p for _, p, _ in loaded]),
-                                  "p99_ms": spread([p for _, _, p in loaded])}}
-        log(f"history {size}: run {statistics.median(run_times):.1f} ms, list p99 {statistics.median(p99s):.2f} ms")
+            "one_task_run_ms": spread(run_times),
+            "runs_list_p50_ms": spread(p50s),
+            "runs_list_p99_ms": spread(p99s),
+            "runs_list_rps": spread(rates),
+            "runs_list_10conns": {
+                "rps": spread([r for r, _, _ in loaded]),
+                "p50_ms": spread([p for _, p, _ in loaded]),
+                "p99_ms": spread([p for _, _, p in loaded]),
+            },
+        }
+        log(
+            f"history {size}: run {statistics.median(run_times):.1f} ms, "
+            f"list p99 {statistics.median(p99s):.2f} ms"
+        )
     base = RESULTS["history"]["0"]["one_task_run_ms"]["median"]
-    RESULTS["history"]["ratio_10000_vs_0"] = RESULTS["history"]["10000"]["one_task_run_ms"]["median"] / base
+    RESULTS["history"]["ratio_10000_vs_0"] = (
+        RESULTS["history"]["10000"]["one_task_run_ms"]["median"] / base
+    )
 
 
-def load_test(port: int, path: str, seconds: float = 3.0, connections: int = 10) -> tuple[float, float, float]:
+def load_test(
+    port: int, path: str, seconds: float = 3.0, connections: int = 10
+) -> tuple[float, float, float]:
     """(requests/s, p50 ms, p99 ms) with `connections` concurrent keep-alive clients: wrk when
     present, else Python threads (which measure the client as much as the server)."""
     if shutil.which("wrk"):
-        out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--latency",
-                              f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True).stdout
-        rate = float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec")))
-        p50, p99 = (next(line.split()[1] for line in out.splitlines() if line.strip().startswith(pct))
-                    for pct in ("50%", "99%"))
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t2",
+                f"-c{connections}",
+                f"-d{int(seconds)}s",
+                "--latency",
+                f"http://127.0.0.1:{port}{path}",
+            ],
+            capture_output=True,
+            text=True,
+        ).stdout
+        rate = float(
+            next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec"))
+        )
+        p50, p99 = (
+            next(line.split()[1] for line in out.splitlines() if line.strip().startswith(pct))
+            for pct in ("50%", "99%")
+        )
         return rate, _wrk_ms(p50), _wrk_ms(p99)
     import http.client
+
     samples: list[float] = []
     stop_at = time.perf_counter() + seconds
 
@@ -245,6 +344,7 @@ def load_test(port: int, path: str, seconds: float = 3.0, connections: int = 10)
             conn.request("GET", path)
             conn.getresponse().read()
             samples.append((time.perf_counter() - t0) * 1000)
+
     threads = [threading.Thread(target=client) for _ in range(connections)]
     for thread in threads:
         thread.start()
@@ -267,8 +367,12 @@ def bench_api_and_memory(work: str) -> None:
         handle.write(job_yaml("one", [("only", [])]))
     service = PetitService(jobs_dir, os.path.join(work, "api.db"))
     try:
-        time.sleep(1.0)   # let the children finish their imports before measuring idle memory
-        idle_rss, idle_pss, idle_petit = service.rss_mib(), service.pss_mib(), service.rss_mib(with_tracker=False)
+        time.sleep(1.0)  # let the children finish their imports before measuring idle memory
+        idle_rss, idle_pss, idle_petit = (
+            service.rss_mib(),
+            service.pss_mib(),
+            service.rss_mib(with_tracker=False),
+        )
         for path in ("/api/health", "/api/jobs"):
             rates, p50s, p99s = [], [], []
             for _ in range(REPS):
@@ -276,22 +380,40 @@ def bench_api_and_memory(work: str) -> None:
                 rates.append(rate)
                 p50s.append(p50)
                 p99s.append(p99)
-            RESULTS[f"api {path}"] = {"rps": spread(rates), "p50_ms": spread(p50s), "p99_ms": spread(p99s)}
-            log(f"{path}: {statistics.median(rates):.0f} req/s, p99 {statistics.median(p99s):.2f} ms")
+            RESULTS[f"api {path}"] = {
+                "rps": spread(rates),
+                "p50_ms": spread(p50s),
+                "p99_ms": spread(p99s),
+            }
+            log(
+                f"{path}: {statistics.median(rates):.0f} req/s, "
+                f"p99 {statistics.median(p99s):.2f} ms"
+            )
         _many_runs(service, "one", 5000)
-        after_rss, after_pss, after_petit = service.rss_mib(), service.pss_mib(), service.rss_mib(with_tracker=False)
+        after_rss, after_pss, after_petit = (
+            service.rss_mib(),
+            service.pss_mib(),
+            service.rss_mib(with_tracker=False),
+        )
     finally:
         service.stop()
     RESULTS["memory_mib"] = {
-        "idle_rss_petit": idle_petit, "idle_rss": idle_rss, "idle_pss": idle_pss,
-        "after_5000_runs_rss_petit": after_petit, "after_5000_runs_rss": after_rss, "after_5000_runs_pss": after_pss,
-        "growth_pct_rss_petit": 100 * (after_petit / idle_petit - 1), "growth_pct_rss": 100 * (after_rss / idle_rss - 1)}
+        "idle_rss_petit": idle_petit,
+        "idle_rss": idle_rss,
+        "idle_pss": idle_pss,
+        "after_5000_runs_rss_petit": after_petit,
+        "after_5000_runs_rss": after_rss,
+        "after_5000_runs_pss": after_pss,
+        "growth_pct_rss_petit": 100 * (after_petit / idle_petit - 1),
+        "growth_pct_rss": 100 * (after_rss / idle_rss - 1),
+    }
     log(f"memory: {RESULTS['memory_mib']}")
 
 
 def _many_runs(service: PetitService, job_id: str, count: int) -> None:
     """`count` runs through the running service, four triggers in flight at a time."""
     import http.client
+
     remaining = iter(range(count))
     lock = threading.Lock()
 
@@ -304,6 +426,7 @@ def _many_runs(service: PetitService, job_id: str, count: int) -> None:
             conn.request("POST", f"/api/jobs/{job_id}/trigger")
             response = conn.getresponse()
             response.read()
+
     threads = [threading.Thread(target=client) for _ in range(4)]
     for thread in threads:
         thread.start()
@@ -327,37 +450,101 @@ def table() -> str:
     for name in workloads():
         r = RESULTS[name]
         base = r["baseline_s"]["median"]
-        rows.append((f"{name} petit trigger", _s(r["trigger_s"]), f"{base:.3f}s", f"{r['trigger_ratio']:.2f}x"))
+        rows.append(
+            (
+                f"{name} petit trigger",
+                _s(r["trigger_s"]),
+                f"{base:.3f}s",
+                f"{r['trigger_ratio']:.2f}x",
+            )
+        )
         rows.append((f"{name} HTTP", _s(r["http_s"]), f"{base:.3f}s", f"{r['http_ratio']:.2f}x"))
     lat = RESULTS["trigger_latency_ms"]
-    rows.append(("trigger latency p50 / p99", f"{lat['p50']['median']:.1f} / {lat['p99']['median']:.1f} ms", "<= 15 / 50 ms", ""))
+    rows.append(
+        (
+            "trigger latency p50 / p99",
+            f"{lat['p50']['median']:.1f} / {lat['p99']['median']:.1f} ms",
+            "<= 15 / 50 ms",
+            "",
+        )
+    )
     fire = RESULTS["fire_lateness_ms"]
-    rows.append((f"fire lateness p50/p99/max ({fire['fires']} fires)",
-                 f"{fire['p50']:.1f} / {fire['p99']:.1f} / {fire['max']:.1f} ms", "<= 10 / 50 ms", ""))
-    rows.append(("missed / duplicate fires", f"{fire['missed']} / {fire['duplicates']}", "0 / 0", ""))
+    rows.append(
+        (
+            f"fire lateness p50/p99/max ({fire['fires']} fires)",
+            f"{fire['p50']:.1f} / {fire['p99']:.1f} / {fire['max']:.1f} ms",
+            "<= 10 / 50 ms",
+            "",
+        )
+    )
+    rows.append(
+        ("missed / duplicate fires", f"{fire['missed']} / {fire['duplicates']}", "0 / 0", "")
+    )
     hist = RESULTS["history"]
     for size in ("0", "1000", "10000"):
         h = hist[size]
         rows.append((f"1-task run, {size} runs stored", _ms(h["one_task_run_ms"]), "", ""))
-        rows.append((f"runs?limit=20 p50/p99, {size} stored",
-                     f"{h['runs_list_p50_ms']['median']:.2f} / {h['runs_list_p99_ms']['median']:.2f} ms",
-                     "p99 <= 20 ms", f"{h['runs_list_rps']['median']:.0f} req/s (1 client)"))
+        rows.append(
+            (
+                f"runs?limit=20 p50/p99, {size} stored",
+                f"{h['runs_list_p50_ms']['median']:.2f} / {h['runs_list_p99_ms']['median']:.2f} ms",
+                "p99 <= 20 ms",
+                f"{h['runs_list_rps']['median']:.0f} req/s (1 client)",
+            )
+        )
         w = h["runs_list_10conns"]
-        rows.append((f"runs?limit=20, {size} stored, 10 conns", f"{w['rps']['median']:.0f} req/s, p50 "
-                     f"{w['p50_ms']['median']:.2f} / p99 {w['p99_ms']['median']:.2f} ms", "", ""))
-    rows.append(("1-task run 10,000 vs 0 stored", "", "<= 1.25x", f"{hist['ratio_10000_vs_0']:.2f}x"))
+        rows.append(
+            (
+                f"runs?limit=20, {size} stored, 10 conns",
+                f"{w['rps']['median']:.0f} req/s, p50 "
+                f"{w['p50_ms']['median']:.2f} / p99 {w['p99_ms']['median']:.2f} ms",
+                "",
+                "",
+            )
+        )
+    rows.append(
+        ("1-task run 10,000 vs 0 stored", "", "<= 1.25x", f"{hist['ratio_10000_vs_0']:.2f}x")
+    )
     for path in ("/api/health", "/api/jobs"):
         a = RESULTS[f"api {path}"]
-        rows.append((f"GET {path} (10 conns)", f"{a['rps']['median']:.0f} req/s, p50 {a['p50_ms']['median']:.2f} "
-                     f"/ p99 {a['p99_ms']['median']:.2f} ms",
-                     ">= 3000 req/s" if path.endswith("health") else "", ""))
+        rows.append(
+            (
+                f"GET {path} (10 conns)",
+                f"{a['rps']['median']:.0f} req/s, p50 {a['p50_ms']['median']:.2f} "
+                f"/ p99 {a['p99_ms']['median']:.2f} ms",
+                ">= 3000 req/s" if path.endswith("health") else "",
+                "",
+            )
+        )
     mem = RESULTS["memory_mib"]
-    rows.append(("memory idle: supervisor+scheduler+API RSS", f"{mem['idle_rss_petit']:.1f} MiB", "<= 80 MiB", ""))
-    rows.append(("  + mp resource tracker: RSS / PSS", f"{mem['idle_rss']:.1f} / {mem['idle_pss']:.1f} MiB", "", ""))
-    rows.append(("memory after 5,000 runs (RSS, 3 procs)", f"{mem['after_5000_runs_rss_petit']:.1f} MiB",
-                 "growth <= 10%", f"{mem['growth_pct_rss_petit']:+.1f}%"))
+    rows.append(
+        (
+            "memory idle: supervisor+scheduler+API RSS",
+            f"{mem['idle_rss_petit']:.1f} MiB",
+            "<= 80 MiB",
+            "",
+        )
+    )
+    rows.append(
+        (
+            "  + mp resource tracker: RSS / PSS",
+            f"{mem['idle_rss']:.1f} / {mem['idle_pss']:.1f} MiB",
+            "",
+            "",
+        )
+    )
+    rows.append(
+        (
+            "memory after 5,000 runs (RSS, 3 procs)",
+            f"{mem['after_5000_runs_rss_petit']:.1f} MiB",
+            "growth <= 10%",
+            f"{mem['growth_pct_rss_petit']:+.1f}%",
+        )
+    )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows
+    )
 
 
 def _s(s: dict) -> str:
@@ -379,15 +566,22 @@ def main() -> int:
         bench_fire_accuracy(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    RESULTS["meta"] = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "reps": REPS,
-                       "load_generator": "wrk" if shutil.which("wrk") else "python threads",
-                       "seconds": round(time.time() - started, 1),
-                       "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    RESULTS["meta"] = {
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "reps": REPS,
+        "load_generator": "wrk" if shutil.which("wrk") else "python threads",
+        "seconds": round(time.time() - started, 1),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", "latest.json"), "w") as handle:
         json.dump(RESULTS, handle, indent=2)
     print(table())
-    print(f"\n{RESULTS['meta']}; figures are medians of {REPS} repetitions [min-max]; JSON in bench/results/latest.json")
+    print(
+        f"\n{RESULTS['meta']}; figures are medians of {REPS} repetitions [min-max]; "
+        "JSON in bench/results/latest.json"
+    )
     return 0
 
 

@@ -42,9 +42,24 @@ class PetitService:
         self.sock = os.path.join(tempfile.mkdtemp(dir="/tmp", prefix="pb"), "s")
         self.log = open(db + ".log", "w")
         self.proc = subprocess.Popen(
-            [sys.executable, PETIT, "run", jobs_dir, "--db", db, "--socket", self.sock,
-             "--api-port", str(self.port), "--log-level", "warning", *extra],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                PETIT,
+                "run",
+                jobs_dir,
+                "--db",
+                db,
+                "--socket",
+                self.sock,
+                "--api-port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                *extra,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         wait_for(self._healthy, 20, "the API to answer")
         wait_for(lambda: self.get("/api/scheduler/state")[1].get("is_running"), 20, "the scheduler")
@@ -52,7 +67,9 @@ class PetitService:
     def _healthy(self) -> bool:
         if self.proc.poll() is not None:
             with open(self.log.name) as handle:
-                raise RuntimeError(f"petit run exited with {self.proc.returncode}:\n{handle.read()[-3000:]}")
+                raise RuntimeError(
+                    f"petit run exited with {self.proc.returncode}:\n{handle.read()[-3000:]}"
+                )
         try:
             return self.get("/api/health")[0] == 200
         except (OSError, http.client.HTTPException):
@@ -80,15 +97,27 @@ class PetitService:
         return body["run_id"]
 
     def wait_run(self, run_id: str, timeout: float = 60) -> dict:
-        return wait_for(lambda: (lambda run: run if run["status"] in TERMINAL else None)(
-            self.get(f"/api/runs/{run_id}")[1]), timeout, f"run {run_id}")
+        return wait_for(
+            lambda: (lambda run: run if run["status"] in TERMINAL else None)(
+                self.get(f"/api/runs/{run_id}")[1]
+            ),
+            timeout,
+            f"run {run_id}",
+        )
 
     def tree(self, with_tracker: bool = True) -> list[psutil.Process]:
         """Supervisor, scheduler, API and (unless excluded) multiprocessing's resource tracker:
         every process petit itself keeps alive (task processes come and go, and are left out)."""
         root = psutil.Process(self.proc.pid)
         children = [p for p in root.children() if "multiprocessing" in " ".join(p.cmdline())]
-        return [root, *(p for p in children if with_tracker or "resource_tracker" not in " ".join(p.cmdline()))]
+        return [
+            root,
+            *(
+                p
+                for p in children
+                if with_tracker or "resource_tracker" not in " ".join(p.cmdline())
+            ),
+        ]
 
     def rss_mib(self, with_tracker: bool = True) -> float:
         return sum(p.memory_info().rss for p in self.tree(with_tracker)) / 2**20

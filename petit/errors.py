@@ -104,9 +104,22 @@ class StorageError(PetitError):
     http_status = 500
 
 
-_BY_CODE = {cls.code: cls for cls in (BadRequest, Unauthorized, Forbidden, NotFound, NotListening,
-                                      MethodNotAllowed, Conflict, PayloadTooLarge, TooManyRuns,
-                                      Unavailable, StorageError)}
+_BY_CODE = {
+    cls.code: cls
+    for cls in (
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        NotListening,
+        MethodNotAllowed,
+        Conflict,
+        PayloadTooLarge,
+        TooManyRuns,
+        Unavailable,
+        StorageError,
+    )
+}
 
 
 def from_wire(body: dict) -> PetitError:

@@ -13,7 +13,10 @@ class _UTCFormatter(logging.Formatter):
     converter = time.gmtime
 
     def formatTime(self, record, datefmt=None):  # noqa: N802 (logging's API)
-        return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{int(record.msecs):03d}Z"
+        return (
+            time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created))
+            + f".{int(record.msecs):03d}Z"
+        )
 
 
 def configure_logging(role: str, level: str = "info") -> None:

@@ -21,16 +21,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import conftest
 import psutil
 import pytest
-
-import conftest
-
 from conftest import EXAMPLES, PETIT, is_alive, run_petit, wait_until  # noqa: F401 (is_alive: re-exported to the tests)
 
 MARKER_ENV = "PETIT_API_TEST_MARKER"
 READY_SECS = 20.0
-STOP_GRACE_SECS = 10.0       # on top of --shutdown-timeout, before teardown resorts to SIGKILL
+STOP_GRACE_SECS = 10.0  # on top of --shutdown-timeout, before teardown resorts to SIGKILL
 LEFTOVER_SECS = 5.0
 HTTP_TIMEOUT_SECS = 15.0
 SHUTDOWN_TIMEOUT = "5"
@@ -44,13 +42,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-
-
 def marked_processes(marker: str) -> list[psutil.Process]:
     return conftest.marked_processes(marker, MARKER_ENV)
 
 
 # -- test jobs ------------------------------------------------------------------------------------
+
 
 def extra_jobs(marker: str) -> dict[str, str]:
     """File name -> YAML of the jobs added to a copy of examples/jobs. Long tasks carry the marker
@@ -148,10 +145,11 @@ def make_jobs_dir(root: str, marker: str) -> str:
 
 # -- HTTP -----------------------------------------------------------------------------------------
 
+
 @dataclass
 class Response:
     status: int
-    headers: dict[str, str]          # lower-case names
+    headers: dict[str, str]  # lower-case names
     body: bytes
     _json: object = field(default=None, repr=False)
 
@@ -161,14 +159,22 @@ class Response:
 
     def json(self):
         if self._json is None:
-            assert self.content_type.startswith("application/json"), \
+            assert self.content_type.startswith("application/json"), (
                 f"{self.status}: content type {self.content_type!r}, body {self.body[:300]!r}"
+            )
             self._json = json.loads(self.body)
         return self._json
 
 
-def request(port: int, method: str, path: str, headers: dict | None = None, body: bytes | None = None,
-         host: str = "127.0.0.1", timeout: float = HTTP_TIMEOUT_SECS) -> Response:
+def request(
+    port: int,
+    method: str,
+    path: str,
+    headers: dict | None = None,
+    body: bytes | None = None,
+    host: str = "127.0.0.1",
+    timeout: float = HTTP_TIMEOUT_SECS,
+) -> Response:
     """One request on a fresh connection. A `Host` in `headers` replaces the default one. Every
     answer is checked for what no response may ever carry: a permissive CORS header."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
@@ -192,12 +198,14 @@ def try_request(port: int, method: str, path: str, **kwargs) -> Response | None:
 
 # -- the service ----------------------------------------------------------------------------------
 
+
 class Service:
     """One `petit run` with the API on a free port, its db in `root` and its control socket under
     a short /tmp folder (AF_UNIX paths are limited to 107 bytes, pytest's tmp_path is long)."""
 
-    def __init__(self, root: str, extra_args: tuple[str, ...] = (), env: dict | None = None,
-                 api: bool = True) -> None:
+    def __init__(
+        self, root: str, extra_args: tuple[str, ...] = (), env: dict | None = None, api: bool = True
+    ) -> None:
         self.root = root
         self.marker = f"petit-api-test-{uuid.uuid4().hex[:12]}"
         self.jobs_dir = make_jobs_dir(root, self.marker)
@@ -208,7 +216,7 @@ class Service:
         self.api = api
         self.extra_args = extra_args
         self.env = {**os.environ, MARKER_ENV: self.marker, "TMPDIR": root}
-        self.env.pop("PETIT_API_TOKEN", None)   # a token from the developer's shell must not leak in
+        self.env.pop("PETIT_API_TOKEN", None)  # a token from the developer's shell must not leak in
         self.env.update(env or {})
         self.proc: subprocess.Popen | None = None
         self.stderr_path = os.path.join(root, "petit.stderr")
@@ -216,20 +224,40 @@ class Service:
 
     @property
     def argv(self) -> list[str]:
-        return [sys.executable, PETIT, "run", self.jobs_dir, "--db", self.db, "--socket", self.socket,
-                "--api-port", str(self.port), "--shutdown-timeout", SHUTDOWN_TIMEOUT,
-                *(() if self.api else ("--no-api",)), *self.extra_args]
+        return [
+            sys.executable,
+            PETIT,
+            "run",
+            self.jobs_dir,
+            "--db",
+            self.db,
+            "--socket",
+            self.socket,
+            "--api-port",
+            str(self.port),
+            "--shutdown-timeout",
+            SHUTDOWN_TIMEOUT,
+            *(() if self.api else ("--no-api",)),
+            *self.extra_args,
+        ]
 
     def start(self) -> Service:
         with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=err,
-                                         env=self.env, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env=self.env,
+                start_new_session=True,
+            )
         wait_until(self._ready, timeout=READY_SECS, interval=0.1, message="petit run to be ready")
         return self
 
     def _ready(self):
         if self.proc.poll() is not None:
-            pytest.fail(f"petit run exited with {self.proc.returncode} during startup:\n{self.stderr()}")
+            pytest.fail(
+                f"petit run exited with {self.proc.returncode} during startup:\n{self.stderr()}"
+            )
         if self.api:
             health = try_request(self.port, "GET", "/api/health", timeout=2)
             if health is None or health.status != 200:
@@ -274,14 +302,20 @@ class Service:
         def reached():
             run = self.get(f"/api/runs/{run_id}").json()
             return run if run["status"] in statuses else None
-        return wait_until(reached, timeout=timeout, interval=0.05, message=f"run {run_id} in {statuses}")
+
+        return wait_until(
+            reached, timeout=timeout, interval=0.05, message=f"run {run_id} in {statuses}"
+        )
 
     def wait_task_running(self, run_id: str, task_id: str, timeout: float = 10.0) -> dict:
         def running():
             tasks = self.get(f"/api/runs/{run_id}/tasks").json()["tasks"]
             task = next(t for t in tasks if t["task_id"] == task_id)
             return task if task["status"] == "running" else None
-        return wait_until(running, timeout=timeout, interval=0.05, message=f"{run_id}/{task_id} running")
+
+        return wait_until(
+            running, timeout=timeout, interval=0.05, message=f"{run_id}/{task_id} running"
+        )
 
     # -- teardown -------------------------------------------------------------------------------
 

@@ -17,21 +17,18 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 
+import conftest
 import psutil
 import pytest
-
-import conftest
-
 from conftest import PETIT, is_alive, run_petit, wait_until
-from petit.model import Run
-from petit.storage import Store
+
+from petit.core.model import Run
+from petit.storage.store import Store
 
 MARKER_ENV = "PETIT_TEST_MARKER"
 READY_SECS = 15.0
 LEFTOVER_SECS = 5.0
-STOP_GRACE_SECS = 10.0      # on top of --shutdown-timeout before teardown resorts to SIGKILL
-
-
+STOP_GRACE_SECS = 10.0  # on top of --shutdown-timeout before teardown resorts to SIGKILL
 
 
 def group_members(pgid: int) -> list[psutil.Process]:
@@ -50,8 +47,14 @@ def marked_processes(marker: str) -> list[psutil.Process]:
     return conftest.marked_processes(marker, MARKER_ENV)
 
 
-def job_yaml(job_id: str, script: str, schedule: str | None = None, max_concurrency: int | None = None,
-             depends_on: str | None = None, extra: str = "") -> str:
+def job_yaml(
+    job_id: str,
+    script: str,
+    schedule: str | None = None,
+    max_concurrency: int | None = None,
+    depends_on: str | None = None,
+    extra: str = "",
+) -> str:
     """One job with one shell task `t`."""
     lines = [f"id: {job_id}", f"name: {job_id} job"]
     if schedule is not None:
@@ -68,8 +71,16 @@ def job_yaml(job_id: str, script: str, schedule: str | None = None, max_concurre
 class Service:
     """One `bin/petit run` subprocess and what the test learned about its processes."""
 
-    def __init__(self, proc: subprocess.Popen, jobs_dir: str, db: str, socket: str, log_path: str,
-                 marker: str, shutdown_timeout: float) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen,
+        jobs_dir: str,
+        db: str,
+        socket: str,
+        log_path: str,
+        marker: str,
+        shutdown_timeout: float,
+    ) -> None:
         self.proc = proc
         self.jobs_dir = jobs_dir
         self.db = db
@@ -117,7 +128,9 @@ class Service:
     def call(self, *args: str) -> dict:
         """A ctl command that must succeed; its parsed JSON result."""
         result = self.ctl(*args)
-        assert result.returncode == 0, f"ctl {' '.join(args)} failed ({result.returncode}): {result.stderr}"
+        assert result.returncode == 0, (
+            f"ctl {' '.join(args)} failed ({result.returncode}): {result.stderr}"
+        )
         return json.loads(result.stdout)
 
     def status(self) -> dict:
@@ -143,8 +156,12 @@ class Service:
         return True
 
     def wait_ready(self, timeout: float = READY_SECS) -> None:
-        wait_until(lambda: self.proc.poll() is not None or self.is_ready(), timeout=timeout,
-                   interval=0.05, message="petit to answer ctl status with a running scheduler")
+        wait_until(
+            lambda: self.proc.poll() is not None or self.is_ready(),
+            timeout=timeout,
+            interval=0.05,
+            message="petit to answer ctl status with a running scheduler",
+        )
         assert self.proc.poll() is None, f"petit exited with {self.proc.returncode}:\n{self.log()}"
 
     def trigger(self, job_id: str) -> str:
@@ -166,15 +183,24 @@ class Service:
         def reached() -> Run | None:
             run = self.run(run_id)
             return run if run is not None and run.status.value in statuses else None
-        return wait_until(reached, timeout=timeout, interval=0.05,
-                          message=f"run {run_id} to become {' or '.join(statuses)}")
+
+        return wait_until(
+            reached,
+            timeout=timeout,
+            interval=0.05,
+            message=f"run {run_id} to become {' or '.join(statuses)}",
+        )
 
     def wait_task_pid(self, run_id: str, task_id: str = "t", timeout: float = 10) -> int:
         """The recorded pid of a running task (also its process group id)."""
+
         def pid() -> int | None:
             run = self.run(run_id)
             return run.task(task_id).pid if run is not None else None
-        found = wait_until(pid, timeout=timeout, interval=0.05, message=f"task {run_id}/{task_id} to start")
+
+        found = wait_until(
+            pid, timeout=timeout, interval=0.05, message=f"task {run_id}/{task_id} to start"
+        )
         self.remember(found)
         return found
 
@@ -190,7 +216,9 @@ class Service:
             self.remember()
             self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout=self.shutdown_timeout + STOP_GRACE_SECS if timeout is None else timeout)
+            return self.proc.wait(
+                timeout=self.shutdown_timeout + STOP_GRACE_SECS if timeout is None else timeout
+            )
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -214,20 +242,45 @@ class ServiceFactory:
             (directory / f"{job_id}.yaml").write_text(text)
         return str(directory)
 
-    def __call__(self, jobs: dict[str, str] | None = None, *extra: str, jobs_dir: str | None = None,
-                 db: str | None = None, socket: str | None = None, shutdown_timeout: float = 3,
-                 wait_ready: bool = True) -> Service:
+    def __call__(
+        self,
+        jobs: dict[str, str] | None = None,
+        *extra: str,
+        jobs_dir: str | None = None,
+        db: str | None = None,
+        socket: str | None = None,
+        shutdown_timeout: float = 3,
+        wait_ready: bool = True,
+    ) -> Service:
         number = len(self.started) + 1
         jobs_dir = jobs_dir or self.jobs_dir(jobs or {})
         db = db or str(self.tmp_path / "petit.db")
         socket = socket or os.path.join(self.sockets_dir, "p.sock")
         log_path = str(self.tmp_path / f"petit-{number}.log")
         env = {**os.environ, MARKER_ENV: self.marker, "PYTHONUNBUFFERED": "1"}
-        argv = [sys.executable, PETIT, "run", jobs_dir, "--db", db, "--socket", socket, "--no-api",
-                "--shutdown-timeout", f"{shutdown_timeout:g}", *extra]
+        argv = [
+            sys.executable,
+            PETIT,
+            "run",
+            jobs_dir,
+            "--db",
+            db,
+            "--socket",
+            socket,
+            "--no-api",
+            "--shutdown-timeout",
+            f"{shutdown_timeout:g}",
+            *extra,
+        ]
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    env=env, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
         service = Service(proc, jobs_dir, db, socket, log_path, self.marker, shutdown_timeout)
         self.started.append(service)
         if wait_ready:
@@ -242,7 +295,9 @@ class ServiceFactory:
             if service.proc.poll() is None:
                 code = service.stop()
                 if code != 0:
-                    problems.append(f"petit (pid {service.pid}) exited {code} on SIGTERM at teardown")
+                    problems.append(
+                        f"petit (pid {service.pid}) exited {code} on SIGTERM at teardown"
+                    )
         deadline = time.monotonic() + LEFTOVER_SECS
         left = self._leftovers()
         while left and time.monotonic() < deadline:

@@ -19,21 +19,42 @@ from urllib.parse import quote
 
 import psutil
 import pytest
-
 from api_fixtures import Service, is_alive, marked_processes, request, try_request
 from conftest import run_petit, wait_until
+
 from petit import __version__
-from petit.api import MAX_LIMIT, REPLY_DEADLINE_SECS, route_templates
+from petit.api.app import route_templates
+from petit.api.channel import REPLY_DEADLINE_SECS
+from petit.api.handlers import MAX_LIMIT
 
 RUN_FIELDS = {"id", "job_id", "status", "trigger", "started_at", "ended_at", "duration_ms", "error"}
-TASK_FIELDS = {"task_id", "run_id", "status", "attempts", "exit_code", "started_at", "ended_at",
-               "duration_ms", "error"}
-JOB_FIELDS = {"id", "name", "enabled", "scheduled", "task_count", "schedule", "timezone",
-              "next_run_at", "paused"}
+TASK_FIELDS = {
+    "task_id",
+    "run_id",
+    "status",
+    "attempts",
+    "exit_code",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "error",
+}
+JOB_FIELDS = {
+    "id",
+    "name",
+    "enabled",
+    "scheduled",
+    "task_count",
+    "schedule",
+    "timezone",
+    "next_run_at",
+    "paused",
+}
 LOG_FIELDS = {"stdout", "stderr", "exit_code", "truncated"}
 
 
 # -- fixtures and helpers -------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory):
@@ -56,7 +77,7 @@ def fresh(tmp_path):
 
     yield start
     problems = []
-    for service in started:          # every one is stopped, even when an earlier one failed its checks
+    for service in started:  # every one is stopped, even when an earlier one failed its checks
         try:
             service.stop()
         except AssertionError as exc:
@@ -146,8 +167,11 @@ def schema_problems(doc: dict, schema: dict, value, where: str = "$") -> list[st
     if "enum" in schema and value not in schema["enum"]:
         problems.append(f"{where}: {value!r} not in {schema['enum']}")
     if isinstance(value, dict):
-        problems += [f"{where}: required field {name!r} missing" for name in schema.get("required", [])
-                     if name not in value]
+        problems += [
+            f"{where}: required field {name!r} missing"
+            for name in schema.get("required", [])
+            if name not in value
+        ]
         for name, sub in schema.get("properties", {}).items():
             if name in value:
                 problems += schema_problems(doc, sub, value[name], f"{where}.{name}")
@@ -161,13 +185,16 @@ def assert_documented(doc: dict, template: str, method: str, response) -> None:
     """The response's status is documented for the operation, and its body fits the schema."""
     operation = doc["paths"][template][method]
     documented = operation["responses"].get(str(response.status))
-    assert documented is not None, f"{method.upper()} {template}: status {response.status} not documented"
+    assert documented is not None, (
+        f"{method.upper()} {template}: status {response.status} not documented"
+    )
     schema = documented["content"]["application/json"]["schema"]
     problems = schema_problems(doc, schema, response.json())
     assert not problems, f"{method.upper()} {template} {response.status}:\n" + "\n".join(problems)
 
 
 # -- every endpoint: status, content type, fields -------------------------------------------------
+
 
 def test_health(svc, openapi):
     response = svc.get("/api/health")
@@ -178,7 +205,11 @@ def test_health(svc, openapi):
 
 
 def test_pause_and_resume_show_in_state_and_jobs(svc, openapi):
-    assert ok(svc.get("/api/scheduler/state")) == {"state": "running", "is_running": True, "is_paused": False}
+    assert ok(svc.get("/api/scheduler/state")) == {
+        "state": "running",
+        "is_running": True,
+        "is_paused": False,
+    }
     before = ok(svc.get("/api/jobs/ten_seconds"))
     assert before["paused"] is False and isinstance(before["next_run_at"], int)
     try:
@@ -190,13 +221,17 @@ def test_pause_and_resume_show_in_state_and_jobs(svc, openapi):
         assert_documented(openapi, "/api/scheduler/state", "get", state)
         jobs = ok(svc.get("/api/jobs"))["jobs"]
         assert all(job["paused"] is True for job in jobs)
-        assert ok(svc.get("/api/jobs/ten_seconds"))["next_run_at"] is None   # no fire while paused
+        assert ok(svc.get("/api/jobs/ten_seconds"))["next_run_at"] is None  # no fire while paused
         assert svc.status()["scheduler"]["state"] == "paused"
     finally:
         response = svc.post("/api/scheduler/resume")
     assert ok(response) == {"message": "scheduler resumed"}
     assert_documented(openapi, "/api/scheduler/resume", "post", response)
-    assert ok(svc.get("/api/scheduler/state")) == {"state": "running", "is_running": True, "is_paused": False}
+    assert ok(svc.get("/api/scheduler/state")) == {
+        "state": "running",
+        "is_running": True,
+        "is_paused": False,
+    }
     after = ok(svc.get("/api/jobs/ten_seconds"))
     assert after["paused"] is False and isinstance(after["next_run_at"], int)
     assert after["next_run_at"] > int(time.time() * 1000) - 1000
@@ -227,12 +262,22 @@ def test_job_fields(svc, openapi):
     assert_documented(openapi, "/api/jobs/{job_id}", "get", response)
 
     manual = ok(svc.get("/api/jobs/data_pipeline"))
-    assert manual["scheduled"] is False and manual["schedule"] is None and manual["next_run_at"] is None
-    assert manual["task_count"] == 5 and [t["id"] for t in manual["tasks"]] == \
-        ["extract", "transform", "validate", "load", "notify"]
+    assert (
+        manual["scheduled"] is False
+        and manual["schedule"] is None
+        and manual["next_run_at"] is None
+    )
+    assert manual["task_count"] == 5 and [t["id"] for t in manual["tasks"]] == [
+        "extract",
+        "transform",
+        "validate",
+        "load",
+        "notify",
+    ]
     assert ok(svc.get("/api/jobs/paris_morning"))["timezone"] == "Europe/Paris"
     assert ok(svc.get("/api/jobs/downstream"))["depends_on"] == [
-        {"job": "upstream", "condition": "last_success"}]
+        {"job": "upstream", "condition": "last_success"}
+    ]
 
 
 def test_trigger_then_run_is_found_at_once(svc, openapi):
@@ -245,7 +290,11 @@ def test_trigger_then_run_is_found_at_once(svc, openapi):
     assert_documented(openapi, "/api/jobs/{job_id}/trigger", "post", response)
     # no polling: the run is recorded before the trigger answers
     run = ok(svc.get(f"/api/runs/{body['run_id']}"))
-    assert run["id"] == body["run_id"] and run["job_id"] == "hello_world" and run["trigger"] == "manual"
+    assert (
+        run["id"] == body["run_id"]
+        and run["job_id"] == "hello_world"
+        and run["trigger"] == "manual"
+    )
     assert run["status"] in ("pending", "running", "completed")
     assert svc.wait_run(body["run_id"])["status"] == "completed"
 
@@ -288,16 +337,22 @@ def test_failing_job_trigger_run_tasks_logs(svc):
     assert_dag_order(tasks, ok(svc.get("/api/jobs/failing_job")))
     by_id = {t["task_id"]: t for t in tasks}
     assert {k: t["status"] for k, t in by_id.items()} == {
-        "prepare": "completed", "broken_step": "failed", "never_runs": "skipped",
-        "cleanup": "completed", "alert": "completed"}
+        "prepare": "completed",
+        "broken_step": "failed",
+        "never_runs": "skipped",
+        "cleanup": "completed",
+        "alert": "completed",
+    }
     assert by_id["broken_step"]["exit_code"] == 3 and by_id["broken_step"]["attempts"] == 1
     assert by_id["never_runs"]["attempts"] == 0 and by_id["never_runs"]["exit_code"] is None
     assert by_id["never_runs"]["started_at"] is None
     logs = ok(svc.get(f"/api/runs/{run_id}/tasks/broken_step/logs"))
-    assert "about to fail" in logs["stderr"] and logs["exit_code"] == 3 and logs["truncated"] is False
+    assert (
+        "about to fail" in logs["stderr"] and logs["exit_code"] == 3 and logs["truncated"] is False
+    )
     alert = ok(svc.get(f"/api/runs/{run_id}/tasks/alert/logs"))
     assert f"ALERT: broken_step failed in run {run_id}" in alert["stdout"]
-    skipped = ok(svc.get(f"/api/runs/{run_id}/tasks/never_runs/logs"))   # no output, still an answer
+    skipped = ok(svc.get(f"/api/runs/{run_id}/tasks/never_runs/logs"))  # no output, still an answer
     assert skipped["stdout"] == "" and skipped["exit_code"] is None
 
 
@@ -326,7 +381,7 @@ def test_job_runs_newest_first_with_limits(svc, openapi):
         svc.wait_run(run_id)
     response = svc.get("/api/jobs/hello_world/runs")
     body = ok(response)
-    assert body["count"] == 20 == len(body["runs"])            # the default limit
+    assert body["count"] == 20 == len(body["runs"])  # the default limit
     seqs = [seq(run["id"]) for run in body["runs"]]
     assert seqs == sorted(seqs, reverse=True) and body["runs"][0]["id"] == run_ids[-1]
     for run in body["runs"]:
@@ -362,8 +417,11 @@ def test_cancel_running_run_then_409(svc, openapi):
         assert tasks["first"]["status"] == "completed"
         assert tasks["wait"]["status"] == "failed" and tasks["wait"]["error"]
         assert tasks["after"]["status"] == "skipped"
-        wait_until(lambda: not process_of_run(run_id), timeout=5,
-                   message="the cancelled task's processes to die")
+        wait_until(
+            lambda: not process_of_run(run_id),
+            timeout=5,
+            message="the cancelled task's processes to die",
+        )
     finally:
         try_request(svc.port, "POST", f"/api/runs/{run_id}/cancel")
     response = svc.post(f"/api/runs/{run_id}/cancel")
@@ -373,29 +431,33 @@ def test_cancel_running_run_then_409(svc, openapi):
 
 # -- errors ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method, path", [
-    ("GET", "/api/jobs/no_such_job"),
-    ("GET", "/api/jobs/no_such_job/runs"),
-    ("POST", "/api/jobs/no_such_job/trigger"),
-    ("GET", "/api/runs/hello_world-999999"),           # unknown run of a known job
-    ("GET", "/api/runs/no_such_job-1"),
-    ("GET", "/api/runs/hello_world-999999/tasks"),
-    ("GET", "/api/runs/hello_world-999999/tasks/greet/logs"),
-    ("POST", "/api/runs/hello_world-999999/cancel"),
-    ("GET", "/api/runs/no-sequence-number"),           # malformed run ids
-    ("GET", "/api/runs/hello_world"),
-    ("GET", "/api/runs/hello_world-0"),
-    ("GET", "/api/runs/hello_world-01"),
-    ("GET", "/api/runs/..-1"),
-    ("GET", "/api/runs/hello_world-" + "9" * 40),
-    ("GET", "/api/runs/" + quote("hello world-1")),
-    ("GET", "/api/nothing/here"),                       # unknown routes
-    ("GET", "/"),
-    ("GET", "/api"),
-    ("GET", "/api/jobs/hello_world/runs/extra"),
-    ("POST", "/api/scheduler/explode"),
-    ("GET", "/api/openapiXjson"),
-])
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/api/jobs/no_such_job"),
+        ("GET", "/api/jobs/no_such_job/runs"),
+        ("POST", "/api/jobs/no_such_job/trigger"),
+        ("GET", "/api/runs/hello_world-999999"),  # unknown run of a known job
+        ("GET", "/api/runs/no_such_job-1"),
+        ("GET", "/api/runs/hello_world-999999/tasks"),
+        ("GET", "/api/runs/hello_world-999999/tasks/greet/logs"),
+        ("POST", "/api/runs/hello_world-999999/cancel"),
+        ("GET", "/api/runs/no-sequence-number"),  # malformed run ids
+        ("GET", "/api/runs/hello_world"),
+        ("GET", "/api/runs/hello_world-0"),
+        ("GET", "/api/runs/hello_world-01"),
+        ("GET", "/api/runs/..-1"),
+        ("GET", "/api/runs/hello_world-" + "9" * 40),
+        ("GET", "/api/runs/" + quote("hello world-1")),
+        ("GET", "/api/nothing/here"),  # unknown routes
+        ("GET", "/"),
+        ("GET", "/api"),
+        ("GET", "/api/jobs/hello_world/runs/extra"),
+        ("POST", "/api/scheduler/explode"),
+        ("GET", "/api/openapiXjson"),
+    ],
+)
 def test_not_found(svc, openapi, method, path):
     assert_error(request(svc.port, method, path), 404, "NOT_FOUND")
 
@@ -408,26 +470,44 @@ def test_unknown_task_in_logs_is_404(svc, openapi):
     assert_documented(openapi, "/api/runs/{run_id}/tasks/{task_id}/logs", "get", response)
 
 
-@pytest.mark.parametrize("limit", ["abc", "0", "-1", "", "1.5", quote("+5"), "0x10", "1e3", "000",
-                                   quote("²"), quote("١"), quote("５")])
+@pytest.mark.parametrize(
+    "limit",
+    [
+        "abc",
+        "0",
+        "-1",
+        "",
+        "1.5",
+        quote("+5"),
+        "0x10",
+        "1e3",
+        "000",
+        quote("²"),
+        quote("١"),
+        quote("５"),
+    ],
+)
 def test_bad_limit_is_400(svc, openapi, limit):
     response = svc.get(f"/api/jobs/hello_world/runs?limit={limit}")
     assert "limit" in assert_error(response, 400, "BAD_REQUEST")["error"]
     assert_documented(openapi, "/api/jobs/{job_id}/runs", "get", response)
 
 
-@pytest.mark.parametrize("method, path", [
-    ("DELETE", "/api/jobs"),
-    ("GET", "/api/jobs/x/trigger"),
-    ("GET", "/api/jobs/hello_world/trigger"),
-    ("POST", "/api/jobs"),
-    ("PUT", "/api/jobs/hello_world"),
-    ("GET", "/api/scheduler/pause"),
-    ("GET", "/api/runs/hello_world-1/cancel"),
-    ("PATCH", "/api/health"),
-    ("OPTIONS", "/api/jobs"),
-    ("PROPFIND", "/api/jobs"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("DELETE", "/api/jobs"),
+        ("GET", "/api/jobs/x/trigger"),
+        ("GET", "/api/jobs/hello_world/trigger"),
+        ("POST", "/api/jobs"),
+        ("PUT", "/api/jobs/hello_world"),
+        ("GET", "/api/scheduler/pause"),
+        ("GET", "/api/runs/hello_world-1/cancel"),
+        ("PATCH", "/api/health"),
+        ("OPTIONS", "/api/jobs"),
+        ("PROPFIND", "/api/jobs"),
+    ],
+)
 def test_wrong_method_is_405(svc, method, path):
     assert_error(request(svc.port, method, path), 405, "METHOD_NOT_ALLOWED")
 
@@ -437,7 +517,7 @@ def test_dependency_not_satisfied_is_409_then_200(svc, openapi):
     body = assert_error(response, 409, "CONFLICT")
     assert "upstream" in body["error"]
     assert_documented(openapi, "/api/jobs/{job_id}/trigger", "post", response)
-    assert ok(svc.get("/api/jobs/downstream/runs"))["count"] == 0          # nothing was recorded
+    assert ok(svc.get("/api/jobs/downstream/runs"))["count"] == 0  # nothing was recorded
     assert svc.wait_run(svc.trigger("upstream"))["status"] == "completed"
     run_id = svc.trigger("downstream")
     assert svc.wait_run(run_id)["status"] == "completed"
@@ -453,7 +533,7 @@ def test_max_concurrency_is_429(svc, openapi):
         assert_documented(openapi, "/api/jobs/{job_id}/trigger", "post", response)
         assert [r["id"] for r in ok(svc.get("/api/jobs/solo/runs"))["runs"]] == [first]
         assert ok(svc.post(f"/api/runs/{first}/cancel"))["status"] == "cancelled"
-        second = svc.trigger("solo")                    # the slot is free again
+        second = svc.trigger("solo")  # the slot is free again
         assert seq(second) == seq(first) + 1
     finally:
         for run_id in (first, second):
@@ -474,15 +554,20 @@ def test_unreadable_history_is_a_json_500(fresh, openapi):
         handle.write("{not json")
     try:
         for method, path, template in [
-                ("GET", f"/api/runs/{run_id}", "/api/runs/{run_id}"),
-                ("GET", "/api/jobs/hello_world/runs", "/api/jobs/{job_id}/runs"),
-                ("GET", f"/api/runs/{run_id}/tasks/greet/logs", "/api/runs/{run_id}/tasks/{task_id}/logs"),
-                ("POST", "/api/jobs/hello_world/trigger", "/api/jobs/{job_id}/trigger")]:
+            ("GET", f"/api/runs/{run_id}", "/api/runs/{run_id}"),
+            ("GET", "/api/jobs/hello_world/runs", "/api/jobs/{job_id}/runs"),
+            (
+                "GET",
+                f"/api/runs/{run_id}/tasks/greet/logs",
+                "/api/runs/{run_id}/tasks/{task_id}/logs",
+            ),
+            ("POST", "/api/jobs/hello_world/trigger", "/api/jobs/{job_id}/trigger"),
+        ]:
             response = request(svc.port, method, path)
             assert_error(response, 500, "STORAGE_ERROR")
             assert_documented(openapi, template, method.lower(), response)
         assert ok(svc.get("/api/health"))["status"] == "ok"
-        assert ok(svc.get("/api/jobs"))["count"] > 0              # other files still read fine
+        assert ok(svc.get("/api/jobs"))["count"] > 0  # other files still read fine
     finally:
         with open(chunk, "w") as handle:
             handle.write(good)
@@ -490,6 +575,7 @@ def test_unreadable_history_is_a_json_500(fresh, openapi):
 
 
 # -- fault paths: children killed -----------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_scheduler_killed_is_503_while_reads_go_on_then_200(fresh):
@@ -514,6 +600,7 @@ def test_scheduler_killed_is_503_while_reads_go_on_then_200(fresh):
         if response.status == 503:
             return None
         return ok(response)["run_id"]
+
     run_id = wait_until(triggered, timeout=20, interval=0.1, message="a trigger after the restart")
     assert svc.wait_run(run_id)["status"] == "completed"
     after = svc.child("scheduler")
@@ -531,8 +618,8 @@ def test_scheduler_not_answering_is_503_within_the_deadline(fresh):
         body = assert_error(svc.post("/api/jobs/hello_world/trigger"), 503, "SERVICE_UNAVAILABLE")
         waited = time.monotonic() - began
         assert "did not answer" in body["error"], body
-        assert waited < REPLY_DEADLINE_SECS + 5, waited         # a deadline, not a hang
-        assert ok(svc.get("/api/jobs"))["count"] > 0              # reads do not wait for it
+        assert waited < REPLY_DEADLINE_SECS + 5, waited  # a deadline, not a hang
+        assert ok(svc.get("/api/jobs"))["count"] > 0  # reads do not wait for it
     finally:
         os.kill(pid, signal.SIGCONT)
     assert svc.wait_run(svc.trigger("upstream"))["status"] == "completed"
@@ -563,11 +650,17 @@ def test_api_killed_is_restarted(fresh):
     def restarted():
         child = svc.child("api")
         return child["state"] == "running" and child["pid"] != before["pid"] and child
-    after = wait_until(restarted, timeout=20, interval=0.1, message="the API process to be restarted")
+
+    after = wait_until(
+        restarted, timeout=20, interval=0.1, message="the API process to be restarted"
+    )
     assert after["restarts"] == 1
     assert not psutil.pid_exists(before["pid"]) or not is_alive(psutil.Process(before["pid"]))
-    health = wait_until(lambda: (r := try_request(svc.port, "GET", "/api/health")) and r.status == 200 and r,
-                        timeout=10, message="/api/health after the restart")
+    health = wait_until(
+        lambda: (r := try_request(svc.port, "GET", "/api/health")) and r.status == 200 and r,
+        timeout=10,
+        message="/api/health after the restart",
+    )
     assert ok(health)["status"] == "ok"
     # the new process's command channel to the scheduler works too
     assert svc.wait_run(svc.trigger("hello_world"))["status"] == "completed"
@@ -575,13 +668,14 @@ def test_api_killed_is_restarted(fresh):
 
 @pytest.mark.slow
 def test_sigterm_shutdown_prints_no_traceback(fresh):
-    for _ in range(3):             # the race does not show every time
+    for _ in range(3):  # the race does not show every time
         svc = fresh()
-        svc.stop()                 # the fixture's own stop() then finds nothing left to do
+        svc.stop()  # the fixture's own stop() then finds nothing left to do
         assert "Traceback" not in svc.stderr(), svc.stderr()[-2000:]
 
 
 # -- startup and flags ----------------------------------------------------------------------------
+
 
 def test_no_api_leaves_the_port_closed(fresh):
     svc = fresh(api=False)
@@ -605,21 +699,34 @@ def test_port_in_use_is_a_clear_startup_error(tmp_path):
         assert not os.path.exists(service.socket)
         assert not marked_processes(service.marker)
     finally:
-        service.stop()   # nothing to stop; checks again that nothing is left
+        service.stop()  # nothing to stop; checks again that nothing is left
 
 
 # -- security -------------------------------------------------------------------------------------
 
+
 def test_no_cors_header_even_on_a_preflight(svc):
     # every response goes through api_fixtures.request, which fails on Access-Control-Allow-Origin
-    response = request(svc.port, "OPTIONS", "/api/jobs/hello_world/trigger", headers={
-        "Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
+    response = request(
+        svc.port,
+        "OPTIONS",
+        "/api/jobs/hello_world/trigger",
+        headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
+    )
     assert response.status >= 400
     assert not any(name.startswith("access-control-") for name in response.headers)
 
 
-@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://localhost.evil.example",
-                                    "https://127.0.0.1:{port}", "http://127.0.0.1:1"])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://evil.example",
+        "null",
+        "http://localhost.evil.example",
+        "https://127.0.0.1:{port}",
+        "http://127.0.0.1:1",
+    ],
+)
 def test_foreign_origin_cannot_change_state(svc, origin):
     origin = origin.format(port=svc.port)
     runs_before = ok(svc.get("/api/jobs/hello_world/runs?limit=1"))["runs"]
@@ -628,7 +735,8 @@ def test_foreign_origin_cannot_change_state(svc, origin):
         assert "origin" in body["error"].lower()
     assert ok(svc.get("/api/scheduler/state"))["state"] == "running"
     assert ok(svc.get("/api/jobs/hello_world/runs?limit=1"))["runs"] == runs_before
-    # reads carry no risk: a GET with a foreign Origin is answered (without CORS, the page can't read it)
+    # reads carry no risk: a GET with a foreign Origin is answered (without CORS, the page
+    # can't read it)
     assert svc.get("/api/health", headers={"Origin": origin}).status == 200
 
 
@@ -637,8 +745,16 @@ def test_own_origin_may_change_state(svc):
     assert ok(response) == {"message": "scheduler resumed"}
 
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example",
-                                  "localhost.evil.example:{port}", "10.0.0.1:{port}"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "evil.example:{port}",
+        "127.0.0.1.evil.example",
+        "localhost.evil.example:{port}",
+        "10.0.0.1:{port}",
+    ],
+)
 def test_foreign_host_header_is_403(svc, host):
     host = host.format(port=svc.port)
     for path in ("/api/health", "/api/jobs", "/api/nothing"):
@@ -646,32 +762,46 @@ def test_foreign_host_header_is_403(svc, host):
         assert "Host" in body["error"]
 
 
-@pytest.mark.parametrize("host", ["localhost:{port}", "127.0.0.1:{port}", "[::1]:{port}", "127.0.0.2",
-                                  "LOCALHOST"])
+@pytest.mark.parametrize(
+    "host", ["localhost:{port}", "127.0.0.1:{port}", "[::1]:{port}", "127.0.0.2", "LOCALHOST"]
+)
 def test_loopback_host_headers_are_served(svc, host):
     assert ok(svc.get("/api/jobs", headers={"Host": host.format(port=svc.port)}))["count"] > 0
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_api_token(fresh, how):
-    svc = fresh("--api-token", "s3cret") if how == "flag" else fresh(env={"PETIT_API_TOKEN": "s3cret"})
-    assert ok(svc.get("/api/health"))["status"] == "ok"                  # health stays public
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer s3cre"},
-                    {"Authorization": "Bearer s3cret2"}, {"Authorization": "Basic s3cret"},
-                    {"Authorization": "s3cret"}):
+    svc = (
+        fresh("--api-token", "s3cret")
+        if how == "flag"
+        else fresh(env={"PETIT_API_TOKEN": "s3cret"})
+    )
+    assert ok(svc.get("/api/health"))["status"] == "ok"  # health stays public
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Bearer s3cre"},
+        {"Authorization": "Bearer s3cret2"},
+        {"Authorization": "Basic s3cret"},
+        {"Authorization": "s3cret"},
+    ):
         response = svc.get("/api/jobs", headers=headers)
         assert_error(response, 401, "UNAUTHORIZED")
         assert response.headers.get("www-authenticate", "").startswith("Bearer"), response.headers
     assert_error(svc.post("/api/jobs/hello_world/trigger"), 401, "UNAUTHORIZED")
-    assert_error(svc.get("/api/nothing"), 401, "UNAUTHORIZED")          # no route probing either
+    assert_error(svc.get("/api/nothing"), 401, "UNAUTHORIZED")  # no route probing either
     good = {"Authorization": "Bearer s3cret"}
     assert ok(svc.get("/api/jobs", headers=good))["count"] > 0
     assert ok(svc.get("/api/openapi.json", headers=good))["openapi"].startswith("3.")
     run_id = ok(svc.post("/api/jobs/hello_world/trigger", headers=good))["run_id"]
     assert ok(svc.get(f"/api/runs/{run_id}", headers=good))["job_id"] == "hello_world"
-    assert ok(svc.get("/api/jobs/hello_world/runs", headers=good))["count"] == 1   # only the good one ran
-    wait_until(lambda: ok(svc.get(f"/api/runs/{run_id}", headers=good))["status"] == "completed",
-               message="the run to complete")
+    assert (
+        ok(svc.get("/api/jobs/hello_world/runs", headers=good))["count"] == 1
+    )  # only the good one ran
+    wait_until(
+        lambda: ok(svc.get(f"/api/runs/{run_id}", headers=good))["status"] == "completed",
+        message="the run to complete",
+    )
 
 
 def test_non_loopback_bind_warns_and_names_the_security_section(fresh):
@@ -689,24 +819,35 @@ def test_api_host_localhost(fresh):
     assert ok(request(svc.port, "GET", "/api/health", host="127.0.0.1"))["status"] == "ok"
     own = {"Host": f"localhost:{svc.port}", "Origin": f"http://localhost:{svc.port}"}
     assert ok(svc.post("/api/scheduler/resume", headers=own)) == {"message": "scheduler resumed"}
-    assert "README" not in svc.stderr()        # loopback: no exposure warning
+    assert "README" not in svc.stderr()  # loopback: no exposure warning
 
 
 # -- bounded inputs -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["/api/jobs/" + "a" * 5000, "/" + "x" * 5000,
-                                  "/api/runs/" + "r" * 5000 + "-1/tasks", "/api/jobs/" + "j" * 200])
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/jobs/" + "a" * 5000,
+        "/" + "x" * 5000,
+        "/api/runs/" + "r" * 5000 + "-1/tasks",
+        "/api/jobs/" + "j" * 200,
+    ],
+)
 def test_long_paths_are_404(svc, path):
     assert_error(svc.get(path), 404, "NOT_FOUND")
 
 
 def test_big_body_is_refused_and_service_lives_on(svc):
     response = try_request(svc.port, "POST", "/api/scheduler/resume", body=b"x" * (1024 * 1024))
-    if response is not None:     # the server may also just close the connection mid-upload
+    if response is not None:  # the server may also just close the connection mid-upload
         assert_error(response, 413, "PAYLOAD_TOO_LARGE")
-    small = svc.post("/api/scheduler/resume", body=b'{"ignored": true}',
-                     headers={"Content-Type": "application/json"})
-    assert ok(small) == {"message": "scheduler resumed"}      # small bodies are ignored
+    small = svc.post(
+        "/api/scheduler/resume",
+        body=b'{"ignored": true}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert ok(small) == {"message": "scheduler resumed"}  # small bodies are ignored
     assert ok(svc.get("/api/health"))["status"] == "ok"
 
 
@@ -715,7 +856,9 @@ def test_many_connections_and_bad_requests_leave_it_serving(svc):
         raw.sendall(b"NOT HTTP AT ALL\r\n\r\n")
         raw.recv(1000)
     with socket.create_connection(("127.0.0.1", svc.port), timeout=5) as raw:
-        raw.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"h" * 20000 + b"\r\n\r\n")
+        raw.sendall(
+            b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"h" * 20000 + b"\r\n\r\n"
+        )
         try:
             raw.recv(1000)
         except ConnectionResetError:
@@ -725,6 +868,7 @@ def test_many_connections_and_bad_requests_leave_it_serving(svc):
 
 # -- OpenAPI --------------------------------------------------------------------------------------
 
+
 def test_openapi_lists_exactly_the_routes(svc, openapi):
     response = svc.get("/api/openapi.json")
     assert response.status == 200 and response.content_type.startswith("application/json")
@@ -732,13 +876,18 @@ def test_openapi_lists_exactly_the_routes(svc, openapi):
     routes = route_templates()
     assert set(openapi["paths"]) == set(routes), {
         "missing from the document": sorted(set(routes) - set(openapi["paths"])),
-        "documented without a route": sorted(set(openapi["paths"]) - set(routes))}
+        "documented without a route": sorted(set(openapi["paths"]) - set(routes)),
+    }
     for path, methods in routes.items():
-        documented = {m for m in openapi["paths"][path] if m in ("get", "post", "put", "patch", "delete")}
+        documented = {
+            m for m in openapi["paths"][path] if m in ("get", "post", "put", "patch", "delete")
+        }
         assert documented == set(methods), (path, documented, methods)
         names = re.findall(r"{(\w+)}", path)
         for method in methods:
-            params = {p["name"] for p in openapi["paths"][path][method]["parameters"] if p["in"] == "path"}
+            params = {
+                p["name"] for p in openapi["paths"][path][method]["parameters"] if p["in"] == "path"
+            }
             assert params == set(names), (path, method, params)
             responses = openapi["paths"][path][method]["responses"]
             assert "200" in responses
@@ -777,6 +926,7 @@ def test_openapi_document_is_consistent(openapi):
         elif isinstance(node, list):
             for value in node:
                 yield from refs(value)
+
     for ref in refs(openapi):
         assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
     for name, schema in schemas.items():
@@ -789,11 +939,12 @@ def test_openapi_document_is_consistent(openapi):
 
 # -- measurement (printed with -s; never asserted) -------------------------------------------------
 
+
 def test_measure_health_latency(svc):
     conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=10)
     latencies = []
     try:
-        for _ in range(50):                  # warm-up
+        for _ in range(50):  # warm-up
             conn.request("GET", "/api/health")
             conn.getresponse().read()
         start = time.perf_counter()
@@ -808,5 +959,8 @@ def test_measure_health_latency(svc):
     finally:
         conn.close()
     cuts = statistics.quantiles(latencies, n=100)
-    print(f"\nGET /api/health, 2000 sequential keep-alive requests: {len(latencies) / elapsed:.0f} req/s, "
-          f"p50 {cuts[49] * 1000:.2f} ms, p99 {cuts[98] * 1000:.2f} ms")
+    print(
+        f"\nGET /api/health, 2000 sequential keep-alive requests: "
+        f"{len(latencies) / elapsed:.0f} req/s, "
+        f"p50 {cuts[49] * 1000:.2f} ms, p99 {cuts[98] * 1000:.2f} ms"
+    )

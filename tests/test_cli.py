@@ -11,11 +11,11 @@ import sys
 import time
 
 import pytest
-
 from conftest import EXAMPLES, MARK, PETIT, marked_alive, run_petit, wait_until, write_job
-from petit.config import load_jobs
-from petit.model import RunStatus, TaskStatus
-from petit.storage import Store
+
+from petit.core.model import RunStatus, TaskStatus
+from petit.jobs.loader import load_jobs
+from petit.storage.store import Store
 
 EXAMPLE_IDS = sorted(load_jobs(EXAMPLES))
 UNSCHEDULED = sorted(job.id for job in load_jobs(EXAMPLES).values() if job.schedule is None)
@@ -46,6 +46,7 @@ def only_run(db: str, job_id: str):
 
 # -- validate -----------------------------------------------------------------------------------
 
+
 def test_validate_examples(env):
     result = run_petit("validate", EXAMPLES, env=env)
     assert result.returncode == 0, result.stderr
@@ -57,11 +58,15 @@ def test_validate_examples(env):
 
 
 BROKEN = {
-    "typo.yaml": "id: typo\nname: Typo\ntasks:\n  - id: a\n    command: echo\n    retyr: {max_attempts: 2}\n",
-    "cron.yaml": "id: cron\nname: Cron\nschedule: '61 * * * *'\ntasks:\n  - id: a\n    command: echo\n",
+    "typo.yaml": "id: typo\nname: Typo\ntasks:\n  - id: a\n    command: echo\n"
+    "    retyr: {max_attempts: 2}\n",
+    "cron.yaml": "id: cron\nname: Cron\nschedule: '61 * * * *'\ntasks:\n"
+    "  - id: a\n    command: echo\n",
     "syntax.yaml": "id: syntax\nname: [unclosed\ntasks: []\n",
-    "cycle.yaml": ("id: cycle\nname: Cycle\ntasks:\n  - id: a\n    command: echo\n    depends_on: [b]\n"
-                   "  - id: b\n    command: echo\n    depends_on: [a]\n"),
+    "cycle.yaml": (
+        "id: cycle\nname: Cycle\ntasks:\n  - id: a\n    command: echo\n    depends_on: [b]\n"
+        "  - id: b\n    command: echo\n    depends_on: [a]\n"
+    ),
     "good.yaml": "id: good\nname: Good\ntasks:\n  - id: a\n    command: echo\n",
 }
 
@@ -86,6 +91,7 @@ def test_validate_a_missing_folder(tmp_path, env):
 
 # -- list ---------------------------------------------------------------------------------------
 
+
 def test_list_shows_every_job_and_task(env):
     result = run_petit("list", EXAMPLES, env=env)
     assert result.returncode == 0, result.stderr
@@ -96,30 +102,44 @@ def test_list_shows_every_job_and_task(env):
 
 
 def test_list_json_has_tasks_in_topological_order(tmp_path, env):
-    write_job(tmp_path, "fwd.yaml", "id: fwd\nname: Forward\ntasks:\n"
-              "  - id: last\n    command: echo\n    depends_on: [middle]\n"
-              "  - id: middle\n    command: echo\n    depends_on: [first]\n"
-              "  - id: first\n    command: echo\n")
+    write_job(
+        tmp_path,
+        "fwd.yaml",
+        "id: fwd\nname: Forward\ntasks:\n"
+        "  - id: last\n    command: echo\n    depends_on: [middle]\n"
+        "  - id: middle\n    command: echo\n    depends_on: [first]\n"
+        "  - id: first\n    command: echo\n",
+    )
     result = run_petit("list", str(tmp_path), "--json", env=env)
     assert result.returncode == 0, result.stderr
     jobs = json.loads(result.stdout)
     assert [job["id"] for job in jobs] == ["fwd"]
     assert [task["id"] for task in jobs[0]["tasks"]] == ["first", "middle", "last"]
 
-    examples = {job["id"]: job for job in json.loads(run_petit("list", EXAMPLES, "--json", env=env).stdout)}
+    examples = {
+        job["id"]: job for job in json.loads(run_petit("list", EXAMPLES, "--json", env=env).stdout)
+    }
     assert sorted(examples) == EXAMPLE_IDS
-    assert [t["id"] for t in examples["data_pipeline"]["tasks"]] == ["extract", "transform", "validate",
-                                                                    "load", "notify"]
+    assert [t["id"] for t in examples["data_pipeline"]["tasks"]] == [
+        "extract",
+        "transform",
+        "validate",
+        "load",
+        "notify",
+    ]
     for job in examples.values():
         seen: set[str] = set()
         for task in job["tasks"]:
             assert set(task["depends_on"]) <= seen, (job["id"], task["id"])
             seen.add(task["id"])
-    assert examples["hello_world"]["schedule"] is None and examples["hello_world"]["next_fire"] is None
+    assert (
+        examples["hello_world"]["schedule"] is None and examples["hello_world"]["next_fire"] is None
+    )
     assert examples["minute_tick"]["next_fire"] is not None
 
 
 # -- trigger ------------------------------------------------------------------------------------
+
 
 def test_trigger_data_pipeline_records_a_completed_run(tmp_path, env):
     db = str(tmp_path / "petit.db")
@@ -142,8 +162,12 @@ def test_trigger_failing_job_exits_1(tmp_path, env):
     run = only_run(db, "failing_job")
     assert run.status is RunStatus.FAILED and "broken_step" in run.error
     assert {t.task_id: t.status.value for t in run.tasks} == {
-        "prepare": "completed", "broken_step": "failed", "never_runs": "skipped",
-        "cleanup": "completed", "alert": "completed"}
+        "prepare": "completed",
+        "broken_step": "failed",
+        "never_runs": "skipped",
+        "cleanup": "completed",
+        "alert": "completed",
+    }
 
 
 def test_trigger_unknown_job_lists_the_known_ones(tmp_path, env):
@@ -153,10 +177,10 @@ def test_trigger_unknown_job_lists_the_known_ones(tmp_path, env):
     assert "no_such_job" in result.stderr
     for job_id in EXAMPLE_IDS:
         assert job_id in result.stderr
-    assert not os.path.exists(db + ".d")   # nothing was recorded
+    assert not os.path.exists(db + ".d")  # nothing was recorded
 
 
-EXPECTED = {   # every example without a schedule: (status, {task: attempts})
+EXPECTED = {  # every example without a schedule: (status, {task: attempts})
     "data_pipeline": (RunStatus.COMPLETED, {}),
     "failing_job": (RunStatus.FAILED, {"broken_step": 1}),
     "hello_world": (RunStatus.COMPLETED, {"greet": 1}),
@@ -182,14 +206,14 @@ def test_every_unscheduled_example_runs_through_trigger(tmp_path, env, job_id):
     for task_id, count in attempts.items():
         assert run.task(task_id).attempts == count
     assert all(t.status.is_terminal for t in run.tasks)
-    if job_id == "timeout_demo":   # a 2 s timeout, and sleep dies on SIGTERM: no 60 s wait
+    if job_id == "timeout_demo":  # a 2 s timeout, and sleep dies on SIGTERM: no 60 s wait
         too_slow = run.task("too_slow")
         assert too_slow.timed_out and too_slow.status is TaskStatus.FAILED
         assert run.task("report").status is TaskStatus.COMPLETED
         assert elapsed < 10
     if job_id == "retry_demo":
         assert run.task("flaky").error is None
-        assert os.listdir(env["TMPDIR"]) == []   # the counter file was cleaned up by the job
+        assert os.listdir(env["TMPDIR"]) == []  # the counter file was cleaned up by the job
 
 
 def test_trigger_twice_allocates_new_run_ids(tmp_path, env):
@@ -197,33 +221,51 @@ def test_trigger_twice_allocates_new_run_ids(tmp_path, env):
     for expected in ("hello_world-1", "hello_world-2"):
         result = run_petit("--db", db, "trigger", EXAMPLES, "hello_world", env=env)
         assert result.returncode == 0 and f"run {expected} completed" in result.stdout
-    assert [r.id for r in Store(db).list_runs("hello_world", 10)] == ["hello_world-2", "hello_world-1"]
+    assert [r.id for r in Store(db).list_runs("hello_world", 10)] == [
+        "hello_world-2",
+        "hello_world-1",
+    ]
 
 
 def test_trigger_survives_its_reader_going_away(tmp_path, env):
     """`petit trigger ... | head -1`: the tasks must not fail because nobody reads their echo."""
     db = str(tmp_path / "petit.db")
-    proc = subprocess.Popen([sys.executable, PETIT, "--db", db, "trigger", EXAMPLES, "data_pipeline"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, PETIT, "--db", db, "trigger", EXAMPLES, "data_pipeline"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     assert proc.stdout.readline().startswith(b"run data_pipeline-1")
     proc.stdout.close()
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert b"Traceback" not in err
     run = only_run(db, "data_pipeline")
-    assert run.status is RunStatus.COMPLETED and all(t.status is TaskStatus.COMPLETED for t in run.tasks)
+    assert run.status is RunStatus.COMPLETED and all(
+        t.status is TaskStatus.COMPLETED for t in run.tasks
+    )
 
 
 def test_sigterm_interrupts_a_triggered_run_and_kills_its_tasks(tmp_path, env):
     jobs = tmp_path / "jobs"
     jobs.mkdir()
     started = tmp_path / "started"
-    write_job(jobs, "slow.yaml", "id: slow\nname: Slow\ntasks:\n  - id: nap\n    type: shell\n"
-              f"    script: 'touch {started}; sleep 30 & sleep 31'\n"
-              "  - id: after\n    command: echo\n    depends_on: [nap]\n")
+    write_job(
+        jobs,
+        "slow.yaml",
+        "id: slow\nname: Slow\ntasks:\n  - id: nap\n    type: shell\n"
+        f"    script: 'touch {started}; sleep 30 & sleep 31'\n"
+        "  - id: after\n    command: echo\n    depends_on: [nap]\n",
+    )
     db = str(tmp_path / "petit.db")
-    proc = subprocess.Popen([sys.executable, PETIT, "--db", db, "trigger", str(jobs), "slow"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, PETIT, "--db", db, "trigger", str(jobs), "slow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         wait_until(started.exists, timeout=15, message="the task started")
         began = time.monotonic()
@@ -243,8 +285,9 @@ def test_sigterm_interrupts_a_triggered_run_and_kills_its_tasks(tmp_path, env):
 
 
 def test_trigger_with_a_db_in_a_missing_folder_is_one_clear_line(tmp_path, env):
-    result = run_petit("--db", str(tmp_path / "nowhere" / "petit.db"), "trigger", EXAMPLES, "hello_world",
-                       env=env)
+    result = run_petit(
+        "--db", str(tmp_path / "nowhere" / "petit.db"), "trigger", EXAMPLES, "hello_world", env=env
+    )
     assert_clean_failure(result, 1)
     assert "nowhere" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -260,16 +303,39 @@ def test_trigger_on_a_corrupt_db_keeps_the_file(tmp_path, env):
 
 # -- bad usage ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv", [
-    [], ["frobnicate"], ["validate"], ["list"], ["trigger", EXAMPLES], ["validate", EXAMPLES, "--bogus"],
-    ["trigger", EXAMPLES, "hello_world", "--max-tasks", "zero"],
-    ["trigger", EXAMPLES, "hello_world", "--max-tasks", "0"],
-    ["trigger", EXAMPLES, "hello_world", "--keep-runs", "many"],
-], ids=["nothing", "unknown-command", "validate-no-dir", "list-no-dir", "trigger-no-job", "unknown-option",
-        "max-tasks-word", "max-tasks-zero", "keep-runs-word"])
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["frobnicate"],
+        ["validate"],
+        ["list"],
+        ["trigger", EXAMPLES],
+        ["validate", EXAMPLES, "--bogus"],
+        ["trigger", EXAMPLES, "hello_world", "--max-tasks", "zero"],
+        ["trigger", EXAMPLES, "hello_world", "--max-tasks", "0"],
+        ["trigger", EXAMPLES, "hello_world", "--keep-runs", "many"],
+    ],
+    ids=[
+        "nothing",
+        "unknown-command",
+        "validate-no-dir",
+        "list-no-dir",
+        "trigger-no-job",
+        "unknown-option",
+        "max-tasks-word",
+        "max-tasks-zero",
+        "keep-runs-word",
+    ],
+)
 def test_bad_usage_exits_2_without_a_traceback(tmp_path, env, argv):
     db = str(tmp_path / "petit.db")
-    result = run_petit("--db", db, *argv, env=env) if argv[:1] == ["trigger"] else run_petit(*argv, env=env)
+    result = (
+        run_petit("--db", db, *argv, env=env)
+        if argv[:1] == ["trigger"]
+        else run_petit(*argv, env=env)
+    )
     assert_clean_failure(result, 2)
     assert result.stderr.strip()
-    assert not os.path.exists(db + ".d")   # no run was recorded and abandoned
+    assert not os.path.exists(db + ".d")  # no run was recorded and abandoned

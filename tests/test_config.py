@@ -8,12 +8,12 @@ import os
 
 import pytest
 import yaml
-
 from conftest import EXAMPLES, write_job
-from petit.config import load_jobs
-from petit.jobfile import MAX_FILE_BYTES
+
+from petit.core.model import Condition, DependencyCondition, RetryCondition, TaskType
 from petit.errors import ConfigError
-from petit.model import Condition, DependencyCondition, RetryCondition, TaskType
+from petit.jobs.loader import load_jobs
+from petit.jobs.reader import MAX_FILE_BYTES
 
 BASE_JOB = {"id": "demo", "name": "Demo", "tasks": [{"id": "t", "command": "echo"}]}
 
@@ -49,7 +49,9 @@ def errors_for(directory) -> list[str]:
     paths = [os.path.join(str(directory), n) for n in os.listdir(directory)]
     for line in errors:
         assert "\n" not in line and "\r" not in line, f"multi-line error: {line!r}"
-        assert any(line.startswith(p + ": ") for p in paths), f"error does not start with a file path: {line!r}"
+        assert any(line.startswith(p + ": ") for p in paths), (
+            f"error does not start with a file path: {line!r}"
+        )
     assert info.value.message == "\n".join(errors)
     return errors
 
@@ -71,6 +73,7 @@ def load_one(directory, data):
 
 # --- valid files ---------------------------------------------------------------------------------
 
+
 def test_examples_load_without_error():
     jobs = load_jobs(EXAMPLES)
     files = sorted(n for n in os.listdir(EXAMPLES) if n.endswith((".yaml", ".yml")))
@@ -83,63 +86,133 @@ def test_examples_load_without_error():
 
 def test_minimal_job_gets_the_documented_defaults(tmp_path):
     loaded = load_one(tmp_path, BASE_JOB)
-    assert (loaded.name, loaded.enabled, loaded.schedule, loaded.timezone) == ("Demo", True, None, "UTC")
-    assert (loaded.max_concurrency, loaded.config, loaded.environment, loaded.depends_on) == (None, {}, {}, ())
+    assert (loaded.name, loaded.enabled, loaded.schedule, loaded.timezone) == (
+        "Demo",
+        True,
+        None,
+        "UTC",
+    )
+    assert (loaded.max_concurrency, loaded.config, loaded.environment, loaded.depends_on) == (
+        None,
+        {},
+        {},
+        (),
+    )
     assert loaded.source == os.path.join(str(tmp_path), "job.yaml")
     task = loaded.tasks[0]
-    assert (task.id, task.name, task.type, task.command, task.args) == ("t", "t", TaskType.COMMAND, "echo", ())
+    assert (task.id, task.name, task.type, task.command, task.args) == (
+        "t",
+        "t",
+        TaskType.COMMAND,
+        "echo",
+        (),
+    )
     assert (task.condition, task.timeout_secs, task.depends_on) == (Condition.ALL_SUCCESS, None, ())
-    assert (task.retry.max_attempts, task.retry.delay_secs, task.retry.condition) == (0, 0.0, RetryCondition.ALWAYS)
+    assert (task.retry.max_attempts, task.retry.delay_secs, task.retry.condition) == (
+        0,
+        0.0,
+        RetryCondition.ALWAYS,
+    )
 
 
 def test_full_job_is_parsed_into_the_model(tmp_path):
-    data = job(description="all keys", enabled=False, max_concurrency=2, config={"k": [1, 2]},
-               schedule={"cron": "30 7 * * 1-5", "timezone": "Europe/Paris"},
-               environment={"A": "x", "N": 5, "F": 1.5, "B": True},
-               tasks=[
-                   {"id": "run", "name": "Run it", "command": "echo", "args": ["a", 1],
-                    "retry": {"max_attempts": 3, "delay": "10s", "condition": "transient_only"},
-                    "timeout": "5m", "environment": {"T": "task"}, "working_dir": "/tmp"},
-                   {"id": "sh", "type": "shell", "script": "exit 0", "depends_on": "run",
-                    "condition": "on_failure", "retry": {"max_attempts": 1, "delay_secs": 2.5},
-                    "timeout_secs": 30},
-                   {"id": "py", "type": "python", "inline": "print(1)", "depends_on": ["run", "sh"],
-                    "condition": "always"},
-                   {"id": "pyfile", "type": "python", "script": "tool.py", "condition": "all_done"},
-               ])
+    data = job(
+        description="all keys",
+        enabled=False,
+        max_concurrency=2,
+        config={"k": [1, 2]},
+        schedule={"cron": "30 7 * * 1-5", "timezone": "Europe/Paris"},
+        environment={"A": "x", "N": 5, "F": 1.5, "B": True},
+        tasks=[
+            {
+                "id": "run",
+                "name": "Run it",
+                "command": "echo",
+                "args": ["a", 1],
+                "retry": {"max_attempts": 3, "delay": "10s", "condition": "transient_only"},
+                "timeout": "5m",
+                "environment": {"T": "task"},
+                "working_dir": "/tmp",
+            },
+            {
+                "id": "sh",
+                "type": "shell",
+                "script": "exit 0",
+                "depends_on": "run",
+                "condition": "on_failure",
+                "retry": {"max_attempts": 1, "delay_secs": 2.5},
+                "timeout_secs": 30,
+            },
+            {
+                "id": "py",
+                "type": "python",
+                "inline": "print(1)",
+                "depends_on": ["run", "sh"],
+                "condition": "always",
+            },
+            {"id": "pyfile", "type": "python", "script": "tool.py", "condition": "all_done"},
+        ],
+    )
     loaded = load_one(tmp_path, data)
     assert (loaded.description, loaded.enabled, loaded.max_concurrency) == ("all keys", False, 2)
-    assert (loaded.schedule, loaded.timezone, loaded.config) == ("30 7 * * 1-5", "Europe/Paris", {"k": [1, 2]})
+    assert (loaded.schedule, loaded.timezone, loaded.config) == (
+        "30 7 * * 1-5",
+        "Europe/Paris",
+        {"k": [1, 2]},
+    )
     assert loaded.environment == {"A": "x", "N": "5", "F": "1.5", "B": "true"}
     run, sh, py, pyfile = (loaded.task(i) for i in ("run", "sh", "py", "pyfile"))
-    assert (run.name, run.args, run.timeout_secs, run.environment, run.working_dir) == \
-        ("Run it", ("a", "1"), 300.0, {"T": "task"}, "/tmp")
-    assert (run.retry.max_attempts, run.retry.delay_secs, run.retry.condition) == \
-        (3, 10.0, RetryCondition.TRANSIENT_ONLY)
-    assert (sh.type, sh.script, sh.depends_on, sh.condition, sh.timeout_secs) == \
-        (TaskType.SHELL, "exit 0", ("run",), Condition.ON_FAILURE, 30.0)
+    assert (run.name, run.args, run.timeout_secs, run.environment, run.working_dir) == (
+        "Run it",
+        ("a", "1"),
+        300.0,
+        {"T": "task"},
+        "/tmp",
+    )
+    assert (run.retry.max_attempts, run.retry.delay_secs, run.retry.condition) == (
+        3,
+        10.0,
+        RetryCondition.TRANSIENT_ONLY,
+    )
+    assert (sh.type, sh.script, sh.depends_on, sh.condition, sh.timeout_secs) == (
+        TaskType.SHELL,
+        "exit 0",
+        ("run",),
+        Condition.ON_FAILURE,
+        30.0,
+    )
     assert (sh.retry.max_attempts, sh.retry.delay_secs) == (1, 2.5)
-    assert (py.type, py.inline, py.script, py.condition) == (TaskType.PYTHON, "print(1)", None, Condition.ALWAYS)
+    assert (py.type, py.inline, py.script, py.condition) == (
+        TaskType.PYTHON,
+        "print(1)",
+        None,
+        Condition.ALWAYS,
+    )
     assert (pyfile.script, pyfile.inline, pyfile.condition) == ("tool.py", None, Condition.ALL_DONE)
 
 
-@pytest.mark.parametrize("job_id", ["a", "A.b-c_9", ".hidden", "a..b", "x" * 128, "0"],
-                         ids=["one-char", "mixed-charset", "leading-dot", "inner-dots", "128-chars", "digit"])
+@pytest.mark.parametrize(
+    "job_id",
+    ["a", "A.b-c_9", ".hidden", "a..b", "x" * 128, "0"],
+    ids=["one-char", "mixed-charset", "leading-dot", "inner-dots", "128-chars", "digit"],
+)
 def test_valid_ids_accepted(tmp_path, job_id):
     assert load_one(tmp_path, job(id=job_id)).id == job_id
 
 
 def test_forward_references_are_honoured_and_tasks_come_in_topological_order(tmp_path):
-    data = job(tasks=[
-        {"id": "report", "command": "echo", "depends_on": ["load"], "condition": "all_done"},
-        {"id": "load", "command": "echo", "depends_on": ["transform"]},
-        {"id": "audit", "command": "echo"},
-        {"id": "transform", "command": "echo", "depends_on": ["extract"]},
-        {"id": "extract", "command": "echo"},
-    ])
+    data = job(
+        tasks=[
+            {"id": "report", "command": "echo", "depends_on": ["load"], "condition": "all_done"},
+            {"id": "load", "command": "echo", "depends_on": ["transform"]},
+            {"id": "audit", "command": "echo"},
+            {"id": "transform", "command": "echo", "depends_on": ["extract"]},
+            {"id": "extract", "command": "echo"},
+        ]
+    )
     loaded = load_one(tmp_path, data)
     assert [t.id for t in loaded.tasks] == ["audit", "extract", "transform", "load", "report"]
-    assert loaded.task("report").depends_on == ("load",)   # the forward reference was kept
+    assert loaded.task("report").depends_on == ("load",)  # the forward reference was kept
 
 
 def test_jobs_are_returned_sorted_by_id_from_yaml_and_yml(tmp_path):
@@ -162,48 +235,83 @@ def test_not_a_directory(tmp_path):
     assert info.value.errors == [f"{missing}: not a directory of job files"]
 
 
-@pytest.mark.parametrize("schedule, expression, zone", [
-    ("*/5 * * * *", "*/5 * * * *", "UTC"),
-    ("0 0 2 * * *", "0 0 2 * * *", "UTC"),
-    ("@every 1h30m", "@every 1h30m", "UTC"),
-    ("@daily", "@daily", "UTC"),
-    ({"cron": "0 9 * * MON-FRI", "timezone": "America/New_York"}, "0 9 * * MON-FRI", "America/New_York"),
-    ({"cron": "0 9 * * *"}, "0 9 * * *", "UTC"),
-], ids=["string", "six-fields", "every", "shortcut", "map-with-zone", "map-default-zone"])
+@pytest.mark.parametrize(
+    "schedule, expression, zone",
+    [
+        ("*/5 * * * *", "*/5 * * * *", "UTC"),
+        ("0 0 2 * * *", "0 0 2 * * *", "UTC"),
+        ("@every 1h30m", "@every 1h30m", "UTC"),
+        ("@daily", "@daily", "UTC"),
+        (
+            {"cron": "0 9 * * MON-FRI", "timezone": "America/New_York"},
+            "0 9 * * MON-FRI",
+            "America/New_York",
+        ),
+        ({"cron": "0 9 * * *"}, "0 9 * * *", "UTC"),
+    ],
+    ids=["string", "six-fields", "every", "shortcut", "map-with-zone", "map-default-zone"],
+)
 def test_schedule_forms(tmp_path, schedule, expression, zone):
     loaded = load_one(tmp_path, job(schedule=schedule))
     assert (loaded.schedule, loaded.timezone) == (expression, zone)
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("text", "text"), (5, "5"), (1.5, "1.5"), (True, "true"), (False, "false"), ("", ""),
-], ids=["string", "int", "float", "true", "false", "empty"])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("text", "text"),
+        (5, "5"),
+        (1.5, "1.5"),
+        (True, "true"),
+        (False, "false"),
+        ("", ""),
+    ],
+    ids=["string", "int", "float", "true", "false", "empty"],
+)
 def test_environment_values_become_strings(tmp_path, value, expected):
-    loaded = load_one(tmp_path, job(environment={"VAR": value},
-                                    tasks=[{"id": "t", "command": "echo", "environment": {"VAR": value}}]))
+    loaded = load_one(
+        tmp_path,
+        job(
+            environment={"VAR": value},
+            tasks=[{"id": "t", "command": "echo", "environment": {"VAR": value}}],
+        ),
+    )
     assert loaded.environment == {"VAR": expected}
     assert loaded.tasks[0].environment == {"VAR": expected}
 
 
-@pytest.mark.parametrize("retry, attempts, delay", [
-    ({"max_attempts": 0}, 0, 0.0),
-    ({"max_attempts": 100}, 100, 0.0),
-    ({"max_attempts": 2, "delay_secs": 10}, 2, 10.0),
-    ({"max_attempts": 2, "delay": "10s"}, 2, 10.0),
-    ({"max_attempts": 1, "delay": "1m30s"}, 1, 90.0),
-    ({"delay": "250ms"}, 0, 0.25),
-], ids=["zero", "max", "delay_secs", "delay-string", "delay-compound", "delay-ms"])
+@pytest.mark.parametrize(
+    "retry, attempts, delay",
+    [
+        ({"max_attempts": 0}, 0, 0.0),
+        ({"max_attempts": 100}, 100, 0.0),
+        ({"max_attempts": 2, "delay_secs": 10}, 2, 10.0),
+        ({"max_attempts": 2, "delay": "10s"}, 2, 10.0),
+        ({"max_attempts": 1, "delay": "1m30s"}, 1, 90.0),
+        ({"delay": "250ms"}, 0, 0.25),
+    ],
+    ids=["zero", "max", "delay_secs", "delay-string", "delay-compound", "delay-ms"],
+)
 def test_retry_values(tmp_path, retry, attempts, delay):
     task = load_one(tmp_path, with_task(id="t", command="echo", retry=retry)).tasks[0]
     assert (task.retry.max_attempts, task.retry.delay_secs) == (attempts, delay)
 
 
-@pytest.mark.parametrize("keys, seconds", [
-    ({"timeout_secs": 30}, 30.0), ({"timeout_secs": 0.5}, 0.5),
-    ({"timeout": "5m"}, 300.0), ({"timeout": "1h30m"}, 5400.0),
-], ids=["secs-int", "secs-float", "string-5m", "string-compound"])
+@pytest.mark.parametrize(
+    "keys, seconds",
+    [
+        ({"timeout_secs": 30}, 30.0),
+        ({"timeout_secs": 0.5}, 0.5),
+        ({"timeout": "5m"}, 300.0),
+        ({"timeout": "1h30m"}, 5400.0),
+    ],
+    ids=["secs-int", "secs-float", "string-5m", "string-compound"],
+)
 def test_timeout_values(tmp_path, keys, seconds):
-    assert load_one(tmp_path, with_task(id="t", command="echo", **keys)).tasks[0].timeout_secs == seconds
+    assert (
+        load_one(tmp_path, with_task(id="t", command="echo", **keys)).tasks[0].timeout_secs
+        == seconds
+    )
 
 
 @pytest.mark.parametrize("concurrency", [1, 5], ids=["one", "five"])
@@ -229,7 +337,12 @@ JOB_ERRORS = [
     ("id-too-long", job(id="x" * 129), "id", "not a valid id"),
     ("id-empty", job(id=""), "id", "non-empty string"),
     ("id-number", job(id=5), "id", "non-empty string"),
-    ("unknown-key", job(shedule="* * * * *"), "job 'demo': unknown key 'shedule' in a job", "expected one of"),
+    (
+        "unknown-key",
+        job(shedule="* * * * *"),
+        "job 'demo': unknown key 'shedule' in a job",
+        "expected one of",
+    ),
     ("enabled-not-bool", job(enabled="yes"), "job 'demo': enabled", "true or false"),
     ("concurrency-zero", job(max_concurrency=0), "job 'demo': max_concurrency", ">= 1"),
     ("concurrency-negative", job(max_concurrency=-2), "job 'demo': max_concurrency", ">= 1"),
@@ -239,28 +352,82 @@ JOB_ERRORS = [
     ("config-not-map", job(config=[1]), "job 'demo': config", "expected a map"),
     ("description-not-string", job(description=5), "job 'demo': description", "string"),
     ("environment-not-map", job(environment=["A=1"]), "job 'demo': environment", "map"),
-    ("environment-list-value", job(environment={"A": [1]}), "job 'demo': environment: 'A'", "string or number"),
-    ("environment-null-value", job(environment={"A": None}), "job 'demo': environment: 'A'", "string or number"),
-    ("environment-map-value", job(environment={"A": {"b": 1}}), "job 'demo': environment: 'A'", "string or number"),
-    ("environment-name-with-equals", job(environment={"A=B": "x"}), "job 'demo': environment: 'A=B'",
-     "not a valid variable name"),
-    ("environment-nul-value", job(environment={"A": "x\0y"}), "job 'demo': environment: 'A'", "NUL"),
-    ("schedule-bad-cron", job(schedule="61 * * * *"), "job 'demo': schedule", "invalid cron expression"),
+    (
+        "environment-list-value",
+        job(environment={"A": [1]}),
+        "job 'demo': environment: 'A'",
+        "string or number",
+    ),
+    (
+        "environment-null-value",
+        job(environment={"A": None}),
+        "job 'demo': environment: 'A'",
+        "string or number",
+    ),
+    (
+        "environment-map-value",
+        job(environment={"A": {"b": 1}}),
+        "job 'demo': environment: 'A'",
+        "string or number",
+    ),
+    (
+        "environment-name-with-equals",
+        job(environment={"A=B": "x"}),
+        "job 'demo': environment: 'A=B'",
+        "not a valid variable name",
+    ),
+    (
+        "environment-nul-value",
+        job(environment={"A": "x\0y"}),
+        "job 'demo': environment: 'A'",
+        "NUL",
+    ),
+    (
+        "schedule-bad-cron",
+        job(schedule="61 * * * *"),
+        "job 'demo': schedule",
+        "invalid cron expression",
+    ),
     ("schedule-7-fields", job(schedule="* * * * * * *"), "job 'demo': schedule", "7 fields"),
     ("schedule-bad-every", job(schedule="@every 5x"), "job 'demo': schedule", "invalid duration"),
-    ("schedule-unknown-shortcut", job(schedule="@sometimes"), "job 'demo': schedule", "unknown shortcut"),
-    ("schedule-impossible-date", job(schedule="0 0 31 2 *"), "job 'demo': schedule", "invalid cron"),
-    ("schedule-bad-zone", job(schedule={"cron": "0 * * * *", "timezone": "Mars/Base"}),
-     "job 'demo': schedule", "unknown time zone 'Mars/Base'"),
-    ("schedule-map-unknown-key", job(schedule={"cron": "0 * * * *", "tz": "UTC"}),
-     "job 'demo': unknown key 'tz' in schedule", "cron, timezone"),
-    ("schedule-map-without-cron", job(schedule={"timezone": "UTC"}), "job 'demo': schedule", "cron string or a map"),
+    (
+        "schedule-unknown-shortcut",
+        job(schedule="@sometimes"),
+        "job 'demo': schedule",
+        "unknown shortcut",
+    ),
+    (
+        "schedule-impossible-date",
+        job(schedule="0 0 31 2 *"),
+        "job 'demo': schedule",
+        "invalid cron",
+    ),
+    (
+        "schedule-bad-zone",
+        job(schedule={"cron": "0 * * * *", "timezone": "Mars/Base"}),
+        "job 'demo': schedule",
+        "unknown time zone 'Mars/Base'",
+    ),
+    (
+        "schedule-map-unknown-key",
+        job(schedule={"cron": "0 * * * *", "tz": "UTC"}),
+        "job 'demo': unknown key 'tz' in schedule",
+        "cron, timezone",
+    ),
+    (
+        "schedule-map-without-cron",
+        job(schedule={"timezone": "UTC"}),
+        "job 'demo': schedule",
+        "cron string or a map",
+    ),
     ("schedule-number", job(schedule=5), "job 'demo': schedule", "cron string or a map"),
     ("schedule-empty", job(schedule=""), "job 'demo': schedule", "non-empty"),
 ]
 
 
-@pytest.mark.parametrize("data, where, fragment", [c[1:] for c in JOB_ERRORS], ids=[c[0] for c in JOB_ERRORS])
+@pytest.mark.parametrize(
+    "data, where, fragment", [c[1:] for c in JOB_ERRORS], ids=[c[0] for c in JOB_ERRORS]
+)
 def test_job_level_errors(tmp_path, data, where, fragment):
     error, path = only_error(tmp_path, data)
     assert error.startswith(f"{path}: {where}"), error
@@ -271,93 +438,280 @@ TASK_ERRORS = [
     ("task-missing-id", {"command": "echo"}, "tasks[0]: id", "required key is missing"),
     ("task-bad-id", {"id": "a b", "command": "echo"}, "tasks[0]: id", "not a valid id"),
     ("task-only-dots-id", {"id": "..", "command": "echo"}, "tasks[0]: id", "not only dots"),
-    ("unknown-key", {"id": "t", "command": "echo", "retries": 3}, "task 't': unknown key 'retries' in a task",
-     "expected one of"),
-    ("bad-type", {"id": "t", "type": "perl", "script": "x"}, "task 't': type", "'perl' is not valid"),
+    (
+        "unknown-key",
+        {"id": "t", "command": "echo", "retries": 3},
+        "task 't': unknown key 'retries' in a task",
+        "expected one of",
+    ),
+    (
+        "bad-type",
+        {"id": "t", "type": "perl", "script": "x"},
+        "task 't': type",
+        "'perl' is not valid",
+    ),
     ("command-missing", {"id": "t"}, "task 't': command", "required key is missing"),
     ("command-empty", {"id": "t", "command": ""}, "task 't': command", "non-empty string"),
-    ("args-not-list", {"id": "t", "command": "echo", "args": "a b"}, "task 't': args", "list of strings"),
-    ("args-nested", {"id": "t", "command": "echo", "args": [["a"]]}, "task 't': args", "list of strings"),
-    ("args-null-item", {"id": "t", "command": "echo", "args": [None]}, "task 't': args", "list of strings"),
-    ("command-with-script", {"id": "t", "command": "echo", "script": "x"}, "task 't': script",
-     "not used by a task of type 'command'"),
-    ("command-with-inline", {"id": "t", "command": "echo", "inline": "x"}, "task 't': inline",
-     "not used by a task of type 'command'"),
-    ("shell-missing-script", {"id": "t", "type": "shell"}, "task 't': script", "required key is missing"),
-    ("shell-blank-script", {"id": "t", "type": "shell", "script": " "}, "task 't': script", "non-empty"),
-    ("shell-with-command", {"id": "t", "type": "shell", "script": "x", "command": "ls"}, "task 't': command",
-     "not used by a task of type 'shell'"),
-    ("shell-with-args", {"id": "t", "type": "shell", "script": "x", "args": ["a"]}, "task 't': args",
-     "not used by a task of type 'shell'"),
-    ("shell-with-inline", {"id": "t", "type": "shell", "script": "x", "inline": "y"}, "task 't': inline",
-     "not used by a task of type 'shell'"),
+    (
+        "args-not-list",
+        {"id": "t", "command": "echo", "args": "a b"},
+        "task 't': args",
+        "list of strings",
+    ),
+    (
+        "args-nested",
+        {"id": "t", "command": "echo", "args": [["a"]]},
+        "task 't': args",
+        "list of strings",
+    ),
+    (
+        "args-null-item",
+        {"id": "t", "command": "echo", "args": [None]},
+        "task 't': args",
+        "list of strings",
+    ),
+    (
+        "command-with-script",
+        {"id": "t", "command": "echo", "script": "x"},
+        "task 't': script",
+        "not used by a task of type 'command'",
+    ),
+    (
+        "command-with-inline",
+        {"id": "t", "command": "echo", "inline": "x"},
+        "task 't': inline",
+        "not used by a task of type 'command'",
+    ),
+    (
+        "shell-missing-script",
+        {"id": "t", "type": "shell"},
+        "task 't': script",
+        "required key is missing",
+    ),
+    (
+        "shell-blank-script",
+        {"id": "t", "type": "shell", "script": " "},
+        "task 't': script",
+        "non-empty",
+    ),
+    (
+        "shell-with-command",
+        {"id": "t", "type": "shell", "script": "x", "command": "ls"},
+        "task 't': command",
+        "not used by a task of type 'shell'",
+    ),
+    (
+        "shell-with-args",
+        {"id": "t", "type": "shell", "script": "x", "args": ["a"]},
+        "task 't': args",
+        "not used by a task of type 'shell'",
+    ),
+    (
+        "shell-with-inline",
+        {"id": "t", "type": "shell", "script": "x", "inline": "y"},
+        "task 't': inline",
+        "not used by a task of type 'shell'",
+    ),
     ("python-neither", {"id": "t", "type": "python"}, "task 't': script/inline", "exactly one"),
-    ("python-both", {"id": "t", "type": "python", "script": "a.py", "inline": "x"}, "task 't': script/inline",
-     "exactly one"),
-    ("python-with-command", {"id": "t", "type": "python", "inline": "x", "command": "ls"}, "task 't': command",
-     "not used by a task of type 'python'"),
-    ("python-with-args", {"id": "t", "type": "python", "script": "a.py", "args": ["a"]}, "task 't': args",
-     "not used by a task of type 'python'"),
-    ("python-inline-not-string", {"id": "t", "type": "python", "inline": ["x"]}, "task 't': inline", "string"),
-    ("bad-condition", {"id": "t", "command": "echo", "condition": "sometimes"}, "task 't': condition",
-     "all_success, on_failure, all_done, always"),
-    ("depends-not-list", {"id": "t", "command": "echo", "depends_on": {"a": 1}}, "task 't': depends_on",
-     "list of task ids"),
-    ("depends-number-item", {"id": "t", "command": "echo", "depends_on": [1]}, "task 't': depends_on",
-     "list of task ids"),
-    ("depends-unknown", {"id": "t", "command": "echo", "depends_on": ["ghost"]}, "task 't': depends_on",
-     "unknown task 'ghost'"),
-    ("depends-self", {"id": "t", "command": "echo", "depends_on": ["t"]}, "task 't': depends_on",
-     "cannot depend on itself"),
+    (
+        "python-both",
+        {"id": "t", "type": "python", "script": "a.py", "inline": "x"},
+        "task 't': script/inline",
+        "exactly one",
+    ),
+    (
+        "python-with-command",
+        {"id": "t", "type": "python", "inline": "x", "command": "ls"},
+        "task 't': command",
+        "not used by a task of type 'python'",
+    ),
+    (
+        "python-with-args",
+        {"id": "t", "type": "python", "script": "a.py", "args": ["a"]},
+        "task 't': args",
+        "not used by a task of type 'python'",
+    ),
+    (
+        "python-inline-not-string",
+        {"id": "t", "type": "python", "inline": ["x"]},
+        "task 't': inline",
+        "string",
+    ),
+    (
+        "bad-condition",
+        {"id": "t", "command": "echo", "condition": "sometimes"},
+        "task 't': condition",
+        "all_success, on_failure, all_done, always",
+    ),
+    (
+        "depends-not-list",
+        {"id": "t", "command": "echo", "depends_on": {"a": 1}},
+        "task 't': depends_on",
+        "list of task ids",
+    ),
+    (
+        "depends-number-item",
+        {"id": "t", "command": "echo", "depends_on": [1]},
+        "task 't': depends_on",
+        "list of task ids",
+    ),
+    (
+        "depends-unknown",
+        {"id": "t", "command": "echo", "depends_on": ["ghost"]},
+        "task 't': depends_on",
+        "unknown task 'ghost'",
+    ),
+    (
+        "depends-self",
+        {"id": "t", "command": "echo", "depends_on": ["t"]},
+        "task 't': depends_on",
+        "cannot depend on itself",
+    ),
     ("name-not-string", {"id": "t", "command": "echo", "name": 5}, "task 't': name", "string"),
-    ("working-dir-not-string", {"id": "t", "command": "echo", "working_dir": 5}, "task 't': working_dir",
-     "string"),
-    ("task-environment-bad", {"id": "t", "command": "echo", "environment": {"A": [1]}},
-     "task 't': environment: 'A'", "string or number"),
-    ("retry-not-map", {"id": "t", "command": "echo", "retry": 3}, "task 't': retry", "expected a map"),
-    ("retry-unknown-key", {"id": "t", "command": "echo", "retry": {"attempts": 3}},
-     "task 't': retry: unknown key 'attempts' in retry", "max_attempts"),
-    ("retry-negative", {"id": "t", "command": "echo", "retry": {"max_attempts": -1}},
-     "task 't': retry: max_attempts", "0 to 100"),
-    ("retry-too-many", {"id": "t", "command": "echo", "retry": {"max_attempts": 101}},
-     "task 't': retry: max_attempts", "0 to 100"),
-    ("retry-string", {"id": "t", "command": "echo", "retry": {"max_attempts": "3"}},
-     "task 't': retry: max_attempts", "integer"),
-    ("retry-bool", {"id": "t", "command": "echo", "retry": {"max_attempts": True}},
-     "task 't': retry: max_attempts", "integer"),
-    ("retry-float", {"id": "t", "command": "echo", "retry": {"max_attempts": 1.5}},
-     "task 't': retry: max_attempts", "integer"),
-    ("retry-both-delays", {"id": "t", "command": "echo", "retry": {"delay_secs": 10, "delay": "10s"}},
-     "task 't': retry: delay_secs/delay", "not both"),
-    ("retry-bad-delay", {"id": "t", "command": "echo", "retry": {"delay": "10"}},
-     "task 't': retry: delay", "invalid duration '10'"),
-    ("retry-delay-secs-string", {"id": "t", "command": "echo", "retry": {"delay_secs": "10s"}},
-     "task 't': retry: delay_secs", "number of seconds"),
-    ("retry-delay-secs-negative", {"id": "t", "command": "echo", "retry": {"delay_secs": -1}},
-     "task 't': retry: delay_secs", "number of seconds"),
-    ("retry-bad-condition", {"id": "t", "command": "echo", "retry": {"condition": "sometimes"}},
-     "task 't': retry: condition", "always, transient_only, never"),
-    ("timeout-both", {"id": "t", "command": "echo", "timeout_secs": 10, "timeout": "5m"},
-     "task 't': timeout_secs/timeout", "not both"),
-    ("timeout-secs-zero", {"id": "t", "command": "echo", "timeout_secs": 0}, "task 't': timeout_secs", "> 0"),
-    ("timeout-secs-negative", {"id": "t", "command": "echo", "timeout_secs": -5}, "task 't': timeout_secs",
-     "> 0"),
-    ("timeout-secs-string", {"id": "t", "command": "echo", "timeout_secs": "30"}, "task 't': timeout_secs",
-     "number of seconds"),
-    ("timeout-secs-bool", {"id": "t", "command": "echo", "timeout_secs": True}, "task 't': timeout_secs",
-     "number of seconds"),
-    ("timeout-secs-too-long", {"id": "t", "command": "echo", "timeout_secs": 367 * 86400},
-     "task 't': timeout_secs", "366 days"),
-    ("timeout-bad-string", {"id": "t", "command": "echo", "timeout": "5x"}, "task 't': timeout",
-     "invalid duration '5x'"),
-    ("timeout-zero-string", {"id": "t", "command": "echo", "timeout": "0s"}, "task 't': timeout",
-     "greater than zero"),
-    ("timeout-truncated-string", {"id": "t", "command": "echo", "timeout": "1h30"}, "task 't': timeout",
-     "invalid duration '1h30'"),
+    (
+        "working-dir-not-string",
+        {"id": "t", "command": "echo", "working_dir": 5},
+        "task 't': working_dir",
+        "string",
+    ),
+    (
+        "task-environment-bad",
+        {"id": "t", "command": "echo", "environment": {"A": [1]}},
+        "task 't': environment: 'A'",
+        "string or number",
+    ),
+    (
+        "retry-not-map",
+        {"id": "t", "command": "echo", "retry": 3},
+        "task 't': retry",
+        "expected a map",
+    ),
+    (
+        "retry-unknown-key",
+        {"id": "t", "command": "echo", "retry": {"attempts": 3}},
+        "task 't': retry: unknown key 'attempts' in retry",
+        "max_attempts",
+    ),
+    (
+        "retry-negative",
+        {"id": "t", "command": "echo", "retry": {"max_attempts": -1}},
+        "task 't': retry: max_attempts",
+        "0 to 100",
+    ),
+    (
+        "retry-too-many",
+        {"id": "t", "command": "echo", "retry": {"max_attempts": 101}},
+        "task 't': retry: max_attempts",
+        "0 to 100",
+    ),
+    (
+        "retry-string",
+        {"id": "t", "command": "echo", "retry": {"max_attempts": "3"}},
+        "task 't': retry: max_attempts",
+        "integer",
+    ),
+    (
+        "retry-bool",
+        {"id": "t", "command": "echo", "retry": {"max_attempts": True}},
+        "task 't': retry: max_attempts",
+        "integer",
+    ),
+    (
+        "retry-float",
+        {"id": "t", "command": "echo", "retry": {"max_attempts": 1.5}},
+        "task 't': retry: max_attempts",
+        "integer",
+    ),
+    (
+        "retry-both-delays",
+        {"id": "t", "command": "echo", "retry": {"delay_secs": 10, "delay": "10s"}},
+        "task 't': retry: delay_secs/delay",
+        "not both",
+    ),
+    (
+        "retry-bad-delay",
+        {"id": "t", "command": "echo", "retry": {"delay": "10"}},
+        "task 't': retry: delay",
+        "invalid duration '10'",
+    ),
+    (
+        "retry-delay-secs-string",
+        {"id": "t", "command": "echo", "retry": {"delay_secs": "10s"}},
+        "task 't': retry: delay_secs",
+        "number of seconds",
+    ),
+    (
+        "retry-delay-secs-negative",
+        {"id": "t", "command": "echo", "retry": {"delay_secs": -1}},
+        "task 't': retry: delay_secs",
+        "number of seconds",
+    ),
+    (
+        "retry-bad-condition",
+        {"id": "t", "command": "echo", "retry": {"condition": "sometimes"}},
+        "task 't': retry: condition",
+        "always, transient_only, never",
+    ),
+    (
+        "timeout-both",
+        {"id": "t", "command": "echo", "timeout_secs": 10, "timeout": "5m"},
+        "task 't': timeout_secs/timeout",
+        "not both",
+    ),
+    (
+        "timeout-secs-zero",
+        {"id": "t", "command": "echo", "timeout_secs": 0},
+        "task 't': timeout_secs",
+        "> 0",
+    ),
+    (
+        "timeout-secs-negative",
+        {"id": "t", "command": "echo", "timeout_secs": -5},
+        "task 't': timeout_secs",
+        "> 0",
+    ),
+    (
+        "timeout-secs-string",
+        {"id": "t", "command": "echo", "timeout_secs": "30"},
+        "task 't': timeout_secs",
+        "number of seconds",
+    ),
+    (
+        "timeout-secs-bool",
+        {"id": "t", "command": "echo", "timeout_secs": True},
+        "task 't': timeout_secs",
+        "number of seconds",
+    ),
+    (
+        "timeout-secs-too-long",
+        {"id": "t", "command": "echo", "timeout_secs": 367 * 86400},
+        "task 't': timeout_secs",
+        "366 days",
+    ),
+    (
+        "timeout-bad-string",
+        {"id": "t", "command": "echo", "timeout": "5x"},
+        "task 't': timeout",
+        "invalid duration '5x'",
+    ),
+    (
+        "timeout-zero-string",
+        {"id": "t", "command": "echo", "timeout": "0s"},
+        "task 't': timeout",
+        "greater than zero",
+    ),
+    (
+        "timeout-truncated-string",
+        {"id": "t", "command": "echo", "timeout": "1h30"},
+        "task 't': timeout",
+        "invalid duration '1h30'",
+    ),
 ]
 
 
-@pytest.mark.parametrize("task, where, fragment", [c[1:] for c in TASK_ERRORS], ids=[c[0] for c in TASK_ERRORS])
+@pytest.mark.parametrize(
+    "task, where, fragment", [c[1:] for c in TASK_ERRORS], ids=[c[0] for c in TASK_ERRORS]
+)
 def test_task_level_errors(tmp_path, task, where, fragment):
     error, path = only_error(tmp_path, job(tasks=[task]))
     assert error.startswith(f"{path}: job 'demo': {where}"), error
@@ -370,26 +724,34 @@ def test_task_that_is_not_a_map(tmp_path):
 
 
 def test_duplicate_task_id(tmp_path):
-    error, path = only_error(tmp_path, job(tasks=[{"id": "t", "command": "a"}, {"id": "t", "command": "b"}]))
+    error, path = only_error(
+        tmp_path, job(tasks=[{"id": "t", "command": "a"}, {"id": "t", "command": "b"}])
+    )
     assert error == f"{path}: job 'demo': task 't': duplicate task id"
 
 
 def test_duplicate_task_dependency(tmp_path):
-    data = job(tasks=[{"id": "a", "command": "x"}, {"id": "b", "command": "x", "depends_on": ["a", "a"]}])
+    data = job(
+        tasks=[{"id": "a", "command": "x"}, {"id": "b", "command": "x", "depends_on": ["a", "a"]}]
+    )
     error, path = only_error(tmp_path, data)
     assert error == f"{path}: job 'demo': task 'b': depends_on: 'a' is listed more than once"
 
 
-@pytest.mark.parametrize("edges, cycle_tasks", [
-    ({"a": ["b"], "b": ["a"]}, {"a", "b"}),
-    ({"a": ["c"], "b": ["a"], "c": ["b"], "free": []}, {"a", "b", "c"}),
-], ids=["two-tasks", "three-tasks"])
+@pytest.mark.parametrize(
+    "edges, cycle_tasks",
+    [
+        ({"a": ["b"], "b": ["a"]}, {"a", "b"}),
+        ({"a": ["c"], "b": ["a"], "c": ["b"], "free": []}, {"a", "b", "c"}),
+    ],
+    ids=["two-tasks", "three-tasks"],
+)
 def test_task_cycle_names_the_tasks(tmp_path, edges, cycle_tasks):
     data = job(tasks=[{"id": t, "command": "x", "depends_on": ups} for t, ups in edges.items()])
     error, path = only_error(tmp_path, data)
     prefix = f"{path}: job 'demo': tasks: dependency cycle: "
     assert error.startswith(prefix)
-    named = error[len(prefix):].split(" -> ")
+    named = error[len(prefix) :].split(" -> ")
     assert named[0] == named[-1] and set(named) == cycle_tasks
 
 
@@ -407,18 +769,40 @@ def test_dependents_of_an_incomplete_task_are_not_told_it_is_unknown(tmp_path):
 
 # --- cross-job depends_on ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("depends_on, condition, window", [
-    ("upstream", DependencyCondition.LAST_SUCCESS, None),
-    (["upstream"], DependencyCondition.LAST_SUCCESS, None),
-    ({"job": "upstream"}, DependencyCondition.LAST_SUCCESS, None),
-    ({"job_id": "upstream"}, DependencyCondition.LAST_SUCCESS, None),
-    ([{"job": "upstream", "condition": "last_complete"}], DependencyCondition.LAST_COMPLETE, None),
-    ([{"job_id": "upstream", "condition": "within_window", "window": "1h"}],
-     DependencyCondition.WITHIN_WINDOW, 3600.0),
-    ([{"job": "upstream", "condition": "within_window", "window": "1d"}], DependencyCondition.WITHIN_WINDOW,
-     86400.0),
-], ids=["string", "list-of-string", "map-job", "map-job_id-alias", "last_complete", "within_window-1h",
-        "within_window-1d"])
+
+@pytest.mark.parametrize(
+    "depends_on, condition, window",
+    [
+        ("upstream", DependencyCondition.LAST_SUCCESS, None),
+        (["upstream"], DependencyCondition.LAST_SUCCESS, None),
+        ({"job": "upstream"}, DependencyCondition.LAST_SUCCESS, None),
+        ({"job_id": "upstream"}, DependencyCondition.LAST_SUCCESS, None),
+        (
+            [{"job": "upstream", "condition": "last_complete"}],
+            DependencyCondition.LAST_COMPLETE,
+            None,
+        ),
+        (
+            [{"job_id": "upstream", "condition": "within_window", "window": "1h"}],
+            DependencyCondition.WITHIN_WINDOW,
+            3600.0,
+        ),
+        (
+            [{"job": "upstream", "condition": "within_window", "window": "1d"}],
+            DependencyCondition.WITHIN_WINDOW,
+            86400.0,
+        ),
+    ],
+    ids=[
+        "string",
+        "list-of-string",
+        "map-job",
+        "map-job_id-alias",
+        "last_complete",
+        "within_window-1h",
+        "within_window-1d",
+    ],
+)
 def test_cross_job_dependency_forms(tmp_path, depends_on, condition, window):
     write(tmp_path, job(id="upstream"), "upstream.yaml")
     write(tmp_path, job(id="downstream", depends_on=depends_on), "downstream.yaml")
@@ -429,23 +813,40 @@ def test_cross_job_dependency_forms(tmp_path, depends_on, condition, window):
 CROSS_JOB_ERRORS = [
     ("unknown-job", "ghost", "depends_on: unknown job 'ghost'"),
     ("self", "downstream", "depends_on: a job cannot depend on itself"),
-    ("window-missing", {"job": "upstream", "condition": "within_window"},
-     "depends_on: job 'upstream': condition within_window needs a 'window'"),
-    ("window-without-within", {"job": "upstream", "window": "1h"},
-     "depends_on: job 'upstream': 'window' only applies to condition within_window"),
-    ("window-bad", {"job": "upstream", "condition": "within_window", "window": "1x"},
-     "depends_on: window: invalid duration '1x'"),
-    ("bad-condition", {"job": "upstream", "condition": "whenever"},
-     "depends_on: condition: 'whenever' is not valid"),
+    (
+        "window-missing",
+        {"job": "upstream", "condition": "within_window"},
+        "depends_on: job 'upstream': condition within_window needs a 'window'",
+    ),
+    (
+        "window-without-within",
+        {"job": "upstream", "window": "1h"},
+        "depends_on: job 'upstream': 'window' only applies to condition within_window",
+    ),
+    (
+        "window-bad",
+        {"job": "upstream", "condition": "within_window", "window": "1x"},
+        "depends_on: window: invalid duration '1x'",
+    ),
+    (
+        "bad-condition",
+        {"job": "upstream", "condition": "whenever"},
+        "depends_on: condition: 'whenever' is not valid",
+    ),
     ("map-without-job", {"condition": "last_success"}, "depends_on: 'job' is required"),
-    ("job-and-job_id", {"job": "upstream", "job_id": "upstream"}, "depends_on: job/job_id: give one of them"),
+    (
+        "job-and-job_id",
+        {"job": "upstream", "job_id": "upstream"},
+        "depends_on: job/job_id: give one of them",
+    ),
     ("unknown-key", {"job": "upstream", "when": "daily"}, "unknown key 'when' in depends_on"),
     ("number", 5, "depends_on: expected a job id or a map"),
 ]
 
 
-@pytest.mark.parametrize("depends_on, message", [c[1:] for c in CROSS_JOB_ERRORS],
-                         ids=[c[0] for c in CROSS_JOB_ERRORS])
+@pytest.mark.parametrize(
+    "depends_on, message", [c[1:] for c in CROSS_JOB_ERRORS], ids=[c[0] for c in CROSS_JOB_ERRORS]
+)
 def test_cross_job_dependency_errors(tmp_path, depends_on, message):
     write(tmp_path, job(id="upstream"), "upstream.yaml")
     path = write(tmp_path, job(id="downstream", depends_on=depends_on), "downstream.yaml")
@@ -461,12 +862,19 @@ def test_unknown_job_error_lists_the_known_jobs(tmp_path):
     assert error.endswith("unknown job 'ghost': expected one of a, b")
 
 
-@pytest.mark.parametrize("links", [
-    {"a": "b", "b": "a"},
-    {"a": "b", "b": "c", "c": "a"},
-], ids=["two-jobs", "three-jobs"])
+@pytest.mark.parametrize(
+    "links",
+    [
+        {"a": "b", "b": "a"},
+        {"a": "b", "b": "c", "c": "a"},
+    ],
+    ids=["two-jobs", "three-jobs"],
+)
 def test_cycle_between_jobs(tmp_path, links):
-    paths = {job_id: write(tmp_path, job(id=job_id, depends_on=target), f"{job_id}.yaml") for job_id, target in links.items()}
+    paths = {
+        job_id: write(tmp_path, job(id=job_id, depends_on=target), f"{job_id}.yaml")
+        for job_id, target in links.items()
+    }
     (error,) = errors_for(tmp_path)
     head, _, chain = error.partition("depends_on: cycle between jobs: ")
     named = chain.split(" -> ")
@@ -483,8 +891,11 @@ def test_duplicate_job_ids_across_files_name_both_files(tmp_path):
 
 # --- file-level problems -------------------------------------------------------------------------
 
+
 def test_yaml_syntax_error_names_file_and_line(tmp_path):
-    path = write_job(tmp_path, "broken.yaml", "id: broken\nname: Broken\ntasks:\n  - id: t\n   command: [\n")
+    path = write_job(
+        tmp_path, "broken.yaml", "id: broken\nname: Broken\ntasks:\n  - id: t\n   command: [\n"
+    )
     (error,) = errors_for(tmp_path)
     assert error.startswith(f"{path}: YAML syntax error: line 5, column ")
 
@@ -496,10 +907,15 @@ def test_yaml_tab_indentation_names_the_line(tmp_path):
 
 
 def test_duplicate_yaml_key_is_an_error_not_a_silent_override(tmp_path):
-    text = "id: dup\nname: Dup\nschedule: '@daily'\ntasks: [{id: t, command: echo}]\nschedule: '@hourly'\n"
+    text = (
+        "id: dup\nname: Dup\nschedule: '@daily'\ntasks: [{id: t, command: echo}]\n"
+        "schedule: '@hourly'\n"
+    )
     path = write_job(tmp_path, "dup.yaml", text)
     (error,) = errors_for(tmp_path)
-    assert error.startswith(f"{path}: YAML syntax error: line 5, column 1: duplicate key 'schedule'")
+    assert error.startswith(
+        f"{path}: YAML syntax error: line 5, column 1: duplicate key 'schedule'"
+    )
 
 
 def test_yaml_merge_key_override_is_not_a_duplicate(tmp_path):
@@ -514,18 +930,28 @@ def test_multiple_documents_in_one_file(tmp_path):
     assert error.startswith(f"{path}: YAML syntax error: line 2")
 
 
-@pytest.mark.parametrize("text", ["", "\n\n", "# just a comment\n", "---\n", "null\n"],
-                         ids=["zero-bytes", "blank-lines", "comment-only", "document-marker", "null"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "\n\n", "# just a comment\n", "---\n", "null\n"],
+    ids=["zero-bytes", "blank-lines", "comment-only", "document-marker", "null"],
+)
 def test_empty_file(tmp_path, text):
     path = write_job(tmp_path, "empty.yaml", text)
-    assert errors_for(tmp_path) == [f"{path}: file is empty: expected one job (a map with id, name and tasks)"]
+    assert errors_for(tmp_path) == [
+        f"{path}: file is empty: expected one job (a map with id, name and tasks)"
+    ]
 
 
-@pytest.mark.parametrize("text, kind", [("- a\n- b\n", "list"), ("just text\n", "str"), ("42\n", "int")],
-                         ids=["list", "scalar", "number"])
+@pytest.mark.parametrize(
+    "text, kind",
+    [("- a\n- b\n", "list"), ("just text\n", "str"), ("42\n", "int")],
+    ids=["list", "scalar", "number"],
+)
 def test_top_level_must_be_a_map(tmp_path, text, kind):
     path = write_job(tmp_path, "odd.yaml", text)
-    assert errors_for(tmp_path) == [f"{path}: expected a map with keys id, name and tasks, got {kind}"]
+    assert errors_for(tmp_path) == [
+        f"{path}: expected a map with keys id, name and tasks, got {kind}"
+    ]
 
 
 def test_non_utf8_file(tmp_path):
@@ -559,15 +985,23 @@ def test_directory_named_like_a_job_file(tmp_path):
 
 # --- every error in one pass ---------------------------------------------------------------------
 
+
 def test_one_file_with_many_problems_reports_each_on_its_own_line(tmp_path):
     data = {
-        "id": "multi", "name": "Multi", "shedule": "@daily", "max_concurrency": 0,
+        "id": "multi",
+        "name": "Multi",
+        "shedule": "@daily",
+        "max_concurrency": 0,
         "schedule": {"cron": "0 * * * *", "timezone": "Nowhere/City"},
         "environment": {"BAD": [1]},
         "depends_on": ["ghost"],
         "tasks": [
-            {"id": "a", "retry": {"max_attempts": -1, "delay_secs": 1, "delay": "1s"}, "timeout": "5x",
-             "condition": "maybe"},
+            {
+                "id": "a",
+                "retry": {"max_attempts": -1, "delay_secs": 1, "delay": "1s"},
+                "timeout": "5x",
+                "condition": "maybe",
+            },
             {"id": "b", "type": "python", "depends_on": ["a", "nowhere", "b"]},
             {"id": "bad id", "command": "echo"},
         ],
@@ -601,7 +1035,11 @@ def test_errors_from_every_file_are_reported_together(tmp_path):
         write_job(tmp_path, "a_syntax.yaml", "id: [\n"),
         write_job(tmp_path, "b_empty.yaml", ""),
         write(tmp_path, job(id="c_bad", max_concurrency=0), "c_bad.yaml"),
-        write(tmp_path, job(id="d_bad", tasks=[{"id": "t", "command": "x", "timeout": "soon"}]), "d_bad.yaml"),
+        write(
+            tmp_path,
+            job(id="d_bad", tasks=[{"id": "t", "command": "x", "timeout": "soon"}]),
+            "d_bad.yaml",
+        ),
         write(tmp_path, job(id="e_ok"), "e_ok.yaml"),
     ]
     errors = errors_for(tmp_path)
@@ -609,8 +1047,11 @@ def test_errors_from_every_file_are_reported_together(tmp_path):
 
 
 def test_error_lines_are_single_lines_even_for_hostile_values(tmp_path):
-    data = job(environment={"LINE\nBREAK": [1]}, **{"bad\nkey": 1},
-               tasks=[{"id": "t", "command": "x", "condition": "a\nb", "timeout": "1\n2"}])
+    data = job(
+        environment={"LINE\nBREAK": [1]},
+        **{"bad\nkey": 1},
+        tasks=[{"id": "t", "command": "x", "condition": "a\nb", "timeout": "1\n2"}],
+    )
     write(tmp_path, data)
     errors = errors_for(tmp_path)
     assert len(errors) == 4, errors

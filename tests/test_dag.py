@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from petit.dag import DagPlanner, condition_holds, find_cycle, topological_order
-from petit.model import Condition, TaskStatus
+from petit.core.dag import DagPlanner, condition_holds, find_cycle, topological_order
+from petit.core.model import Condition, TaskStatus
 
 OK, FAIL, SKIP = TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.SKIPPED
 
@@ -40,13 +40,22 @@ CYCLIC = [
     ({"a": ["a"]}, {"a"}, "self-loop"),
     ({"a": ["b"], "b": ["a"]}, {"a", "b"}, "two"),
     ({"a": ["c"], "b": ["a"], "c": ["b"]}, {"a", "b", "c"}, "three"),
-    ({"root": [], "x": ["root", "z"], "y": ["x"], "z": ["y"], "tail": ["x"]}, {"x", "y", "z"},
-     "cycle-off-a-root"),
-    ({"a": [], "b": ["a", "d"], "c": ["b"], "d": ["c"], "e": ["d"]}, {"b", "c", "d"}, "cycle-in-middle"),
+    (
+        {"root": [], "x": ["root", "z"], "y": ["x"], "z": ["y"], "tail": ["x"]},
+        {"x", "y", "z"},
+        "cycle-off-a-root",
+    ),
+    (
+        {"a": [], "b": ["a", "d"], "c": ["b"], "d": ["c"], "e": ["d"]},
+        {"b", "c", "d"},
+        "cycle-in-middle",
+    ),
 ]
 
 
-@pytest.mark.parametrize("graph, members", [(g, m) for g, m, _ in CYCLIC], ids=[i for *_, i in CYCLIC])
+@pytest.mark.parametrize(
+    "graph, members", [(g, m) for g, m, _ in CYCLIC], ids=[i for *_, i in CYCLIC]
+)
 def test_find_cycle_returns_the_cycle_path(graph, members):
     cycle = find_cycle(graph)
     assert cycle is not None
@@ -56,7 +65,7 @@ def test_find_cycle_returns_the_cycle_path(graph, members):
 def test_find_cycle_handles_a_5000_node_chain_without_recursion():
     graph = {f"t{i}": [f"t{i - 1}"] if i else [] for i in range(5000)}
     assert find_cycle(graph) is None
-    graph["t0"] = ["t4999"]   # close the chain into one big loop
+    graph["t0"] = ["t4999"]  # close the chain into one big loop
     cycle = find_cycle(graph)
     assert cycle is not None
     assert_is_cycle_of(cycle, graph, set(graph))
@@ -73,17 +82,27 @@ ORDER_CASES = [
     (["a", "b", "c"], {}, ["a", "b", "c"], "independent-keep-declaration"),
     (["c", "b", "a"], {}, ["c", "b", "a"], "independent-reverse-declaration"),
     (["b", "a"], {"b": ["a"]}, ["a", "b"], "forward-reference"),
-    (["load", "transform", "extract"], {"load": ["transform"], "transform": ["extract"]},
-     ["extract", "transform", "load"], "chain-declared-backwards"),
+    (
+        ["load", "transform", "extract"],
+        {"load": ["transform"], "transform": ["extract"]},
+        ["extract", "transform", "load"],
+        "chain-declared-backwards",
+    ),
     (["c", "a", "b"], {"c": ["b"]}, ["a", "b", "c"], "earliest-ready-first"),
     (["z", "x", "y"], {"z": ["y"], "x": []}, ["x", "y", "z"], "declared-first-waits-for-upstream"),
-    (["d", "c", "b", "a"], {"d": ["b", "c"], "b": ["a"], "c": ["a"]}, ["a", "c", "b", "d"],
-     "diamond-branches-in-declaration-order"),
+    (
+        ["d", "c", "b", "a"],
+        {"d": ["b", "c"], "b": ["a"], "c": ["a"]},
+        ["a", "c", "b", "d"],
+        "diamond-branches-in-declaration-order",
+    ),
     (["a", "b"], {"b": ["a", "a"]}, ["a", "b"], "duplicate-edge"),
 ]
 
 
-@pytest.mark.parametrize("ids, deps, expected", [c[:3] for c in ORDER_CASES], ids=[c[3] for c in ORDER_CASES])
+@pytest.mark.parametrize(
+    "ids, deps, expected", [c[:3] for c in ORDER_CASES], ids=[c[3] for c in ORDER_CASES]
+)
 def test_topological_order(ids, deps, expected):
     assert topological_order(ids, deps) == expected
 
@@ -100,7 +119,7 @@ def test_topological_order_respects_every_edge_of_a_large_graph():
 
 
 def test_topological_order_of_10000_independent_tasks_is_declaration_order():
-    ids = [f"task-{i:05d}" for i in range(10_000)][::-1]   # declared in descending name order
+    ids = [f"task-{i:05d}" for i in range(10_000)][::-1]  # declared in descending name order
     assert topological_order(ids, {}) == ids
 
 
@@ -120,11 +139,16 @@ CONDITION_TABLE = [
     ([OK, FAIL, SKIP], (False, True, True, True)),
 ]
 CONDITIONS = [Condition.ALL_SUCCESS, Condition.ON_FAILURE, Condition.ALL_DONE, Condition.ALWAYS]
-CONDITION_CASES = [(cond, ups, row[n]) for ups, row in CONDITION_TABLE for n, cond in enumerate(CONDITIONS)]
+CONDITION_CASES = [
+    (cond, ups, row[n]) for ups, row in CONDITION_TABLE for n, cond in enumerate(CONDITIONS)
+]
 
 
-@pytest.mark.parametrize("condition, upstream, expected", CONDITION_CASES,
-                         ids=[f"{c.value}-{'+'.join(s.value for s in u)}" for c, u, _ in CONDITION_CASES])
+@pytest.mark.parametrize(
+    "condition, upstream, expected",
+    CONDITION_CASES,
+    ids=[f"{c.value}-{'+'.join(s.value for s in u)}" for c, u, _ in CONDITION_CASES],
+)
 def test_condition_holds(condition, upstream, expected):
     assert condition_holds(condition, upstream) is expected
 
@@ -136,15 +160,24 @@ def test_condition_holds_accepts_a_generator():
 
 # --- DagPlanner ----------------------------------------------------------------------------------
 
-def planner(deps: dict[str, list[str]], conditions: dict[str, Condition] | None = None) -> DagPlanner:
+
+def planner(
+    deps: dict[str, list[str]], conditions: dict[str, Condition] | None = None
+) -> DagPlanner:
     ids = list(deps)
-    conditions = {task_id: (conditions or {}).get(task_id, Condition.ALL_SUCCESS) for task_id in ids}
+    conditions = {
+        task_id: (conditions or {}).get(task_id, Condition.ALL_SUCCESS) for task_id in ids
+    }
     return DagPlanner(ids, deps, conditions)
 
 
-def simulate(deps: dict[str, list[str]], conditions: dict[str, Condition] | None = None,
-             failing: frozenset[str] = frozenset()) -> dict[str, TaskStatus]:
-    """Run the planner to the end, finishing released tasks in FIFO order; tasks in `failing` fail."""
+def simulate(
+    deps: dict[str, list[str]],
+    conditions: dict[str, Condition] | None = None,
+    failing: frozenset[str] = frozenset(),
+) -> dict[str, TaskStatus]:
+    """Run the planner to the end, finishing released tasks in FIFO order; tasks in `failing`
+    fail."""
     plan = planner(deps, conditions)
     queue = plan.initial()
     final: dict[str, TaskStatus] = {}
@@ -167,7 +200,7 @@ def test_no_wave_barrier_a_task_starts_when_its_own_upstream_finishes():
     plan = planner({"fast": [], "slow": [], "after_fast": ["fast"], "after_slow": ["slow"]})
     assert plan.initial() == ["fast", "slow"]
     assert plan.finished("fast", OK) == (["after_fast"], [])
-    assert plan.finished("after_fast", OK) == ([], [])   # slow still running: fine
+    assert plan.finished("after_fast", OK) == ([], [])  # slow still running: fine
     assert plan.finished("slow", OK) == (["after_slow"], [])
 
 
@@ -176,7 +209,7 @@ def test_deep_branch_progresses_while_a_sibling_is_still_running():
     assert plan.initial() == ["slow", "a1"]
     assert plan.finished("a1", OK) == (["a2"], [])
     assert plan.finished("a2", OK) == (["a3"], [])
-    assert plan.finished("a3", OK) == ([], [])           # join still waits for slow
+    assert plan.finished("a3", OK) == ([], [])  # join still waits for slow
     assert plan.finished("slow", OK) == (["join"], [])
 
 
@@ -207,8 +240,11 @@ DIAMOND_CASES = [
 ]
 
 
-@pytest.mark.parametrize("failing, condition, expected", DIAMOND_CASES,
-                         ids=[f"fail={'+'.join(sorted(f)) or 'none'}-bottom={c.value}" for f, c, _ in DIAMOND_CASES])
+@pytest.mark.parametrize(
+    "failing, condition, expected",
+    DIAMOND_CASES,
+    ids=[f"fail={'+'.join(sorted(f)) or 'none'}-bottom={c.value}" for f, c, _ in DIAMOND_CASES],
+)
 def test_diamond(failing, condition, expected):
     assert simulate(DIAMOND, {"bottom": condition}, frozenset(failing)) == expected
 
@@ -244,11 +280,25 @@ def test_on_failure_child_of_a_skipped_task_is_skipped():
 
 def test_failing_job_example_shape():
     # mirrors examples/jobs/failing_job.yaml
-    deps = {"prepare": [], "broken_step": ["prepare"], "never_runs": ["broken_step"],
-            "cleanup": ["broken_step"], "alert": ["broken_step"]}
-    final = simulate(deps, {"cleanup": Condition.ALL_DONE, "alert": Condition.ON_FAILURE},
-                     failing=frozenset({"broken_step"}))
-    assert final == {"prepare": OK, "broken_step": FAIL, "never_runs": SKIP, "cleanup": OK, "alert": OK}
+    deps = {
+        "prepare": [],
+        "broken_step": ["prepare"],
+        "never_runs": ["broken_step"],
+        "cleanup": ["broken_step"],
+        "alert": ["broken_step"],
+    }
+    final = simulate(
+        deps,
+        {"cleanup": Condition.ALL_DONE, "alert": Condition.ON_FAILURE},
+        failing=frozenset({"broken_step"}),
+    )
+    assert final == {
+        "prepare": OK,
+        "broken_step": FAIL,
+        "never_runs": SKIP,
+        "cleanup": OK,
+        "alert": OK,
+    }
 
 
 def test_skip_and_release_in_one_call_when_a_skip_completes_a_join():

@@ -11,12 +11,17 @@ import threading
 import time
 
 import psutil
-
 from conftest import MARK, assert_none_left, marked_alive, wait_until
-from petit.executor import (DEFAULT_LOG_LIMIT, KILL_GRACE_SECS, AttemptResult, TaskProcess,
-                            build_argv, build_env)
-from petit.model import Job, Task, TaskType
 
+from petit.core.model import Job, Task, TaskType
+from petit.execution.runners.local import (
+    DEFAULT_LOG_LIMIT,
+    KILL_GRACE_SECS,
+    AttemptResult,
+    TaskProcess,
+    build_argv,
+    build_env,
+)
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -30,15 +35,29 @@ def command(program: str, *args: str, **kw) -> Task:
 
 
 def job_of(task: Task, marker: str, environment: dict | None = None) -> Job:
-    return Job(id="job", name="job", tasks=(task,), environment={MARK: marker, **(environment or {})})
+    return Job(
+        id="job", name="job", tasks=(task,), environment={MARK: marker, **(environment or {})}
+    )
 
 
-def start(task: Task, marker: str, base_dir: str = "/", job_env: dict | None = None,
-          run_id: str = "job-1", attempt: int = 1, log_limit: int = DEFAULT_LOG_LIMIT) -> TaskProcess:
+def start(
+    task: Task,
+    marker: str,
+    base_dir: str = "/",
+    job_env: dict | None = None,
+    run_id: str = "job-1",
+    attempt: int = 1,
+    log_limit: int = DEFAULT_LOG_LIMIT,
+) -> TaskProcess:
     job = job_of(task, marker, job_env)
     cwd = None if task.working_dir is None else os.path.join(base_dir, task.working_dir)
-    return TaskProcess(build_argv(task, base_dir), build_env(job, task, run_id, attempt), cwd,
-                       task.timeout_secs, log_limit=log_limit)
+    return TaskProcess(
+        build_argv(task, base_dir),
+        build_env(job, task, run_id, attempt),
+        cwd,
+        task.timeout_secs,
+        log_limit=log_limit,
+    )
 
 
 def run(task: Task, marker: str, **kw) -> AttemptResult:
@@ -46,6 +65,7 @@ def run(task: Task, marker: str, **kw) -> AttemptResult:
 
 
 # -- exit codes and output ----------------------------------------------------------------------
+
 
 def test_exit_code_and_both_streams_are_captured(marker):
     result = run(shell("echo to-out; echo to-err >&2; exit 3"), marker)
@@ -69,15 +89,18 @@ def test_death_by_signal_is_named(marker):
 
 
 def test_python_inline_and_script_tasks(tmp_path, marker):
-    inline = Task(id="t", name="t", type=TaskType.PYTHON, inline="import sys; print(sys.version_info[0])")
+    inline = Task(
+        id="t", name="t", type=TaskType.PYTHON, inline="import sys; print(sys.version_info[0])"
+    )
     assert run(inline, marker).stdout == f"{sys.version_info[0]}\n"
     (tmp_path / "step.py").write_text("print('from a script file')\n")
     script = Task(id="t", name="t", type=TaskType.PYTHON, script="step.py")
-    result = run(script, marker, base_dir=str(tmp_path))   # relative to the job file's folder
+    result = run(script, marker, base_dir=str(tmp_path))  # relative to the job file's folder
     assert (result.exit_code, result.stdout) == (0, "from a script file\n")
 
 
 # -- failures to start are recorded, never raised -------------------------------------------------
+
 
 def test_command_not_found_is_an_error_not_an_exception(marker):
     proc = start(command("petit-no-such-program-3f9a"), marker)
@@ -90,7 +113,7 @@ def test_command_not_found_is_an_error_not_an_exception(marker):
 def test_permission_denied_is_an_error_not_an_exception(tmp_path, marker):
     script = tmp_path / "not-executable.sh"
     script.write_text("#!/bin/sh\necho should not run\n")
-    script.chmod(stat.S_IRUSR | stat.S_IWUSR)   # no x bit: even root cannot execve it
+    script.chmod(stat.S_IRUSR | stat.S_IWUSR)  # no x bit: even root cannot execve it
     result = run(command(str(script)), marker)
     assert result.exit_code is None
     assert "permission denied" in result.error and str(script) in result.error
@@ -111,6 +134,7 @@ def test_working_dir_is_relative_to_the_base_dir(tmp_path, marker):
 
 # -- timeouts and process groups ------------------------------------------------------------------
 
+
 def test_timeout_kills_the_whole_group_including_grandchildren(marker):
     # a background child, an orphaned grandchild (reparented away from sh) and the foreground sleep
     began = time.monotonic()
@@ -120,7 +144,7 @@ def test_timeout_kills_the_whole_group_including_grandchildren(marker):
     elapsed = time.monotonic() - began
     assert result.timed_out
     assert result.error == "timed out after 0.3s"
-    assert elapsed < 0.3 + KILL_GRACE_SECS   # sleep dies on SIGTERM: no need for the SIGKILL grace
+    assert elapsed < 0.3 + KILL_GRACE_SECS  # sleep dies on SIGTERM: no need for the SIGKILL grace
     assert_none_left(marker)
 
 
@@ -139,7 +163,7 @@ def test_background_child_of_a_finished_task_does_not_survive(marker):
     # one child keeps the output pipe open, one does not: neither may outlive the task
     began = time.monotonic()
     result = run(shell("sleep 30 & sleep 31 >/dev/null 2>&1 & echo done"), marker)
-    assert time.monotonic() - began < 5   # did not wait for the sleeper holding stdout
+    assert time.monotonic() - began < 5  # did not wait for the sleeper holding stdout
     assert (result.exit_code, result.error, result.stdout) == (0, None, "done\n")
     assert_none_left(marker)
 
@@ -147,15 +171,17 @@ def test_background_child_of_a_finished_task_does_not_survive(marker):
 def test_setsid_escapee_holding_the_pipe_does_not_hang_collect(marker):
     # Escaping the group is a documented limitation; the attempt must still end promptly.
     # Popen returns only after the child's exec, so the escapee owns its session before we exit.
-    code = ("import subprocess\n"
-            "subprocess.Popen(['sleep', '30'], start_new_session=True)\n"
-            "print('started', flush=True)\n")
+    code = (
+        "import subprocess\n"
+        "subprocess.Popen(['sleep', '30'], start_new_session=True)\n"
+        "print('started', flush=True)\n"
+    )
     began = time.monotonic()
     result = run(Task(id="t", name="t", type=TaskType.PYTHON, inline=code), marker)
     assert time.monotonic() - began < 5
     assert (result.exit_code, result.stdout) == (0, "started\n")
     escapees = marked_alive(marker)
-    assert len(escapees) == 1   # the limitation is real: prove the drain path was exercised
+    assert len(escapees) == 1  # the limitation is real: prove the drain path was exercised
     for pid in escapees:
         os.kill(pid, signal.SIGKILL)
     assert_none_left(marker)
@@ -163,13 +189,16 @@ def test_setsid_escapee_holding_the_pipe_does_not_hang_collect(marker):
 
 # -- bounded output -----------------------------------------------------------------------------
 
+
 def test_ten_megabytes_on_both_streams_does_not_deadlock_and_keeps_the_tail(marker):
-    lines = 750_000   # "line 00000000\n" is 14 bytes: 10.5 MB per stream
-    code = ("import sys\n"
-            f"for i in range({lines}):\n"
-            "    sys.stdout.write(f'line {i:08d}\\n')\n"
-            "    if i % 2 == 0: sys.stderr.write(f'err {i:08d}\\n')\n"
-            "sys.stdout.write('THE-END\\n')\n")
+    lines = 750_000  # "line 00000000\n" is 14 bytes: 10.5 MB per stream
+    code = (
+        "import sys\n"
+        f"for i in range({lines}):\n"
+        "    sys.stdout.write(f'line {i:08d}\\n')\n"
+        "    if i % 2 == 0: sys.stderr.write(f'err {i:08d}\\n')\n"
+        "sys.stdout.write('THE-END\\n')\n"
+    )
     began = time.monotonic()
     result = run(Task(id="t", name="t", type=TaskType.PYTHON, inline=code, timeout_secs=40), marker)
     assert time.monotonic() - began < 30
@@ -191,6 +220,7 @@ def test_small_limit_truncates_with_a_marker(marker):
 
 
 # -- cancel -------------------------------------------------------------------------------------
+
 
 def test_cancel_from_another_thread_kills_the_group_promptly(marker):
     proc = start(shell("sleep 30 & sleep 31"), marker)
@@ -236,17 +266,23 @@ def test_cancel_after_collect_writes_into_no_other_file(tmp_path, marker):
 
 # -- environment --------------------------------------------------------------------------------
 
+
 def test_environment_injection_and_precedence(marker, monkeypatch):
     monkeypatch.setenv("PETIT_TEST_INHERITED", "from-parent")
-    task = command("env", id="extract", environment={"SHARED": "task", "TASK_ONLY": "t",
-                                                     "PETIT_RUN_ID": "spoofed"})
-    result = run(task, marker, job_env={"SHARED": "job", "JOB_ONLY": "j"}, run_id="job-7", attempt=2)
+    task = command(
+        "env",
+        id="extract",
+        environment={"SHARED": "task", "TASK_ONLY": "t", "PETIT_RUN_ID": "spoofed"},
+    )
+    result = run(
+        task, marker, job_env={"SHARED": "job", "JOB_ONLY": "j"}, run_id="job-7", attempt=2
+    )
     env = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     assert env["PETIT_JOB_ID"] == "job"
-    assert env["PETIT_RUN_ID"] == "job-7"   # the task cannot impersonate another run
+    assert env["PETIT_RUN_ID"] == "job-7"  # the task cannot impersonate another run
     assert env["PETIT_TASK_ID"] == "extract"
     assert env["PETIT_ATTEMPT"] == "2"
-    assert env["SHARED"] == "task"           # task wins over job
+    assert env["SHARED"] == "task"  # task wins over job
     assert (env["JOB_ONLY"], env["TASK_ONLY"]) == ("j", "t")
     assert env["PETIT_TEST_INHERITED"] == "from-parent"
 
@@ -256,7 +292,7 @@ def test_pid_and_create_time_are_recorded(marker):
     try:
         assert proc.pid is not None
         assert psutil.Process(proc.pid).create_time() == proc.pid_created
-        assert os.getpgid(proc.pid) == proc.pid   # its own process group, for killpg
+        assert os.getpgid(proc.pid) == proc.pid  # its own process group, for killpg
     finally:
         proc.cancel()
         proc.collect()

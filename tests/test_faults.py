@@ -22,18 +22,19 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
-
 from conftest import PETIT, run_petit, wait_until
-from petit.errors import StorageError
-from petit.model import RunStatus, Trigger
-from petit.recorder import FLUSH_INTERVAL_SECS, RunRecorder
-from petit.storage import Store
 from service_fixtures import Service, is_alive, job_yaml, service, sockets_dir  # noqa: F401
+
+from petit.core.model import RunStatus, Trigger
+from petit.errors import StorageError
+from petit.execution.recorder import FLUSH_INTERVAL_SECS, RunRecorder
+from petit.storage.store import Store
 
 QUICK = "echo hello from $PETIT_RUN_ID"
 
 
 # -- helpers --------------------------------------------------------------------------------------
+
 
 def jobs_folder(directory, jobs: dict[str, str]) -> str:
     os.makedirs(directory, exist_ok=True)
@@ -56,7 +57,9 @@ def snapshot(directory: str) -> dict[str, str]:
 
 def assert_clean_refusal(result: subprocess.CompletedProcess, *needles: str) -> str:
     """Exit non-zero, no traceback, and a last line `petit: ...` naming what went wrong."""
-    assert result.returncode not in (0, None), f"expected a refusal, got 0:\n{result.stdout}{result.stderr}"
+    assert result.returncode not in (0, None), (
+        f"expected a refusal, got 0:\n{result.stdout}{result.stderr}"
+    )
     assert "Traceback" not in result.stderr, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines, f"no message at all (exit {result.returncode})"
@@ -67,18 +70,35 @@ def assert_clean_refusal(result: subprocess.CompletedProcess, *needles: str) -> 
     return last
 
 
-def petit_run_once(jobs_dir: str, db: str, socket: str, timeout: float = 30) -> subprocess.CompletedProcess:
+def petit_run_once(
+    jobs_dir: str, db: str, socket: str, timeout: float = 30
+) -> subprocess.CompletedProcess:
     """`petit run` that is expected to refuse to start (so it returns by itself)."""
-    return run_petit("--db", db, "run", jobs_dir, "--no-api", "--socket", socket,
-                     "--shutdown-timeout", "1", timeout=timeout)
+    return run_petit(
+        "--db",
+        db,
+        "run",
+        jobs_dir,
+        "--no-api",
+        "--socket",
+        socket,
+        "--shutdown-timeout",
+        "1",
+        timeout=timeout,
+    )
 
 
 def load_every_json(*roots: str) -> int:
     """json.load every db file (main file and history/log files): a torn file fails here."""
     count = 0
     for root in roots:
-        paths = [root] if os.path.isfile(root) else [
-            os.path.join(folder, name) for folder, _, names in os.walk(root) for name in names]
+        paths = (
+            [root]
+            if os.path.isfile(root)
+            else [
+                os.path.join(folder, name) for folder, _, names in os.walk(root) for name in names
+            ]
+        )
         for path in paths:
             if path.endswith(".json") or path == root:
                 assert ".tmp-" not in os.path.basename(path), f"temp file left behind: {path}"
@@ -89,8 +109,13 @@ def load_every_json(*roots: str) -> int:
 
 
 def temp_files(*roots: str) -> list[str]:
-    return [os.path.join(folder, name) for root in roots for folder, _, names in os.walk(root)
-            for name in names if name.startswith(".tmp-")]
+    return [
+        os.path.join(folder, name)
+        for root in roots
+        for folder, _, names in os.walk(root)
+        for name in names
+        if name.startswith(".tmp-")
+    ]
 
 
 def try_command(argv: list[str]) -> str | None:
@@ -99,7 +124,9 @@ def try_command(argv: list[str]) -> str | None:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     except OSError as exc:
         return str(exc)
-    return None if result.returncode == 0 else (result.stderr.strip() or f"exit {result.returncode}")
+    return (
+        None if result.returncode == 0 else (result.stderr.strip() or f"exit {result.returncode}")
+    )
 
 
 @contextlib.contextmanager
@@ -118,7 +145,9 @@ def read_only(directory: str, how: str) -> Iterator[None]:
         for step in steps:
             failure = try_command(step)
             if failure is not None:
-                pytest.skip(f"cannot make a folder unwritable for root here ({' '.join(step)}: {failure})")
+                pytest.skip(
+                    f"cannot make a folder unwritable for root here ({' '.join(step)}: {failure})"
+                )
             done.append(step)
         yield
     finally:
@@ -130,7 +159,9 @@ def read_only(directory: str, how: str) -> Iterator[None]:
 def small_disk(directory: str, size: str = "2m") -> Iterator[str]:
     """A tmpfs of `size` mounted on `directory`, or skip when this machine does not allow it."""
     os.makedirs(directory, exist_ok=True)
-    failure = try_command(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", directory])
+    failure = try_command(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", directory]
+    )
     if failure is not None:
         pytest.skip(f"cannot mount a tmpfs to simulate a full disk: {failure}")
     try:
@@ -149,7 +180,7 @@ def fill(directory: str) -> str:
                 handle.write(block)
         except OSError:
             pass
-    with pytest.raises(OSError):          # really full: not even one more small file fits
+    with pytest.raises(OSError):  # really full: not even one more small file fits
         with open(os.path.join(directory, "probe"), "wb") as handle:
             handle.write(b"x" * 8192)
     with contextlib.suppress(FileNotFoundError):
@@ -164,14 +195,17 @@ def waiting_script(flag: str, then: str = "echo done") -> str:
 
 # -- 1. db folder not writable ------------------------------------------------------------------
 
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("how", ["ro-mount", "immutable"])
-def test_unwritable_db_folder_is_refused_with_one_line_and_changes_nothing(tmp_path, sockets_dir, how):
+def test_unwritable_db_folder_is_refused_with_one_line_and_changes_nothing(
+    tmp_path, sockets_dir, how
+):
     jobs = jobs_folder(tmp_path / "jobs", {"hello": job_yaml("hello", QUICK)})
     data = tmp_path / "data"
     data.mkdir()
     db = str(data / "petit.db")
-    assert run_petit("--db", db, "trigger", jobs, "hello").returncode == 0   # some history to keep
+    assert run_petit("--db", db, "trigger", jobs, "hello").returncode == 0  # some history to keep
     before = snapshot(str(data))
     socket = os.path.join(sockets_dir, "p.sock")
     with read_only(str(data), how):
@@ -187,7 +221,8 @@ def test_unwritable_db_folder_is_refused_with_one_line_and_changes_nothing(tmp_p
 CORRUPT = {
     "garbage": b"this is not a database\n",
     "binary": bytes(range(256)) * 8,
-    "truncated": b'{"jobs": {"1": {"id": "hello", "next_seq": 3, "active": []}}, "meta": {"1": {"pau',
+    "truncated": b'{"jobs": {"1": {"id": "hello", "next_seq": 3, "active": []}}, '
+    b'"meta": {"1": {"pau',
     "whitespace": b"  \n",
     "json-list": b"[1, 2, 3]",
     "table-not-a-map": b'{"jobs": [1, 2]}',
@@ -208,13 +243,19 @@ def test_corrupt_db_file_is_refused_and_never_overwritten(tmp_path, sockets_dir,
     with open(db, "wb") as handle:
         handle.write(CORRUPT[kind])
     # both at once: they only read, and the test stays short
-    trigger = subprocess.Popen([sys.executable, PETIT, "--db", db, "trigger", jobs, "hello"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    trigger = subprocess.Popen(
+        [sys.executable, PETIT, "--db", db, "trigger", jobs, "hello"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     run = petit_run_once(jobs, db, os.path.join(sockets_dir, "p.sock"))
     out, err = trigger.communicate(timeout=30)
     triggered = subprocess.CompletedProcess(trigger.args, trigger.returncode, out, err)
     for result in (triggered, run):
-        last = assert_clean_refusal(result, db, "not a valid petit database", f"mv {db} {db}.corrupt")
+        last = assert_clean_refusal(
+            result, db, "not a valid petit database", f"mv {db} {db}.corrupt"
+        )
         assert last.count("\n") == 0
     with open(db, "rb") as handle:
         assert handle.read() == CORRUPT[kind], "the corrupt file was changed"
@@ -235,8 +276,11 @@ def test_empty_db_file_is_an_empty_db(tmp_path):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("content", [b"{not json", b'{"runs": {"1": {"seq": 1, "status": "running"}}}'],
-                         ids=["garbage", "record-without-id"])
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b'{"runs": {"1": {"seq": 1, "status": "running"}}}'],
+    ids=["garbage", "record-without-id"],
+)
 def test_corrupt_history_file_is_refused_and_never_overwritten(tmp_path, sockets_dir, content):
     """A run still active in the main file whose history record cannot be read: recovery and a
     new run of that job must both refuse, naming the history file."""
@@ -255,9 +299,13 @@ def test_corrupt_history_file_is_refused_and_never_overwritten(tmp_path, sockets
         """The bad file is untouched, and the run stays active for the recovery that follows
         once the file was moved aside (the worker may have refreshed the job definitions)."""
         with open(chunk, "rb") as handle, open(db) as main:
-            return handle.read() == content and json.load(main)["jobs"]["1"]["active"] == ["hello-1"]
+            return handle.read() == content and json.load(main)["jobs"]["1"]["active"] == [
+                "hello-1"
+            ]
 
-    assert_clean_refusal(petit_run_once(jobs, db, os.path.join(sockets_dir, "p.sock")), chunk, f"mv {chunk}")
+    assert_clean_refusal(
+        petit_run_once(jobs, db, os.path.join(sockets_dir, "p.sock")), chunk, f"mv {chunk}"
+    )
     assert unchanged()
     if content.startswith(b"{not"):
         # a new run of that job rewrites its history file: refused too when the file is unreadable
@@ -267,10 +315,13 @@ def test_corrupt_history_file_is_refused_and_never_overwritten(tmp_path, sockets
 
 # -- 3. db deleted while running ------------------------------------------------------------------
 
+
 @pytest.mark.timeout(60)
 def test_db_deleted_while_running_keeps_the_service_working(service, tmp_path):
     flag = str(tmp_path / "go")
-    svc = service({"hello": job_yaml("hello", QUICK), "long": job_yaml("long", waiting_script(flag))})
+    svc = service(
+        {"hello": job_yaml("hello", QUICK), "long": job_yaml("long", waiting_script(flag))}
+    )
     worker = svc.worker_pid()
     first = svc.trigger("hello")
     svc.wait_run(first, "completed")
@@ -280,7 +331,7 @@ def test_db_deleted_while_running_keeps_the_service_working(service, tmp_path):
     os.unlink(svc.db)
     shutil.rmtree(svc.db + ".d")
     issued = {first, long_id}
-    fresh = svc.trigger("hello")                   # recorded in a db that starts over
+    fresh = svc.trigger("hello")  # recorded in a db that starts over
     assert fresh not in issued, "a run id already handed out was handed out again"
     assert svc.wait_run(fresh, "completed").status.value == "completed"
     assert "hello from " + fresh in svc.store().read_log(fresh, "t")["stdout"]
@@ -296,14 +347,17 @@ def test_db_deleted_while_running_keeps_the_service_working(service, tmp_path):
 
 # -- 4. disk full ---------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_disk_full_under_the_service_refuses_cleanly_and_recovers(service, tmp_path):
     flag = str(tmp_path / "go")
     with small_disk(str(tmp_path / "disk")) as disk:
         db = os.path.join(disk, "petit.db")
-        svc = service({"hello": job_yaml("hello", QUICK), "long": job_yaml("long", waiting_script(flag))},
-                      db=db)
+        svc = service(
+            {"hello": job_yaml("hello", QUICK), "long": job_yaml("long", waiting_script(flag))},
+            db=db,
+        )
         try:
             worker = svc.worker_pid()
             svc.wait_run(svc.trigger("hello"), "completed")
@@ -311,30 +365,37 @@ def test_disk_full_under_the_service_refuses_cleanly_and_recovers(service, tmp_p
             svc.wait_task_pid(long_id)
             filler = fill(disk)
 
-            refused = svc.ctl("trigger", "hello")          # nothing can be recorded: refused
+            refused = svc.ctl("trigger", "hello")  # nothing can be recorded: refused
             assert refused.returncode == 1 and "Traceback" not in refused.stderr
             body = json.loads(refused.stdout)
             assert body["code"] == "STORAGE_ERROR" and "No space left" in body["error"], body
             with open(flag, "w"):
-                pass                                        # the long run ends, unrecordable
-            wait_until(lambda: not svc.status()["scheduler"]["running_runs"], timeout=10,
-                       message="the long run to end in the worker")
+                pass  # the long run ends, unrecordable
+            wait_until(
+                lambda: not svc.status()["scheduler"]["running_runs"],
+                timeout=10,
+                message="the long run to end in the worker",
+            )
             assert svc.child("scheduler")["restarts"] == 0 and svc.worker_pid() == worker
             # a retry in flight owns a temp file for an instant; a leaked one would stay
-            wait_until(lambda: not temp_files(disk), timeout=5, interval=0.01,
-                       message="no temp file left by the failed writes")
-            load_every_json(db, db + ".d")                   # no torn file
+            wait_until(
+                lambda: not temp_files(disk),
+                timeout=5,
+                interval=0.01,
+                message="no temp file left by the failed writes",
+            )
+            load_every_json(db, db + ".d")  # no torn file
 
             os.unlink(filler)
             # the end that could not be written is written once there is room again
             assert svc.wait_run(long_id, "completed", timeout=15).task("t").exit_code == 0
             after = svc.trigger("hello")
             assert svc.wait_run(after, "completed").status.value == "completed"
-            assert Store(db).active_runs() == []                # the refused trigger left no trace
+            assert Store(db).active_runs() == []  # the refused trigger left no trace
             load_every_json(db, db + ".d")
             assert svc.stop() == 0
         finally:
-            svc.stop()                                          # before the unmount
+            svc.stop()  # before the unmount
 
 
 @pytest.mark.slow
@@ -342,17 +403,24 @@ def test_disk_full_under_the_service_refuses_cleanly_and_recovers(service, tmp_p
 def test_disk_full_under_petit_trigger_fails_cleanly(tmp_path):
     with small_disk(str(tmp_path / "disk")) as disk:
         db = os.path.join(disk, "petit.db")
-        jobs = jobs_folder(tmp_path / "jobs", {
-            "hello": job_yaml("hello", QUICK),
-            # the task itself fills the disk: the run's end cannot be recorded
-            "filler": job_yaml("filler", f'head -c 8M /dev/zero > "{disk}/filler" 2>/dev/null; echo full')})
+        jobs = jobs_folder(
+            tmp_path / "jobs",
+            {
+                "hello": job_yaml("hello", QUICK),
+                # the task itself fills the disk: the run's end cannot be recorded
+                "filler": job_yaml(
+                    "filler", f'head -c 8M /dev/zero > "{disk}/filler" 2>/dev/null; echo full'
+                ),
+            },
+        )
         assert run_petit("--db", db, "trigger", jobs, "hello").returncode == 0
         filler = fill(disk)
         before = snapshot(disk)
         assert_clean_refusal(run_petit("--db", db, "trigger", jobs, "hello"), disk, "No space left")
         os.unlink(filler)
-        assert {k: v for k, v in snapshot(disk).items() if k != "filler"} == \
-            {k: v for k, v in before.items() if k != "filler"}
+        assert {k: v for k, v in snapshot(disk).items() if k != "filler"} == {
+            k: v for k, v in before.items() if k != "filler"
+        }
 
         result = run_petit("--db", db, "trigger", jobs, "filler")
         assert_clean_refusal(result, disk, "No space left")
@@ -362,7 +430,10 @@ def test_disk_full_under_petit_trigger_fails_cleanly(tmp_path):
         assert [r.id for r in Store(db).active_runs()] == ["filler-1"]
         os.unlink(os.path.join(disk, "filler"))
         assert run_petit("--db", db, "trigger", jobs, "hello").returncode == 0
-        assert [r.status.value for r in Store(db).list_runs("hello", 10)] == ["completed", "completed"]
+        assert [r.status.value for r in Store(db).list_runs("hello", 10)] == [
+            "completed",
+            "completed",
+        ]
 
 
 @pytest.mark.timeout(30)
@@ -407,11 +478,14 @@ def test_a_run_end_that_could_not_be_written_is_retried(tmp_path):
     recorder = RunRecorder(store)
     try:
         run.status = RunStatus.COMPLETED
-        recorder.changed(run)                 # what the engine's _finish does...
+        recorder.changed(run)  # what the engine's _finish does...
         with pytest.raises(StorageError):
-            recorder.flush()                  # ...and this write fails
-        wait_until(lambda: Store(store.db_path).get_run(run.id).status is RunStatus.COMPLETED,
-                   timeout=10, message="the failed write to be retried")
+            recorder.flush()  # ...and this write fails
+        wait_until(
+            lambda: Store(store.db_path).get_run(run.id).status is RunStatus.COMPLETED,
+            timeout=10,
+            message="the failed write to be retried",
+        )
         assert Store(store.db_path).active_runs() == []
     finally:
         recorder.close()
@@ -442,14 +516,17 @@ def test_shutdown_on_a_full_disk_leaves_the_run_for_recovery(service, tmp_path):
             assert run.task("t").error == "run was interrupted"
             assert again.stop() == 0
         finally:
-            again.stop()                                        # before the unmount
+            again.stop()  # before the unmount
 
 
 # -- 5. jobs folder deleted while running ---------------------------------------------------------
 
+
 @pytest.mark.timeout(60)
 def test_jobs_folder_deleted_keeps_the_loaded_jobs(service):
-    svc = service({"hello": job_yaml("hello", QUICK), "tick": job_yaml("tick", "true", schedule="@every 1s")})
+    svc = service(
+        {"hello": job_yaml("hello", QUICK), "tick": job_yaml("tick", "true", schedule="@every 1s")}
+    )
     shutil.rmtree(svc.jobs_dir)
     result = svc.ctl("reload")
     assert result.returncode == 1 and "Traceback" not in result.stderr
@@ -458,12 +535,16 @@ def test_jobs_folder_deleted_keeps_the_loaded_jobs(service):
     assert svc.status()["scheduler"]["jobs"] == 2
     assert svc.wait_run(svc.trigger("hello"), "completed").status.value == "completed"
     fires = len(svc.runs("tick"))
-    wait_until(lambda: len(svc.runs("tick")) >= fires + 2, timeout=10,
-               message="the scheduled job to keep firing")
+    wait_until(
+        lambda: len(svc.runs("tick")) >= fires + 2,
+        timeout=10,
+        message="the scheduled job to keep firing",
+    )
     assert svc.child("scheduler")["restarts"] == 0
 
 
 # -- 6. a task flooding stdout -------------------------------------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.timeout(60)
@@ -484,7 +565,7 @@ def test_hundred_megabytes_of_stdout_keeps_the_tail_with_bounded_memory(service)
     log = svc.store().read_log(run_id, "t")
     assert log["truncated"] is True
     assert log["stdout"].startswith("[... ") and log["stdout"].endswith("THE-END\n")
-    assert len(log["stdout"]) < 1024 * 1024 + 200          # the last MiB, plus the marker line
+    assert len(log["stdout"]) < 1024 * 1024 + 200  # the last MiB, plus the marker line
     assert max(peak) < 200 * 1024 * 1024, f"worker RSS peaked at {max(peak) / 2**20:.0f} MiB"
 
 
@@ -510,17 +591,24 @@ DAEMON = textwrap.dedent("""\
     """)
 
 
-def daemon_job(tmp_path, job_id: str, tag: str, clear: bool = False, timeout: float | None = None) -> str:
+def daemon_job(
+    tmp_path, job_id: str, tag: str, clear: bool = False, timeout: float | None = None
+) -> str:
     """A task that starts a python daemon (pid in <tmp>/<job>.pid) and a shell `setsid sleep`,
     then keeps running."""
     script = tmp_path / "daemon.py"
     script.write_text(DAEMON)
     lines = [
-        f"id: {job_id}", f"name: {job_id}", "tasks:", "  - id: t", "    type: shell",
+        f"id: {job_id}",
+        f"name: {job_id}",
+        "tasks:",
+        "  - id: t",
+        "    type: shell",
         *([f"    timeout_secs: {timeout:g}"] if timeout else []),
         "    script: |",
         "      setsid sleep 300 &",
-        f'      {sys.executable} {script} {tmp_path / (job_id + ".pid")} {"clear" if clear else "keep"} {tag}',
+        f"      {sys.executable} {script} {tmp_path / (job_id + '.pid')} "
+        f"{'clear' if clear else 'keep'} {tag}",
         "      sleep 60",
     ]
     return "\n".join(lines) + "\n"
@@ -539,29 +627,48 @@ def escapees(run_id: str, db: str, task_pgid: int) -> list[psutil.Process]:
     for proc in psutil.process_iter():
         try:
             env = proc.environ()
-            if env.get("PETIT_RUN_ID") == run_id and env.get("PETIT_DB") == db \
-                    and os.getsid(proc.pid) != task_pgid and is_alive(proc):
+            if (
+                env.get("PETIT_RUN_ID") == run_id
+                and env.get("PETIT_DB") == db
+                and os.getsid(proc.pid) != task_pgid
+                and is_alive(proc)
+            ):
                 found.append(proc)
         except (psutil.Error, OSError):
             continue
     return found
 
 
-def wait_daemons(tmp_path, job_id: str, tag: str, run_id: str, db: str, pgid: int) -> list[psutil.Process]:
+def wait_daemons(
+    tmp_path, job_id: str, tag: str, run_id: str, db: str, pgid: int
+) -> list[psutil.Process]:
     """Wait until the python daemon (exec'd as `sleep-<tag>`) and the shell's `setsid sleep 300`
     of a daemon job are up, out of the task's session, carrying the run's ids."""
-    daemon = psutil.Process(wait_until(lambda: read_pid(tmp_path / f"{job_id}.pid"), timeout=10,
-                                       message="the daemon's pid file"))
-    wait_until(lambda: daemon.cmdline()[:1] == [f"sleep-{tag}"], timeout=5, message="the daemon's exec")
-    sleeper = wait_until(lambda: next((p for p in escapees(run_id, db, pgid)
-                                       if p.cmdline() == ["sleep", "300"]), None),
-                         timeout=10, message="the shell's setsid sleep")
+    daemon = psutil.Process(
+        wait_until(
+            lambda: read_pid(tmp_path / f"{job_id}.pid"),
+            timeout=10,
+            message="the daemon's pid file",
+        )
+    )
+    wait_until(
+        lambda: daemon.cmdline()[:1] == [f"sleep-{tag}"], timeout=5, message="the daemon's exec"
+    )
+    sleeper = wait_until(
+        lambda: next(
+            (p for p in escapees(run_id, db, pgid) if p.cmdline() == ["sleep", "300"]), None
+        ),
+        timeout=10,
+        message="the shell's setsid sleep",
+    )
     for proc in (daemon, sleeper):
         assert os.getsid(proc.pid) != pgid and os.getpgid(proc.pid) != pgid
     return [daemon, sleeper]
 
 
-def start_daemons(svc: Service, tmp_path, job_id: str, tag: str) -> tuple[str, list[psutil.Process]]:
+def start_daemons(
+    svc: Service, tmp_path, job_id: str, tag: str
+) -> tuple[str, list[psutil.Process]]:
     run_id = svc.trigger(job_id)
     escaped = wait_daemons(tmp_path, job_id, tag, run_id, svc.db, svc.wait_task_pid(run_id))
     for proc in escaped:
@@ -570,8 +677,11 @@ def start_daemons(svc: Service, tmp_path, job_id: str, tag: str) -> tuple[str, l
 
 
 def all_dead(procs: list[psutil.Process], timeout: float = 10) -> None:
-    wait_until(lambda: not [p for p in procs if is_alive(p)], timeout=timeout,
-               message=f"escaped processes {[p.pid for p in procs]} to be killed")
+    wait_until(
+        lambda: not [p for p in procs if is_alive(p)],
+        timeout=timeout,
+        message=f"escaped processes {[p.pid for p in procs]} to be killed",
+    )
 
 
 @pytest.mark.slow
@@ -579,18 +689,27 @@ def all_dead(procs: list[psutil.Process], timeout: float = 10) -> None:
 @pytest.mark.parametrize("stop", ["timeout", "cancel", "worker-killed", "shutdown"])
 def test_escaped_daemons_are_swept_on_every_stop(service, tmp_path, stop):
     tag = uuid.uuid4().hex[:8]
-    svc = service({"daemon": daemon_job(tmp_path, "daemon", tag, timeout=3 if stop == "timeout" else None)},
-                  shutdown_timeout=1)
+    svc = service(
+        {"daemon": daemon_job(tmp_path, "daemon", tag, timeout=3 if stop == "timeout" else None)},
+        shutdown_timeout=1,
+    )
     run_id, escaped = start_daemons(svc, tmp_path, "daemon", tag)
-    expected = {"timeout": "failed", "cancel": "cancelled", "worker-killed": "interrupted",
-                "shutdown": "interrupted"}[stop]
+    expected = {
+        "timeout": "failed",
+        "cancel": "cancelled",
+        "worker-killed": "interrupted",
+        "shutdown": "interrupted",
+    }[stop]
     if stop == "cancel":
         assert svc.call("cancel", run_id)["status"] == "cancelled"
     elif stop == "worker-killed":
         worker = svc.worker_pid()
-        os.kill(worker, signal.SIGKILL)                   # recovery at the worker's restart
-        wait_until(lambda: svc.is_ready() and svc.worker_pid() != worker, timeout=15,
-                   message="the worker to be restarted")
+        os.kill(worker, signal.SIGKILL)  # recovery at the worker's restart
+        wait_until(
+            lambda: svc.is_ready() and svc.worker_pid() != worker,
+            timeout=15,
+            message="the worker to be restarted",
+        )
     elif stop == "shutdown":
         assert svc.stop() == 0
     all_dead(escaped)
@@ -608,16 +727,23 @@ def test_a_daemon_that_clears_its_environment_escapes_the_sweep(service, tmp_pat
     svc = service({"daemon": daemon_job(tmp_path, "daemon", tag, clear=True)})
     run_id = svc.trigger("daemon")
     pgid = svc.wait_task_pid(run_id)
-    hidden = psutil.Process(wait_until(lambda: read_pid(tmp_path / "daemon.pid"), timeout=10,
-                                       message="the daemon's pid file"))
+    hidden = psutil.Process(
+        wait_until(
+            lambda: read_pid(tmp_path / "daemon.pid"), timeout=10, message="the daemon's pid file"
+        )
+    )
     try:
         wait_until(lambda: hidden.cmdline()[:1] == [f"sleep-{tag}"], timeout=5, message="the exec")
         assert hidden.environ() == {} and os.getsid(hidden.pid) != pgid
-        sleeper = wait_until(lambda: next((p for p in escapees(run_id, svc.db, pgid)
-                                           if p.cmdline() == ["sleep", "300"]), None),
-                             timeout=10, message="the shell's setsid sleep")
+        sleeper = wait_until(
+            lambda: next(
+                (p for p in escapees(run_id, svc.db, pgid) if p.cmdline() == ["sleep", "300"]), None
+            ),
+            timeout=10,
+            message="the shell's setsid sleep",
+        )
         assert svc.call("cancel", run_id)["status"] == "cancelled"
-        all_dead([sleeper])                                 # the one carrying the run id went
+        all_dead([sleeper])  # the one carrying the run id went
         assert is_alive(hidden), "expected the env-cleared daemon to escape (the documented limit)"
     finally:
         with contextlib.suppress(psutil.Error):
@@ -628,18 +754,30 @@ def test_a_daemon_that_clears_its_environment_escapes_the_sweep(service, tmp_pat
 def test_petit_trigger_sets_petit_db_and_sweeps_on_interrupt(tmp_path):
     tag = uuid.uuid4().hex[:8]
     db = str(tmp_path / "petit.db")
-    jobs = jobs_folder(tmp_path / "jobs", {"where": job_yaml("where", 'echo "db=$PETIT_DB"'),
-                                           "daemon": daemon_job(tmp_path, "daemon", tag)})
+    jobs = jobs_folder(
+        tmp_path / "jobs",
+        {
+            "where": job_yaml("where", 'echo "db=$PETIT_DB"'),
+            "daemon": daemon_job(tmp_path, "daemon", tag),
+        },
+    )
     result = run_petit("--db", "petit.db", "trigger", jobs, "where", cwd=str(tmp_path))
     assert result.returncode == 0 and f"db={db}" in result.stdout, result.stdout
 
-    proc = subprocess.Popen([sys.executable, PETIT, "--db", db, "trigger", jobs, "daemon"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, PETIT, "--db", db, "trigger", jobs, "daemon"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     escaped: list[psutil.Process] = []
     try:
         store = Store(db)
-        pgid = wait_until(lambda: (lambda run: run and run.task("t").pid)(store.get_run("daemon-1")),
-                          timeout=10, message="the task to start")
+        pgid = wait_until(
+            lambda: (lambda run: run and run.task("t").pid)(store.get_run("daemon-1")),
+            timeout=10,
+            message="the task to start",
+        )
         escaped = wait_daemons(tmp_path, "daemon", tag, "daemon-1", db, pgid)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)

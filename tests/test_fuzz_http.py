@@ -37,63 +37,207 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
 import pytest
-
 from api_fixtures import Service, request
 from conftest import wait_until
-from petit.api import MAX_BODY_BYTES, MAX_PATH_CHARS, ROUTES, BaseHandler, route_templates
-from petit.storage import DEFAULT_KEEP_RUNS, Store, split_run_id
+
+from petit.api.app import ROUTES, route_templates
+from petit.api.base import MAX_BODY_BYTES, MAX_PATH_CHARS, BaseHandler
+from petit.storage.store import DEFAULT_KEEP_RUNS, Store, split_run_id
 
 SEED = int(os.environ.get("PETIT_FUZZ_SEED", "20240606"))
 FAST_CASES = 2000
 SOAK_FACTOR = 20
 THREADS = 8
 CLIENT_TIMEOUT_SECS = 15.0
-HEADER_LIMIT = 16 * 1024          # tornado's max_header_size in petit.api
+HEADER_LIMIT = 16 * 1024  # tornado's max_header_size in petit.api.app
 TERMINAL = {"completed", "failed", "interrupted", "cancelled"}
-CODES = {400: "BAD_REQUEST", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
-         409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE", 429: "TOO_MANY_REQUESTS",
-         503: "SERVICE_UNAVAILABLE"}
-BARE_400 = "bare-400"             # tornado's own "HTTP/1.1 400 Bad Request" with no body
-CLOSED = "closed"                 # the connection closed without an answer
+CODES = {
+    400: "BAD_REQUEST",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    429: "TOO_MANY_REQUESTS",
+    503: "SERVICE_UNAVAILABLE",
+}
+BARE_400 = "bare-400"  # tornado's own "HTTP/1.1 400 Bad Request" with no body
+CLOSED = "closed"  # the connection closed without an answer
 
-METHODS = ["GET"] * 10 + ["POST"] * 8 + ["PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"] * 2 + [
-    "FOO", "get", "Post", "TRACE", "CONNECT", "PROPFIND", "M-SEARCH", "X" * 300]
+METHODS = (
+    ["GET"] * 10
+    + ["POST"] * 8
+    + ["PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"] * 2
+    + ["FOO", "get", "Post", "TRACE", "CONNECT", "PROPFIND", "M-SEARCH", "X" * 300]
+)
 
 # Host values tornado accepts as a Host header, by what petit's DNS-rebinding rule makes of them.
-LOOPBACK_HOSTS = ["127.0.0.1:{port}", "localhost:{port}", "[::1]:{port}", "LOCALHOST:{port}",
-                  "127.0.0.1", "localhost", "127.0.0.2", "127.255.255.254:1", "api.localhost:{port}",
-                  "[::1]", "localhost.localdomain", "ip6-localhost:{port}", "[0:0:0:0:0:0:0:1]:{port}",
-                  "::1", "localhost:", "[::1]:99999"]
-FOREIGN_HOSTS = ["evil.example", "evil.example:{port}", "10.0.0.1:{port}", "0.0.0.0:{port}",
-                 "localhost.evil.example", "127.0.0.1.nip.io:{port}", "[::2]:{port}", "", "localhost.",
-                 "127.0.0.1:{port}:1", "%6cocalhost", "[evil]", "127.1"]
+LOOPBACK_HOSTS = [
+    "127.0.0.1:{port}",
+    "localhost:{port}",
+    "[::1]:{port}",
+    "LOCALHOST:{port}",
+    "127.0.0.1",
+    "localhost",
+    "127.0.0.2",
+    "127.255.255.254:1",
+    "api.localhost:{port}",
+    "[::1]",
+    "localhost.localdomain",
+    "ip6-localhost:{port}",
+    "[0:0:0:0:0:0:0:1]:{port}",
+    "::1",
+    "localhost:",
+    "[::1]:99999",
+]
+FOREIGN_HOSTS = [
+    "evil.example",
+    "evil.example:{port}",
+    "10.0.0.1:{port}",
+    "0.0.0.0:{port}",
+    "localhost.evil.example",
+    "127.0.0.1.nip.io:{port}",
+    "[::2]:{port}",
+    "",
+    "localhost.",
+    "127.0.0.1:{port}:1",
+    "%6cocalhost",
+    "[evil]",
+    "127.1",
+]
 # Not a Host header by RFC 9110's grammar: tornado answers a bare 400 itself.
-MALFORMED_HOSTS = ["localhost:{port}@evil.example", "127.0.0.1, evil.example", "local host",
-                   "localhost/x", "localhost:{port}#", "l\xf6calhost"]
-FOREIGN_ORIGINS = ["http://evil.example", "null", "https://127.0.0.1:{port}", "http://127.0.0.1:1",
-                   "", "http://localhost.evil.example", "file://", "http://127.0.0.1:{port}/",
-                   "x" * 3000]
-CONTENT_TYPES = ["application/json", "application/json; charset=utf-16", "text/plain",
-                 "application/x-www-form-urlencoded", "multipart/form-data", "multipart/form-data; boundary=",
-                 "multipart/form-data; boundary=xyz", "application/octet-stream", "*/*", "",
-                 "application/json" + ";" * 500, "image/\xff\xfe", "a" * 4000]
+MALFORMED_HOSTS = [
+    "localhost:{port}@evil.example",
+    "127.0.0.1, evil.example",
+    "local host",
+    "localhost/x",
+    "localhost:{port}#",
+    "l\xf6calhost",
+]
+FOREIGN_ORIGINS = [
+    "http://evil.example",
+    "null",
+    "https://127.0.0.1:{port}",
+    "http://127.0.0.1:1",
+    "",
+    "http://localhost.evil.example",
+    "file://",
+    "http://127.0.0.1:{port}/",
+    "x" * 3000,
+]
+CONTENT_TYPES = [
+    "application/json",
+    "application/json; charset=utf-16",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data",
+    "multipart/form-data; boundary=",
+    "multipart/form-data; boundary=xyz",
+    "application/octet-stream",
+    "*/*",
+    "",
+    "application/json" + ";" * 500,
+    "image/\xff\xfe",
+    "a" * 4000,
+]
 UNICODE = "éüß日本語💥\u202e\u200b\ufeffΩ٣²ǅ\U0001f600ＡＢ"
-JUNK_IDS = ["", ".", "..", "...", "-", "-1", "a-", "%00", "%2F", "%2f", "%2e%2e", "%2E", "%252e%252e", "%",
-            "%Z1", "%C0%AE", "%ff%fe", "%u002e", "hello_world%00", "..%2F..%2Fetc%2Fpasswd",
-            "../../etc/passwd", "a/b", "a//b", "a/", "./x", "<script>", "'\"", ";", "?x=1", "#frag",
-            "~user", "*", "hello_world;x", "HELLO_WORLD", "hello_world.", " hello_world", "a b", "\t",
-            "\x00", "\x7f", "\r", "\\", "null", "undefined", "0", "-0", "1e3", "${jndi:x}", "%s%n"]
-LIMITS = ["1", "5", "20", "1000", "1001", "0", "-1", "abc", "", "1.5", "1e3", "0x10", "+5", "%2B5", " 5",
-          "%205", "5%20", "1,2", "%00", "%ff", "%C2%B2", "%D9%A1", "%EF%BC%95", "²", "٣", "00001",
-          "000", "9" * 40, "NaN", "Infinity", "[]", "{}", "true", "%0a5"]
+JUNK_IDS = [
+    "",
+    ".",
+    "..",
+    "...",
+    "-",
+    "-1",
+    "a-",
+    "%00",
+    "%2F",
+    "%2f",
+    "%2e%2e",
+    "%2E",
+    "%252e%252e",
+    "%",
+    "%Z1",
+    "%C0%AE",
+    "%ff%fe",
+    "%u002e",
+    "hello_world%00",
+    "..%2F..%2Fetc%2Fpasswd",
+    "../../etc/passwd",
+    "a/b",
+    "a//b",
+    "a/",
+    "./x",
+    "<script>",
+    "'\"",
+    ";",
+    "?x=1",
+    "#frag",
+    "~user",
+    "*",
+    "hello_world;x",
+    "HELLO_WORLD",
+    "hello_world.",
+    " hello_world",
+    "a b",
+    "\t",
+    "\x00",
+    "\x7f",
+    "\r",
+    "\\",
+    "null",
+    "undefined",
+    "0",
+    "-0",
+    "1e3",
+    "${jndi:x}",
+    "%s%n",
+]
+LIMITS = [
+    "1",
+    "5",
+    "20",
+    "1000",
+    "1001",
+    "0",
+    "-1",
+    "abc",
+    "",
+    "1.5",
+    "1e3",
+    "0x10",
+    "+5",
+    "%2B5",
+    " 5",
+    "%205",
+    "5%20",
+    "1,2",
+    "%00",
+    "%ff",
+    "%C2%B2",
+    "%D9%A1",
+    "%EF%BC%95",
+    "²",
+    "٣",
+    "00001",
+    "000",
+    "9" * 40,
+    "NaN",
+    "Infinity",
+    "[]",
+    "{}",
+    "true",
+    "%0a5",
+]
 
 
 # -- the model of the API's answers -------------------------------------------------------------
 
 SUPPORTED = set(BaseHandler.SUPPORTED_METHODS)
 # route_templates() lists the templates in ROUTES order; tornado anchors each pattern with "$"
-_ROUTES = [(re.compile(pattern + "$"), template)
-           for (pattern, _), template in zip(ROUTES, route_templates(), strict=True)]
+_ROUTES = [
+    (re.compile(pattern + "$"), template)
+    for (pattern, _), template in zip(ROUTES, route_templates(), strict=True)
+]
 
 
 def route_of(path: str) -> str | None:
@@ -107,20 +251,20 @@ class Case:
 
     index: int
     method: str
-    target: str                      # request-target as text (encoded as UTF-8 on the wire)
-    headers: list[tuple[str, str]]   # values are latin-1 text: each char is one byte on the wire
+    target: str  # request-target as text (encoded as UTF-8 on the wire)
+    headers: list[tuple[str, str]]  # values are latin-1 text: each char is one byte on the wire
     body: bytes = b""
-    raw: bool = False                # over a raw socket instead of http.client
-    wire: bytes | None = None        # a hand-built message (malformed catalogue)
-    half_close: bool = False         # shut our side after sending (a body that never arrives)
-    label: str = ""                  # route template, "(unrouted)" or "(malformed) <name>"
-    expected: set = field(default_factory=set)   # ints, BARE_400, CLOSED
-    why: dict = field(default_factory=dict)      # BARE_400 / CLOSED -> why the model allows it
+    raw: bool = False  # over a raw socket instead of http.client
+    wire: bytes | None = None  # a hand-built message (malformed catalogue)
+    half_close: bool = False  # shut our side after sending (a body that never arrives)
+    label: str = ""  # route template, "(unrouted)" or "(malformed) <name>"
+    expected: set = field(default_factory=set)  # ints, BARE_400, CLOSED
+    why: dict = field(default_factory=dict)  # BARE_400 / CLOSED -> why the model allows it
 
 
 @dataclass
 class Outcome:
-    status: int | str                # an int, BARE_400 or CLOSED
+    status: int | str  # an int, BARE_400 or CLOSED
     headers: dict = field(default_factory=dict)
     body: bytes = b""
     note: str = ""
@@ -129,11 +273,17 @@ class Outcome:
 def visible(target: str) -> bool:
     """Whether tornado accepts a request target: visible characters only (RFC 9112), bytes over
     0x7f passing as obs-text."""
-    return bool(target) and not any(ord(c) <= 0x20 or ord(c) == 0x7f for c in target)
+    return bool(target) and not any(ord(c) <= 0x20 or ord(c) == 0x7F for c in target)
 
 
-def expect(case: Case, doc: dict, host_kind: str, origin_kind: str, content_length: str | None,
-           header_bytes: int) -> set:
+def expect(
+    case: Case,
+    doc: dict,
+    host_kind: str,
+    origin_kind: str,
+    content_length: str | None,
+    header_bytes: int,
+) -> set:
     """What the API must answer, following tornado's parsing, then prepare()'s order of checks,
     then routing. Records in case.why what allows a bare 400 or no answer."""
     outcomes: set = set()
@@ -181,6 +331,7 @@ def expect(case: Case, doc: dict, host_kind: str, origin_kind: str, content_leng
 
 # -- generating cases ---------------------------------------------------------------------------
 
+
 class Pools:
     """Ids the generator draws from; run ids the service hands out are added as they come."""
 
@@ -216,7 +367,7 @@ def junk_id(rng: random.Random) -> str:
         text = "".join(rng.choice(UNICODE + "abc./-_ %?#") for _ in range(rng.randint(1, 20)))
         return quote(text, safe="") if rng.random() < 0.7 else quote(text)
     if kind < 0.9:
-        return "".join(chr(rng.randint(0x21, 0x7e)) for _ in range(rng.randint(1, 40)))
+        return "".join(chr(rng.randint(0x21, 0x7E)) for _ in range(rng.randint(1, 40)))
     return "%" + "%".join(f"{rng.randint(0, 255):02x}" for _ in range(rng.randint(1, 20)))
 
 
@@ -231,7 +382,9 @@ def run_id(rng: random.Random, pools: Pools) -> str:
         if known:
             return known
     if kind < 0.6:
-        seq = rng.choice(["1", "2", "3", "0", "01", "-1", "999999", "9" * 12, "9" * 13, "1.0", "", "x"])
+        seq = rng.choice(
+            ["1", "2", "3", "0", "01", "-1", "999999", "9" * 12, "9" * 13, "1.0", "", "x"]
+        )
         return f"{rng.choice(pools.job_ids)}-{seq}"
     return junk_id(rng)
 
@@ -245,11 +398,33 @@ def task_id(rng: random.Random, pools: Pools, run: str) -> str:
 
 def make_path(rng: random.Random, pools: Pools, template: str) -> str:
     if rng.random() < 0.05:
-        return rng.choice(["/", "", "*", "/api", "/api/", "api/health", "//api/health", "/api/health/",
-                           "/API/HEALTH", "/api/./health", "/api/../api/health", "/api/health/..",
-                           "/api/health%2F", "/api%2Fhealth", "/api/jobs/", "/api/jobs//runs",
-                           "/api/runs//cancel", "/api/runs/x/tasks//logs", "/%2e%2e/%2e%2e/etc/passwd",
-                           "/api/openapi%2ejson", "/api/openapi.json/", "/favicon.ico", "/.git/config"])
+        return rng.choice(
+            [
+                "/",
+                "",
+                "*",
+                "/api",
+                "/api/",
+                "api/health",
+                "//api/health",
+                "/api/health/",
+                "/API/HEALTH",
+                "/api/./health",
+                "/api/../api/health",
+                "/api/health/..",
+                "/api/health%2F",
+                "/api%2Fhealth",
+                "/api/jobs/",
+                "/api/jobs//runs",
+                "/api/runs//cancel",
+                "/api/runs/x/tasks//logs",
+                "/%2e%2e/%2e%2e/etc/passwd",
+                "/api/openapi%2ejson",
+                "/api/openapi.json/",
+                "/favicon.ico",
+                "/.git/config",
+            ]
+        )
     run = run_id(rng, pools)
     ids = {"job_id": job_id(rng, pools), "run_id": run, "task_id": task_id(rng, pools, run)}
     path = re.sub(r"{(\w+)}", lambda m: ids[m.group(1)], template)
@@ -273,14 +448,28 @@ def make_query(rng: random.Random) -> str:
     if rng.random() < 0.55:
         return ""
     if rng.random() < 0.05:
-        return rng.choice(["?", "??", "?&&&", "?=", "?&=&", "?limit", "?limit=", "?#", "?%", "?limit=%"])
+        return rng.choice(
+            ["?", "??", "?&&&", "?=", "?&=&", "?limit", "?limit=", "?#", "?%", "?limit=%"]
+        )
     params = []
-    if rng.random() < 0.02:                        # tornado's cap on query fields is 1000
+    if rng.random() < 0.02:  # tornado's cap on query fields is 1000
         return "?" + "&".join(["a=1"] * rng.choice([999, 1000, 1001, 1500]))
     count = rng.choice([1, 1, 1, 2, 3, 5, 30, 300])
     for _ in range(count):
-        key = rng.choice(["limit"] * 6 + ["LIMIT", "limit[]", "", "x", "offset", "%6cimit", "lim%00it",
-                                          "limit%00", quote(junk_id(rng)[:50], safe="")])
+        key = rng.choice(
+            ["limit"] * 6
+            + [
+                "LIMIT",
+                "limit[]",
+                "",
+                "x",
+                "offset",
+                "%6cimit",
+                "lim%00it",
+                "limit%00",
+                quote(junk_id(rng)[:50], safe=""),
+            ]
+        )
         kind = rng.random()
         if kind < 0.6:
             value = rng.choice(LIMITS)
@@ -318,19 +507,55 @@ def make_headers(rng: random.Random, port: int) -> tuple[list, str, str]:
         headers.append(("Origin", rng.choice(FOREIGN_ORIGINS).format(port=port)))
     if rng.random() < 0.3:
         headers.append(("Content-Type", rng.choice(CONTENT_TYPES)))
-    budget = HEADER_LIMIT - 4096 if rng.random() < 0.97 else 3 * HEADER_LIMIT   # rarely over the cap
+    budget = HEADER_LIMIT - 4096 if rng.random() < 0.97 else 3 * HEADER_LIMIT  # rarely over the cap
     for _ in range(rng.choice([0, 0, 0, 1, 2, 5, 40])):
-        name = rng.choice(["X-Fuzz", "Accept", "Accept-Encoding", "Accept-Language", "Cookie", "User-Agent",
-                           "Authorization", "X-Forwarded-Host", "X-Forwarded-For", "X-Real-IP",
-                           "X-Forwarded-Proto", "If-None-Match", "If-Modified-Since", "Range", "Referer",
-                           "Access-Control-Request-Method", "Upgrade", "Connection", "TE", "Trailer",
-                           "Prefer", "X-" + "h" * rng.randint(1, 200)])
-        value = rng.choice([
-            "localhost", "*", "gzip, deflate, br", "bytes=0-1", "Bearer " + "t" * 40, "h2c", "keep-alive",
-            "close", "upgrade", "websocket", "https", "1.2.3.4", "\xff\xfe\xfd",
-            "".join(chr(rng.randint(0x20, 0x7e)) for _ in range(rng.randint(0, 300))),
-            "".join(chr(rng.randint(0xa0, 0xff)) for _ in range(rng.randint(1, 100))),
-            "v" * rng.choice([1000, 4000, 9000]), ""])
+        name = rng.choice(
+            [
+                "X-Fuzz",
+                "Accept",
+                "Accept-Encoding",
+                "Accept-Language",
+                "Cookie",
+                "User-Agent",
+                "Authorization",
+                "X-Forwarded-Host",
+                "X-Forwarded-For",
+                "X-Real-IP",
+                "X-Forwarded-Proto",
+                "If-None-Match",
+                "If-Modified-Since",
+                "Range",
+                "Referer",
+                "Access-Control-Request-Method",
+                "Upgrade",
+                "Connection",
+                "TE",
+                "Trailer",
+                "Prefer",
+                "X-" + "h" * rng.randint(1, 200),
+            ]
+        )
+        value = rng.choice(
+            [
+                "localhost",
+                "*",
+                "gzip, deflate, br",
+                "bytes=0-1",
+                "Bearer " + "t" * 40,
+                "h2c",
+                "keep-alive",
+                "close",
+                "upgrade",
+                "websocket",
+                "https",
+                "1.2.3.4",
+                "\xff\xfe\xfd",
+                "".join(chr(rng.randint(0x20, 0x7E)) for _ in range(rng.randint(0, 300))),
+                "".join(chr(rng.randint(0xA0, 0xFF)) for _ in range(rng.randint(1, 100))),
+                "v" * rng.choice([1000, 4000, 9000]),
+                "",
+            ]
+        )
         budget -= len(name) + len(value) + 4
         if budget < 0:
             break
@@ -343,8 +568,17 @@ def make_body(rng: random.Random) -> bytes:
     if kind < 0.55:
         return b""
     if kind < 0.72:
-        value = rng.choice([{"job_id": "hello_world"}, {"limit": 5}, [1, 2, 3], None, "x" * 100,
-                            {"a": {"b": [{"c": None}] * 20}}, {"run_id": "..", "force": True}])
+        value = rng.choice(
+            [
+                {"job_id": "hello_world"},
+                {"limit": 5},
+                [1, 2, 3],
+                None,
+                "x" * 100,
+                {"a": {"b": [{"c": None}] * 20}},
+                {"run_id": "..", "force": True},
+            ]
+        )
         return json.dumps(value).encode()
     if kind < 0.77:
         return b"[" * rng.choice([100, 10_000, 60_000])
@@ -355,12 +589,13 @@ def make_body(rng: random.Random) -> bytes:
     return rng.randbytes(rng.randint(MAX_BODY_BYTES + 1, 1024 * 1024))
 
 
-def make_case(index: int, rng: random.Random, pools: Pools, doc: dict, templates: list[str],
-              port: int) -> Case:
+def make_case(
+    index: int, rng: random.Random, pools: Pools, doc: dict, templates: list[str], port: int
+) -> Case:
     if rng.random() < 0.06:
         return malformed_case(index, rng, port)
     template = rng.choice(templates)
-    if rng.random() < 0.5:                         # half the time the method the route serves
+    if rng.random() < 0.5:  # half the time the method the route serves
         method = rng.choice([m.upper() for m in doc["paths"][template] if m in ("get", "post")])
     else:
         method = rng.choice(METHODS)
@@ -371,49 +606,72 @@ def make_case(index: int, rng: random.Random, pools: Pools, doc: dict, templates
     content_length = None
     framing = rng.random()
     if body or method in ("POST", "PUT", "PATCH") or framing < 0.05:
-        if framing < 0.04 and body:                # declares less than is sent: the rest is ignored
+        if framing < 0.04 and body:  # declares less than is sent: the rest is ignored
             content_length = str(rng.randint(0, len(body) - 1))
-        elif framing < 0.07:                       # declares more than is sent, then goes quiet
+        elif framing < 0.07:  # declares more than is sent, then goes quiet
             content_length = str(len(body) + rng.randint(1, 1000))
             case.raw = case.half_close = True
         elif framing < 0.13:
-            content_length = rng.choice(["abc", "-1", "1e3", "+5", "0x10", " 5 ", "5, 5", "5,6", "",
-                                         "99999999999999999999", "0" * 30 + "1", "\xb3", "1 2"])
+            content_length = rng.choice(
+                [
+                    "abc",
+                    "-1",
+                    "1e3",
+                    "+5",
+                    "0x10",
+                    " 5 ",
+                    "5, 5",
+                    "5,6",
+                    "",
+                    "99999999999999999999",
+                    "0" * 30 + "1",
+                    "\xb3",
+                    "1 2",
+                ]
+            )
             case.body = body = body.ljust(5, b"x")  # enough for the ones tornado reads as 5 or 1
         else:
             content_length = str(len(body))
         headers.append(("Content-Length", content_length))
     if len(body) > MAX_BODY_BYTES or rng.random() < 0.15:
-        case.raw = True                            # the server may answer before reading it all
-    if not case.target or not all(0x21 <= ord(c) <= 0x7e for c in case.target):
-        case.raw = True                            # http.client refuses these
+        case.raw = True  # the server may answer before reading it all
+    if not case.target or not all(0x21 <= ord(c) <= 0x7E for c in case.target):
+        case.raw = True  # http.client refuses these
     if not case.method.isascii() or not case.method.isalnum() and "-" not in case.method:
         case.raw = True
     if content_length is not None and not all(c in "0123456789" for c in content_length):
-        case.raw = True                            # tornado's own framing then rejects it
-    if case.raw and rng.random() < 0.03:           # HTTP/1.1 without Host
+        case.raw = True  # tornado's own framing then rejects it
+    if case.raw and rng.random() < 0.03:  # HTTP/1.1 without Host
         headers[:] = [h for h in headers if h[0] != "Host"]
         host_kind = "malformed"
-    if case.raw:                                   # read to EOF: keep-alive off
+    if case.raw:  # read to EOF: keep-alive off
         headers[:] = [h for h in headers if h[0] != "Connection"] + [("Connection", "close")]
     header_bytes = len(request_head(case))
     case.expected = expect(case, doc, host_kind, origin_kind, content_length, header_bytes)
-    if content_length is not None and not content_length.strip(" \t").isdigit() and CLOSED not in case.expected:
-        case.expected.add(BARE_400)   # tornado's own framing check, when prepare() let it through
+    if (
+        content_length is not None
+        and not content_length.strip(" \t").isdigit()
+        and CLOSED not in case.expected
+    ):
+        case.expected.add(BARE_400)  # tornado's own framing check, when prepare() let it through
         case.why.setdefault(BARE_400, "Content-Length not a number (tornado's framing check)")
     if case.half_close:
-        case.expected.add(CLOSED)     # tornado waits for the promised body; we never send it
-        case.why.setdefault(CLOSED, "declared body never sent; we half-close, which tornado takes as gone")
+        case.expected.add(CLOSED)  # tornado waits for the promised body; we never send it
+        case.why.setdefault(
+            CLOSED, "declared body never sent; we half-close, which tornado takes as gone"
+        )
     if BARE_400 in case.expected and case.body:
-        case.expected.add(CLOSED)     # closed with the body unread: the reset may beat the answer
+        case.expected.add(CLOSED)  # closed with the body unread: the reset may beat the answer
         case.why.setdefault(CLOSED, "bare 400 with our body unread: the reset may beat the answer")
     template = route_of(case.target.partition("?")[0])
-    case.label = ("(unsupported method)" if case.method not in SUPPORTED else
-                  template or "(unrouted)")
+    case.label = (
+        "(unsupported method)" if case.method not in SUPPORTED else template or "(unrouted)"
+    )
     return case
 
 
 # -- the malformed catalogue (raw bytes; tornado itself rejects most of them) ---------------------
+
 
 def malformed_case(index: int, rng: random.Random, port: int) -> Case:
     host = f"127.0.0.1:{port}".encode()
@@ -428,53 +686,146 @@ def malformed_case(index: int, rng: random.Random, port: int) -> Case:
         "http-0.9": (b"GET /api/health\r\n\r\n", {BARE_400}),
         "http-1.0-no-host": (b"GET /api/health HTTP/1.0\r\n\r\n", {200}),
         "no-host": (b"GET /api/health HTTP/1.1\r\n\r\n", {BARE_400}),
-        "two-hosts": (b"GET /api/health HTTP/1.1\r\nHost: " + host + b"\r\nHost: evil.example\r\n\r\n",
-                      {BARE_400}),
+        "two-hosts": (
+            b"GET /api/health HTTP/1.1\r\nHost: " + host + b"\r\nHost: evil.example\r\n\r\n",
+            {BARE_400},
+        ),
         "bare-lf": (b"GET /api/health HTTP/1.1\nHost: " + host + b"\n\n", {200}),
-        "space-in-target": (b"GET /api/jobs/a b HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", {BARE_400}),
-        "nul-in-target": (b"GET /api/jobs/\x00 HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", {BARE_400}),
-        "utf8-in-target": ("GET /api/jobs/日本 HTTP/1.1\r\nHost: ".encode() + host + b"\r\n\r\n", {404}),
-        "latin1-in-target": (b"GET /api/runs/\xff\xfe-1 HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", {404}),
-        "absolute-form": (b"GET http://" + host + b"/api/health HTTP/1.1\r\nHost: " + host + b"\r\n\r\n",
-                          {404}),
+        "space-in-target": (
+            b"GET /api/jobs/a b HTTP/1.1\r\nHost: " + host + b"\r\n\r\n",
+            {BARE_400},
+        ),
+        "nul-in-target": (
+            b"GET /api/jobs/\x00 HTTP/1.1\r\nHost: " + host + b"\r\n\r\n",
+            {BARE_400},
+        ),
+        "utf8-in-target": (
+            "GET /api/jobs/日本 HTTP/1.1\r\nHost: ".encode() + host + b"\r\n\r\n",
+            {404},
+        ),
+        "latin1-in-target": (
+            b"GET /api/runs/\xff\xfe-1 HTTP/1.1\r\nHost: " + host + b"\r\n\r\n",
+            {404},
+        ),
+        "absolute-form": (
+            b"GET http://" + host + b"/api/health HTTP/1.1\r\nHost: " + host + b"\r\n\r\n",
+            {404},
+        ),
         "asterisk-form": (b"OPTIONS * HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", {404}),
         "empty-method": (b" /api/health HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", {BARE_400}),
-        "bad-method-chars": (b"G(T /api/health HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", {BARE_400}),
+        "bad-method-chars": (
+            b"G(T /api/health HTTP/1.1\r\nHost: " + host + b"\r\n\r\n",
+            {BARE_400},
+        ),
         "lower-method": (b"get /api/health HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", {405}),
-        "no-colon": (b"GET /api/health HTTP/1.1\r\nHost: " + host + b"\r\nNoColonHere\r\n\r\n", {BARE_400}),
-        "space-before-colon": (b"GET /api/health HTTP/1.1\r\nHost : " + host + b"\r\n\r\n", {BARE_400}),
-        "obs-fold": (b"GET /api/health HTTP/1.1\r\nHost: " + host + b"\r\nX-A: a\r\n  folded\r\n\r\n",
-                     {200, BARE_400}),
-        "fold-first": (b"GET /api/health HTTP/1.1\r\n folded\r\nHost: " + host + b"\r\n\r\n", {BARE_400}),
-        "ctl-in-value": (b"GET /api/health HTTP/1.1\r\nHost: " + host + b"\r\nX-A: a\x01b\r\n\r\n", {BARE_400}),
-        "nul-in-host": (b"GET /api/health HTTP/1.1\r\nHost: localhost\x00.evil\r\n\r\n", {BARE_400}),
-        "cl-and-te": (b"POST /api/scheduler/resume HTTP/1.1\r\nHost: " + host +
-                      b"\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-                      {200, BARE_400}),
-        "cl-twice-differs": (b"POST /api/scheduler/resume HTTP/1.1\r\nHost: " + host +
-                             b"\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", {400, BARE_400}),
-        "cl-twice-same": (b"POST /api/scheduler/resume HTTP/1.1\r\nHost: " + host +
-                          b"\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", {200, 400, BARE_400}),
-        "te-gzip": (b"POST /api/scheduler/resume HTTP/1.1\r\nHost: " + host +
-                    b"\r\nTransfer-Encoding: gzip\r\n\r\nxxxx", {BARE_400}),
-        "te-chunked-bad-size": (b"POST /api/scheduler/resume HTTP/1.1\r\nHost: " + host +
-                                b"\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", {BARE_400}),
-        "te-chunked-ok": (b"POST /api/scheduler/resume HTTP/1.1\r\nHost: " + host +
-                          b"\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", {200}),
-        "te-chunked-too-big": (b"POST /api/scheduler/resume HTTP/1.1\r\nHost: " + host +
-                               b"\r\nTransfer-Encoding: chunked\r\n\r\n" + big_chunked, {413}),
-        "te-chunked-too-big-get": (b"GET /api/jobs HTTP/1.1\r\nHost: " + host +
-                                   b"\r\nTransfer-Encoding: chunked\r\n\r\n" + big_chunked, {413}),
-        "expect-100-big": (b"POST /api/scheduler/resume HTTP/1.1\r\nHost: " + host +
-                           b"\r\nExpect: 100-continue\r\nContent-Length: 10000000\r\n\r\n", {413}),
-        "header-block-too-big": (b"GET /api/health HTTP/1.1\r\nHost: " + host + b"\r\nX-Big: " +
-                                 b"h" * (HEADER_LIMIT + 100) + b"\r\n\r\n", {CLOSED}),
-        "target-too-big": (b"GET /api/jobs/" + b"a" * (HEADER_LIMIT + 100) + b" HTTP/1.1\r\nHost: " + host +
-                           b"\r\n\r\n", {CLOSED}),
-        "many-headers": (b"GET /api/health HTTP/1.1\r\nHost: " + host + b"\r\n" +
-                         b"".join(b"X-%d: v\r\n" % i for i in range(1500)) + b"\r\n", {200}),
-        "pipelined": (b"GET /api/health HTTP/1.1\r\nHost: " + host + b"\r\n\r\n" * 1 +
-                      b"GARBAGE\r\n\r\n", {200}),
+        "no-colon": (
+            b"GET /api/health HTTP/1.1\r\nHost: " + host + b"\r\nNoColonHere\r\n\r\n",
+            {BARE_400},
+        ),
+        "space-before-colon": (
+            b"GET /api/health HTTP/1.1\r\nHost : " + host + b"\r\n\r\n",
+            {BARE_400},
+        ),
+        "obs-fold": (
+            b"GET /api/health HTTP/1.1\r\nHost: " + host + b"\r\nX-A: a\r\n  folded\r\n\r\n",
+            {200, BARE_400},
+        ),
+        "fold-first": (
+            b"GET /api/health HTTP/1.1\r\n folded\r\nHost: " + host + b"\r\n\r\n",
+            {BARE_400},
+        ),
+        "ctl-in-value": (
+            b"GET /api/health HTTP/1.1\r\nHost: " + host + b"\r\nX-A: a\x01b\r\n\r\n",
+            {BARE_400},
+        ),
+        "nul-in-host": (
+            b"GET /api/health HTTP/1.1\r\nHost: localhost\x00.evil\r\n\r\n",
+            {BARE_400},
+        ),
+        "cl-and-te": (
+            b"POST /api/scheduler/resume HTTP/1.1\r\nHost: "
+            + host
+            + b"\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            {200, BARE_400},
+        ),
+        "cl-twice-differs": (
+            b"POST /api/scheduler/resume HTTP/1.1\r\nHost: "
+            + host
+            + b"\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+            {400, BARE_400},
+        ),
+        "cl-twice-same": (
+            b"POST /api/scheduler/resume HTTP/1.1\r\nHost: "
+            + host
+            + b"\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+            {200, 400, BARE_400},
+        ),
+        "te-gzip": (
+            b"POST /api/scheduler/resume HTTP/1.1\r\nHost: "
+            + host
+            + b"\r\nTransfer-Encoding: gzip\r\n\r\nxxxx",
+            {BARE_400},
+        ),
+        "te-chunked-bad-size": (
+            b"POST /api/scheduler/resume HTTP/1.1\r\nHost: "
+            + host
+            + b"\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+            {BARE_400},
+        ),
+        "te-chunked-ok": (
+            b"POST /api/scheduler/resume HTTP/1.1\r\nHost: "
+            + host
+            + b"\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            {200},
+        ),
+        "te-chunked-too-big": (
+            b"POST /api/scheduler/resume HTTP/1.1\r\nHost: "
+            + host
+            + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + big_chunked,
+            {413},
+        ),
+        "te-chunked-too-big-get": (
+            b"GET /api/jobs HTTP/1.1\r\nHost: "
+            + host
+            + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + big_chunked,
+            {413},
+        ),
+        "expect-100-big": (
+            b"POST /api/scheduler/resume HTTP/1.1\r\nHost: "
+            + host
+            + b"\r\nExpect: 100-continue\r\nContent-Length: 10000000\r\n\r\n",
+            {413},
+        ),
+        "header-block-too-big": (
+            b"GET /api/health HTTP/1.1\r\nHost: "
+            + host
+            + b"\r\nX-Big: "
+            + b"h" * (HEADER_LIMIT + 100)
+            + b"\r\n\r\n",
+            {CLOSED},
+        ),
+        "target-too-big": (
+            b"GET /api/jobs/"
+            + b"a" * (HEADER_LIMIT + 100)
+            + b" HTTP/1.1\r\nHost: "
+            + host
+            + b"\r\n\r\n",
+            {CLOSED},
+        ),
+        "many-headers": (
+            b"GET /api/health HTTP/1.1\r\nHost: "
+            + host
+            + b"\r\n"
+            + b"".join(b"X-%d: v\r\n" % i for i in range(1500))
+            + b"\r\n",
+            {200},
+        ),
+        "pipelined": (
+            b"GET /api/health HTTP/1.1\r\nHost: " + host + b"\r\n\r\n" * 1 + b"GARBAGE\r\n\r\n",
+            {200},
+        ),
         "crlf-only": (b"\r\n\r\n\r\n", {CLOSED, BARE_400}),
         "binary": (bytes(rng.randbytes(2000)) + b"\r\n\r\n", {BARE_400, CLOSED}),
     }
@@ -483,14 +834,24 @@ def malformed_case(index: int, rng: random.Random, port: int) -> Case:
     head, _, _ = wire.partition(b" ")
     method = head.decode("latin-1") if head.isalpha() else "?"
     why = {BARE_400: f"malformed message ({name})", CLOSED: f"malformed message ({name})"}
-    return Case(index, method, "", [], raw=True, wire=wire, label=f"(malformed) {name}", expected=set(expected),
-                why=why)
+    return Case(
+        index,
+        method,
+        "",
+        [],
+        raw=True,
+        wire=wire,
+        label=f"(malformed) {name}",
+        expected=set(expected),
+        why=why,
+    )
 
 
 # -- sending --------------------------------------------------------------------------------------
 
+
 def request_head(case: Case) -> bytes:
-    lines = [f"{case.method} {case.target} HTTP/1.1".encode("utf-8")]
+    lines = [f"{case.method} {case.target} HTTP/1.1".encode()]
     lines += [f"{name}: {value}".encode("latin-1") for name, value in case.headers]
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
@@ -533,7 +894,7 @@ def send_raw(case: Case, port: int) -> Outcome:
             if case.half_close:
                 sock.shutdown(socket.SHUT_WR)
         except OSError as exc:
-            note = f"send: {type(exc).__name__}"       # the server answered and closed mid-upload
+            note = f"send: {type(exc).__name__}"  # the server answered and closed mid-upload
         try:
             while chunk := sock.recv(65536):
                 received += chunk
@@ -541,7 +902,7 @@ def send_raw(case: Case, port: int) -> Outcome:
                     break
         except ConnectionResetError:
             note += " recv: reset"
-        except socket.timeout:
+        except TimeoutError:
             return Outcome(CLOSED, note="TIMEOUT: no answer and no close")
     return parse_response(bytes(received), case.method, note)
 
@@ -552,7 +913,9 @@ def _complete(data: bytes, method: str) -> bool:
     if head.startswith(b"HTTP/1.1 100 "):
         return _complete(body, method)
     match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-    return bool(sep) and match is not None and (method == "HEAD" or len(body) >= int(match.group(1)))
+    return (
+        bool(sep) and match is not None and (method == "HEAD" or len(body) >= int(match.group(1)))
+    )
 
 
 def parse_response(data: bytes, method: str, note: str) -> Outcome:
@@ -568,7 +931,7 @@ def parse_response(data: bytes, method: str, note: str) -> Outcome:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     status = int(match.group(1))
-    if status == 100:                                   # Expect: 100-continue, then the real one
+    if status == 100:  # Expect: 100-continue, then the real one
         return parse_response(rest, method, note)
     length = int(headers.get("content-length", "0") or 0)
     body = b"" if method == "HEAD" else rest[:length]
@@ -579,6 +942,7 @@ def parse_response(data: bytes, method: str, note: str) -> Outcome:
 
 # -- checking -------------------------------------------------------------------------------------
 
+
 def problems_with(case: Case, outcome: Outcome, doc: dict) -> list[str]:
     problems = []
     if outcome.status == 500:
@@ -586,7 +950,9 @@ def problems_with(case: Case, outcome: Outcome, doc: dict) -> list[str]:
     if outcome.status not in case.expected:
         problems.append(f"status {outcome.status} not in {sorted(map(str, case.expected))}")
     if case.label in doc["paths"] and isinstance(outcome.status, int):
-        documented = {s for operation in doc["paths"][case.label].values() for s in operation["responses"]}
+        documented = {
+            s for operation in doc["paths"][case.label].values() for s in operation["responses"]
+        }
         if str(outcome.status) not in documented:
             problems.append(f"status {outcome.status} is not documented for {case.label}")
     if isinstance(outcome.status, int):
@@ -607,7 +973,11 @@ def problems_with(case: Case, outcome: Outcome, doc: dict) -> list[str]:
 
 def body_problems(case: Case, status: int, body, doc: dict) -> list[str]:
     if status >= 400:
-        if not isinstance(body, dict) or not isinstance(body.get("error"), str) or not body["error"]:
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("error"), str)
+            or not body["error"]
+        ):
             return [f"error body without an error message: {body!r:.200}"]
         if body.get("code") != CODES.get(status):
             return [f"code {body.get('code')!r} for status {status}"]
@@ -627,11 +997,12 @@ def body_problems(case: Case, status: int, body, doc: dict) -> list[str]:
 
 # -- the run --------------------------------------------------------------------------------------
 
+
 @dataclass
 class Report:
     by_route: dict = field(default_factory=lambda: defaultdict(Counter))
     failures: list = field(default_factory=list)
-    acknowledged: set = field(default_factory=set)     # run ids the API said it created
+    acknowledged: set = field(default_factory=set)  # run ids the API said it created
     notes: Counter = field(default_factory=Counter)
     allowed: Counter = field(default_factory=Counter)  # bare 400s and closes, by the model's reason
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -640,10 +1011,22 @@ class Report:
 def snapshot(db: str, job_ids: list[str]) -> dict:
     """What the fuzzer must not change: job definitions and every run already recorded."""
     store = Store(db)
-    volatile = {"next_run_at", "next_seq", "active", "last_fire_at", "last_run_id", "last_status",
-                "last_ended_at", "last_success_at", "last_complete_at", "updated_at"}
-    jobs = {job: {k: v for k, v in doc.items() if k not in volatile}
-            for job, doc in store.job_summaries().items()}
+    volatile = {
+        "next_run_at",
+        "next_seq",
+        "active",
+        "last_fire_at",
+        "last_run_id",
+        "last_status",
+        "last_ended_at",
+        "last_success_at",
+        "last_complete_at",
+        "updated_at",
+    }
+    jobs = {
+        job: {k: v for k, v in doc.items() if k not in volatile}
+        for job, doc in store.job_summaries().items()
+    }
     runs = {run.id: run.to_dict() for job in job_ids for run in store.list_runs(job, 100_000)}
     return {"jobs": jobs, "runs": runs, "paused": store.is_paused()}
 
@@ -654,7 +1037,7 @@ def fuzz(svc: Service, cases: int, seed: int) -> Report:
     pools = Pools(jobs)
     templates = sorted(doc["paths"])
     assert set(templates) == set(route_templates())
-    seed_run = svc.trigger("hello_world")      # so the pool starts with one real run id
+    seed_run = svc.trigger("hello_world")  # so the pool starts with one real run id
     pools.add_run(seed_run)
     report = Report()
     report.acknowledged.add(seed_run)
@@ -665,7 +1048,7 @@ def fuzz(svc: Service, cases: int, seed: int) -> Report:
         started = time.monotonic()
         try:
             outcome = send(case, svc.port)
-        except OSError as exc:                       # connect refused, or any other socket failure
+        except OSError as exc:  # connect refused, or any other socket failure
             outcome = Outcome(CLOSED, note=f"{type(exc).__name__}: {exc}")
         elapsed = time.monotonic() - started
         problems = problems_with(case, outcome, doc)
@@ -673,8 +1056,11 @@ def fuzz(svc: Service, cases: int, seed: int) -> Report:
             problems.append(f"took {elapsed:.1f}s")
         if "TIMEOUT" in outcome.note:
             problems.append(outcome.note)
-        if (outcome.status == 200 and case.label == "/api/jobs/{job_id}/trigger"
-                and case.method == "POST"):
+        if (
+            outcome.status == 200
+            and case.label == "/api/jobs/{job_id}/trigger"
+            and case.method == "POST"
+        ):
             created = json.loads(outcome.body)["run_id"]
             pools.add_run(created)
             with report.lock:
@@ -682,14 +1068,18 @@ def fuzz(svc: Service, cases: int, seed: int) -> Report:
         with report.lock:
             report.by_route[case.label][outcome.status] += 1
             if outcome.status in (BARE_400, CLOSED):
-                report.allowed[f"{outcome.status}: {case.why.get(outcome.status, '(not allowed)')}"] += 1
+                report.allowed[
+                    f"{outcome.status}: {case.why.get(outcome.status, '(not allowed)')}"
+                ] += 1
             if outcome.note:
                 report.notes[outcome.note[:60]] += 1
             if problems:
                 report.failures.append(
                     f"#{index} {case.method[:20]} {case.target[:160]!r} raw={case.raw} "
                     f"headers={[(n, v[:60]) for n, v in case.headers][:8]} body={len(case.body)}B "
-                    f"-> {outcome.status} {outcome.body[:200]!r} {outcome.note}: {'; '.join(problems)}")
+                    f"-> {outcome.status} {outcome.body[:200]!r} {outcome.note}: "
+                    f"{'; '.join(problems)}"
+                )
 
     with ThreadPoolExecutor(THREADS) as pool:
         for future in [pool.submit(one, i) for i in range(cases)]:
@@ -698,19 +1088,28 @@ def fuzz(svc: Service, cases: int, seed: int) -> Report:
 
 
 def print_summary(report: Report, cases: int, elapsed: float, seed: int) -> None:
-    print(f"\nHTTP fuzz: {cases} requests in {elapsed:.1f}s ({cases / elapsed:.0f}/s), seed {seed}, "
-          f"{THREADS} threads")
+    print(
+        f"\nHTTP fuzz: {cases} requests in {elapsed:.1f}s ({cases / elapsed:.0f}/s), seed {seed}, "
+        f"{THREADS} threads"
+    )
     statuses = Counter()
     for label in sorted(report.by_route):
         counts = report.by_route[label]
         statuses.update(counts)
-        line = ", ".join(f"{status}: {n}" for status, n in sorted(counts.items(), key=lambda x: str(x[0])))
+        line = ", ".join(
+            f"{status}: {n}" for status, n in sorted(counts.items(), key=lambda x: str(x[0]))
+        )
         print(f"  {label:<48} {sum(counts.values()):>6}  {line}")
-    print("  all statuses: " + ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items(), key=lambda x: str(x[0]))))
+    print(
+        "  all statuses: "
+        + ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items(), key=lambda x: str(x[0])))
+    )
     for reason, count in sorted(report.allowed.items()):
         print(f"  {count:>6}  {reason}")
     if report.notes:
-        print("  transport notes: " + ", ".join(f"{n!r}: {c}" for n, c in report.notes.most_common()))
+        print(
+            "  transport notes: " + ", ".join(f"{n!r}: {c}" for n, c in report.notes.most_common())
+        )
     print(f"  runs the fuzzer triggered: {len(report.acknowledged)}")
 
 
@@ -724,9 +1123,11 @@ def settle(svc: Service, report: Report) -> None:
         run = store.get_run(run_id)
         if run is not None and run.status.value not in TERMINAL:
             request(svc.port, "POST", f"/api/runs/{run_id}/cancel", timeout=30)
+
     def ended(run_id: str) -> bool:
         run = Store(svc.db).get_run(run_id)
         return run is not None and run.status.value in TERMINAL
+
     for run_id in sorted(report.acknowledged):
         wait_until(lambda: ended(run_id), timeout=30, interval=0.1, message=f"run {run_id} to end")
 
@@ -738,13 +1139,17 @@ def check_db(svc: Service, before: dict, report: Report, job_ids: list[str]) -> 
         job, seq = split_run_id(run_id)
         newest[job] = max(newest.get(job, 0), seq)
 
-    def pruned(run_id: str) -> bool:      # retention keeps the newest DEFAULT_KEEP_RUNS per job
+    def pruned(run_id: str) -> bool:  # retention keeps the newest DEFAULT_KEEP_RUNS per job
         job, seq = split_run_id(run_id)
         return seq <= newest.get(job, 0) - DEFAULT_KEEP_RUNS
+
     problems = []
     if after["jobs"] != before["jobs"]:
-        changed = [j for j in set(after["jobs"]) | set(before["jobs"])
-                   if after["jobs"].get(j) != before["jobs"].get(j)]
+        changed = [
+            j
+            for j in set(after["jobs"]) | set(before["jobs"])
+            if after["jobs"].get(j) != before["jobs"].get(j)
+        ]
         problems.append(f"job definitions changed: {changed}")
     if after["paused"]:
         problems.append("the scheduler is still paused")
@@ -763,7 +1168,11 @@ def check_db(svc: Service, before: dict, report: Report, job_ids: list[str]) -> 
         elif run["trigger"] != "manual" or run["status"] not in TERMINAL:
             problems.append(f"acknowledged run {run_id}: {run['trigger']} {run['status']}")
     for run_id, run in after["runs"].items():
-        if run_id not in before["runs"] and run_id not in report.acknowledged and run["trigger"] != "schedule":
+        if (
+            run_id not in before["runs"]
+            and run_id not in report.acknowledged
+            and run["trigger"] != "schedule"
+        ):
             problems.append(f"run {run_id} ({run['trigger']}) appeared that nobody was told about")
     return problems
 
@@ -783,14 +1192,19 @@ def campaign(tmp_path, cases: int) -> None:
         settle(svc, report)
         db_problems = check_db(svc, before, report, job_ids)
         log = svc.stderr()
-        problems = [f"{len(report.failures)} bad answers (first 200):", *report.failures[:200]] \
-            if report.failures else []
+        problems = (
+            [f"{len(report.failures)} bad answers (first 200):", *report.failures[:200]]
+            if report.failures
+            else []
+        )
         if (api_after["pid"], api_after["restarts"]) != (api_before["pid"], api_before["restarts"]):
             problems.append(f"the API process was restarted: {api_before} -> {api_after}")
         for marker in ("Traceback", "Uncaught exception"):
             if marker in log:
                 at = log.index(marker)
-                problems.append(f"{marker.strip()!r} in the service log: {log[max(0, at - 600):at + 1500]}")
+                problems.append(
+                    f"{marker.strip()!r} in the service log: {log[max(0, at - 600) : at + 1500]}"
+                )
         problems += db_problems
         assert not problems, "\n".join(problems)
     finally:
@@ -804,12 +1218,15 @@ def test_http_fuzz(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-@pytest.mark.skipif(os.environ.get("PETIT_SOAK") != "1", reason="long variant: PETIT_SOAK=1 (make soak)")
+@pytest.mark.skipif(
+    os.environ.get("PETIT_SOAK") != "1", reason="long variant: PETIT_SOAK=1 (make soak)"
+)
 def test_http_fuzz_soak(tmp_path):
     campaign(tmp_path, FAST_CASES * SOAK_FACTOR)
 
 
-# -- the fix the fuzzer led to: chunked bodies over the limit ----------------------------------------
+# -- the fix the fuzzer led to: chunked bodies over the limit ------------------------------------
+
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory):
@@ -818,16 +1235,30 @@ def svc(tmp_path_factory):
     service.stop()
 
 
-def chunked(port: int, method: str, path: str, pieces: list[bytes], declared: list[int] | None = None,
-            end: bool = True) -> Outcome:
+def chunked(
+    port: int,
+    method: str,
+    path: str,
+    pieces: list[bytes],
+    declared: list[int] | None = None,
+    end: bool = True,
+) -> Outcome:
     """A request with a chunked body (no Content-Length for prepare() to check); `declared`
     overrides the announced chunk sizes."""
-    body = b"".join(b"%x\r\n%s\r\n" % (size, piece)
-                    for size, piece in zip(declared or [len(p) for p in pieces], pieces))
+    body = b"".join(
+        b"%x\r\n%s\r\n" % (size, piece)
+        for size, piece in zip(declared or [len(p) for p in pieces], pieces)
+    )
     if end:
         body += b"0\r\n\r\n"
-    case = Case(0, method, path, [("Host", f"127.0.0.1:{port}"), ("Transfer-Encoding", "chunked"),
-                                  ("Connection", "close")], body, raw=True)
+    case = Case(
+        0,
+        method,
+        path,
+        [("Host", f"127.0.0.1:{port}"), ("Transfer-Encoding", "chunked"), ("Connection", "close")],
+        body,
+        raw=True,
+    )
     return send_raw(case, port)
 
 
@@ -835,9 +1266,15 @@ def runs_of(svc: Service, job_id: str) -> list[str]:
     return [run["id"] for run in svc.get(f"/api/jobs/{job_id}/runs?limit=1000").json()["runs"]]
 
 
-@pytest.mark.parametrize("method, path, status", [("POST", "/api/jobs/hello_world/trigger", 413),
-                                                  ("GET", "/api/jobs", 413), ("PUT", "/api/jobs", 413),
-                                                  ("GET", "/api/nothing", 404)])   # refused before the body
+@pytest.mark.parametrize(
+    "method, path, status",
+    [
+        ("POST", "/api/jobs/hello_world/trigger", 413),
+        ("GET", "/api/jobs", 413),
+        ("PUT", "/api/jobs", 413),
+        ("GET", "/api/nothing", 404),
+    ],
+)  # refused before the body
 def test_chunked_body_over_the_limit_is_a_json_413(svc, method, path, status):
     # tornado's own limit answered these with a bare, non-JSON 400 (found by the fuzzer)
     before = runs_of(svc, "hello_world")
@@ -845,7 +1282,7 @@ def test_chunked_body_over_the_limit_is_a_json_413(svc, method, path, status):
     assert outcome.status == status, outcome
     assert outcome.headers["content-type"].startswith("application/json")
     assert json.loads(outcome.body)["code"] == CODES[status]
-    assert runs_of(svc, "hello_world") == before            # the handler's method never ran
+    assert runs_of(svc, "hello_world") == before  # the handler's method never ran
     assert svc.get("/api/health").status == 200
 
 
@@ -859,6 +1296,8 @@ def test_chunked_body_at_the_limit_is_served(svc):
 def test_huge_declared_chunk_is_cut_at_the_limit(svc):
     # a 1 TiB chunk is announced, 100 KB of it sent: the 413 comes without waiting for the rest
     started = time.monotonic()
-    outcome = chunked(svc.port, "POST", "/api/scheduler/pause", [b"c" * 100_000], declared=[1 << 40], end=False)
+    outcome = chunked(
+        svc.port, "POST", "/api/scheduler/pause", [b"c" * 100_000], declared=[1 << 40], end=False
+    )
     assert outcome.status == 413 and time.monotonic() - started < 5, outcome
     assert svc.get("/api/scheduler/state").json()["state"] == "running"

@@ -22,14 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
-
 from conftest import wait_until
-from petit.ipc import MAX_LINE_BYTES
 from service_fixtures import Service, job_yaml, service, sockets_dir  # noqa: F401
 
+from petit.ipc.control import MAX_LINE_BYTES
+
 SEED = int(os.environ.get("PETIT_FUZZ_SEED", "20240606"))
-PROMPT_SECS = 5.0           # what "answers promptly" means for a ctl status under attack
-FD_MARGIN = 8               # the supervisor may open a few descriptors of its own meanwhile
+PROMPT_SECS = 5.0  # what "answers promptly" means for a ctl status under attack
+FD_MARGIN = 8  # the supervisor may open a few descriptors of its own meanwhile
 IDLE_CLIENTS = 200
 HANG_UPS = 100
 CONCURRENT_CLIENTS = 50
@@ -37,11 +37,17 @@ SOAK = os.environ.get("PETIT_SOAK") == "1"
 JOBS = {"hello": job_yaml("hello", "echo hello")}
 # What a hostile client may not leave in the supervisor's log: tracebacks, and what asyncio logs
 # for an exception nobody handled in a connection's task or callback.
-BAD_LOG = ("Traceback", "Task exception was never retrieved", "Exception in callback",
-           "Unhandled error", "socket.send() raised exception")
+BAD_LOG = (
+    "Traceback",
+    "Task exception was never retrieved",
+    "Exception in callback",
+    "Unhandled error",
+    "socket.send() raised exception",
+)
 
 
 # -- clients --------------------------------------------------------------------------------------
+
 
 def connect(path: str, timeout: float = 10.0) -> socket.socket:
     """A connected client. A full accept queue answers EAGAIN on a Unix socket (the server is
@@ -81,7 +87,7 @@ def ask(path: str, data: bytes, replies: int = 1) -> list[dict]:
             sock.sendall(data)
             sock.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
-            pass                                    # refused before we were done: read why
+            pass  # refused before we were done: read why
         return read_lines(sock, replies)
 
 
@@ -108,9 +114,12 @@ def num_fds(pid: int) -> int:
 
 def settle_fds(pid: int, baseline: int) -> int:
     """Descriptors are released as the server notices each hang-up: poll, with a deadline."""
-    return wait_until(lambda: (n := num_fds(pid)) <= baseline + FD_MARGIN and n, timeout=15, interval=0.1,
-                      message=f"the supervisor's fds back within {FD_MARGIN} of {baseline} "
-                              f"(now {num_fds(pid)})")
+    return wait_until(
+        lambda: (n := num_fds(pid)) <= baseline + FD_MARGIN and n,
+        timeout=15,
+        interval=0.1,
+        message=f"the supervisor's fds back within {FD_MARGIN} of {baseline} (now {num_fds(pid)})",
+    )
 
 
 def assert_serving(svc: Service) -> None:
@@ -124,36 +133,78 @@ def assert_serving(svc: Service) -> None:
 
 
 def is_error(reply: dict, code: str = "BAD_REQUEST") -> bool:
-    return reply.get("ok") is False and reply.get("code") == code and isinstance(reply.get("error"), str)
+    return (
+        reply.get("ok") is False
+        and reply.get("code") == code
+        and isinstance(reply.get("error"), str)
+    )
 
 
 # -- the cases ------------------------------------------------------------------------------------
+
 
 def garbage(rng: random.Random) -> bytes:
     kind = rng.random()
     if kind < 0.3:
         return rng.randbytes(rng.randint(1, 4000))
-    if kind < 0.5:                                   # almost JSON
+    if kind < 0.5:  # almost JSON
         good = json.dumps({"id": "g", "cmd": "status", "args": {}})
         at = rng.randrange(len(good))
-        return (good[:at] + rng.choice(["", "\x00", "}", "{", '"', "\\", "\ud800", "é"]) + good[at + 1:]).encode(
-            "utf-8", "surrogatepass")
-    if kind < 0.65:                                  # valid JSON, wrong shapes and values
-        return json.dumps(rng.choice([
-            None, 0, 1e308, "status", [], ["status"], {}, {"cmd": None}, {"cmd": 7}, {"cmd": {"a": 1}},
-            {"cmd": "trigger"}, {"cmd": "trigger", "args": {"job_id": ""}},
-            {"cmd": "trigger", "args": {"job_id": "x" * 60_000}}, {"cmd": "trigger", "args": {"job_id": "\ud800"}},
-            {"cmd": "trigger", "args": {"job_id": "../../etc"}}, {"cmd": "cancel", "args": {"run_id": "hello-0"}},
-            {"cmd": "cancel", "args": {"run_id": "hello-" + "9" * 30}}, {"cmd": "cancel", "args": {"run_id": 5}},
-            {"cmd": "status", "id": {"x": 1}}, {"cmd": "status", "id": [1]}, {"cmd": "status", "id": 1.5},
-            {"cmd": "status", "id": 10 ** 4000}, {"cmd": "status", "args": "x"}, {"cmd": "STATUS"},
-            {"cmd": "status\x00"}, {"cmd": "reload", "args": {"unexpected": [1] * 1000}},
-        ])).encode()
+        return (
+            good[:at]
+            + rng.choice(["", "\x00", "}", "{", '"', "\\", "\ud800", "é"])
+            + good[at + 1 :]
+        ).encode("utf-8", "surrogatepass")
+    if kind < 0.65:  # valid JSON, wrong shapes and values
+        return json.dumps(
+            rng.choice(
+                [
+                    None,
+                    0,
+                    1e308,
+                    "status",
+                    [],
+                    ["status"],
+                    {},
+                    {"cmd": None},
+                    {"cmd": 7},
+                    {"cmd": {"a": 1}},
+                    {"cmd": "trigger"},
+                    {"cmd": "trigger", "args": {"job_id": ""}},
+                    {"cmd": "trigger", "args": {"job_id": "x" * 60_000}},
+                    {"cmd": "trigger", "args": {"job_id": "\ud800"}},
+                    {"cmd": "trigger", "args": {"job_id": "../../etc"}},
+                    {"cmd": "cancel", "args": {"run_id": "hello-0"}},
+                    {"cmd": "cancel", "args": {"run_id": "hello-" + "9" * 30}},
+                    {"cmd": "cancel", "args": {"run_id": 5}},
+                    {"cmd": "status", "id": {"x": 1}},
+                    {"cmd": "status", "id": [1]},
+                    {"cmd": "status", "id": 1.5},
+                    {"cmd": "status", "id": 10**4000},
+                    {"cmd": "status", "args": "x"},
+                    {"cmd": "STATUS"},
+                    {"cmd": "status\x00"},
+                    {"cmd": "reload", "args": {"unexpected": [1] * 1000}},
+                ]
+            )
+        ).encode()
     if kind < 0.75:
-        return rng.choice([b"[" * 60_000, b"{" * 60_000, b'{"a":' * 20_000, b"\xff\xfe{}", b"\xef\xbb\xbf{}",
-                           b'{"id": NaN, "cmd": "x"}', b'{"id": Infinity}', b"\x00" * 1000,
-                           '{"cmd": "status", "id": "\u2028"}'.encode(), b"1" * 5000, b"-" * 10])
-    return bytes(rng.choice(b"{}[]\":,0123456789abc \t\\") for _ in range(rng.randint(1, 500)))
+        return rng.choice(
+            [
+                b"[" * 60_000,
+                b"{" * 60_000,
+                b'{"a":' * 20_000,
+                b"\xff\xfe{}",
+                b"\xef\xbb\xbf{}",
+                b'{"id": NaN, "cmd": "x"}',
+                b'{"id": Infinity}',
+                b"\x00" * 1000,
+                '{"cmd": "status", "id": "\u2028"}'.encode(),
+                b"1" * 5000,
+                b"-" * 10,
+            ]
+        )
+    return bytes(rng.choice(b'{}[]":,0123456789abc \t\\') for _ in range(rng.randint(1, 500)))
 
 
 @pytest.mark.timeout(180)
@@ -176,7 +227,9 @@ def test_hostile_clients_leave_the_supervisor_serving(service):
         data = garbage(rng).replace(b"\n", b" ")
         replies = ask(svc.socket, data + b"\n" + b'{"id": "after", "cmd": "status"}\n', replies=2)
         if len(data) > MAX_LINE_BYTES:
-            assert len(replies) == 1 and is_error(replies[0]) and "longer than" in replies[0]["error"], replies
+            assert (
+                len(replies) == 1 and is_error(replies[0]) and "longer than" in replies[0]["error"]
+            ), replies
             kinds["line over the limit: error, closed"] += 1
             continue
         assert len(replies) == 2, (data[:200], replies)
@@ -191,7 +244,10 @@ def test_hostile_clients_leave_the_supervisor_serving(service):
 
     # raw garbage bytes without any newline, then EOF: no reply, no harm
     for _ in range(50):
-        assert ask(svc.socket, rng.randbytes(rng.randint(1, 60_000)).replace(b"\n", b""), replies=1) == []
+        assert (
+            ask(svc.socket, rng.randbytes(rng.randint(1, 60_000)).replace(b"\n", b""), replies=1)
+            == []
+        )
 
     # a 10 MB line: refused with an error once it passes the limit; memory stays bounded
     ten_mb = b'{"cmd": "status", "pad": "' + b"x" * (10 * 1024 * 1024) + b'"}\n'
@@ -214,7 +270,7 @@ def test_hostile_clients_leave_the_supervisor_serving(service):
         latencies.append(timed_status(svc))
         [reply] = ask(svc.socket, b'{"id": "other", "cmd": "status"}\n')
         assert reply["ok"] is True and reply["id"] == "other"
-        half.sendall(b'tus"}\n')            # completed late, it is still answered
+        half.sendall(b'tus"}\n')  # completed late, it is still answered
         [late] = read_lines(half, 1)
         assert late["ok"] is True and late["id"] == "half", late
 
@@ -223,11 +279,14 @@ def test_hostile_clients_leave_the_supervisor_serving(service):
     try:
         for _ in range(IDLE_CLIENTS):
             idle.append(connect(svc.socket))
-        wait_until(lambda: num_fds(pid) >= baseline + IDLE_CLIENTS, timeout=10,
-                   message=f"the supervisor to hold {IDLE_CLIENTS} more descriptors")
+        wait_until(
+            lambda: num_fds(pid) >= baseline + IDLE_CLIENTS,
+            timeout=10,
+            message=f"the supervisor to hold {IDLE_CLIENTS} more descriptors",
+        )
         figures["fds with 200 idle clients"] = num_fds(pid)
         latencies.append(timed_status(svc))
-        for sock in idle[::20]:                     # idle ones can still talk
+        for sock in idle[::20]:  # idle ones can still talk
             sock.sendall(b'{"id": "idle", "cmd": "status"}\n')
             [reply] = read_lines(sock, 1)
             assert reply["ok"] is True and reply["id"] == "idle"
@@ -237,22 +296,25 @@ def test_hostile_clients_leave_the_supervisor_serving(service):
     settle_fds(pid, baseline)
 
     # requests whose client hangs up before the reply, or after reading part of it
-    big = json.dumps({"id": "big", "cmd": "trigger", "args": {"job_id": "x" * 60_000}}).encode() + b"\n"
+    big = (
+        json.dumps({"id": "big", "cmd": "trigger", "args": {"job_id": "x" * 60_000}}).encode()
+        + b"\n"
+    )
     hang_ups = Counter()
     for number in range(HANG_UPS * (10 if SOAK else 1)):
         sock = connect(svc.socket)
         how = number % 4
-        if how == 0:                                # ask, hang up at once
+        if how == 0:  # ask, hang up at once
             sock.sendall(b'{"id": "gone", "cmd": "status"}\n')
             reset_close(sock)
-        elif how == 1:                              # several requests, hang up at once
+        elif how == 1:  # several requests, hang up at once
             sock.sendall(b'{"cmd": "status"}\n' * 20)
             sock.close()
-        elif how == 2:                              # read a little of a 60 KB error reply, then hang up
+        elif how == 2:  # read a little of a 60 KB error reply, then hang up
             sock.sendall(big)
             sock.recv(100)
             reset_close(sock)
-        else:                                       # ask for a big reply, shut writing, leave
+        else:  # ask for a big reply, shut writing, leave
             sock.sendall(big * 3)
             sock.shutdown(socket.SHUT_WR)
             sock.close()
@@ -267,11 +329,11 @@ def test_hostile_clients_leave_the_supervisor_serving(service):
         sent = 0
         request_line = b'{"id": "hog", "cmd": "status"}\n'
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:         # until both socket buffers are full
+        while time.monotonic() < deadline:  # until both socket buffers are full
             try:
                 sent += hog.send(request_line * 100)
             except BlockingIOError:
-                time.sleep(0.2)   # give the server one last chance to drain before calling it full
+                time.sleep(0.2)  # give the server one last chance to drain before calling it full
                 try:
                     sent += hog.send(request_line * 100)
                 except BlockingIOError:
@@ -283,13 +345,17 @@ def test_hostile_clients_leave_the_supervisor_serving(service):
     # many clients at once, each with a few requests on one connection
     def client(number: int) -> int:
         with connect(svc.socket, timeout=30) as sock:
-            sock.sendall(b'{"id": "%d", "cmd": "status"}\n' % number + b"not json\n" +
-                         b'{"id": %d, "cmd": "trigger", "args": {"job_id": "nope"}}\n' % number)
+            sock.sendall(
+                b'{"id": "%d", "cmd": "status"}\n' % number
+                + b"not json\n"
+                + b'{"id": %d, "cmd": "trigger", "args": {"job_id": "nope"}}\n' % number
+            )
             status, bad, unknown = read_lines(sock, 3)
         assert status["ok"] is True and status["id"] == str(number), status
         assert is_error(bad), bad
         assert is_error(unknown, "NOT_FOUND") and unknown["id"] == number, unknown
         return number
+
     clients = CONCURRENT_CLIENTS * (4 if SOAK else 1)
     with ThreadPoolExecutor(clients) as pool:
         assert sorted(pool.map(client, range(clients))) == list(range(clients))
@@ -298,10 +364,15 @@ def test_hostile_clients_leave_the_supervisor_serving(service):
     # afterwards: alive, serving, no descriptor leaked, nothing bad in the log
     after = settle_fds(pid, baseline)
     assert_serving(svc)
-    figures.update({"fds before": baseline, "fds after": after,
-                    "rss growth MB": round((proc.memory_info().rss - rss_before) / 1e6, 1),
-                    "ctl status under attack, max s": round(max(latencies), 3),
-                    "total s": round(time.monotonic() - started_all, 1)})
+    figures.update(
+        {
+            "fds before": baseline,
+            "fds after": after,
+            "rss growth MB": round((proc.memory_info().rss - rss_before) / 1e6, 1),
+            "ctl status under attack, max s": round(max(latencies), 3),
+            "total s": round(time.monotonic() - started_all, 1),
+        }
+    )
     print("\ncontrol socket hostile clients:", json.dumps(figures, indent=1))
 
 
@@ -315,9 +386,10 @@ def _send_quietly(sock: socket.socket, data: bytes) -> None:
 
 # -- regressions: a deeply nested argument, a full accept queue ----------------------------------
 
+
 def test_deeply_nested_args_are_answered_at_once(service):
     svc = service(JOBS)
-    depth = 600                       # json.loads takes it (its limit is near 1000), pickle does not
+    depth = 600  # json.loads takes it (its limit is near 1000), pickle does not
     line = b'{"id": "deep", "cmd": "pause", "args": {"x": ' + b"[" * depth + b"]" * depth + b"}}\n"
     started = time.monotonic()
     [reply] = ask(svc.socket, line)
@@ -331,7 +403,8 @@ def test_deeply_nested_args_are_answered_at_once(service):
 def test_ctl_waits_while_the_accept_queue_is_full(service):
     import signal
 
-    from petit.ipc import call_socket
+    from petit.ipc.control import call_socket
+
     svc = service(JOBS)
     queued: list[socket.socket] = []
     result: dict = {}
@@ -339,9 +412,10 @@ def test_ctl_waits_while_the_accept_queue_is_full(service):
     def ctl_status() -> None:
         try:
             result["status"] = call_socket(svc.socket, "status", timeout=10.0)
-        except Exception as exc:   # noqa: BLE001 - reported by the assertion below
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             result["error"] = exc
-    os.kill(svc.pid, signal.SIGSTOP)          # a busy supervisor: it accepts nothing for a moment
+
+    os.kill(svc.pid, signal.SIGSTOP)  # a busy supervisor: it accepts nothing for a moment
     try:
         while len(queued) < 10_000:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -350,15 +424,19 @@ def test_ctl_waits_while_the_accept_queue_is_full(service):
                 sock.connect(svc.socket)
             except BlockingIOError:
                 sock.close()
-                break                         # the accept queue is full
+                break  # the accept queue is full
             queued.append(sock)
         caller = threading.Thread(target=ctl_status)
         caller.start()
-        time.sleep(1.0)   # fault injection: how long the supervisor stays stopped, not a wait for state
+        time.sleep(
+            1.0
+        )  # fault injection: how long the supervisor stays stopped, not a wait for state
     finally:
         os.kill(svc.pid, signal.SIGCONT)
         caller.join(15)
         for sock in queued:
             sock.close()
-    assert "status" in result, f"ctl status failed while petit was only busy: {result.get('error')!r}"
+    assert "status" in result, (
+        f"ctl status failed while petit was only busy: {result.get('error')!r}"
+    )
     assert result["status"]["supervisor"]["pid"] == svc.pid

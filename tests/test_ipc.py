@@ -9,7 +9,9 @@ import sys
 import pytest
 
 from petit.errors import BadRequest, Conflict
-from petit.ipc import ReplyMatcher, hold_instance_lock, ok_reply, validate_request
+from petit.ipc.commands import ok_reply, validate_request
+from petit.ipc.instance import hold_instance_lock
+from petit.ipc.queues import ReplyMatcher
 
 
 def test_a_reply_to_a_caller_that_gave_up_is_dropped_quietly():
@@ -43,11 +45,19 @@ def test_the_instance_lock_admits_one_holder_per_db(tmp_path):
     db = str(tmp_path / "petit.db")
     fd = hold_instance_lock(db)
     try:
-        other = subprocess.run([sys.executable, "-c", "from petit.ipc import hold_instance_lock;"
-                                f"hold_instance_lock({db!r})"], capture_output=True, text=True, timeout=30)
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"from petit.ipc.instance import hold_instance_lock;hold_instance_lock({db!r})",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert other.returncode != 0 and "already running jobs" in other.stderr
-        with pytest.raises(Conflict):   # flock excludes other descriptors in this process too
+        with pytest.raises(Conflict):  # flock excludes other descriptors in this process too
             hold_instance_lock(db)
     finally:
         os.close(fd)
-    os.close(hold_instance_lock(db))   # free again once released
+    os.close(hold_instance_lock(db))  # free again once released

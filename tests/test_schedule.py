@@ -3,14 +3,14 @@ time zones and DST. `now` is always passed explicitly; the clock is never read o
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from petit.schedule import Schedule, parse_duration
+from petit.core.schedule import Schedule, parse_duration
 
-UTC = timezone.utc
+UTC = UTC
 NEW_YORK = ZoneInfo("America/New_York")
 PARIS = ZoneInfo("Europe/Paris")
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
@@ -20,8 +20,13 @@ def utc(*fields: int) -> datetime:
     return datetime(*fields, tzinfo=UTC)
 
 
-def fires(expression: str, start: datetime, count: int, zone: str = "UTC",
-          last_fire: datetime | None = None) -> list[datetime]:
+def fires(
+    expression: str,
+    start: datetime,
+    count: int,
+    zone: str = "UTC",
+    last_fire: datetime | None = None,
+) -> list[datetime]:
     """The next `count` fires after `start`, each computed from the previous one."""
     schedule = Schedule.parse(expression, zone)
     result: list[datetime] = []
@@ -33,7 +38,9 @@ def fires(expression: str, start: datetime, count: int, zone: str = "UTC",
     return result
 
 
-def fires_until(expression: str, start: datetime, end: datetime, zone: str = "UTC") -> list[datetime]:
+def fires_until(
+    expression: str, start: datetime, end: datetime, zone: str = "UTC"
+) -> list[datetime]:
     schedule = Schedule.parse(expression, zone)
     result: list[datetime] = []
     moment = schedule.next_fire(start)
@@ -63,15 +70,19 @@ CRON_CASES = [
     ("0 0 1 JAN-MAR *", utc(2024, 2, 15), [utc(2024, 3, 1), utc(2025, 1, 1)]),
     # six fields: seconds come FIRST
     ("0 0 2 * * *", MONDAY, [utc(2024, 1, 1, 2), utc(2024, 1, 2, 2)]),
-    ("*/10 * * * * *", utc(2024, 1, 1, 0, 0, 5), [utc(2024, 1, 1, 0, 0, 10), utc(2024, 1, 1, 0, 0, 20),
-                                                  utc(2024, 1, 1, 0, 0, 30)]),
+    (
+        "*/10 * * * * *",
+        utc(2024, 1, 1, 0, 0, 5),
+        [utc(2024, 1, 1, 0, 0, 10), utc(2024, 1, 1, 0, 0, 20), utc(2024, 1, 1, 0, 0, 30)],
+    ),
     ("30 * * * * *", MONDAY, [utc(2024, 1, 1, 0, 0, 30), utc(2024, 1, 1, 0, 1, 30)]),
     ("15 30 6 * * *", MONDAY, [utc(2024, 1, 1, 6, 30, 15), utc(2024, 1, 2, 6, 30, 15)]),
 ]
 
 
-@pytest.mark.parametrize("expression, after, expected", CRON_CASES,
-                         ids=[f"{c[0]!r}" for c in CRON_CASES])
+@pytest.mark.parametrize(
+    "expression, after, expected", CRON_CASES, ids=[f"{c[0]!r}" for c in CRON_CASES]
+)
 def test_cron_next_fires(expression, after, expected):
     assert fires(expression, after, len(expected)) == expected
 
@@ -80,14 +91,22 @@ def test_six_fields_means_seconds_first_not_years_or_seconds_last():
     # "0 0 2 * * *" read with seconds LAST would be "every second of minute 0 of hour 0,
     # on the 2nd"; seconds first means 02:00:00 daily.
     daily = fires("0 0 2 * * *", MONDAY, 3)
-    assert [f.strftime("%d %H:%M:%S") for f in daily] == ["01 02:00:00", "02 02:00:00", "03 02:00:00"]
+    assert [f.strftime("%d %H:%M:%S") for f in daily] == [
+        "01 02:00:00",
+        "02 02:00:00",
+        "03 02:00:00",
+    ]
 
 
-@pytest.mark.parametrize("after, expected", [
-    (utc(2024, 1, 1, 1), utc(2024, 1, 1, 2)),                    # exactly on a fire: strictly after
-    (utc(2024, 1, 1, 1, 0, 0, 500_000), utc(2024, 1, 1, 2)),     # just past a fire
-    (utc(2024, 1, 1, 0, 59, 59, 999_999), utc(2024, 1, 1, 1)),   # just before a fire
-], ids=["on-the-fire", "just-after", "just-before"])
+@pytest.mark.parametrize(
+    "after, expected",
+    [
+        (utc(2024, 1, 1, 1), utc(2024, 1, 1, 2)),  # exactly on a fire: strictly after
+        (utc(2024, 1, 1, 1, 0, 0, 500_000), utc(2024, 1, 1, 2)),  # just past a fire
+        (utc(2024, 1, 1, 0, 59, 59, 999_999), utc(2024, 1, 1, 1)),  # just before a fire
+    ],
+    ids=["on-the-fire", "just-after", "just-before"],
+)
 def test_next_fire_is_strictly_after(after, expected):
     assert Schedule.parse("0 * * * *").next_fire(after) == expected
 
@@ -105,7 +124,7 @@ DOW_CASES = [
     ("0 0 * * SAT,SUN", ["Sat", "Sun"]),
     ("0 0 * * 6,0", ["Sat", "Sun"]),
     ("0 0 * * 5-7", ["Fri", "Sat", "Sun"]),
-    ("0 0 0 * * 0", ["Sun"]),            # six fields: dow is still the last field
+    ("0 0 0 * * 0", ["Sun"]),  # six fields: dow is still the last field
 ]
 
 
@@ -134,8 +153,9 @@ SHORTCUT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("expression, after, expected", SHORTCUT_CASES,
-                         ids=[c[0] for c in SHORTCUT_CASES])
+@pytest.mark.parametrize(
+    "expression, after, expected", SHORTCUT_CASES, ids=[c[0] for c in SHORTCUT_CASES]
+)
 def test_shortcuts(expression, after, expected):
     assert fires(expression, after, len(expected)) == expected
 
@@ -147,12 +167,22 @@ def test_weekly_fires_on_sunday():
 # --- durations -----------------------------------------------------------------------------------
 
 DURATION_CASES = [
-    ("30s", 30), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("1d", 86400),
-    ("2d12h", 216000), ("250ms", 0.25), ("1m30s", 90), (" 10s ", 10), ("366d", 366 * 86400),
+    ("30s", 30),
+    ("5m", 300),
+    ("1h", 3600),
+    ("1h30m", 5400),
+    ("1d", 86400),
+    ("2d12h", 216000),
+    ("250ms", 0.25),
+    ("1m30s", 90),
+    (" 10s ", 10),
+    ("366d", 366 * 86400),
 ]
 
 
-@pytest.mark.parametrize("text, seconds", DURATION_CASES, ids=[c[0].strip() for c in DURATION_CASES])
+@pytest.mark.parametrize(
+    "text, seconds", DURATION_CASES, ids=[c[0].strip() for c in DURATION_CASES]
+)
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
 
@@ -161,7 +191,7 @@ BAD_DURATION_CASES = [
     ("5x", "expected digits with units"),
     ("", "expected digits with units"),
     ("   ", "expected digits with units"),
-    ("1h30", "expected digits with units"),       # trailing number must not be silently dropped
+    ("1h30", "expected digits with units"),  # trailing number must not be silently dropped
     ("-5m", "expected digits with units"),
     ("0s", "greater than zero"),
     ("0m0s", "greater than zero"),
@@ -174,8 +204,9 @@ BAD_DURATION_CASES = [
 ]
 
 
-@pytest.mark.parametrize("text, message", BAD_DURATION_CASES,
-                         ids=[repr(c[0]) for c in BAD_DURATION_CASES])
+@pytest.mark.parametrize(
+    "text, message", BAD_DURATION_CASES, ids=[repr(c[0]) for c in BAD_DURATION_CASES]
+)
 def test_parse_duration_rejects_malformed(text, message):
     with pytest.raises(ValueError, match=message):
         parse_duration(text)
@@ -190,7 +221,10 @@ def test_parse_duration_rejects_non_strings(value):
 # --- @every ---------------------------------------------------------------------------------------
 
 EVERY_CASES = [
-    ("@every 30s", 30), ("@every 5m", 300), ("@every 1h30m", 5400), ("@every 1d", 86400),
+    ("@every 30s", 30),
+    ("@every 5m", 300),
+    ("@every 1h30m", 5400),
+    ("@every 1d", 86400),
 ]
 
 
@@ -203,21 +237,27 @@ def test_every_without_last_fire_counts_from_now(expression, step):
 @pytest.mark.parametrize("expression, step", EVERY_CASES, ids=[c[0] for c in EVERY_CASES])
 def test_every_is_anchored_to_last_fire(expression, step):
     last = utc(2024, 5, 1, 12, 0, 7)
-    now = last + timedelta(seconds=step / 3)   # a scheduler tick in between must not shift it
-    assert Schedule.parse(expression).next_fire(now, last_fire=last) == last + timedelta(seconds=step)
+    now = last + timedelta(seconds=step / 3)  # a scheduler tick in between must not shift it
+    assert Schedule.parse(expression).next_fire(now, last_fire=last) == last + timedelta(
+        seconds=step
+    )
 
 
-@pytest.mark.parametrize("elapsed, expected_offset", [
-    (timedelta(minutes=17, seconds=3), timedelta(minutes=20)),   # 3 fires missed: next in phase
-    (timedelta(minutes=20), timedelta(minutes=25)),              # exactly on a missed phase point
-    (timedelta(hours=5, seconds=1), timedelta(hours=5, minutes=5)),
-], ids=["missed-3", "on-phase", "missed-60"])
+@pytest.mark.parametrize(
+    "elapsed, expected_offset",
+    [
+        (timedelta(minutes=17, seconds=3), timedelta(minutes=20)),  # 3 fires missed: next in phase
+        (timedelta(minutes=20), timedelta(minutes=25)),  # exactly on a missed phase point
+        (timedelta(hours=5, seconds=1), timedelta(hours=5, minutes=5)),
+    ],
+    ids=["missed-3", "on-phase", "missed-60"],
+)
 def test_every_keeps_phase_and_does_not_replay_missed_fires(elapsed, expected_offset):
     last = utc(2024, 5, 1, 12, 0, 7)
     now = last + elapsed
     nxt = Schedule.parse("@every 5m").next_fire(now, last_fire=last)
     assert nxt == last + expected_offset
-    assert nxt > now and nxt - now <= timedelta(minutes=5)   # one fire ahead, no backlog
+    assert nxt > now and nxt - now <= timedelta(minutes=5)  # one fire ahead, no backlog
 
 
 def test_every_longer_than_a_scheduler_tick_still_fires():
@@ -225,13 +265,18 @@ def test_every_longer_than_a_scheduler_tick_still_fires():
     last = utc(2024, 5, 1)
     schedule = Schedule.parse("@every 1d")
     ticks = [last + timedelta(minutes=m) for m in range(0, 2 * 24 * 60, 1)]
-    due = [t for t in ticks if schedule.next_fire(t - timedelta(microseconds=1), last_fire=last) <= t]
+    due = [
+        t for t in ticks if schedule.next_fire(t - timedelta(microseconds=1), last_fire=last) <= t
+    ]
     assert due == [utc(2024, 5, 2)]
 
 
 def test_every_sequence_from_successive_fires():
     assert fires("@every 1h30m", utc(2024, 1, 1), 3) == [
-        utc(2024, 1, 1, 1, 30), utc(2024, 1, 1, 3), utc(2024, 1, 1, 4, 30)]
+        utc(2024, 1, 1, 1, 30),
+        utc(2024, 1, 1, 3),
+        utc(2024, 1, 1, 4, 30),
+    ]
 
 
 def test_every_crosses_dst_in_real_time_even_with_zoned_inputs():
@@ -270,15 +315,19 @@ BAD_EXPRESSIONS = [
 ]
 
 
-@pytest.mark.parametrize("expression, message", BAD_EXPRESSIONS,
-                         ids=[repr(c[0]) for c in BAD_EXPRESSIONS])
+@pytest.mark.parametrize(
+    "expression, message", BAD_EXPRESSIONS, ids=[repr(c[0]) for c in BAD_EXPRESSIONS]
+)
 def test_rejected_expressions(expression, message):
     with pytest.raises(ValueError, match=message):
         Schedule.parse(expression)
 
 
-@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "", "Europe/Pariss", "../../etc/passwd", "utc"],
-                         ids=["unknown", "empty", "typo", "path", "lowercase"])
+@pytest.mark.parametrize(
+    "zone",
+    ["Mars/Olympus_Mons", "", "Europe/Pariss", "../../etc/passwd", "utc"],
+    ids=["unknown", "empty", "typo", "path", "lowercase"],
+)
 def test_bad_timezone_rejected(zone):
     with pytest.raises(ValueError, match="unknown time zone"):
         Schedule.parse("0 * * * *", zone)
@@ -308,15 +357,25 @@ def test_whitespace_is_normalised():
 # --- results are aware UTC -----------------------------------------------------------------------
 
 AWARE_CASES = [
-    ("30 2 * * *", "America/New_York"), ("0 * * * *", "Europe/Paris"), ("*/10 * * * * *", "UTC"),
-    ("@daily", "Asia/Kolkata"), ("@every 1h30m", "America/New_York"), ("0 0 2 * * *", "Australia/Sydney"),
+    ("30 2 * * *", "America/New_York"),
+    ("0 * * * *", "Europe/Paris"),
+    ("*/10 * * * * *", "UTC"),
+    ("@daily", "Asia/Kolkata"),
+    ("@every 1h30m", "America/New_York"),
+    ("0 0 2 * * *", "Australia/Sydney"),
 ]
 
 
 @pytest.mark.parametrize("expression, zone", AWARE_CASES, ids=[f"{e} {z}" for e, z in AWARE_CASES])
-@pytest.mark.parametrize("now", [utc(2024, 3, 10, 6, 45), datetime(2024, 11, 3, 1, 15, tzinfo=NEW_YORK),
-                                 datetime(2024, 7, 1, 9, 0, tzinfo=PARIS)],
-                         ids=["utc-now", "new-york-now", "paris-now"])
+@pytest.mark.parametrize(
+    "now",
+    [
+        utc(2024, 3, 10, 6, 45),
+        datetime(2024, 11, 3, 1, 15, tzinfo=NEW_YORK),
+        datetime(2024, 7, 1, 9, 0, tzinfo=PARIS),
+    ],
+    ids=["utc-now", "new-york-now", "paris-now"],
+)
 def test_next_fire_is_aware_utc_and_after_now(expression, zone, now):
     nxt = Schedule.parse(expression, zone).next_fire(now)
     assert nxt.tzinfo is UTC
@@ -325,6 +384,7 @@ def test_next_fire_is_aware_utc_and_after_now(expression, zone, now):
 
 
 # --- time zones and DST --------------------------------------------------------------------------
+
 
 def test_timezone_shifts_the_fire_instant():
     # 07:30 in Paris is 06:30 UTC in winter and 05:30 UTC in summer
@@ -357,15 +417,20 @@ def test_new_york_fall_back_daily_0130_fires_once():
     assert local(following, NEW_YORK) == ["2024-11-04 01:30:00-0500", "2024-11-05 01:30:00-0500"]
 
 
-@pytest.mark.parametrize("after", [utc(2024, 11, 3, 5, 45), utc(2024, 11, 3, 6, 0), utc(2024, 11, 3, 6, 29)],
-                         ids=["after-first-0130", "in-second-pass", "just-before-repeat"])
+@pytest.mark.parametrize(
+    "after",
+    [utc(2024, 11, 3, 5, 45), utc(2024, 11, 3, 6, 0), utc(2024, 11, 3, 6, 29)],
+    ids=["after-first-0130", "in-second-pass", "just-before-repeat"],
+)
 def test_new_york_fall_back_now_inside_overlap_does_not_refire(after):
     nxt = Schedule.parse("30 1 * * *", "America/New_York").next_fire(after)
     assert local([nxt], NEW_YORK) == ["2024-11-04 01:30:00-0500"]
 
 
 def test_new_york_fall_back_hourly_fires_once_per_real_hour():
-    got = fires_until("0 * * * *", utc(2024, 11, 3, 3, 30), utc(2024, 11, 3, 8, 30), "America/New_York")
+    got = fires_until(
+        "0 * * * *", utc(2024, 11, 3, 3, 30), utc(2024, 11, 3, 8, 30), "America/New_York"
+    )
     assert local(got, NEW_YORK) == [
         "2024-11-03 00:00:00-0400",
         "2024-11-03 01:00:00-0400",
@@ -378,7 +443,9 @@ def test_new_york_fall_back_hourly_fires_once_per_real_hour():
 
 
 def test_new_york_spring_forward_hourly_skips_the_missing_hour():
-    got = fires_until("0 * * * *", utc(2024, 3, 10, 5, 30), utc(2024, 3, 10, 8, 30), "America/New_York")
+    got = fires_until(
+        "0 * * * *", utc(2024, 3, 10, 5, 30), utc(2024, 3, 10, 8, 30), "America/New_York"
+    )
     assert local(got, NEW_YORK) == [
         "2024-03-10 01:00:00-0500",
         "2024-03-10 03:00:00-0400",
@@ -393,9 +460,14 @@ def test_six_field_schedule_follows_the_same_dst_rules():
     assert local(fall, NEW_YORK) == ["2024-11-03 01:30:00-0400"]
 
 
-@pytest.mark.parametrize("now", [datetime(2024, 11, 3, 1, 15, tzinfo=NEW_YORK),
-                                 datetime(2024, 11, 3, 1, 15, fold=1, tzinfo=NEW_YORK)],
-                         ids=["first-0115", "second-0115"])
+@pytest.mark.parametrize(
+    "now",
+    [
+        datetime(2024, 11, 3, 1, 15, tzinfo=NEW_YORK),
+        datetime(2024, 11, 3, 1, 15, fold=1, tzinfo=NEW_YORK),
+    ],
+    ids=["first-0115", "second-0115"],
+)
 def test_zoned_now_inside_overlap_is_read_as_its_real_instant(now):
     nxt = Schedule.parse("0 * * * *", "America/New_York").next_fire(now)
     assert nxt - now.astimezone(UTC) == timedelta(minutes=45)
@@ -418,7 +490,9 @@ def test_paris_fall_back_0230_fires_once():
 
 
 def test_paris_fall_back_hourly_fires_every_real_hour():
-    got = fires_until("0 * * * *", utc(2024, 10, 26, 23, 30), utc(2024, 10, 27, 2, 30), "Europe/Paris")
+    got = fires_until(
+        "0 * * * *", utc(2024, 10, 26, 23, 30), utc(2024, 10, 27, 2, 30), "Europe/Paris"
+    )
     assert local(got, PARIS) == [
         "2024-10-27 02:00:00+0200",
         "2024-10-27 02:00:00+0100",
@@ -427,15 +501,22 @@ def test_paris_fall_back_hourly_fires_every_real_hour():
 
 
 def test_paris_weekday_schedule_skips_the_weekend():
-    got = fires("30 7 * * 1-5", datetime(2024, 6, 7, 8, 0, tzinfo=PARIS), 2, "Europe/Paris")  # a Friday
+    got = fires(
+        "30 7 * * 1-5", datetime(2024, 6, 7, 8, 0, tzinfo=PARIS), 2, "Europe/Paris"
+    )  # a Friday
     assert local(got, PARIS) == ["2024-06-10 07:30:00+0200", "2024-06-11 07:30:00+0200"]
 
 
 # --- describe ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("expression, zone, text", [
-    ("0 * * * *", "UTC", "0 * * * *"),
-    ("30 7 * * 1-5", "Europe/Paris", "30 7 * * 1-5 (Europe/Paris)"),
-], ids=["utc", "paris"])
+
+@pytest.mark.parametrize(
+    "expression, zone, text",
+    [
+        ("0 * * * *", "UTC", "0 * * * *"),
+        ("30 7 * * 1-5", "Europe/Paris", "30 7 * * 1-5 (Europe/Paris)"),
+    ],
+    ids=["utc", "paris"],
+)
 def test_describe(expression, zone, text):
     assert Schedule.parse(expression, zone).describe() == text

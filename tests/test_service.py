@@ -14,12 +14,17 @@ import time
 
 import psutil
 import pytest
-
 from conftest import run_petit, wait_until
-from petit.model import now_ms
-from petit.storage import Store
-from service_fixtures import (Service, group_members, is_alive, job_yaml, service,  # noqa: F401
-                              sockets_dir)
+from service_fixtures import (
+    Service,
+    group_members,
+    is_alive,
+    job_yaml,
+    service,  # noqa: F401
+)
+
+from petit.core.model import now_ms
+from petit.storage.store import Store
 
 # A long task whose process group has two members (the shell and its sleep), so "the whole group
 # is gone" means more than "the direct child died".
@@ -28,7 +33,8 @@ QUICK = "echo hello from $PETIT_RUN_ID"
 
 
 def hold(predicate, secs: float, message: str, interval: float = 0.05) -> None:
-    """Poll `predicate` for `secs` and fail as soon as it is false: a property that must stay true."""
+    """Poll `predicate` for `secs` and fail as soon as it is false: a property that must stay
+    true."""
     deadline = time.monotonic() + secs
     while time.monotonic() < deadline:
         value = predicate()
@@ -47,16 +53,23 @@ def start_long(svc: Service, job_id: str = "long") -> tuple[str, int]:
     """Trigger a long job and wait until its task group (shell + sleep) is up; (run id, pgid)."""
     run_id = svc.trigger(job_id)
     pgid = svc.wait_task_pid(run_id)
-    wait_until(lambda: len(group_members(pgid)) >= 2, timeout=5, message="shell and sleep in the task group")
+    wait_until(
+        lambda: len(group_members(pgid)) >= 2,
+        timeout=5,
+        message="shell and sleep in the task group",
+    )
     svc.remember()
     return run_id, pgid
 
 
 def group_gone(pgid: int, timeout: float = 5) -> None:
-    wait_until(lambda: not group_members(pgid), timeout=timeout, message=f"process group {pgid} to be gone")
+    wait_until(
+        lambda: not group_members(pgid), timeout=timeout, message=f"process group {pgid} to be gone"
+    )
 
 
 # -- schedules ------------------------------------------------------------------------------------
+
 
 def _assert_regular(runs, step_ms: int, slack_ms: int = 0) -> None:
     stamps = [run.scheduled_at for run in runs]
@@ -72,15 +85,23 @@ def test_schedules_fire_regularly_pause_and_resume(service, tmp_path):
     ticks = tmp_path / "ticks.txt"
     stamp = f'echo "$PETIT_JOB_ID $PETIT_SCHEDULED_AT $(date +%s%3N)" >> {ticks}'
     started_ms = now_ms()
-    svc = service({"sec": job_yaml("sec", stamp, schedule="*/1 * * * * *"),
-                   "two": job_yaml("two", stamp, schedule="@every 2s")})
+    svc = service(
+        {
+            "sec": job_yaml("sec", stamp, schedule="*/1 * * * * *"),
+            "two": job_yaml("two", stamp, schedule="@every 2s"),
+        }
+    )
 
-    wait_until(lambda: len(svc.runs("sec")) >= 11 and len(svc.runs("two")) >= 5, timeout=20,
-               interval=0.1, message="11 fires of the every-second job and 5 of the @every 2s job")
+    wait_until(
+        lambda: len(svc.runs("sec")) >= 11 and len(svc.runs("two")) >= 5,
+        timeout=20,
+        interval=0.1,
+        message="11 fires of the every-second job and 5 of the @every 2s job",
+    )
     sec, two = svc.runs("sec"), svc.runs("two")
     elapsed_secs = (now_ms() - started_ms) / 1000
     _assert_regular(sec, 1000)
-    _assert_regular(two, 2000, slack_ms=1)     # @every keeps a sub-millisecond phase
+    _assert_regular(two, 2000, slack_ms=1)  # @every keeps a sub-millisecond phase
     # contiguous stamps already rule out missed fires; these bound extra ones (loose below:
     # startup time counts in elapsed_secs)
     assert elapsed_secs - 5 <= len(sec) <= elapsed_secs + 1, (len(sec), elapsed_secs)
@@ -90,19 +111,28 @@ def test_schedules_fire_regularly_pause_and_resume(service, tmp_path):
     paused_ms = now_ms()
     assert svc.status()["scheduler"]["state"] == "paused"
     before = {run.id for job in ("sec", "two") for run in svc.runs(job)}
-    hold(lambda: {run.id for job in ("sec", "two") for run in svc.runs(job)} == before, 2.5,
-         "a scheduled run was created while paused")
-    assert not [run.id for job in ("sec", "two") for run in svc.runs(job) if run.created_at > paused_ms]
+    hold(
+        lambda: {run.id for job in ("sec", "two") for run in svc.runs(job)} == before,
+        2.5,
+        "a scheduled run was created while paused",
+    )
+    assert not [
+        run.id for job in ("sec", "two") for run in svc.runs(job) if run.created_at > paused_ms
+    ]
     assert "fire of job sec at" in svc.log() and "fire of job two at" in svc.log()
     assert "dropped: scheduler is paused" in svc.log()
 
     resume_sent_ms = now_ms()
     svc.call("resume")
     assert svc.status()["scheduler"]["state"] == "running"
-    wait_until(lambda: len(svc.runs("sec")) >= len(sec) + 3 and len(svc.runs("two")) >= len(two) + 1,
-               timeout=8, interval=0.1, message="fires after resume")
-    after_sec = svc.runs("sec")[len(sec):]
-    after_two = svc.runs("two")[len(two):]
+    wait_until(
+        lambda: len(svc.runs("sec")) >= len(sec) + 3 and len(svc.runs("two")) >= len(two) + 1,
+        timeout=8,
+        interval=0.1,
+        message="fires after resume",
+    )
+    after_sec = svc.runs("sec")[len(sec) :]
+    after_two = svc.runs("two")[len(two) :]
     _assert_regular(after_sec, 1000)
     # fires that fell inside the pause are not replayed
     assert all(run.scheduled_at > resume_sent_ms for run in after_sec + after_two)
@@ -111,21 +141,29 @@ def test_schedules_fire_regularly_pause_and_resume(service, tmp_path):
     # between the snapshot of the runs and the reading of the file)
     svc.call("pause")
     all_runs = svc.runs("sec") + svc.runs("two")
-    wait_until(lambda: all(svc.run(run.id).status.is_terminal for run in all_runs), timeout=5,
-               message="the observed runs to finish")
+    wait_until(
+        lambda: all(svc.run(run.id).status.is_terminal for run in all_runs),
+        timeout=5,
+        message="the observed runs to finish",
+    )
     assert all(svc.run(run.id).status.value == "completed" for run in all_runs)
     seen = [line.split() for line in ticks.read_text().splitlines()]
     for job_id in ("sec", "two"):
-        assert sorted(int(s) for j, s, _ in seen if j == job_id) == \
-            sorted(run.scheduled_at for run in all_runs if run.job_id == job_id)
+        assert sorted(int(s) for j, s, _ in seen if j == job_id) == sorted(
+            run.scheduled_at for run in all_runs if run.job_id == job_id
+        )
     lateness = sorted(int(actual) - int(scheduled) for _, scheduled, actual in seen)
-    print(f"\nfire lateness over {len(lateness)} fires (task start, via date in the task): "
-          f"median {statistics.median(lateness):.0f} ms, worst {lateness[-1]} ms, best {lateness[0]} ms")
+    print(
+        f"\nfire lateness over {len(lateness)} fires (task start, via date in the task): "
+        f"median {statistics.median(lateness):.0f} ms, worst {lateness[-1]} ms, "
+        f"best {lateness[0]} ms"
+    )
     assert lateness[0] >= 0, "a task started before its scheduled instant"
     assert lateness[-1] < 1000, "sanity bound only; the performance issue measures lateness"
 
 
 # -- trigger, cancel, reload, status over the socket ----------------------------------------------
+
 
 def test_trigger_records_a_run_that_completes(service):
     svc = service({"hello": job_yaml("hello", QUICK)})
@@ -159,7 +197,7 @@ def test_cancel_running_run_kills_its_process_group(service):
     run_id, pgid = start_long(svc)
     result = svc.call("cancel", run_id)
     assert result["run_id"] == run_id and result["status"] == "cancelled"
-    run = svc.run(run_id)        # the reply comes once the end is recorded
+    run = svc.run(run_id)  # the reply comes once the end is recorded
     assert run.status.value == "cancelled"
     assert run.task("t").status.value == "failed" and run.task("t").error == "cancelled"
     group_gone(pgid)
@@ -189,14 +227,17 @@ def test_reload_adds_a_job_keeping_running_runs_and_pause(service):
     status = svc.status()["scheduler"]
     assert status["state"] == "paused" and status["jobs"] == 2
     assert [r["run_id"] for r in status["running_runs"]] == [run_id]
-    fresh = svc.trigger("fresh")          # manual triggers work while paused
+    fresh = svc.trigger("fresh")  # manual triggers work while paused
     assert svc.wait_run(fresh, "completed", "failed").status.value == "completed"
     assert svc.run(run_id).status.value == "running" and group_members(pgid)
     # the running run is still under control: it can be cancelled after the reload
     assert svc.call("cancel", run_id)["status"] == "cancelled"
     group_gone(pgid)
     human = run_petit("ctl", "reload", "--socket", svc.socket)
-    assert human.returncode == 0 and human.stdout.strip() == "reloaded 2 job(s); added: none; removed: none"
+    assert (
+        human.returncode == 0
+        and human.stdout.strip() == "reloaded 2 job(s); added: none; removed: none"
+    )
 
 
 def test_reload_with_invalid_files_keeps_the_old_jobs(service):
@@ -219,7 +260,9 @@ def test_reload_with_invalid_files_keeps_the_old_jobs(service):
 
 
 def test_status_reports_processes_and_running_runs(service):
-    svc = service({"long": job_yaml("long", LONG), "sec": job_yaml("sec", "true", schedule="0 0 1 1 *")})
+    svc = service(
+        {"long": job_yaml("long", LONG), "sec": job_yaml("sec", "true", schedule="0 0 1 1 *")}
+    )
     run_id, _ = start_long(svc)
     status = svc.status()
     assert status["supervisor"]["pid"] == svc.pid
@@ -230,9 +273,20 @@ def test_status_reports_processes_and_running_runs(service):
     assert child["pid"] in [c.pid for c in psutil.Process(svc.pid).children()]
     assert child["uptime_secs"] > 0
     scheduler = status["scheduler"]
-    assert scheduler["state"] == "running" and scheduler["pid"] == child["pid"] and scheduler["jobs"] == 2
-    assert scheduler["running_runs"] == [{"run_id": run_id, "job_id": "long", "status": "running",
-                                         "trigger": "manual", "started_at": svc.run(run_id).started_at}]
+    assert (
+        scheduler["state"] == "running"
+        and scheduler["pid"] == child["pid"]
+        and scheduler["jobs"] == 2
+    )
+    assert scheduler["running_runs"] == [
+        {
+            "run_id": run_id,
+            "job_id": "long",
+            "status": "running",
+            "trigger": "manual",
+            "started_at": svc.run(run_id).started_at,
+        }
+    ]
     assert list(scheduler["next_fires"]) == ["sec"]
 
     human = run_petit("ctl", "status", "--socket", svc.socket)
@@ -264,6 +318,7 @@ def test_ctl_shutdown_stops_the_service(service):
 
 # -- the client side ------------------------------------------------------------------------------
 
+
 def test_ctl_without_a_listening_petit(tmp_path, sockets_dir):
     missing = run_petit("ctl", "status", "--socket", os.path.join(sockets_dir, "none.sock"))
     assert missing.returncode == 3
@@ -289,8 +344,10 @@ def test_socket_path_over_the_limit_is_a_clear_error(service, tmp_path):
 
 # -- control socket robustness --------------------------------------------------------------------
 
+
 def exchange(path: str, data: bytes, timeout: float = 5) -> list[dict]:
-    """Send raw bytes on a fresh connection, read reply lines until the server closes or is quiet."""
+    """Send raw bytes on a fresh connection, read reply lines until the server closes or is
+    quiet."""
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(timeout)
         sock.connect(path)
@@ -309,18 +366,20 @@ def test_control_socket_survives_bad_clients(service):
 
     malformed, status = exchange(svc.socket, b'{"cmd": "status"\n{"id": "2", "cmd": "status"}\n')
     assert malformed["ok"] is False and malformed["code"] == "BAD_REQUEST"
-    assert status["ok"] is True and status["id"] == "2"     # the connection still serves
+    assert status["ok"] is True and status["id"] == "2"  # the connection still serves
 
     [unknown] = exchange(svc.socket, b'{"id": "u", "cmd": "frobnicate"}\n')
-    assert unknown["code"] == "BAD_REQUEST" and "status" in unknown["error"] and unknown["id"] == "u"
+    assert (
+        unknown["code"] == "BAD_REQUEST" and "status" in unknown["error"] and unknown["id"] == "u"
+    )
 
     [oversized] = exchange(svc.socket, b'{"cmd": "status", "pad": "' + b"x" * (65 * 1024) + b'"}\n')
     assert oversized["ok"] is False and "longer than 65536 bytes" in oversized["error"]
 
     with socket.socket(socket.AF_UNIX) as silent, socket.socket(socket.AF_UNIX) as half:
-        silent.connect(svc.socket)                  # connects and sends nothing
+        silent.connect(svc.socket)  # connects and sends nothing
         half.connect(svc.socket)
-        half.sendall(b'{"cmd": "sta')               # half a line, then nothing
+        half.sendall(b'{"cmd": "sta')  # half a line, then nothing
         started = time.monotonic()
         assert svc.status()["supervisor"]["pid"] == svc.pid
         assert time.monotonic() - started < 5
@@ -329,19 +388,26 @@ def test_control_socket_survives_bad_clients(service):
     assert "Traceback" not in svc.log()
 
 
-@pytest.mark.parametrize("line", [
-    pytest.param(b'{"id": "1", "cmd": ["status"]}', id="unhashable-cmd"),
-    pytest.param(b'{"id": "1", "cmd": "trigger", "args": ["hello"]}', id="args-not-object"),
-    pytest.param(b'{"id": "1", "cmd": "trigger", "args": {"job_id": 7}}', id="job-id-not-string"),
-    pytest.param(b'{"id": NaN, "cmd": "nope"}', id="id-nan"),
-    pytest.param(b'"status"', id="not-an-object"),
-    pytest.param(b"\xff\xfe{}", id="not-utf8"),
-    pytest.param(b"[" * 50_000, id="deeply-nested"),
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param(b'{"id": "1", "cmd": ["status"]}', id="unhashable-cmd"),
+        pytest.param(b'{"id": "1", "cmd": "trigger", "args": ["hello"]}', id="args-not-object"),
+        pytest.param(
+            b'{"id": "1", "cmd": "trigger", "args": {"job_id": 7}}', id="job-id-not-string"
+        ),
+        pytest.param(b'{"id": NaN, "cmd": "nope"}', id="id-nan"),
+        pytest.param(b'"status"', id="not-an-object"),
+        pytest.param(b"\xff\xfe{}", id="not-utf8"),
+        pytest.param(b"[" * 50_000, id="deeply-nested"),
+    ],
+)
 def test_malformed_requests_get_an_error_reply(service, line):
     svc = service({})
     replies = exchange(svc.socket, line + b"\n")
-    assert len(replies) == 1 and replies[0]["ok"] is False and replies[0]["code"] == "BAD_REQUEST", replies
+    assert (
+        len(replies) == 1 and replies[0]["ok"] is False and replies[0]["code"] == "BAD_REQUEST"
+    ), replies
     assert replies[0]["id"] in ("1", None)
     assert svc.proc.poll() is None and svc.status()["supervisor"]["pid"] == svc.pid
     assert "Traceback" not in svc.log()
@@ -349,9 +415,15 @@ def test_malformed_requests_get_an_error_reply(service, line):
 
 # -- startup refusals -----------------------------------------------------------------------------
 
+
 def test_invalid_jobs_dir_is_refused_with_every_error(service):
-    svc = service({"typo": job_yaml("typo", QUICK).replace("tasks:", "taks:"),
-                   "bad": job_yaml("bad", QUICK, schedule="@every soon")}, wait_ready=False)
+    svc = service(
+        {
+            "typo": job_yaml("typo", QUICK).replace("tasks:", "taks:"),
+            "bad": job_yaml("bad", QUICK, schedule="@every soon"),
+        },
+        wait_ready=False,
+    )
     assert svc.proc.wait(timeout=20) == 1
     log = svc.log()
     assert "typo.yaml" in log and "taks" in log
@@ -363,11 +435,17 @@ def test_invalid_jobs_dir_is_refused_with_every_error(service):
 
 def test_second_petit_on_the_same_db_is_refused(service, sockets_dir):
     first = service({"hello": job_yaml("hello", QUICK)})
-    same_socket = service(jobs_dir=first.jobs_dir, db=first.db, socket=first.socket, wait_ready=False)
+    same_socket = service(
+        jobs_dir=first.jobs_dir, db=first.db, socket=first.socket, wait_ready=False
+    )
     assert same_socket.proc.wait(timeout=20) == 1
     assert "another petit is already" in same_socket.log()
-    other_socket = service(jobs_dir=first.jobs_dir, db=first.db, wait_ready=False,
-                           socket=os.path.join(sockets_dir, "other.sock"))
+    other_socket = service(
+        jobs_dir=first.jobs_dir,
+        db=first.db,
+        wait_ready=False,
+        socket=os.path.join(sockets_dir, "other.sock"),
+    )
     assert other_socket.proc.wait(timeout=20) == 1
     assert f"another petit is already running jobs on {first.db}" in other_socket.log()
     for refused in (same_socket, other_socket):
@@ -384,7 +462,7 @@ def test_one_shot_trigger_is_refused_while_petit_run_serves_the_db(service):
     done = run_petit("trigger", svc.jobs_dir, "hello", "--db", svc.db, timeout=30)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "already running jobs" in done.stderr and "petit ctl trigger" in done.stderr
-    assert Store(svc.db).list_runs("hello", 10) == []          # nothing recorded by the refused trigger
+    assert Store(svc.db).list_runs("hello", 10) == []  # nothing recorded by the refused trigger
     assert svc.wait_run(svc.trigger("hello"), "completed").status.value == "completed"
 
 
@@ -393,17 +471,20 @@ def test_a_file_that_is_not_a_socket_is_never_deleted(service, sockets_dir):
     with open(path, "w") as handle:
         handle.write("precious")
     svc = service({"hello": job_yaml("hello", QUICK)}, wait_ready=False)
-    wait_until(lambda: svc.proc.poll() is not None or not os.path.exists(path), timeout=20,
-               message="petit to exit or to delete the file")
+    wait_until(
+        lambda: svc.proc.poll() is not None or not os.path.exists(path),
+        timeout=20,
+        message="petit to exit or to delete the file",
+    )
     with open(path) as handle:
         assert handle.read() == "precious"
     assert svc.proc.wait(timeout=20) == 1
 
 
 def test_stale_socket_file_is_removed(service, sockets_dir):
-    path = os.path.join(sockets_dir, "p.sock")        # the fixture's default socket path
+    path = os.path.join(sockets_dir, "p.sock")  # the fixture's default socket path
     with socket.socket(socket.AF_UNIX) as sock:
-        sock.bind(path)                               # bound, closed: nobody listens
+        sock.bind(path)  # bound, closed: nobody listens
     assert stat.S_ISSOCK(os.stat(path).st_mode)
     svc = service({"hello": job_yaml("hello", QUICK)})
     assert svc.socket == path and f"removing stale control socket {path}" in svc.log()
@@ -412,22 +493,35 @@ def test_stale_socket_file_is_removed(service, sockets_dir):
 
 # -- concurrency and dependencies -----------------------------------------------------------------
 
+
 def test_max_concurrency_refuses_a_second_run(service):
-    svc = service({"solo": job_yaml("solo", LONG, max_concurrency=1), "hello": job_yaml("hello", QUICK)})
+    svc = service(
+        {"solo": job_yaml("solo", LONG, max_concurrency=1), "hello": job_yaml("hello", QUICK)}
+    )
     run_id, pgid = start_long(svc, "solo")
     refused = svc.ctl("trigger", "solo")
-    assert error_of(refused)["code"] == "TOO_MANY_REQUESTS" and "max_concurrency 1" in refused.stderr
+    assert (
+        error_of(refused)["code"] == "TOO_MANY_REQUESTS" and "max_concurrency 1" in refused.stderr
+    )
     assert svc.wait_run(svc.trigger("hello"), "completed").status.value == "completed"
     svc.call("cancel", run_id)
     group_gone(pgid)
-    again = svc.trigger("solo")                        # the slot is free again
+    again = svc.trigger("solo")  # the slot is free again
     svc.call("cancel", again)
     assert [r.status.value for r in svc.runs("solo")] == ["cancelled", "cancelled"]
 
 
 def test_max_jobs_limits_runs_across_jobs_before_dependencies(service):
-    svc = service({"a": job_yaml("a", LONG), "b": job_yaml("b", LONG), "up": job_yaml("up", QUICK),
-                   "down": job_yaml("down", QUICK, depends_on="up")}, "--max-jobs", "1")
+    svc = service(
+        {
+            "a": job_yaml("a", LONG),
+            "b": job_yaml("b", LONG),
+            "up": job_yaml("up", QUICK),
+            "down": job_yaml("down", QUICK, depends_on="up"),
+        },
+        "--max-jobs",
+        "1",
+    )
     run_id, pgid = start_long(svc, "a")
     refused = svc.ctl("trigger", "b")
     assert error_of(refused)["code"] == "TOO_MANY_REQUESTS" and "--max-jobs" in refused.stderr
@@ -443,8 +537,12 @@ def test_max_jobs_limits_runs_across_jobs_before_dependencies(service):
 
 def test_cross_job_dependency_waits_for_upstream_success(service, tmp_path):
     gate = tmp_path / "gate"
-    svc = service({"up": job_yaml("up", f"while [ ! -e {gate} ]; do sleep 0.02; done"),
-                   "down": job_yaml("down", QUICK, depends_on="up")})
+    svc = service(
+        {
+            "up": job_yaml("up", f"while [ ! -e {gate} ]; do sleep 0.02; done"),
+            "down": job_yaml("down", QUICK, depends_on="up"),
+        }
+    )
     never_ran = svc.ctl("trigger", "down")
     assert error_of(never_ran)["code"] == "CONFLICT"
     assert "depends on 'up' (last_success)" in never_ran.stderr
@@ -459,6 +557,7 @@ def test_cross_job_dependency_waits_for_upstream_success(service, tmp_path):
 
 
 # -- faults ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.timeout(60)
@@ -476,12 +575,16 @@ def test_worker_sigkill_mid_run_is_restarted_and_recovers(service):
         result = svc.ctl("trigger", "hello")
         return json.loads(result.stdout)["run_id"] if result.returncode == 0 else None
 
-    new_run = wait_until(trigger_accepted, timeout=20, interval=0.01, message="a trigger to be accepted")
+    new_run = wait_until(
+        trigger_accepted, timeout=20, interval=0.01, message="a trigger to be accepted"
+    )
     accepted = time.monotonic() - killed_at
-    print(f"\nSIGKILL of the worker -> first successful `ctl trigger`: {accepted:.3f}s "
-          f"(that ctl call started {attempt['started'] - killed_at:.3f}s after the kill)")
+    print(
+        f"\nSIGKILL of the worker -> first successful `ctl trigger`: {accepted:.3f}s "
+        f"(that ctl call started {attempt['started'] - killed_at:.3f}s after the kill)"
+    )
 
-    run = svc.run(run_id)              # recovery ran before the new worker said ready
+    run = svc.run(run_id)  # recovery ran before the new worker said ready
     assert run.status.value == "interrupted" and run.error == "run was interrupted"
     assert run.task("t").status.value == "failed" and run.task("t").error == "run was interrupted"
     group_gone(pgid)
@@ -497,11 +600,15 @@ def test_supervisor_sigkill_takes_the_tree_down(service):
     svc = service({"long": job_yaml("long", LONG)})
     run_id, pgid = start_long(svc)
     svc.remember()
-    assert len(svc.seen) >= 4          # supervisor, worker, the task's shell and sleep (+ tracker)
+    assert len(svc.seen) >= 4  # supervisor, worker, the task's shell and sleep (+ tracker)
     svc.proc.kill()
     svc.proc.wait()
-    wait_until(lambda: not svc.leftovers(), timeout=5, interval=0.1,
-               message="the worker and every task process to be gone")
+    wait_until(
+        lambda: not svc.leftovers(),
+        timeout=5,
+        interval=0.1,
+        message="the worker and every task process to be gone",
+    )
     assert not group_members(pgid)
     assert svc.wait_run(run_id, "interrupted", timeout=5).task("t").error == "run was interrupted"
     assert "supervisor" in svc.log() and "is gone" in svc.log()
@@ -518,7 +625,7 @@ def test_whole_tree_sigkill_then_restart_recovers(service):
     wait_until(lambda: not is_alive(worker), timeout=5, message="the worker to die")
     assert all(is_alive(p) for p in members), "the task group should outlive a SIGKILLed tree"
     assert svc.run(run_id).status.value == "running"
-    assert os.path.exists(svc.socket)                # left behind by the dead supervisor
+    assert os.path.exists(svc.socket)  # left behind by the dead supervisor
 
     again = service(jobs_dir=svc.jobs_dir, db=svc.db, socket=svc.socket)
     run = again.run(run_id)
@@ -570,7 +677,9 @@ def test_second_sigint_skips_the_shutdown_wait(service):
     run_id, pgid = start_long(svc)
     started = time.monotonic()
     svc.proc.send_signal(signal.SIGINT)
-    wait_until(lambda: "shutting down (SIGINT)" in svc.log(), timeout=5, message="the shutdown to begin")
+    wait_until(
+        lambda: "shutting down (SIGINT)" in svc.log(), timeout=5, message="the shutdown to begin"
+    )
     svc.proc.send_signal(signal.SIGINT)
     assert svc.proc.wait(timeout=20) == 0
     assert time.monotonic() - started < 10
@@ -587,21 +696,32 @@ def test_pause_survives_worker_kill_and_service_restart(service):
     paused_ms = now_ms()
 
     def fires_since_pause() -> list[str]:
-        return [r.id for r in svc.runs("sec") if r.trigger.value == "schedule" and r.created_at > paused_ms]
+        return [
+            r.id
+            for r in svc.runs("sec")
+            if r.trigger.value == "schedule" and r.created_at > paused_ms
+        ]
 
     old_pid = svc.worker_pid()
     os.kill(old_pid, signal.SIGKILL)
-    wait_until(lambda: svc.child("scheduler")["restarts"] == 1 and svc.is_ready(), timeout=15,
-               message="the worker to be restarted")
+    wait_until(
+        lambda: svc.child("scheduler")["restarts"] == 1 and svc.is_ready(),
+        timeout=15,
+        message="the worker to be restarted",
+    )
     assert svc.status()["scheduler"]["state"] == "paused"
-    hold(lambda: not fires_since_pause(), 1.2, "a scheduled run after a worker restart while paused")
-    manual = svc.trigger("sec")       # pause stops scheduled fires only
+    hold(
+        lambda: not fires_since_pause(), 1.2, "a scheduled run after a worker restart while paused"
+    )
+    manual = svc.trigger("sec")  # pause stops scheduled fires only
     assert svc.wait_run(manual, "completed").status.value == "completed"
 
     assert svc.stop() == 0
     again = service(jobs_dir=svc.jobs_dir, db=svc.db, socket=svc.socket)
     assert again.status()["scheduler"]["state"] == "paused"
-    hold(lambda: not fires_since_pause(), 1.2, "a scheduled run after a service restart while paused")
+    hold(
+        lambda: not fires_since_pause(), 1.2, "a scheduled run after a service restart while paused"
+    )
     again.call("resume")
     wait_until(fires_since_pause, timeout=5, message="scheduled fires after resume")
     assert again.status()["scheduler"]["state"] == "running"

@@ -16,10 +16,10 @@ import time
 
 import psutil
 import pytest
-
 from api_fixtures import Service, marked_processes
 from conftest import wait_until
-from petit.storage import Store
+
+from petit.storage.store import Store
 
 SOAK = os.environ.get("PETIT_SOAK") == "1"
 DURATION_SECS = 600.0 if SOAK else 60.0
@@ -62,7 +62,7 @@ class TriggerStream(threading.Thread):
         super().__init__(daemon=True)
         self.port, self.stop = port, stop
         self.acknowledged: list[str] = []
-        self.unanswered = 0          # connection broken or refused: petit may or may not have the run
+        self.unanswered = 0  # connection broken or refused: petit may or may not have the run
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -73,6 +73,7 @@ class TriggerStream(threading.Thread):
                 body = response.read()
                 if response.status == 200:
                     import json
+
                     self.acknowledged.append(json.loads(body)["run_id"])
             except (OSError, http.client.HTTPException):
                 self.unanswered += 1
@@ -101,7 +102,7 @@ def test_nothing_is_lost_under_random_kills(tmp_path):
     stream = TriggerStream(svc.port, stop)
     stream.start()
     kills = {"scheduler": 0, "api": 0}
-    memory: list[tuple[float, int]] = []     # (elapsed, supervisor RSS)
+    memory: list[tuple[float, int]] = []  # (elapsed, supervisor RSS)
     started = time.monotonic()
     try:
         while time.monotonic() - started < DURATION_SECS:
@@ -112,25 +113,31 @@ def test_nothing_is_lost_under_random_kills(tmp_path):
             if pid:
                 os.kill(pid, signal.SIGKILL)
                 kills[victim] += 1
-        os.kill(svc.proc.pid, signal.SIGKILL)             # at the end, the supervisor itself
+        os.kill(svc.proc.pid, signal.SIGKILL)  # at the end, the supervisor itself
         svc.proc.wait(10)
     finally:
         stop.set()
         stream.join(15)
     # the children notice their parent died and take their task processes with them
-    wait_until(lambda: not marked_processes(svc.marker), timeout=10, interval=0.1,
-               message="every petit and task process gone after the supervisor was killed")
+    wait_until(
+        lambda: not marked_processes(svc.marker),
+        timeout=10,
+        interval=0.1,
+        message="every petit and task process gone after the supervisor was killed",
+    )
 
     # -- restart on the same db: recovery finishes what the kills interrupted ------------------
     again = Service(str(tmp_path / "again"), extra_args=("--keep-runs", "100000"), api=False)
     again.jobs_dir, again.db = svc.jobs_dir, svc.db
-    for name in FIRING_JOBS:       # no new fires during the audit
+    for name in FIRING_JOBS:  # no new fires during the audit
         if name != "manual.yaml":
             os.unlink(os.path.join(again.jobs_dir, name))
     again.start()
     try:
         store = Store(svc.db)
-        runs = {job: store.list_runs(job, 1_000_000) for job in ("tick_a", "tick_b", "tick_c", "manual")}
+        runs = {
+            job: store.list_runs(job, 1_000_000) for job in ("tick_a", "tick_b", "tick_c", "manual")
+        }
     finally:
         again.stop()
 
@@ -156,8 +163,10 @@ def test_nothing_is_lost_under_random_kills(tmp_path):
     first = [rss for at, rss in memory if at <= window]
     last = [rss for at, rss in memory if at >= DURATION_SECS - window]
     growth = statistics.median(last) / statistics.median(first) - 1 if first and last else 0.0
-    print(f"\nsoak {DURATION_SECS:.0f}s seed {SEED}: kills {kills} + supervisor, "
-          f"{len(stream.acknowledged)} acknowledged triggers ({stream.unanswered} unanswered), "
-          f"{len(all_runs)} runs checked ({len(interrupted)} interrupted), "
-          f"supervisor RSS growth {growth:+.1%}")
+    print(
+        f"\nsoak {DURATION_SECS:.0f}s seed {SEED}: kills {kills} + supervisor, "
+        f"{len(stream.acknowledged)} acknowledged triggers ({stream.unanswered} unanswered), "
+        f"{len(all_runs)} runs checked ({len(interrupted)} interrupted), "
+        f"supervisor RSS growth {growth:+.1%}"
+    )
     assert growth <= 0.10, f"supervisor memory grew {growth:.1%} between the first and last window"

@@ -12,11 +12,11 @@ import threading
 import time
 
 import pytest
-
 from conftest import ROOT, wait_until
+
+from petit.core.model import RunStatus, TaskStatus, Trigger
 from petit.errors import StorageError
-from petit.model import RunStatus, TaskStatus, Trigger
-from petit.storage import RUNS_PER_CHUNK, Store, split_run_id
+from petit.storage.store import RUNS_PER_CHUNK, Store, split_run_id
 
 
 @pytest.fixture
@@ -42,6 +42,7 @@ def chunk_files(store: Store, job_id: str) -> list[str]:
 
 # -- run ids and reading back -------------------------------------------------------------------
 
+
 def test_create_run_allocates_increasing_ids_per_job(db):
     store = Store(db)
     first = store.create_run("alpha", ["a", "b"], Trigger.MANUAL)
@@ -49,10 +50,16 @@ def test_create_run_allocates_increasing_ids_per_job(db):
     other = store.create_run("beta", ["x"], Trigger.MANUAL)
     assert [first.id, second.id, other.id] == ["alpha-1", "alpha-2", "beta-1"]
     assert (first.seq, second.seq) == (1, 2)
-    reread = Store(db).get_run("alpha-2")   # durable on return: a fresh Store reads it from disk
-    assert (reread.status, reread.trigger, reread.scheduled_at) == (RunStatus.PENDING, Trigger.SCHEDULE, 1234)
-    assert [(t.task_id, t.status, t.attempts) for t in reread.tasks] == [("a", TaskStatus.PENDING, 0),
-                                                                        ("b", TaskStatus.PENDING, 0)]
+    reread = Store(db).get_run("alpha-2")  # durable on return: a fresh Store reads it from disk
+    assert (reread.status, reread.trigger, reread.scheduled_at) == (
+        RunStatus.PENDING,
+        Trigger.SCHEDULE,
+        1234,
+    )
+    assert [(t.task_id, t.status, t.attempts) for t in reread.tasks] == [
+        ("a", TaskStatus.PENDING, 0),
+        ("b", TaskStatus.PENDING, 0),
+    ]
     assert reread.created_at > 0
     assert Store(db).create_run("alpha", ["a"], Trigger.MANUAL).id == "alpha-3"
 
@@ -61,7 +68,7 @@ def test_two_stores_on_one_file_see_each_others_writes(db):
     one, two = Store(db), Store(db)
     run = one.create_run("job", ["t"], Trigger.MANUAL)
     assert two.get_run(run.id) is not None
-    assert two.create_run("job", ["t"], Trigger.MANUAL).id == "job-2"   # no stale counter
+    assert two.create_run("job", ["t"], Trigger.MANUAL).id == "job-2"  # no stale counter
     finish(two, two.get_run("job-2"))
     assert one.get_run("job-2").status is RunStatus.COMPLETED
     assert one.create_run("job", ["t"], Trigger.MANUAL).id == "job-3"
@@ -78,7 +85,7 @@ def test_history_across_several_chunks(db):
         assert fresh.get_run(f"many-{seq}").seq == seq
     assert fresh.get_run(f"many-{total + 1}") is None
     newest = fresh.list_runs("many", 120)
-    assert [r.seq for r in newest] == list(range(total, total - 120, -1))   # crosses a chunk edge
+    assert [r.seq for r in newest] == list(range(total, total - 120, -1))  # crosses a chunk edge
     assert [r.seq for r in fresh.list_runs("many", 10_000)] == list(range(total, 0, -1))
     assert [r.seq for r in fresh.list_runs("many", 1)] == [total]
     assert fresh.list_runs("many", 0) == []
@@ -86,9 +93,25 @@ def test_history_across_several_chunks(db):
     assert len(fresh.active_runs()) == total
 
 
-@pytest.mark.parametrize("run_id", ["", "nope", "job-", "-1", "job-abc", "job-1x", "../etc-1", "..-1",
-                                    "job/x-1", "job-01", "job-0", "job-1234567890123", "a" * 129 + "-1",
-                                    "job-999"])
+@pytest.mark.parametrize(
+    "run_id",
+    [
+        "",
+        "nope",
+        "job-",
+        "-1",
+        "job-abc",
+        "job-1x",
+        "../etc-1",
+        "..-1",
+        "job/x-1",
+        "job-01",
+        "job-0",
+        "job-1234567890123",
+        "a" * 129 + "-1",
+        "job-999",
+    ],
+)
 def test_malformed_or_unknown_run_ids_return_none(db, run_id):
     store = Store(db)
     store.create_run("job", ["t"], Trigger.MANUAL)
@@ -103,11 +126,12 @@ def test_split_run_id_takes_the_last_dash():
 
 # -- retention ----------------------------------------------------------------------------------
 
+
 def test_retention_removes_old_runs_and_their_logs_but_never_an_active_run(db):
     store = Store(db, keep_runs=3)
-    long_running = store.create_run("job", ["t"], Trigger.MANUAL)   # job-1 stays active throughout
+    long_running = store.create_run("job", ["t"], Trigger.MANUAL)  # job-1 stays active throughout
     store.write_log(long_running.id, "t", {"stdout": "still going"})
-    for _ in range(6):                                               # job-2 .. job-7
+    for _ in range(6):  # job-2 .. job-7
         run = store.create_run("job", ["t"], Trigger.MANUAL)
         store.write_log(run.id, "t", {"stdout": run.id})
         finish(store, run)
@@ -136,6 +160,7 @@ def test_retention_across_chunks_deletes_whole_old_files(db):
 
 # -- job docs and scheduler state ---------------------------------------------------------------
 
+
 def test_paused_flag_round_trip(db):
     assert Store(db).is_paused() is False
     Store(db).set_paused(True)
@@ -159,7 +184,7 @@ def test_sync_jobs_keeps_run_counters_and_history(db):
     summaries = store.job_summaries()
     a = summaries["a"]
     assert (a["name"], a["next_seq"], a["active"]) == ("A2", 3, ["a-1"])
-    assert summaries["b"]["defined"] is False   # left the folder: kept, marked undefined
+    assert summaries["b"]["defined"] is False  # left the folder: kept, marked undefined
     assert store.create_run("a", ["t"], Trigger.MANUAL).id == "a-3"
     assert store.get_run("a-2").status is RunStatus.COMPLETED
 
@@ -167,7 +192,7 @@ def test_sync_jobs_keeps_run_counters_and_history(db):
 def test_a_failed_write_leaves_no_phantom_state_in_memory(db):
     store = Store(db)
     store.sync_jobs({"a": {"name": "A"}})
-    with pytest.raises(TypeError):   # not JSON: the write fails after TinyDB changed its data
+    with pytest.raises(TypeError):  # not JSON: the write fails after TinyDB changed its data
         store.sync_jobs({"a": {"name": {"a", "set"}}})
     assert store.job_summaries()["a"]["name"] == "A"
     assert Store(db).job_summaries()["a"]["name"] == "A"
@@ -192,21 +217,37 @@ def test_logs_round_trip(db):
     assert store.read_log("job-1", "t") is None
     store.write_log("job-1", "t", {"stdout": "out", "stderr": "", "truncated": False})
     assert store.read_log("job-1", "t") == {"stdout": "out", "stderr": "", "truncated": False}
-    assert [n for n in os.listdir(os.path.dirname(store.log_path("job-1", "t"))) if n.startswith(".")] == []
+    assert [
+        n for n in os.listdir(os.path.dirname(store.log_path("job-1", "t"))) if n.startswith(".")
+    ] == []
 
 
 # -- damaged files ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("content", [b'{"jobs": {"1": {"id": "x", "next', b"\x00\x01garbage",
-                                     b'["a list"]', b'{"jobs": [1, 2]}', b'{"jobs": {"1": 7}}'],
-                         ids=["torn-json", "binary", "not-a-map", "table-not-a-map", "doc-not-a-map"])
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"jobs": {"1": {"id": "x", "next',
+        b"\x00\x01garbage",
+        b'["a list"]',
+        b'{"jobs": [1, 2]}',
+        b'{"jobs": {"1": 7}}',
+    ],
+    ids=["torn-json", "binary", "not-a-map", "table-not-a-map", "doc-not-a-map"],
+)
 def test_corrupt_db_gives_storage_error_naming_the_file_and_is_not_overwritten(db, content):
     with open(db, "wb") as handle:
         handle.write(content)
     store = Store(db)
-    for attempt in (store.check, store.is_paused, store.job_summaries,
-                    lambda: store.create_run("job", ["t"], Trigger.MANUAL),
-                    lambda: store.set_paused(True), lambda: store.sync_jobs({"job": {"name": "j"}})):
+    for attempt in (
+        store.check,
+        store.is_paused,
+        store.job_summaries,
+        lambda: store.create_run("job", ["t"], Trigger.MANUAL),
+        lambda: store.set_paused(True),
+        lambda: store.sync_jobs({"job": {"name": "j"}}),
+    ):
         with pytest.raises(StorageError) as caught:
             attempt()
         assert db in caught.value.message
@@ -220,8 +261,11 @@ def test_corrupt_history_file_names_that_file_and_is_kept(db):
     chunk = os.path.join(store.data_dir, "runs", "job", "00000000.json")
     with open(chunk, "w") as handle:
         handle.write("{torn")
-    for attempt in (lambda: Store(db).get_run(run.id), lambda: Store(db).save_runs([run]),
-                    lambda: Store(db).list_runs("job", 5)):
+    for attempt in (
+        lambda: Store(db).get_run(run.id),
+        lambda: Store(db).save_runs([run]),
+        lambda: Store(db).list_runs("job", 5),
+    ):
         with pytest.raises(StorageError, match=chunk):
             attempt()
     with open(chunk) as handle:
@@ -234,16 +278,18 @@ def test_check_removes_stale_temp_files_but_not_other_programs(db, tmp_path):
     job_dir = os.path.join(store.data_dir, "runs", "job")
     first_write_dir = os.path.join(store.data_dir, "runs", "killed_on_first_write")
     os.makedirs(first_write_dir)
-    stale = [os.path.join(str(tmp_path), ".tmp-petit.db-k1l2ed"),
-             os.path.join(job_dir, ".tmp-00000000.json-abc123"),
-             os.path.join(first_write_dir, ".tmp-00000000.json-zzz")]
+    stale = [
+        os.path.join(str(tmp_path), ".tmp-petit.db-k1l2ed"),
+        os.path.join(job_dir, ".tmp-00000000.json-abc123"),
+        os.path.join(first_write_dir, ".tmp-00000000.json-zzz"),
+    ]
     foreign = os.path.join(str(tmp_path), ".tmp-someone-elses-file")
     for path in [*stale, foreign]:
         with open(path, "w") as handle:
             handle.write("{half")
     store.check()
     assert [p for p in stale if os.path.exists(p)] == []
-    assert os.path.exists(foreign)   # the db may live in a shared folder such as /tmp
+    assert os.path.exists(foreign)  # the db may live in a shared folder such as /tmp
     assert store.get_run("job-1") is not None
 
 
@@ -258,8 +304,8 @@ def test_check_names_a_missing_directory(tmp_path):
 WRITER = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
-from petit.model import RunStatus, TaskStatus, Trigger
-from petit.storage import Store
+from petit.core.model import RunStatus, TaskStatus, Trigger
+from petit.storage.store import Store
 
 
 def say(line):   # one write(2) per line: print() may split it, and a kill would tear it
@@ -282,7 +328,7 @@ while True:
 READER = r"""
 import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
-from petit.storage import Store
+from petit.storage.store import Store
 
 db, duration = sys.argv[2], float(sys.argv[3])
 history = os.path.join(db + ".d", "runs", "crash")
@@ -310,8 +356,12 @@ print(reads, failures, flush=True)
 
 
 def start_writer(db: str) -> subprocess.Popen:
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, ROOT, db], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, ROOT, db],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert writer.stdout.readline() == "ready\n"
     return writer
 
@@ -323,7 +373,9 @@ def test_writer_killed_at_random_moments_leaves_a_loadable_file_with_every_ackno
     for _ in range(15):
         writer = start_writer(db)
         try:
-            time.sleep(rng.uniform(0, 0.15))   # fault injection: the kill moment, not a wait for state
+            time.sleep(
+                rng.uniform(0, 0.15)
+            )  # fault injection: the kill moment, not a wait for state
         finally:
             writer.send_signal(signal.SIGKILL)
             out, _ = writer.communicate(timeout=10)
@@ -337,11 +389,15 @@ def test_writer_killed_at_random_moments_leaves_a_loadable_file_with_every_ackno
         store.list_runs("crash", 10)
         store.active_runs()
     assert len(created) > 15, "the writer barely ran: the test proved nothing"
-    assert len(set(created)) == len(created)   # ids were never handed out twice
+    assert len(set(created)) == len(created)  # ids were never handed out twice
     store = Store(db)
     store.check()
-    leftovers = [name for folder, _, names in os.walk(os.path.dirname(db))
-                 for name in names if name.startswith(".tmp-")]
+    leftovers = [
+        name
+        for folder, _, names in os.walk(os.path.dirname(db))
+        for name in names
+        if name.startswith(".tmp-")
+    ]
     assert leftovers == []
     assert writer.poll() is not None
 
@@ -349,14 +405,23 @@ def test_writer_killed_at_random_moments_leaves_a_loadable_file_with_every_ackno
 def test_reader_beside_a_writer_never_sees_a_torn_or_empty_file(db):
     writer = start_writer(db)
     lines: list[str] = []
-    drain = threading.Thread(target=lambda: lines.extend(writer.stdout), daemon=True)   # never block it
+    drain = threading.Thread(
+        target=lambda: lines.extend(writer.stdout), daemon=True
+    )  # never block it
     drain.start()
     try:
-        wait_until(lambda: any(line.startswith("saved ") for line in lines), timeout=10,
-                   message="a saved run")
+        wait_until(
+            lambda: any(line.startswith("saved ") for line in lines),
+            timeout=10,
+            message="a saved run",
+        )
         before = len(lines)
-        reader = subprocess.run([sys.executable, "-c", READER, ROOT, db, "2"], capture_output=True,
-                                text=True, timeout=30)
+        reader = subprocess.run(
+            [sys.executable, "-c", READER, ROOT, db, "2"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         during = len(lines) - before
     finally:
         writer.kill()

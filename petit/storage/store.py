@@ -11,23 +11,26 @@ Layout for `--db petit.db`:
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
 import shutil
-import tempfile
-import threading
-import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 
 from tinydb import TinyDB
-from tinydb.storages import Storage
 from tinydb.table import Document
 
-from .errors import StorageError
-from .model import Run, RunStatus, Trigger, TaskRun, now_ms
+from ..core.model import Run, RunStatus, TaskRun, Trigger, now_ms
+from ..errors import StorageError
+from .files import (
+    AtomicJSONStorage,
+    DbLock,
+    FileCache,
+    atomic_write,
+    corrupt_file,
+    temp_prefix,
+    unlink_quietly,
+)
 
 RUNS_PER_CHUNK = 100
 DEFAULT_KEEP_RUNS = 200
@@ -37,102 +40,32 @@ _MAIN_JOBS = "jobs"
 _MAIN_META = "meta"
 _CHUNK_RUNS = "runs"
 # Kept by the store itself in each job doc; a definition passed to sync_jobs never overrides them.
-_JOB_STATE_KEYS = frozenset({"id", "next_seq", "active", "last_fire_at", "last_run_id", "last_status",
-                             "last_ended_at", "last_success_at", "last_complete_at", "defined"})
+_JOB_STATE_KEYS = frozenset(
+    {
+        "id",
+        "next_seq",
+        "active",
+        "last_fire_at",
+        "last_run_id",
+        "last_status",
+        "last_ended_at",
+        "last_success_at",
+        "last_complete_at",
+        "defined",
+    }
+)
 
 
 def split_run_id(run_id: str) -> tuple[str, int] | None:
     """'<job_id>-<seq>' -> (job_id, seq); None when malformed."""
     match = _RUN_ID.fullmatch(run_id) if isinstance(run_id, str) else None
-    if match is None or match.group(1) in (".", ".."):   # would name a folder above the job's
+    if match is None or match.group(1) in (".", ".."):  # would name a folder above the job's
         return None
     return match.group(1), int(match.group(2))
 
 
 def make_run_id(job_id: str, seq: int) -> str:
     return f"{job_id}-{seq}"
-
-
-def temp_prefix(path: str) -> str:
-    """Temp files carry the name of the file they replace, so cleaning up never touches another
-    program's `.tmp-*` files when the db sits in a shared folder such as /tmp."""
-    return f".tmp-{os.path.basename(path)}-"
-
-
-class _FileCache:
-    """Parsed file contents keyed by file identity. Writers give every version a strictly newer
-    mtime, so (inode, mtime_ns, size) changes on every write even when an inode is reused."""
-
-    def __init__(self) -> None:
-        self.entries: dict[str, tuple[tuple, object]] = {}
-
-
-class AtomicJSONStorage(Storage):
-    """TinyDB storage that re-reads only when the file changed and writes via temp + fsync +
-    os.replace, so a kill at any instant leaves the old or the new file, never a torn one."""
-
-    def __init__(self, path: str, cache: _FileCache, fsync: bool = True) -> None:
-        self.path = path
-        self._cache = cache.entries
-        self._fsync = fsync
-
-    def read(self):
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            self._cache.pop(self.path, None)
-            return None
-        identity = (st.st_ino, st.st_mtime_ns, st.st_size)
-        hit = self._cache.get(self.path)
-        if hit is not None and hit[0] == identity:
-            return hit[1]
-        try:
-            with open(self.path, "rb") as handle:
-                raw = handle.read()
-            data = json.loads(raw) if raw else None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise corrupt_file(self.path, str(exc)) from exc
-        except RecursionError:   # "[[[[..." nested deeper than the parser's stack
-            raise corrupt_file(self.path, "JSON nested too deeply") from None
-        except OSError as exc:
-            raise StorageError(f"{self.path}: cannot read: {exc.strerror}") from exc
-        if data is not None and not _is_tinydb_shape(data):
-            raise corrupt_file(self.path, "expected a map of tables of documents")
-        self._cache[self.path] = (identity, data)
-        return data
-
-    def write(self, data) -> None:
-        # TinyDB changed the cached object in place before calling us: on any failure the cache
-        # must go, or later reads would serve changes that never reached the disk.
-        try:
-            self._write(data)
-        except BaseException:
-            self._cache.pop(self.path, None)
-            raise
-
-    def _write(self, data) -> None:
-        try:
-            try:
-                previous = os.stat(self.path).st_mtime_ns
-            except FileNotFoundError:
-                previous = 0
-            _atomic_write(self.path, json.dumps(data, separators=(",", ":")).encode(), self._fsync,
-                          not_before_ns=previous + 1)
-            st = os.stat(self.path)
-        except OSError as exc:
-            raise StorageError(f"{self.path}: cannot write: {exc.strerror or exc}") from exc
-        self._cache[self.path] = ((st.st_ino, st.st_mtime_ns, st.st_size), data)
-
-    def close(self) -> None:
-        pass
-
-
-def corrupt_file(path: str, detail: str) -> StorageError:
-    """The one message for a db file petit cannot use: it names the file and the way out, and
-    promises the file was not touched (petit never overwrites what it cannot read)."""
-    return StorageError(f"{path}: not a valid petit database ({detail}). It was left untouched: "
-                        f"move it aside (mv {path} {path}.corrupt) to start with empty history "
-                        "there, or restore it from a backup")
 
 
 def _main_file_problem(meta: list[dict], jobs: list[dict]) -> str | None:
@@ -159,111 +92,29 @@ def _run_from_doc(doc: dict, path: str) -> Run:
     try:
         return Run.from_dict(doc)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise corrupt_file(path, f"run record {doc.doc_id if isinstance(doc, Document) else '?'} "
-                                 f"is malformed: {exc!r:.80}") from None
-
-
-def _is_tinydb_shape(data) -> bool:
-    """{table: {doc_id: {...}}}: anything else would crash TinyDB with an unhelpful error (a doc
-    id that is not a number included: TinyDB turns every key into an int)."""
-    return isinstance(data, dict) and all(
-        isinstance(table, dict) and all(_is_doc_id(key) and isinstance(doc, dict) for key, doc in table.items())
-        for table in data.values())
-
-
-def _is_doc_id(key: str) -> bool:
-    try:
-        int(key)
-        return True
-    except ValueError:
-        return False
+        raise corrupt_file(
+            path,
+            f"run record {doc.doc_id if isinstance(doc, Document) else '?'} "
+            f"is malformed: {exc!r:.80}",
+        ) from None
 
 
 def _without_state(definition: dict) -> dict:
     return {k: v for k, v in definition.items() if k not in _JOB_STATE_KEYS}
 
 
-def _atomic_write(path: str, raw: bytes, fsync: bool, not_before_ns: int = 0) -> None:
-    """Write `raw` to a temp file beside `path` and rename it over `path`: a kill at any instant
-    leaves the old file or the new one. `not_before_ns` gives the new file an mtime later than
-    the old one's (the read cache tells versions apart by it). Raises OSError."""
-    directory = os.path.dirname(path)
-    tmp = None
-    try:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=directory)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(raw)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        if not_before_ns:
-            stamp = max(time.time_ns(), not_before_ns)
-            os.utime(tmp, ns=(stamp, stamp))
-        os.replace(tmp, path)
-        tmp = None
-        if fsync:
-            _fsync_dir(directory)
-    finally:
-        if tmp is not None:   # a full disk must not also leave half a file behind
-            _unlink_quietly(tmp)
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-class DbLock:
-    """flock on a sidecar file (the db file itself is replaced on every write) plus an RLock,
-    since flock does not exclude threads sharing one descriptor. Re-entrant per process."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._thread_lock = threading.RLock()
-        self._fd: int | None = None
-        self._depth = 0
-
-    @contextmanager
-    def __call__(self, exclusive: bool = True) -> Iterator[None]:
-        with self._thread_lock:
-            if self._fd is None:
-                try:
-                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-                except OSError as exc:
-                    raise StorageError(f"{self.path}: cannot open the lock file: {exc.strerror}") from exc
-            outer = self._depth == 0
-            if outer:
-                fcntl.flock(self._fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if outer:
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-
 class Store:
     """The one gateway to stored state. The scheduler worker (or a one-shot trigger) writes;
     the API and CLI only read. Every call holds the lock for its whole read-modify-write."""
 
-    def __init__(self, db_path: str, keep_runs: int = DEFAULT_KEEP_RUNS, fsync: bool = True) -> None:
+    def __init__(
+        self, db_path: str, keep_runs: int = DEFAULT_KEEP_RUNS, fsync: bool = True
+    ) -> None:
         self.db_path = os.path.abspath(db_path)
         self.data_dir = self.db_path + ".d"
         self.keep_runs = keep_runs
         self.lock = DbLock(self.db_path + ".lock")
-        self._cache = _FileCache()
+        self._cache = FileCache()
         self._fsync = fsync
         self._dbs: dict[str, TinyDB] = {}
         # Highest seq this process handed out per job: a db deleted under a running service
@@ -277,13 +128,14 @@ class Store:
         if db is None:
             if len(self._dbs) > 64:
                 self._dbs.clear()
-            db = self._dbs[path] = TinyDB(path, storage=AtomicJSONStorage, cache=self._cache,
-                                          fsync=self._fsync)
+            db = self._dbs[path] = TinyDB(
+                path, storage=AtomicJSONStorage, cache=self._cache, fsync=self._fsync
+            )
         return db
 
     def _table(self, path: str, name: str):
         table = self._db(path).table(name)
-        table.clear_cache()   # another process may have written since this process last looked
+        table.clear_cache()  # another process may have written since this process last looked
         return table
 
     def _chunk_path(self, job_id: str, seq: int) -> str:
@@ -292,7 +144,9 @@ class Store:
     def _job_chunks(self, job_id: str) -> list[str]:
         directory = os.path.join(self.data_dir, "runs", job_id)
         try:
-            names = sorted(n for n in os.listdir(directory) if n.endswith(".json") and not n.startswith("."))
+            names = sorted(
+                n for n in os.listdir(directory) if n.endswith(".json") and not n.startswith(".")
+            )
         except FileNotFoundError:
             return []
         return [os.path.join(directory, n) for n in names]
@@ -310,8 +164,10 @@ class Store:
             raise StorageError(f"{self.db_path}: the directory {directory} is not writable")
         with self.lock():
             self._remove_stale_temps(directory)
-            problem = _main_file_problem(self._table(self.db_path, _MAIN_META).all(),
-                                         self._table(self.db_path, _MAIN_JOBS).all())
+            problem = _main_file_problem(
+                self._table(self.db_path, _MAIN_META).all(),
+                self._table(self.db_path, _MAIN_JOBS).all(),
+            )
         if problem is not None:
             raise corrupt_file(self.db_path, problem)
 
@@ -321,20 +177,20 @@ class Store:
         mine = temp_prefix(self.db_path)
         for name in os.listdir(directory):
             if name.startswith(mine):
-                _unlink_quietly(os.path.join(directory, name))
+                unlink_quietly(os.path.join(directory, name))
         root = os.path.join(self.data_dir, "runs")
         try:
             job_dirs = [os.path.join(root, name) for name in os.listdir(root)]
         except FileNotFoundError:
             return
-        for folder in job_dirs:   # a job folder may hold nothing but the temp of its first write
+        for folder in job_dirs:  # a job folder may hold nothing but the temp of its first write
             try:
                 names = os.listdir(folder)
             except (FileNotFoundError, NotADirectoryError):
                 continue
             for name in names:
                 if name.startswith(".tmp-"):
-                    _unlink_quietly(os.path.join(folder, name))
+                    unlink_quietly(os.path.join(folder, name))
 
     def _all_chunks(self) -> list[str]:
         root = os.path.join(self.data_dir, "runs")
@@ -383,8 +239,13 @@ class Store:
             new = []
             for job_id, definition in definitions.items():
                 if job_id not in stored:
-                    doc = {**_without_state(definition), "id": job_id, "next_seq": 1, "active": [],
-                           "defined": True}
+                    doc = {
+                        **_without_state(definition),
+                        "id": job_id,
+                        "next_seq": 1,
+                        "active": [],
+                        "defined": True,
+                    }
                     new.append(Document(doc, doc_id=next_id))
                     next_id += 1
             if new:
@@ -406,12 +267,22 @@ class Store:
 
     # -- runs ---------------------------------------------------------------------------------
 
-    def create_run(self, job_id: str, task_ids: Iterable[str], trigger: Trigger,
-                   scheduled_at: int | None = None, next_run_at: int | None = None) -> Run:
+    def create_run(
+        self,
+        job_id: str,
+        task_ids: Iterable[str],
+        trigger: Trigger,
+        scheduled_at: int | None = None,
+        next_run_at: int | None = None,
+    ) -> Run:
         """Allocate the next run id and record the run as pending. It is durable on return."""
         with self.lock():
             chunks = self._job_chunks(job_id)
-            newest = max((d.doc_id for d in self._table(chunks[-1], _CHUNK_RUNS).all()), default=0) if chunks else 0
+            newest = (
+                max((d.doc_id for d in self._table(chunks[-1], _CHUNK_RUNS).all()), default=0)
+                if chunks
+                else 0
+            )
             holder: dict = {}
 
             def claim(doc: dict) -> None:
@@ -427,12 +298,19 @@ class Store:
             self._update_job(job_id, claim)
             seq = self._issued[job_id] = holder["seq"]
             run_id = make_run_id(job_id, seq)
-            run = Run(id=run_id, job_id=job_id, seq=seq, trigger=trigger, created_at=now_ms(),
-                      scheduled_at=scheduled_at,
-                      tasks=[TaskRun(task_id=t, run_id=run_id) for t in task_ids])
+            run = Run(
+                id=run_id,
+                job_id=job_id,
+                seq=seq,
+                trigger=trigger,
+                created_at=now_ms(),
+                scheduled_at=scheduled_at,
+                tasks=[TaskRun(task_id=t, run_id=run_id) for t in task_ids],
+            )
             try:
                 self._table(self._chunk_path(job_id, seq), _CHUNK_RUNS).insert(
-                    Document(run.to_dict(), doc_id=seq))
+                    Document(run.to_dict(), doc_id=seq)
+                )
             except StorageError:
                 self._undo_claim(job_id, seq)
                 raise
@@ -447,9 +325,11 @@ class Store:
         try:
             if self._table(self._chunk_path(job_id, seq), _CHUNK_RUNS).get(doc_id=seq) is not None:
                 return
-            self._update_job(job_id, lambda d: d.update(active=[r for r in d.get("active", []) if r != run_id]))
+            self._update_job(
+                job_id, lambda d: d.update(active=[r for r in d.get("active", []) if r != run_id])
+            )
         except StorageError:
-            pass   # the disk still refuses: recovery settles the run at the next start
+            pass  # the disk still refuses: recovery settles the run at the next start
 
     def save_runs(self, runs: Iterable[Run]) -> None:
         """Write the current state of several runs: one write per history file touched, plus one
@@ -468,9 +348,12 @@ class Store:
             for path, docs in by_chunk.items():
                 table = self._table(path, _CHUNK_RUNS)
                 present = {d.doc_id for d in table.all()}
-                table.update(lambda d: d.update(docs[d["seq"]]), doc_ids=[s for s in docs if s in present])
-                missing = [Document(doc, doc_id=seq) for seq, doc in docs.items() if seq not in present]
-                if missing:   # the history file was deleted under us: write the run again
+                known = [seq for seq in docs if seq in present]
+                table.update(lambda d, docs=docs: d.update(docs[d["seq"]]), doc_ids=known)
+                missing = [
+                    Document(doc, doc_id=seq) for seq, doc in docs.items() if seq not in present
+                ]
+                if missing:  # the history file was deleted under us: write the run again
                     table.insert_multiple(missing)
             for run in finished:
                 self._finish_job_run(run)
@@ -485,11 +368,12 @@ class Store:
                 doc["last_success_at"] = run.ended_at
             if run.status in (RunStatus.COMPLETED, RunStatus.FAILED):
                 doc["last_complete_at"] = run.ended_at
+
         doc = self._update_job(run.job_id, record)
         self._apply_retention(run.job_id, doc)
 
     def _apply_retention(self, job_id: str, doc: dict) -> None:
-        cutoff = doc.get("next_seq", 1) - 1 - self.keep_runs   # runs with seq <= cutoff go
+        cutoff = doc.get("next_seq", 1) - 1 - self.keep_runs  # runs with seq <= cutoff go
         if cutoff < 1:
             return
         active = {split_run_id(r)[1] for r in doc.get("active", []) if split_run_id(r)}
@@ -503,12 +387,15 @@ class Store:
             if not doomed:
                 continue
             if len(doomed) == len(seqs):
-                _unlink_quietly(path)
+                unlink_quietly(path)
                 self._cache.entries.pop(path, None)
             else:
                 table.remove(doc_ids=doomed)
             for seq in doomed:
-                shutil.rmtree(os.path.join(self.data_dir, "logs", make_run_id(job_id, seq)), ignore_errors=True)
+                shutil.rmtree(
+                    os.path.join(self.data_dir, "logs", make_run_id(job_id, seq)),
+                    ignore_errors=True,
+                )
 
     def get_run(self, run_id: str) -> Run | None:
         parts = split_run_id(run_id)
@@ -539,11 +426,15 @@ class Store:
     def active_runs(self) -> list[Run]:
         """Runs recorded as started but not finished (what recovery looks at)."""
         with self.lock(exclusive=False):
-            ids = [r for doc in self._table(self.db_path, _MAIN_JOBS).all() for r in doc.get("active", [])]
+            ids = [
+                r
+                for doc in self._table(self.db_path, _MAIN_JOBS).all()
+                for r in doc.get("active", [])
+            ]
         runs = []
         for run_id in ids:
             run = self.get_run(run_id)
-            if run is None:   # created in the main file, but killed before its history write
+            if run is None:  # created in the main file, but killed before its history write
                 parts = split_run_id(run_id)
                 run = Run(id=run_id, job_id=parts[0], seq=parts[1], status=RunStatus.PENDING)
             runs.append(run)
@@ -552,7 +443,10 @@ class Store:
     def forget_active(self, run: Run) -> None:
         """Drop a run from the active list when its history record is already terminal or gone."""
         with self.lock():
-            self._update_job(run.job_id, lambda d: d.update(active=[r for r in d.get("active", []) if r != run.id]))
+            self._update_job(
+                run.job_id,
+                lambda d: d.update(active=[r for r in d.get("active", []) if r != run.id]),
+            )
 
     # -- logs ---------------------------------------------------------------------------------
 
@@ -561,7 +455,7 @@ class Store:
         is acceptable, a torn log file is not."""
         path = self.log_path(run_id, task_id)
         try:
-            _atomic_write(path, json.dumps(record).encode(), fsync=False)
+            atomic_write(path, json.dumps(record).encode(), fsync=False)
         except OSError as exc:
             raise StorageError(f"{path}: cannot write task log: {exc.strerror or exc}") from exc
 
@@ -572,4 +466,6 @@ class Store:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except (OSError, ValueError) as exc:
-            raise StorageError(f"{self.log_path(run_id, task_id)}: cannot read task log: {exc}") from exc
+            raise StorageError(
+                f"{self.log_path(run_id, task_id)}: cannot read task log: {exc}"
+            ) from exc

@@ -6,12 +6,13 @@ Everything here takes `now` / `last_fire` as parameters; only the scheduler loop
 from __future__ import annotations
 
 import re
-import reprlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
+
+from .text import short_repr
 
 SHORTCUTS = {
     "@yearly": "0 0 1 1 *",
@@ -25,44 +26,18 @@ SHORTCUTS = {
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d)")
 _UNIT_SECS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _MAX_DURATION_SECS = 366 * 86400
-_MAX_DURATION_DIGITS = 12        # 366 days is 31,622,400,000 ms: 11 digits
-_MAX_EXPRESSION_CHARS = 1000     # a cron line; croniter's cost grows with its length
-_MAX_ZONE_CHARS = 255            # longer names make ZoneInfo fail with ENAMETOOLONG
-
-
-class _ShortRepr(reprlib.Repr):
-    """repr() for error messages about values read from job files: bounded in length AND in
-    work. A YAML alias bomb is a few lines whose full repr is gigabytes (`{x!r:.60}` still builds
-    all of it before cutting), and Python refuses to print an int of more than 4300 digits."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.maxlevel = 2
-        self.maxdict = self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = 4
-        self.maxstring = self.maxother = 60
-        self.maxlong = 40
-
-    def repr_int(self, x: int, level: int) -> str:
-        if x.bit_length() > 200:   # about 60 digits: more than is shown anyway
-            return f"<integer of {x.bit_length()} bits>"
-        return super().repr_int(x, level)
-
-
-_SHORT_REPR = _ShortRepr()
-
-
-def short_repr(value, limit: int = 100) -> str:
-    """At most `limit` characters of repr(value), computed in bounded time. Also used by
-    config.py for every value it quotes in an error."""
-    text = _SHORT_REPR.repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+_MAX_DURATION_DIGITS = 12  # 366 days is 31,622,400,000 ms: 11 digits
+_MAX_EXPRESSION_CHARS = 1000  # a cron line; croniter's cost grows with its length
+_MAX_ZONE_CHARS = 255  # longer names make ZoneInfo fail with ENAMETOOLONG
 
 
 def parse_duration(text: str, allow_zero: bool = False) -> float:
     """'30s', '5m', '1h30m', '1d', '250ms' -> seconds. Raises ValueError on anything else
     (the whole string must be consumed: nothing is silently cut)."""
     if not isinstance(text, str):
-        raise ValueError(f"expected a duration string like '30s', '5m' or '1h30m', got {short_repr(text)}")
+        raise ValueError(
+            f"expected a duration string like '30s', '5m' or '1h30m', got {short_repr(text)}"
+        )
     compact = text.strip()
     pos, total = 0, 0.0
     for match in _DURATION_PART.finditer(compact):
@@ -74,8 +49,10 @@ def parse_duration(text: str, allow_zero: bool = False) -> float:
         total += int(match.group(1)) * _UNIT_SECS[match.group(2)]
         pos = match.end()
     if not compact or pos != len(compact):
-        raise ValueError(f"invalid duration {short_repr(text)}: expected digits with units ms/s/m/h/d, "
-                         "like '30s', '5m', '1h30m' or '1d'")
+        raise ValueError(
+            f"invalid duration {short_repr(text)}: expected digits with units ms/s/m/h/d, "
+            "like '30s', '5m', '1h30m' or '1d'"
+        )
     if total < 0 or (total == 0 and not allow_zero):
         raise ValueError(f"invalid duration {short_repr(text)}: must be greater than zero")
     if total > _MAX_DURATION_SECS:
@@ -90,8 +67,10 @@ def load_zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     # OSError: a name that is a folder of the tz database ('America') or too long for a path
     except (ZoneInfoNotFoundError, ValueError, TypeError, OSError) as exc:
-        raise ValueError(f"unknown time zone {short_repr(name)}: expected an IANA name like "
-                         "'Europe/Paris' or 'UTC'") from exc
+        raise ValueError(
+            f"unknown time zone {short_repr(name)}: expected an IANA name like "
+            "'Europe/Paris' or 'UTC'"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -100,7 +79,7 @@ class Schedule:
 
     expression: str
     zone: ZoneInfo
-    cron: str | None = None          # normalised cron fields (5 or 6 with seconds first)
+    cron: str | None = None  # normalised cron fields (5 or 6 with seconds first)
     every_secs: float | None = None
 
     @classmethod
@@ -109,30 +88,37 @@ class Schedule:
         if not isinstance(expression, str) or not expression.strip():
             raise ValueError("schedule must be a non-empty string")
         if len(expression) > _MAX_EXPRESSION_CHARS:
-            raise ValueError(f"schedule {short_repr(expression)} is longer than "
-                             f"{_MAX_EXPRESSION_CHARS} characters")
+            raise ValueError(
+                f"schedule {short_repr(expression)} is longer than "
+                f"{_MAX_EXPRESSION_CHARS} characters"
+            )
         zone = load_zone(timezone_name)
         text = " ".join(expression.split())
         if text.startswith("@every"):
-            rest = text[len("@every"):].strip()
+            rest = text[len("@every") :].strip()
             if not rest:
                 raise ValueError("'@every' needs a duration, like '@every 5m'")
             return cls(expression, zone, every_secs=parse_duration(rest))
         if text.startswith("@"):
             if text not in SHORTCUTS:
-                raise ValueError(f"unknown shortcut {short_repr(text)}: expected one of "
-                                 f"{', '.join(SHORTCUTS)} or '@every <duration>'")
+                raise ValueError(
+                    f"unknown shortcut {short_repr(text)}: expected one of "
+                    f"{', '.join(SHORTCUTS)} or '@every <duration>'"
+                )
             text = SHORTCUTS[text]
         count = len(text.split())
         if count not in (5, 6):
-            raise ValueError(f"cron expression {short_repr(expression)} has {count} fields: expected 5 "
-                             "(min hour dom month dow) or 6 with seconds first "
-                             "(sec min hour dom month dow)")
+            raise ValueError(
+                f"cron expression {short_repr(expression)} has {count} fields: expected 5 "
+                "(min hour dom month dow) or 6 with seconds first "
+                "(sec min hour dom month dow)"
+            )
         try:
             # second_at_beginning: a 6th field means seconds FIRST, never seconds last.
             croniter.expand(text, strict=True, second_at_beginning=True)
-            croniter(text, datetime(2000, 1, 1, tzinfo=timezone.utc),
-                     second_at_beginning=True).get_next(datetime)
+            croniter(text, datetime(2000, 1, 1, tzinfo=UTC), second_at_beginning=True).get_next(
+                datetime
+            )
         except (CroniterError, ValueError, TypeError, KeyError) as exc:
             raise ValueError(f"invalid cron expression {short_repr(expression)}: {exc}") from exc
         return cls(expression, zone, cron=text)
@@ -161,7 +147,7 @@ class Schedule:
         while True:
             candidate = it.get_next(datetime)
             if not (self._hour_is_fixed and _is_repeat_of_wall_time(candidate)):
-                return candidate.astimezone(timezone.utc)
+                return candidate.astimezone(UTC)
             # A fixed wall-clock time inside a fall-back overlap fires once (first pass);
             # wildcard-hour jobs keep firing once per real hour.
 
@@ -173,8 +159,10 @@ class Schedule:
 def _as_utc(moment: datetime, name: str) -> datetime:
     """A naive datetime would be read as the host's local time without a word; refuse it."""
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{name} must be a timezone-aware datetime, got naive {moment.isoformat()}")
-    return moment.astimezone(timezone.utc)
+        raise ValueError(
+            f"{name} must be a timezone-aware datetime, got naive {moment.isoformat()}"
+        )
+    return moment.astimezone(UTC)
 
 
 def _is_repeat_of_wall_time(local: datetime) -> bool:

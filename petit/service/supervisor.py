@@ -11,125 +11,29 @@ import sys
 # interpreter and imports ssl normally.
 sys.modules.setdefault("ssl", None)
 
-import asyncio  # noqa: E402
+import asyncio
 import json
 import logging
-import multiprocessing
 import os
-import queue
 import signal
 import stat
-import threading
 import time
-from collections.abc import Callable
 
-from .errors import BadRequest, PetitError, StorageError, Unavailable, from_wire
-from .ipc import (MAX_LINE_BYTES, ReplyMatcher, check_socket_path, error_reply, is_listening,
-                  hold_instance_lock, ok_reply, request, run_child, validate_request)
-from .logconf import configure_logging
+from ..errors import BadRequest, PetitError, StorageError, Unavailable, from_wire
+from ..ipc.commands import error_reply, ok_reply, request, validate_request
+from ..ipc.control import MAX_LINE_BYTES, check_socket_path, is_listening
+from ..ipc.instance import hold_instance_lock
+from ..logconf import configure_logging
+from .child import BACKOFF_FIRST_SECS, Child
 
 log = logging.getLogger("petit.supervisor")
-BACKOFF_FIRST_SECS = 0.5
 BACKOFF_MAX_SECS = 30.0
-STABLE_AFTER_SECS = 10.0       # a child up this long has its backoff reset
+STABLE_AFTER_SECS = 10.0  # a child up this long has its backoff reset
 CLIENT_IDLE_SECS = 300.0
 COMMAND_DEADLINE_SECS = 5.0
-CANCEL_DEADLINE_SECS = 20.0    # a cancel answers once the run stopped: kill grace, drain, sweep, write
-READ_POLL_SECS = 0.2           # how soon a reader thread notices that its child was reaped
-
-
-class Child:
-    """One supervised process. Queues are created anew for every start: a process killed while
-    holding a queue's internal lock would otherwise wedge the queue for its successor."""
-
-    def __init__(self, name: str, target: str, settings: dict,
-                 on_message: Callable[[Child, dict], None]) -> None:
-        self.name = name
-        self.target = target
-        self.settings = settings
-        self.on_message = on_message
-        self.ctx = multiprocessing.get_context("spawn")
-        self.proc = None
-        self.inbox = self.outbox = None     # child -> supervisor, supervisor -> child
-        self.state = "stopped"
-        self.started_at = 0.0
-        self.restarts = 0
-        self.backoff = BACKOFF_FIRST_SECS
-        self.ready = asyncio.Event()
-        self.exited = asyncio.Event()
-        self.fatal: dict | None = None       # why the child refused to start, as an error body
-        self.ready_info: dict = {}
-        self.matcher = ReplyMatcher()
-
-    def start(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[Child], None]) -> None:
-        self.inbox, self.outbox = self.ctx.Queue(), self.ctx.Queue()
-        self.outbox.cancel_join_thread()    # never hang on exit because a dead child left it unread
-        self.proc = self.ctx.Process(target=run_child, name=f"petit-{self.name}",
-                                     args=(self.target, self.settings, self.outbox, self.inbox))
-        self.proc.start()
-        self.state, self.started_at = "starting", time.monotonic()
-        self.ready.clear()
-        self.exited.clear()
-        self.fatal = None
-        log.info("%s started (pid %d)", self.name, self.proc.pid)
-        self.stop_reading = threading.Event()
-        self.reader = threading.Thread(target=self._read, args=(loop, self.inbox, self.stop_reading),
-                                       daemon=True, name=f"petit-read-{self.name}")
-        self.reader.start()
-        loop.add_reader(self.proc.sentinel, on_exit, self)
-
-    def _read(self, loop: asyncio.AbstractEventLoop, inbox, stop: threading.Event) -> None:
-        # Stopped by a flag, never by a None put into the inbox: a put needs the queue's
-        # cross-process write lock, which a child that died mid-send still holds; the put's feeder
-        # thread then blocks for ever and the supervisor hangs at exit joining it.
-        while not stop.is_set():
-            try:
-                message = inbox.get(timeout=READ_POLL_SECS)
-                loop.call_soon_threadsafe(self._deliver, message)
-            except queue.Empty:
-                continue
-            except (RuntimeError, EOFError, OSError, TypeError, ValueError):
-                # the loop closed at shutdown, or the queue went away with its child (at exit the
-                # queue's feeder thread closes the reading end under a get(): TypeError)
-                return
-
-    def _deliver(self, message: dict) -> None:
-        if self.proc is None or self.proc.exitcode is not None:
-            return   # read just before the child died: it is not ready, and nobody waits on it
-        if message.get("event") == "ready":
-            self.state = "running"
-            self.ready_info = message
-            self.ready.set()
-        elif message.get("event") == "fatal":
-            self.fatal = message.get("error") or {}
-            if self.restarts:   # a first start's refusal is reported by run() to the user instead
-                log.error("%s cannot start: %s", self.name, self.fatal.get("error"))
-        elif message.get("event") is None:
-            self.on_message(self, message)
-
-    def reap(self, loop: asyncio.AbstractEventLoop) -> int | None:
-        loop.remove_reader(self.proc.sentinel)
-        self.proc.join(timeout=1)
-        code = self.proc.exitcode
-        self.stop_reading.set()            # stops this start's reader thread...
-        self.reader.join(timeout=1.0)      # ...before interpreter exit closes the queue under it
-        self.matcher.fail_all(f"the {self.name} process exited")
-        for channel in (self.inbox, self.outbox):   # their feeder threads and pipes go with them
-            channel.close()
-        self.ready.clear()
-        self.exited.set()
-        return code
-
-    def send(self, message: dict) -> None:
-        if self.outbox is None or self.state == "stopped":
-            raise Unavailable(f"the {self.name} process is not running")
-        self.outbox.put(message)
-
-    def info(self) -> dict:
-        alive = self.proc is not None and self.proc.exitcode is None and self.state != "stopped"
-        return {"name": self.name, "pid": self.proc.pid if alive else None, "state": self.state,
-                "uptime_secs": round(time.monotonic() - self.started_at, 3) if alive else None,
-                "restarts": self.restarts}
+CANCEL_DEADLINE_SECS = (
+    20.0  # a cancel answers once the run stopped: kill grace, drain, sweep, write
+)
 
 
 class Supervisor:
@@ -141,7 +45,7 @@ class Supervisor:
         self.hurry = False
         self.done: asyncio.Event | None = None
         self.started_at = time.monotonic()
-        self.starting = True               # until the scheduler first reports ready
+        self.starting = True  # until the scheduler first reports ready
         self._restart_handles: dict[str, asyncio.TimerHandle] = {}
 
     # -- commands -----------------------------------------------------------------------------
@@ -159,7 +63,7 @@ class Supervisor:
         scheduler.send(message)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             scheduler.matcher.discard(message["id"])
             raise Unavailable(f"the scheduler did not answer {cmd!r} within {timeout:g}s") from None
 
@@ -175,12 +79,16 @@ class Supervisor:
                 return ok_reply(request_id, {"message": "shutting down"})
             if self.shutting_down:
                 raise Unavailable("petit is shutting down")
-            reply = await self.forward(cmd, args, CANCEL_DEADLINE_SECS if cmd == "cancel" else COMMAND_DEADLINE_SECS)
+            reply = await self.forward(
+                cmd, args, CANCEL_DEADLINE_SECS if cmd == "cancel" else COMMAND_DEADLINE_SECS
+            )
             reply["id"] = request_id
             return reply
         except PetitError as exc:
             return error_reply(request_id, exc)
-        except Exception as exc:   # a bug answers as an internal error instead of dropping the client
+        except (
+            Exception
+        ) as exc:  # a bug answers as an internal error instead of dropping the client
             log.exception("request %.200r failed", message)
             return error_reply(request_id, PetitError(f"internal error: {exc}"))
 
@@ -191,30 +99,43 @@ class Supervisor:
             scheduler_state = reply.get("result") if reply.get("ok") else None
         except PetitError:
             pass
-        return {"supervisor": {"pid": os.getpid(), "uptime_secs": round(time.monotonic() - self.started_at, 3),
-                               "db": self.settings["db"], "jobs_dir": self.settings["jobs_dir"],
-                               "socket": self.socket_path, "shutting_down": self.shutting_down},
-                "children": [child.info() for child in self.children.values()],
-                "scheduler": scheduler_state}
+        return {
+            "supervisor": {
+                "pid": os.getpid(),
+                "uptime_secs": round(time.monotonic() - self.started_at, 3),
+                "db": self.settings["db"],
+                "jobs_dir": self.settings["jobs_dir"],
+                "socket": self.socket_path,
+                "shutting_down": self.shutting_down,
+            },
+            "children": [child.info() for child in self.children.values()],
+            "scheduler": scheduler_state,
+        }
 
     # -- control socket -----------------------------------------------------------------------
 
-    async def serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             while True:
                 try:
                     line = await asyncio.wait_for(reader.readline(), CLIENT_IDLE_SECS)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
-                except ValueError:   # longer than the stream limit
-                    await _send(writer, error_reply(None, BadRequest(
-                        f"request line longer than {MAX_LINE_BYTES} bytes")))
+                except ValueError:  # longer than the stream limit
+                    await _send(
+                        writer,
+                        error_reply(
+                            None, BadRequest(f"request line longer than {MAX_LINE_BYTES} bytes")
+                        ),
+                    )
                     break
                 if not line.endswith(b"\n"):
-                    break            # EOF, possibly after half a line
+                    break  # EOF, possibly after half a line
                 try:
                     message = json.loads(line)
-                except (ValueError, RecursionError):   # RecursionError: "[[[[..." nested too deep
+                except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
                     reply = error_reply(None, BadRequest("request is not valid JSON"))
                 else:
                     reply = await self.dispatch(message)
@@ -230,7 +151,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         code = child.reap(loop)
         uptime = time.monotonic() - child.started_at
-        if self.starting:                  # refused to start: run() reports why, no restart loop
+        if self.starting:  # refused to start: run() reports why, no restart loop
             child.state = "stopped"
             return
         if self.shutting_down:
@@ -243,8 +164,13 @@ class Supervisor:
         delay = child.backoff
         child.backoff = min(child.backoff * 2, BACKOFF_MAX_SECS)
         child.state = "backoff"
-        log.warning("%s exited unexpectedly (code %s) after %.1fs; restarting in %.1fs",
-                    child.name, code, uptime, delay)
+        log.warning(
+            "%s exited unexpectedly (code %s) after %.1fs; restarting in %.1fs",
+            child.name,
+            code,
+            uptime,
+            delay,
+        )
         self._restart_handles[child.name] = loop.call_later(delay, self._restart, child)
 
     def _restart(self, child: Child) -> None:
@@ -261,12 +187,14 @@ class Supervisor:
 
     def on_api_message(self, child: Child, message: dict) -> None:
         """The API's mutations take the same route as control-socket commands."""
+
         async def answer() -> None:
             reply = await self.dispatch(message)
             try:
                 child.send(reply)
             except Unavailable:
-                pass   # the API process died meanwhile; its successor never asked
+                pass  # the API process died meanwhile; its successor never asked
+
         asyncio.ensure_future(answer())
 
     # -- shutdown -----------------------------------------------------------------------------
@@ -324,7 +252,11 @@ class Supervisor:
         for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
             loop.add_signal_handler(sig, self.begin_shutdown, name)
         scheduler = self.children["scheduler"] = Child(
-            "scheduler", "petit.scheduler:worker_main", _child_settings(self.settings), self.on_scheduler_message)
+            "scheduler",
+            "petit.service.worker:worker_main",
+            _child_settings(self.settings),
+            self.on_scheduler_message,
+        )
         scheduler.start(loop, self.on_child_exit)
         await _first_of(scheduler.ready.wait(), scheduler.exited.wait(), self.done.wait())
         self.starting = False
@@ -335,23 +267,35 @@ class Supervisor:
             _terminate(scheduler)
             if scheduler.fatal:
                 raise from_wire(scheduler.fatal)
-            raise PetitError(f"the scheduler worker failed to start (exit code {scheduler.proc.exitcode}); "
-                             "see the log lines above")
-        old_umask = os.umask(0o177)            # the socket is born 0600, no window with wider rights
+            raise PetitError(
+                f"the scheduler worker failed to start (exit code {scheduler.proc.exitcode}); "
+                "see the log lines above"
+            )
+        old_umask = os.umask(0o177)  # the socket is born 0600, no window with wider rights
         try:
-            server = await asyncio.start_unix_server(self.serve_client, path=self.socket_path,
-                                                     limit=MAX_LINE_BYTES)
+            server = await asyncio.start_unix_server(
+                self.serve_client, path=self.socket_path, limit=MAX_LINE_BYTES
+            )
         finally:
             os.umask(old_umask)
         os.chmod(self.socket_path, 0o600)
         if self.settings["api"] and not self.shutting_down:
-            api_settings = {**_child_settings(self.settings),
-                            **{k: v for k, v in self.settings.items() if k.startswith("api_")}}
-            self.children["api"] = Child("api", "petit.api:api_main", api_settings, self.on_api_message)
+            api_settings = {
+                **_child_settings(self.settings),
+                **{k: v for k, v in self.settings.items() if k.startswith("api_")},
+            }
+            self.children["api"] = Child(
+                "api", "petit.api.app:api_main", api_settings, self.on_api_message
+            )
             self.children["api"].start(loop, self.on_child_exit)
-        log.info("petit %s serving %d job(s) from %s (db %s, control socket %s)", _version(),
-                 scheduler.ready_info.get("jobs", 0), self.settings["jobs_dir"], self.settings["db"],
-                 self.socket_path)
+        log.info(
+            "petit %s serving %d job(s) from %s (db %s, control socket %s)",
+            _version(),
+            scheduler.ready_info.get("jobs", 0),
+            self.settings["jobs_dir"],
+            self.settings["db"],
+            self.socket_path,
+        )
         try:
             await self.done.wait()
         finally:
@@ -375,7 +319,7 @@ def _terminate(child: Child) -> None:
 
 async def _send(writer: asyncio.StreamWriter, reply: dict) -> None:
     writer.write(json.dumps(reply).encode() + b"\n")
-    await asyncio.wait_for(writer.drain(), CLIENT_IDLE_SECS)   # a client that never reads is dropped
+    await asyncio.wait_for(writer.drain(), CLIENT_IDLE_SECS)  # a client that never reads is dropped
 
 
 def _unlink(path: str) -> None:
@@ -386,26 +330,34 @@ def _unlink(path: str) -> None:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
+
     return __version__
 
 
 def _child_settings(settings: dict) -> dict:
     """Only plain values cross the process boundary."""
-    return {key: settings[key] for key in ("jobs_dir", "db", "max_tasks", "max_jobs", "keep_runs", "log_level")}
+    return {
+        key: settings[key]
+        for key in ("jobs_dir", "db", "max_tasks", "max_jobs", "keep_runs", "log_level")
+    }
 
 
 def _check_api_settings(settings: dict) -> None:
     """Host and port are checked here, so a busy port is one clear startup error."""
-    from .binding import check_port_free, is_loopback_bind
+    from ..ipc.binding import check_port_free, is_loopback_bind
+
     host, port, token = settings["api_host"], settings["api_port"], settings["api_token"]
     loopback = is_loopback_bind(host, port)
     check_port_free(host, port)
     settings["api_loopback_only"] = loopback
     if not loopback:
-        log.warning("the HTTP API is bound to %s, which is reachable from other machines%s; read "
-                    "README.md, section 'Security'", host,
-                    "" if token else " and has NO authentication (set --api-token)")
+        log.warning(
+            "the HTTP API is bound to %s, which is reachable from other machines%s; read "
+            "README.md, section 'Security'",
+            host,
+            "" if token else " and has NO authentication (set --api-token)",
+        )
 
 
 def serve(settings: dict) -> int:
@@ -415,8 +367,10 @@ def serve(settings: dict) -> int:
     if settings["api"]:
         _check_api_settings(settings)
     if not os.path.isdir(os.path.dirname(settings["db"])):
-        raise StorageError(f"{settings['db']}: the directory {os.path.dirname(settings['db'])} does not exist")
-    lock_fd = hold_instance_lock(settings["db"])     # a second instance never touches the socket
+        raise StorageError(
+            f"{settings['db']}: the directory {os.path.dirname(settings['db'])} does not exist"
+        )
+    lock_fd = hold_instance_lock(settings["db"])  # a second instance never touches the socket
     try:
         _remove_stale_socket(settings)
         return asyncio.run(Supervisor(settings).run())
@@ -435,7 +389,8 @@ def _remove_stale_socket(settings: dict) -> None:
     if not stat.S_ISSOCK(mode):
         raise PetitError(f"{path} exists and is not a socket: pass another --socket PATH")
     if is_listening(path):
-        raise PetitError(f"another petit is already serving {settings['db']} "
-                         f"(its control socket {path} answers)")
+        raise PetitError(
+            f"another petit is already serving {settings['db']} (its control socket {path} answers)"
+        )
     log.info("removing stale control socket %s", path)
     _unlink(path)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from .errors import BadRequest
+from ..errors import BadRequest
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 
@@ -14,7 +14,7 @@ LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-lo
 def is_loopback_host(host_header: str) -> bool:
     host = host_header.strip().lower()
     if host.startswith("["):
-        host = host[1:host.find("]")] if "]" in host else host
+        host = host[1 : host.find("]")] if "]" in host else host
     elif host.count(":") == 1:
         host = host.split(":", 1)[0]
     if host in LOOPBACK_NAMES or host.endswith(".localhost"):
@@ -35,7 +35,10 @@ def resolve_bind(host: str, port: int) -> list[tuple]:
 
 
 def is_loopback_bind(host: str, port: int) -> bool:
-    return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in resolve_bind(host, port))
+    return all(
+        ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback
+        for info in resolve_bind(host, port)
+    )
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -47,5 +50,7 @@ def check_port_free(host: str, port: int) -> None:
             try:
                 probe.bind(address)
             except OSError as exc:
-                raise BadRequest(f"cannot listen on {host}:{port}: {exc.strerror}; is another "
-                                 "service (or petit) using that port? choose one with --api-port") from None
+                raise BadRequest(
+                    f"cannot listen on {host}:{port}: {exc.strerror}; is another "
+                    "service (or petit) using that port? choose one with --api-port"
+                ) from None

@@ -12,11 +12,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .dag import DagPlanner
-from .errors import StorageError
-from .executor import AttemptResult, TaskProcess, build_argv, build_env, sweep_escaped, sweep_match
-from .model import Job, RetryCondition, Run, RunStatus, Task, TaskStatus, now_ms
+from ..core.dag import DagPlanner
+from ..core.model import Job, RetryCondition, Run, RunStatus, Task, TaskStatus, now_ms
+from ..errors import StorageError
 from .recorder import RunRecorder
+from .runners.local import (
+    AttemptResult,
+    TaskProcess,
+    build_argv,
+    build_env,
+    sweep_escaped,
+    sweep_match,
+)
 
 DEFAULT_MAX_TASKS = 4
 log = logging.getLogger("petit.engine")
@@ -36,8 +43,15 @@ class RunEngine:
     """Executes `run` (already recorded as pending) for `job`. `cancel()` and `interrupt()` are
     thread-safe and make `execute()` return promptly with every task process group killed."""
 
-    def __init__(self, job: Job, run: Run, recorder: RunRecorder, max_tasks: int = DEFAULT_MAX_TASKS,
-                 extra_env: dict[str, str] | None = None, observer: Observer | None = None) -> None:
+    def __init__(
+        self,
+        job: Job,
+        run: Run,
+        recorder: RunRecorder,
+        max_tasks: int = DEFAULT_MAX_TASKS,
+        extra_env: dict[str, str] | None = None,
+        observer: Observer | None = None,
+    ) -> None:
         self.job = job
         self.run = run
         # by-id indexes: a scan per event would be quadratic on a 5,000-task DAG
@@ -74,7 +88,7 @@ class RunEngine:
             procs = list(self._procs.values())
         for proc in procs:
             proc.cancel()
-        self._events.put(None)   # wake the loop
+        self._events.put(None)  # wake the loop
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -85,7 +99,7 @@ class RunEngine:
         self._recorder.changed(run)
         try:
             self._drive()
-        except Exception as exc:   # a bug must not leave the run "running" or processes behind
+        except Exception as exc:  # a bug must not leave the run "running" or processes behind
             log.exception("run %s: internal error", run.id)
             self._stop(RunStatus.FAILED)
             self._drain_running()
@@ -97,10 +111,15 @@ class RunEngine:
 
     def _drive(self) -> None:
         job = self.job
-        planner = DagPlanner([t.id for t in job.tasks], {t.id: t.depends_on for t in job.tasks},
-                             {t.id: t.condition for t in job.tasks})
+        planner = DagPlanner(
+            [t.id for t in job.tasks],
+            {t.id: t.depends_on for t in job.tasks},
+            {t.id: t.condition for t in job.tasks},
+        )
         ready = list(planner.initial())
-        delayed: list[tuple[float, str]] = []   # (monotonic due time, task id): retry waits hold no slot
+        delayed: list[
+            tuple[float, str]
+        ] = []  # (monotonic due time, task id): retry waits hold no slot
         while (ready or self._in_flight or delayed) and self._stop_as is None:
             while ready and self._in_flight < self._max_tasks and self._stop_as is None:
                 self._start_attempt(self._tasks[ready.pop(0)])
@@ -144,8 +163,12 @@ class RunEngine:
             self._observer("start", task.id, f"attempt {attempt}")
             on_line = lambda stream, line: self._observer(stream, task.id, line)  # noqa: E731
         self._in_flight += 1
-        threading.Thread(target=self._attempt, args=(task, attempt, argv, env, cwd, on_line),
-                         name=f"petit-task-{task.id}", daemon=True).start()
+        threading.Thread(
+            target=self._attempt,
+            args=(task, attempt, argv, env, cwd, on_line),
+            name=f"petit-task-{task.id}",
+            daemon=True,
+        ).start()
 
     def _attempt(self, task: Task, attempt: int, argv, env, cwd, on_line) -> None:
         # Exactly one event per attempt, whatever happens: the run waits for it before finishing.
@@ -176,10 +199,20 @@ class RunEngine:
         # A retry's log replaces the previous attempt's, even when empty, so it never lies.
         if result.stdout or result.stderr or attempt > 1:
             try:
-                self._recorder.store.write_log(self.run.id, task.id, {
-                    "task_id": task.id, "run_id": self.run.id, "attempt": attempt,
-                    "exit_code": result.exit_code, "stdout": result.stdout, "stderr": result.stderr,
-                    "truncated": result.truncated, "error": result.error})
+                self._recorder.store.write_log(
+                    self.run.id,
+                    task.id,
+                    {
+                        "task_id": task.id,
+                        "run_id": self.run.id,
+                        "attempt": attempt,
+                        "exit_code": result.exit_code,
+                        "stdout": result.stdout,
+                        "stderr": result.stderr,
+                        "truncated": result.truncated,
+                        "error": result.error,
+                    },
+                )
             except StorageError as exc:
                 log.error("run %s: %s", self.run.id, exc)
         return result
@@ -194,16 +227,20 @@ class RunEngine:
         state.ended_at = result.ended_at
         state.duration_ms = result.ended_at - (state.started_at or result.started_at)
         state.error = result.error
-        state.pid = None   # also while a retry waits: recovery must not aim at a finished attempt
+        state.pid = None  # also while a retry waits: recovery must not aim at a finished attempt
         failed = result.error is not None
         if failed and not result.cancelled and self._may_retry(task, state.attempts, result):
             state.status = TaskStatus.PENDING
             self._recorder.changed(self.run)
-            self._notify("end", task.id, f"attempt {event.attempt} failed: {result.error}; retrying")
+            self._notify(
+                "end", task.id, f"attempt {event.attempt} failed: {result.error}; retrying"
+            )
             return None
         state.status = TaskStatus.FAILED if failed else TaskStatus.COMPLETED
         self._recorder.changed(self.run)
-        self._notify("end", task.id, f"{state.status.value}" + (f": {result.error}" if failed else ""))
+        self._notify(
+            "end", task.id, f"{state.status.value}" + (f": {result.error}" if failed else "")
+        )
         return state.status
 
     @staticmethod
@@ -226,7 +263,11 @@ class RunEngine:
         while self._in_flight > 0:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                log.error("run %s: %d attempt(s) did not report after the stop", self.run.id, self._in_flight)
+                log.error(
+                    "run %s: %d attempt(s) did not report after the stop",
+                    self.run.id,
+                    self._in_flight,
+                )
                 break
             try:
                 event = self._events.get(timeout=remaining)
@@ -239,15 +280,20 @@ class RunEngine:
     def _sweep_run(self) -> None:
         """After a stop, kill what escaped the task groups of any task of this run (a daemon a
         finished task left behind included). One pass over the processes, only on stops."""
-        match = sweep_match({"PETIT_RUN_ID": self.run.id, **self._extra_env}, ("PETIT_RUN_ID", "PETIT_DB"))
+        match = sweep_match(
+            {"PETIT_RUN_ID": self.run.id, **self._extra_env}, ("PETIT_RUN_ID", "PETIT_DB")
+        )
         try:
             killed = sweep_escaped(match)
-        except Exception:   # never let the clean-up keep the run from being recorded as ended
+        except Exception:  # never let the clean-up keep the run from being recorded as ended
             log.exception("run %s: sweeping escaped processes failed", self.run.id)
             return
         if killed:
-            log.warning("run %s: killed %d process(es) that escaped their task's process group",
-                        self.run.id, killed)
+            log.warning(
+                "run %s: killed %d process(es) that escaped their task's process group",
+                self.run.id,
+                killed,
+            )
 
     def _settle_stopped(self, event: _Finished) -> None:
         state = self._states[event.task_id]
@@ -261,9 +307,14 @@ class RunEngine:
     def _finish(self) -> None:
         run = self.run
         stop = self._stop_as
-        reason = {RunStatus.CANCELLED: "cancelled", RunStatus.INTERRUPTED: "run was interrupted"}.get(stop)
+        reason = {
+            RunStatus.CANCELLED: "cancelled",
+            RunStatus.INTERRUPTED: "run was interrupted",
+        }.get(stop)
         for state in run.tasks:
-            if state.status is TaskStatus.RUNNING or (state.status is TaskStatus.PENDING and state.attempts):
+            if state.status is TaskStatus.RUNNING or (
+                state.status is TaskStatus.PENDING and state.attempts
+            ):
                 state.status = TaskStatus.FAILED
                 state.error = reason or state.error or "did not finish"
                 state.pid = None
@@ -293,5 +344,14 @@ class RunEngine:
 
 def _failed_start(error: str) -> AttemptResult:
     stamp = now_ms()
-    return AttemptResult(exit_code=None, error=f"cannot start: {error}", timed_out=False, cancelled=False,
-                         stdout="", stderr="", truncated=False, started_at=stamp, ended_at=stamp)
+    return AttemptResult(
+        exit_code=None,
+        error=f"cannot start: {error}",
+        timed_out=False,
+        cancelled=False,
+        stdout="",
+        stderr="",
+        truncated=False,
+        started_at=stamp,
+        ended_at=stamp,
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from .model import Job, Task, TaskType, now_ms
+from ...core.model import Job, Task, TaskType, now_ms
 
 KILL_GRACE_SECS = 2.0
 # After the leader exits, a straggler that escaped the group (setsid) may still hold the pipes.
@@ -27,7 +27,7 @@ SWEEP_KEYS = ("PETIT_RUN_ID", "PETIT_TASK_ID", "PETIT_DB")
 # A killed escapee may have forked while the pass was walking /proc: look again, a few times.
 SWEEP_MAX_PASSES = 3
 
-LineCallback = Callable[[str, str], None]   # (stream name, line)
+LineCallback = Callable[[str, str], None]  # (stream name, line)
 
 
 @dataclass
@@ -64,7 +64,7 @@ class BoundedBuffer:
             *lines, rest = self._partial.split(b"\n")
             for line in lines:
                 self._on_line(line.decode("utf-8", "replace"))
-            self._partial = bytearray(rest[-self.limit:])
+            self._partial = bytearray(rest[-self.limit :])
 
     def close(self) -> None:
         if self._on_line is not None and self._partial:
@@ -91,19 +91,23 @@ def build_argv(task: Task, base_dir: str) -> list[str]:
     return [sys.executable, os.path.join(base_dir, task.script)]
 
 
-def build_env(job: Job, task: Task, run_id: str, attempt: int,
-              extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def build_env(
+    job: Job, task: Task, run_id: str, attempt: int, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
     env = dict(os.environ)
-    env.pop("PETIT_API_TOKEN", None)   # a secret of the service, not of the tasks it runs
+    env.pop("PETIT_API_TOKEN", None)  # a secret of the service, not of the tasks it runs
     env.update(job.environment)
     env.update(task.environment)
     env.update(extra or {})
-    env.update(PETIT_JOB_ID=job.id, PETIT_RUN_ID=run_id, PETIT_TASK_ID=task.id,
-               PETIT_ATTEMPT=str(attempt))
+    env.update(
+        PETIT_JOB_ID=job.id, PETIT_RUN_ID=run_id, PETIT_TASK_ID=task.id, PETIT_ATTEMPT=str(attempt)
+    )
     return env
 
 
-def sweep_match(env: Mapping[str, str], keys: tuple[str, ...] = SWEEP_KEYS) -> dict[str, str] | None:
+def sweep_match(
+    env: Mapping[str, str], keys: tuple[str, ...] = SWEEP_KEYS
+) -> dict[str, str] | None:
     """What a sweep looks for in other processes' environments; None when `env` lacks one of
     the keys (without PETIT_DB, another petit's `job-1` would look the same)."""
     if not all(env.get(key) for key in keys):
@@ -122,7 +126,7 @@ def sweep_escaped(match: Mapping[str, str]) -> int:
     for _ in range(SWEEP_MAX_PASSES):
         try:
             found = _sweep_once(match, killed)
-        except (psutil.Error, OSError):   # /proc unreadable: nothing more can be done here
+        except (psutil.Error, OSError):  # /proc unreadable: nothing more can be done here
             break
         if not found:
             break
@@ -148,7 +152,7 @@ def _sweep_once(match: Mapping[str, str], killed: set[int]) -> int:
             proc.kill()
             killed.add(proc.pid)
         except (psutil.Error, OSError):
-            continue   # gone meanwhile, a zombie, or not ours to read
+            continue  # gone meanwhile, a zombie, or not ours to read
     return len(killed) - before
 
 
@@ -165,27 +169,45 @@ class TaskProcess:
     """A started attempt. `collect()` blocks until it is over; `cancel()` may be called from any
     thread and makes `collect()` end promptly with the group killed."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: str | None,
-                 timeout_secs: float | None, log_limit: int = DEFAULT_LOG_LIMIT,
-                 on_line: LineCallback | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str | None,
+        timeout_secs: float | None,
+        log_limit: int = DEFAULT_LOG_LIMIT,
+        on_line: LineCallback | None = None,
+    ) -> None:
         self.started_at = now_ms()
         self._timeout_secs = timeout_secs
-        self._killed_on_cancel = False   # a cancel stopped a process that was still running
+        self._killed_on_cancel = False  # a cancel stopped a process that was still running
         # Guards the wake-up pipe: once collect() closed it, its descriptor numbers may belong to
         # another file, and a late cancel() must not write a byte into that file.
         self._cancel_lock = threading.Lock()
         self._cancel_r, self._cancel_w = os.pipe()
         self._cancel_open = True
-        self._stdout = BoundedBuffer(log_limit, (lambda line: on_line("stdout", line)) if on_line else None)
-        self._stderr = BoundedBuffer(log_limit, (lambda line: on_line("stderr", line)) if on_line else None)
+        self._stdout = BoundedBuffer(
+            log_limit, (lambda line: on_line("stdout", line)) if on_line else None
+        )
+        self._stderr = BoundedBuffer(
+            log_limit, (lambda line: on_line("stderr", line)) if on_line else None
+        )
         self.error: str | None = None
         self.proc: subprocess.Popen | None = None
         try:
             if cwd is not None and not os.path.isdir(cwd):
-                raise NotADirectoryError(f"working_dir {cwd!r} does not exist or is not a directory")
-            self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         start_new_session=True)
+                raise NotADirectoryError(
+                    f"working_dir {cwd!r} does not exist or is not a directory"
+                )
+            self.proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
         except FileNotFoundError as exc:
             self.error = f"command not found: {argv[0]!r}"
             if exc.filename not in (None, argv[0]):
@@ -196,7 +218,10 @@ class TaskProcess:
             self.error = str(exc)
         except OSError as exc:
             self.error = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
-        except (ValueError, TypeError) as exc:   # e.g. an argument Popen refuses: still a failed attempt
+        except (
+            ValueError,
+            TypeError,
+        ) as exc:  # e.g. an argument Popen refuses: still a failed attempt
             self.error = f"cannot start {argv[0]!r}: {exc}"
         self.pid = self.proc.pid if self.proc else None
         self.pid_created = _create_time(self.pid) if self.pid else None
@@ -253,11 +278,17 @@ class TaskProcess:
                     kill_at = float("inf")
                 if drain_until is not None and now >= drain_until:
                     break
-                wake = [t for t in (deadline if kill_at is None else None,
-                                    kill_at if kill_at != float("inf") else None, drain_until)
-                        if t is not None]
+                wake = [
+                    t
+                    for t in (
+                        deadline if kill_at is None else None,
+                        kill_at if kill_at != float("inf") else None,
+                        drain_until,
+                    )
+                    if t is not None
+                ]
                 timeout = max(0.0, min(wake) - now) if wake else None
-                if pidfd is None:   # no pidfd: fall back to polling the exit every 50 ms
+                if pidfd is None:  # no pidfd: fall back to polling the exit every 50 ms
                     timeout = 0.05 if timeout is None else min(timeout, 0.05)
                 for key, _ in selector.select(timeout):
                     if key.data == "cancel":
@@ -303,14 +334,24 @@ class TaskProcess:
             elif timed_out:
                 error = f"timed out after {self._timeout_secs:g}s"
             elif exit_code and exit_code < 0:
-                error = f"killed by signal {signal.Signals(-exit_code).name if -exit_code in signal.valid_signals() else -exit_code}"
+                error = f"killed by signal {_signal_name(-exit_code)}"
             elif exit_code:
                 error = f"exited with code {exit_code}"
-        return AttemptResult(exit_code=exit_code, error=error, timed_out=timed_out,
-                             cancelled=self._killed_on_cancel, stdout=self._stdout.text(),
-                             stderr=self._stderr.text(),
-                             truncated=bool(self._stdout.dropped or self._stderr.dropped),
-                             started_at=self.started_at, ended_at=now_ms())
+        return AttemptResult(
+            exit_code=exit_code,
+            error=error,
+            timed_out=timed_out,
+            cancelled=self._killed_on_cancel,
+            stdout=self._stdout.text(),
+            stderr=self._stderr.text(),
+            truncated=bool(self._stdout.dropped or self._stderr.dropped),
+            started_at=self.started_at,
+            ended_at=now_ms(),
+        )
+
+
+def _signal_name(number: int) -> str:
+    return signal.Signals(number).name if number in signal.valid_signals() else str(number)
 
 
 def _pidfd(pid: int) -> int | None:

@@ -69,7 +69,7 @@ class TaskStatus(str, Enum):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 0          # retries; total attempts = max_attempts + 1
+    max_attempts: int = 0  # retries; total attempts = max_attempts + 1
     delay_secs: float = 0.0
     condition: RetryCondition = RetryCondition.ALWAYS
 

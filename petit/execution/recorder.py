@@ -7,9 +7,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from .errors import StorageError
-from .model import Run
-from .storage import Store
+from ..core.model import Run
+from ..errors import StorageError
+from ..storage.store import Store
 
 FLUSH_INTERVAL_SECS = 0.25
 # While writes fail (disk full), retries slow down to this: a full disk for an hour must cost
@@ -26,7 +26,7 @@ class RunRecorder:
         self._cond = threading.Condition()
         self._write_lock = threading.Lock()
         self._closed = False
-        self._failures = 0      # consecutive failed writes; only the first one is logged
+        self._failures = 0  # consecutive failed writes; only the first one is logged
         self._thread = threading.Thread(target=self._loop, name="petit-recorder", daemon=True)
         self._thread.start()
 
@@ -83,7 +83,7 @@ class RunRecorder:
                 self._cond.wait(self._interval)
             try:
                 self.flush()
-            except Exception as exc:   # this thread must outlive any error, or batching stops
+            except Exception as exc:  # this thread must outlive any error, or batching stops
                 if not isinstance(exc, StorageError):
                     log.exception("recording run state failed")
                 with self._cond:

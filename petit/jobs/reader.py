@@ -1,6 +1,6 @@
 """Reading one job file safely: a regular file of bounded size (never a FIFO or a device), UTF-8,
 the safe YAML loader with duplicate keys refused, and a budget on what YAML aliases expand to.
-What the document means is config.py's business."""
+What the document means is loader.py's business."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import stat
 
 import yaml
 
-from .schedule import short_repr
+from ..core.text import short_repr
 
 MAX_FILE_BYTES = 1024 * 1024
 # YAML aliases let a small file stand for a huge structure (a "billion laughs" bomb) or a cycle:
-# the document is measured, with a budget, before anything walks it. config.MAX_TASKS tasks of a
+# the document is measured, with a budget, before anything walks it. loader.MAX_TASKS tasks of a
 # dozen values each fit well within it; no real job file comes close to the depth.
 MAX_VALUES = 500_000
 MAX_DEPTH = 64
@@ -42,8 +42,11 @@ class _JobFileConstructor:
                     continue  # unhashable key: the base class reports it
                 if repeated:
                     raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping", node.start_mark,
-                        f"duplicate key {short_repr(key)}: each key may appear once", key_node.start_mark)
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"duplicate key {short_repr(key)}: each key may appear once",
+                        key_node.start_mark,
+                    )
         return super().construct_mapping(node, deep)
 
     def construct_object(self, node, deep=False):
@@ -57,8 +60,11 @@ class _JobFileConstructor:
             return super().construct_object(node, deep)
         except (ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
             raise yaml.constructor.ConstructorError(
-                None, None, f"cannot read {node.tag.rsplit(':', 1)[-1]} {short_repr(node.value)}: {exc}",
-                node.start_mark) from exc
+                None,
+                None,
+                f"cannot read {node.tag.rsplit(':', 1)[-1]} {short_repr(node.value)}: {exc}",
+                node.start_mark,
+            ) from exc
 
 
 class _UniqueKeyLoader(_JobFileConstructor, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
@@ -78,14 +84,18 @@ def _read_text(path: str) -> str:
         if stat.S_ISDIR(info.st_mode):
             raise UnreadableJobFile("cannot read: Is a directory")
         if not stat.S_ISREG(info.st_mode):
-            raise UnreadableJobFile("not a regular file (a FIFO, device or socket): expected a job file")
+            raise UnreadableJobFile(
+                "not a regular file (a FIFO, device or socket): expected a job file"
+            )
         data = b"" if info.st_size > MAX_FILE_BYTES else _read_at_most(fd, MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise UnreadableJobFile(f"cannot read: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
-    if info.st_size > MAX_FILE_BYTES or len(data) > MAX_FILE_BYTES:   # or it grew meanwhile
-        raise UnreadableJobFile(f"file is larger than {MAX_FILE_BYTES // 1024} KiB; a job file should be small")
+    if info.st_size > MAX_FILE_BYTES or len(data) > MAX_FILE_BYTES:  # or it grew meanwhile
+        raise UnreadableJobFile(
+            f"file is larger than {MAX_FILE_BYTES // 1024} KiB; a job file should be small"
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -115,14 +125,17 @@ def read_job_file(path: str):
         raise UnreadableJobFile(f"YAML syntax error: {where}{exc.problem or exc.context}") from None
     except yaml.reader.ReaderError as exc:
         # str(exc) spans lines; this is what it says, on one
-        raise UnreadableJobFile(f"YAML syntax error: character {exc.character!r} at position "
-                                f"{exc.position}: {exc.reason}") from None
+        raise UnreadableJobFile(
+            f"YAML syntax error: character {exc.character!r} at position "
+            f"{exc.position}: {exc.reason}"
+        ) from None
     except yaml.YAMLError as exc:
         raise UnreadableJobFile(f"YAML error: {' '.join(str(exc).split())}") from None
     except RecursionError:
         # the pure-Python parser (no libyaml) recurses once per level of nesting
-        raise UnreadableJobFile(f"YAML error: nested too deeply (more than {MAX_DEPTH} levels are "
-                                "refused anyway)") from None
+        raise UnreadableJobFile(
+            f"YAML error: nested too deeply (more than {MAX_DEPTH} levels are refused anyway)"
+        ) from None
     problem = _size_problem(data)
     if problem:
         raise UnreadableJobFile(problem)
@@ -137,15 +150,17 @@ def _size_problem(data) -> str | None:
     budget = MAX_VALUES
     stack = [iter((data,) if isinstance(data, containers) else ())]
     while stack:
-        item = next(stack[-1], stack)   # the stack itself as the end marker: never a YAML value
+        item = next(stack[-1], stack)  # the stack itself as the end marker: never a YAML value
         if item is stack:
             stack.pop()
             continue
         children = item.values() if isinstance(item, dict) else item
         budget -= len(children) + 1
         if budget < 0:
-            return (f"more than {MAX_VALUES:,} values once YAML aliases are expanded: a job file "
-                    "should be small (an alias bomb, or an alias that refers to itself?)")
+            return (
+                f"more than {MAX_VALUES:,} values once YAML aliases are expanded: a job file "
+                "should be small (an alias bomb, or an alias that refers to itself?)"
+            )
         if len(stack) > MAX_DEPTH:
             return f"values nested more than {MAX_DEPTH} levels deep: a job file should be flat"
         # scalars are counted above in one step; only the containers are visited

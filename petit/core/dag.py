@@ -27,7 +27,7 @@ def find_cycle(graph: Mapping[str, Iterable[str]]) -> list[str] | None:
             elif child not in colour:
                 continue
             elif colour[child] == GREY:
-                return path[path.index(child):] + [child]
+                return path[path.index(child) :] + [child]
             elif colour[child] == WHITE:
                 colour[child] = GREY
                 path.append(child)
@@ -73,9 +73,15 @@ class DagPlanner:
     """Tracks which tasks may start. No wave barrier: a task is released the moment its own
     upstreams are finished. `finished()` returns the tasks it releases and those it skips."""
 
-    def __init__(self, ids: Sequence[str], depends_on: Mapping[str, Sequence[str]],
-                 conditions: Mapping[str, Condition]) -> None:
-        self._upstream = {task_id: tuple(dict.fromkeys(depends_on.get(task_id, ()))) for task_id in ids}
+    def __init__(
+        self,
+        ids: Sequence[str],
+        depends_on: Mapping[str, Sequence[str]],
+        conditions: Mapping[str, Condition],
+    ) -> None:
+        self._upstream = {
+            task_id: tuple(dict.fromkeys(depends_on.get(task_id, ()))) for task_id in ids
+        }
         self._downstream: dict[str, list[str]] = {task_id: [] for task_id in ids}
         for task_id, ups in self._upstream.items():
             for up in ups:

@@ -1,0 +1,148 @@
+"""The HTTP API process (Tornado): its routes and its main loop. Reads go straight to the store
+under the shared lock (cached by file identity, so an unchanged file is not parsed again);
+mutations go to the scheduler through the supervisor as commands with a deadline. Never writes
+the store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+import time
+
+import tornado.httpserver
+import tornado.web
+
+from ..logconf import configure_logging
+from ..storage.store import Store
+from .channel import CommandChannel
+from .handlers import (
+    CancelHandler,
+    HealthHandler,
+    JobHandler,
+    JobRunsHandler,
+    JobsHandler,
+    NotFoundHandler,
+    OpenAPIHandler,
+    PauseHandler,
+    ResumeHandler,
+    RunHandler,
+    RunTasksHandler,
+    SchedulerStateHandler,
+    TaskLogsHandler,
+    TriggerHandler,
+)
+
+log = logging.getLogger("petit.api")
+# tornado's own cap, far above ours: it answers a bare, non-JSON 400 to a chunked body over its cap,
+# so the handlers enforce MAX_BODY_BYTES themselves (every one streams, none buffers a body)
+TORNADO_BODY_CAP = 1 << 40
+EXIT_CANNOT_BIND = 78
+
+
+# -- handlers -------------------------------------------------------------------------------------
+
+# Named groups, passed to the handlers as keyword arguments, so route_templates() can turn each
+# route into its OpenAPI path without a second, hand-kept list.
+_JOB = r"(?P<job_id>[A-Za-z0-9_.-]{1,128})"
+_RUN = r"(?P<run_id>[A-Za-z0-9_.-]{1,160})"
+_TASK = r"(?P<task_id>[A-Za-z0-9_.-]{1,128})"
+ROUTES = [
+    (r"/api/health", HealthHandler),
+    (r"/api/scheduler/state", SchedulerStateHandler),
+    (r"/api/scheduler/pause", PauseHandler),
+    (r"/api/scheduler/resume", ResumeHandler),
+    (r"/api/jobs", JobsHandler),
+    (rf"/api/jobs/{_JOB}", JobHandler),
+    (rf"/api/jobs/{_JOB}/trigger", TriggerHandler),
+    (rf"/api/jobs/{_JOB}/runs", JobRunsHandler),
+    (rf"/api/runs/{_RUN}", RunHandler),
+    (rf"/api/runs/{_RUN}/tasks", RunTasksHandler),
+    (rf"/api/runs/{_RUN}/tasks/{_TASK}/logs", TaskLogsHandler),
+    (rf"/api/runs/{_RUN}/cancel", CancelHandler),
+    (r"/api/openapi\.json", OpenAPIHandler),
+]
+_METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
+
+
+def route_templates() -> dict[str, list[str]]:
+    """OpenAPI path template -> the methods its handler implements (lower case), read from ROUTES
+    itself, so a test can hold the OpenAPI document against what the app really serves."""
+    table = {}
+    for pattern, handler in ROUTES:
+        path = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern).replace("\\.", ".")
+        table[path] = [
+            m for m in _METHODS if getattr(handler, m) is not getattr(tornado.web.RequestHandler, m)
+        ]
+    return table
+
+
+def make_app(
+    store: Store, commands: CommandChannel | None, token: str | None, loopback_only: bool
+) -> tornado.web.Application:
+    return tornado.web.Application(
+        ROUTES,
+        default_handler_class=NotFoundHandler,
+        store=store,
+        commands=commands,
+        token=token or None,
+        loopback_only=loopback_only,
+        started=time.monotonic(),
+        compress_response=False,
+    )
+
+
+# -- the process ----------------------------------------------------------------------------------
+
+
+def api_main(settings: dict, replies, requests) -> None:
+    """Entry point of the spawned API process."""
+    configure_logging("api", settings.get("log_level", "info"))
+    # one line per request would drown the lifecycle events (and cost throughput): debug only
+    logging.getLogger("tornado.access").setLevel(
+        logging.DEBUG if settings.get("log_level") == "debug" else logging.WARNING
+    )
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    asyncio.run(_serve(settings, replies, requests))
+
+
+async def _serve(settings: dict, replies, requests) -> None:
+    store = Store(settings["db"])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    parent = os.getppid()
+    app = make_app(
+        store,
+        CommandChannel(replies, requests),
+        settings.get("api_token"),
+        settings["api_loopback_only"],
+    )
+    server = tornado.httpserver.HTTPServer(
+        app,
+        xheaders=False,
+        max_header_size=16 * 1024,
+        max_body_size=TORNADO_BODY_CAP,
+        idle_connection_timeout=60,
+    )
+    try:
+        server.listen(settings["api_port"], address=settings["api_host"], reuse_port=False)
+    except OSError as exc:
+        log.error(
+            "cannot listen on %s:%s: %s", settings["api_host"], settings["api_port"], exc.strerror
+        )
+        raise SystemExit(EXIT_CANNOT_BIND) from None
+    log.info("API listening on http://%s:%s", settings["api_host"], settings["api_port"])
+    requests.put({"event": "ready", "pid": os.getpid()})
+    while not stop.is_set():
+        if os.getppid() != parent:  # children never outlive the supervisor
+            log.error("supervisor is gone: exiting")
+            break
+        try:
+            await asyncio.wait_for(stop.wait(), 0.5)
+        except TimeoutError:
+            pass
+    server.stop()
+    log.info("API stopped")

@@ -1,0 +1,128 @@
+"""What every route shares: JSON in and out, the error mapping, and the security checks (Host,
+Origin, bearer token, path and body limits)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+import tornado.web
+
+from ..errors import (
+    BadRequest,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    PetitError,
+    Unauthorized,
+)
+from ..ipc.binding import is_loopback_host
+from ..storage.store import Store
+from .channel import CommandChannel
+
+log = logging.getLogger("petit.api")
+MAX_PATH_CHARS = 1024
+MAX_BODY_BYTES = 64 * 1024  # no endpoint reads a body; bigger ones get a JSON 413, unread
+
+
+@tornado.web.stream_request_body
+class BaseHandler(tornado.web.RequestHandler):
+    """JSON in and out, the error mapping, and the security checks every route shares.
+
+    Bodies are streamed and dropped (no endpoint reads one): a body is never held in memory. One
+    declared too large gets a JSON 413 from prepare(), a chunked one from data_received() as soon
+    as it goes over, instead of tornado's bare 400; tornado then closes the connection rather than
+    read the rest, and never runs the handler's method."""
+
+    SUPPORTED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+    body_bytes = 0  # of this request's body, counted by data_received()
+
+    @property
+    def store(self) -> Store:
+        return self.application.settings["store"]
+
+    @property
+    def commands(self) -> CommandChannel:
+        return self.application.settings["commands"]
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.clear_header("Server")
+
+    def compute_etag(self):
+        return None
+
+    def prepare(self) -> None:
+        settings = self.application.settings
+        if len(self.request.path) > MAX_PATH_CHARS:
+            raise NotFound("path too long")
+        _check_body_size(self.request.headers.get("Content-Length", "0"))
+        if settings["loopback_only"] and not is_loopback_host(self.request.host):
+            raise Forbidden(
+                f"Host header {self.request.host[:100]!r} is not a loopback name; this API "
+                "only answers requests addressed to localhost (DNS-rebinding protection)"
+            )
+        origin = self.request.headers.get("Origin")
+        if self.request.method not in ("GET", "HEAD") and origin is not None:
+            if origin != f"{self.request.protocol}://{self.request.host}":
+                raise Forbidden(f"cross-origin request from {origin[:100]!r} refused")
+        token = settings["token"]
+        if token and not getattr(self, "public", False):
+            header = self.request.headers.get("Authorization", "")
+            given = header[7:] if header.startswith("Bearer ") else ""
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                raise Unauthorized("missing or wrong bearer token (Authorization: Bearer TOKEN)")
+
+    def data_received(self, chunk: bytes) -> None:
+        """Bodies are ignored, only counted: a chunked one declares no size for prepare()."""
+        self.body_bytes += len(chunk)
+        if self.body_bytes > MAX_BODY_BYTES and not self._finished:
+            self.send_error(PayloadTooLarge.http_status)
+
+    def reply(self, body: dict) -> None:
+        self.finish(json.dumps(body))
+
+    def log_exception(self, typ, value, tb) -> None:
+        if not isinstance(value, (PetitError, tornado.web.HTTPError)):
+            log.error(
+                "%s %s failed",
+                self.request.method,
+                self.request.path[:200],
+                exc_info=(typ, value, tb),
+            )
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, PetitError):
+            error = exc
+        elif status_code == 405:
+            error = MethodNotAllowed(f"method {self.request.method} not allowed")
+        elif status_code == 404:
+            error = NotFound("not found")
+        elif status_code == PayloadTooLarge.http_status:
+            error = _too_large()
+        elif 400 <= status_code < 500:
+            error = BadRequest(self._reason or "bad request")
+        else:
+            error = PetitError("internal error")
+        self.set_status(error.http_status)
+        self.set_default_headers()
+        if isinstance(error, Unauthorized):  # send_error() cleared the one set in prepare()
+            self.set_header("WWW-Authenticate", 'Bearer realm="petit"')
+        self.finish(json.dumps(error.to_wire()))
+
+
+def _check_body_size(declared: str) -> None:
+    """Runs before the body is read (streamed handlers), so the refusal is a JSON answer."""
+    if not (declared.isascii() and declared.isdigit()):
+        raise BadRequest(f"malformed Content-Length {declared[:40]!r}")
+    if len(declared.lstrip("0")) > 12 or int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+
+
+def _too_large() -> PayloadTooLarge:
+    return PayloadTooLarge(f"request bodies are limited to {MAX_BODY_BYTES} bytes (and ignored)")

@@ -1,0 +1,227 @@
+"""One handler class per resource, and the JSON shape of each resource (field names match the
+older tool; extra fields are additions)."""
+
+from __future__ import annotations
+
+import time
+
+from .. import __version__
+from ..core.model import Run, TaskRun
+from ..errors import BadRequest, Conflict, NotFound, Unavailable
+from ..storage.store import Store, split_run_id
+from .base import BaseHandler
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 1000
+
+
+def job_json(doc: dict, paused: bool) -> dict:
+    return {
+        "id": doc["id"],
+        "name": doc.get("name"),
+        "description": doc.get("description") or None,
+        "enabled": doc.get("enabled", True),
+        "scheduled": doc.get("schedule") is not None,
+        "schedule": doc.get("schedule"),
+        "timezone": doc.get("timezone"),
+        "next_run_at": doc.get("next_run_at"),
+        "paused": paused,
+        "task_count": doc.get("task_count"),
+        "max_concurrency": doc.get("max_concurrency"),
+        "depends_on": doc.get("depends_on", []),
+        "tasks": doc.get("tasks", []),
+        "last_run_id": doc.get("last_run_id"),
+        "last_run_status": doc.get("last_status"),
+        "last_success_at": doc.get("last_success_at"),
+    }
+
+
+def run_json(run: Run) -> dict:
+    return {
+        "id": run.id,
+        "job_id": run.job_id,
+        "status": run.status.value,
+        "trigger": run.trigger.value,
+        "created_at": run.created_at,
+        "scheduled_at": run.scheduled_at,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "duration_ms": run.duration_ms,
+        "error": run.error,
+        "task_count": len(run.tasks),
+    }
+
+
+def task_json(state: TaskRun) -> dict:
+    return {
+        "task_id": state.task_id,
+        "run_id": state.run_id,
+        "status": state.status.value,
+        "attempts": state.attempts,
+        "exit_code": state.exit_code,
+        "timed_out": state.timed_out,
+        "started_at": state.started_at,
+        "ended_at": state.ended_at,
+        "duration_ms": state.duration_ms,
+        "error": state.error,
+    }
+
+
+class HealthHandler(BaseHandler):
+    public = True
+
+    def get(self) -> None:
+        self.reply(
+            {
+                "status": "ok",
+                "version": __version__,
+                "uptime_secs": round(time.monotonic() - self.application.settings["started"], 3),
+            }
+        )
+
+
+class SchedulerStateHandler(BaseHandler):
+    async def get(self) -> None:
+        try:
+            status = await self.commands.call("status")
+            state = status["scheduler"]["state"] if status.get("scheduler") else "stopped"
+        except Unavailable:
+            state = "stopped"
+        self.reply(
+            {"state": state, "is_running": state == "running", "is_paused": state == "paused"}
+        )
+
+
+class PauseHandler(BaseHandler):
+    async def post(self) -> None:
+        await self.commands.call("pause")
+        self.reply({"message": "scheduler paused"})
+
+
+class ResumeHandler(BaseHandler):
+    async def post(self) -> None:
+        await self.commands.call("resume")
+        self.reply({"message": "scheduler resumed"})
+
+
+def _known_job(store: Store, job_id: str) -> dict:
+    doc = store.job_summaries().get(job_id)
+    if doc is None or not doc.get("defined", True):
+        raise NotFound(f"job '{job_id[:200]}' not found")
+    return doc
+
+
+class JobsHandler(BaseHandler):
+    def get(self) -> None:
+        paused = self.store.is_paused()
+        jobs = [
+            job_json(doc, paused)
+            for doc in sorted(self.store.job_summaries().values(), key=lambda d: d["id"])
+            if doc.get("defined", True)
+        ]
+        self.reply({"jobs": jobs, "count": len(jobs)})
+
+
+class JobHandler(BaseHandler):
+    def get(self, job_id: str) -> None:
+        self.reply(job_json(_known_job(self.store, job_id), self.store.is_paused()))
+
+
+class TriggerHandler(BaseHandler):
+    async def post(self, job_id: str) -> None:
+        _known_job(self.store, job_id)  # an unknown job is a 404 even while the scheduler is down
+        result = await self.commands.call("trigger", {"job_id": job_id})
+        self.reply(
+            {
+                "run_id": result["run_id"],
+                "job_id": result["job_id"],
+                "message": f"job '{result['job_id']}' triggered",
+            }
+        )
+
+
+class JobRunsHandler(BaseHandler):
+    def get(self, job_id: str) -> None:
+        _known_job(self.store, job_id)
+        limit = _parse_limit(self.get_query_argument("limit", str(DEFAULT_LIMIT)))
+        runs = self.store.list_runs(job_id, limit)
+        self.reply({"runs": [run_json(run) for run in runs], "count": len(runs)})
+
+
+def _parse_limit(raw: str) -> int:
+    """ASCII digits only: str.isdigit() alone also accepts '²' (which int() refuses: a 500) and
+    other scripts' digits. Past MAX_LIMIT the value is capped, never converted whole, since int()
+    refuses strings of more than 4300 digits."""
+    if not (raw.isascii() and raw.isdigit()) or not raw.strip("0"):
+        raise BadRequest(f"limit must be a whole number >= 1, got {raw[:40]!r}")
+    digits = raw.lstrip("0")
+    return MAX_LIMIT if len(digits) > len(str(MAX_LIMIT)) else min(int(digits), MAX_LIMIT)
+
+
+def _known_run(store: Store, run_id: str) -> Run:
+    run = store.get_run(run_id) if split_run_id(run_id) else None
+    if run is None:
+        raise NotFound(f"run '{run_id[:200]}' not found")
+    return run
+
+
+class RunHandler(BaseHandler):
+    def get(self, run_id: str) -> None:
+        self.reply(run_json(_known_run(self.store, run_id)))
+
+
+class RunTasksHandler(BaseHandler):
+    def get(self, run_id: str) -> None:
+        run = _known_run(self.store, run_id)
+        self.reply({"tasks": [task_json(t) for t in run.tasks], "count": len(run.tasks)})
+
+
+class TaskLogsHandler(BaseHandler):
+    def get(self, run_id: str, task_id: str) -> None:
+        run = _known_run(self.store, run_id)
+        state = next((t for t in run.tasks if t.task_id == task_id), None)
+        if state is None:
+            raise NotFound(f"task '{task_id[:200]}' not found in run '{run_id}'")
+        record = self.store.read_log(run_id, task_id) or {}
+        self.reply(
+            {
+                "run_id": run_id,
+                "task_id": task_id,
+                "status": state.status.value,
+                "attempt": record.get("attempt", state.attempts),
+                "exit_code": state.exit_code,
+                "stdout": record.get("stdout", ""),
+                "stderr": record.get("stderr", ""),
+                "truncated": record.get("truncated", False),
+            }
+        )
+
+
+class CancelHandler(BaseHandler):
+    async def post(self, run_id: str) -> None:
+        run = _known_run(self.store, run_id)
+        if run.status.is_terminal:  # a 409 needs no scheduler, so it holds while it is down too
+            raise Conflict(f"run '{run_id}' already finished ({run.status.value})")
+        result = await self.commands.call("cancel", {"run_id": run_id})
+        status = result.get("status")
+        # the run may have ended on its own between the check and the cancel: say what it became
+        self.reply(
+            {
+                "run_id": run_id,
+                "status": status,
+                "message": f"run '{run_id}' {status or 'cancelled'}",
+            }
+        )
+
+
+class OpenAPIHandler(BaseHandler):
+    def get(self) -> None:
+        from .openapi import document
+
+        self.reply(document(__version__))
+
+
+class NotFoundHandler(BaseHandler):
+    def prepare(self) -> None:
+        super().prepare()
+        raise NotFound(f"no route for {self.request.path[:200]}")

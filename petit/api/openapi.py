@@ -1,0 +1,270 @@
+"""The OpenAPI 3 document of the HTTP API. A test compares it with the app's real routes and
+checks real responses against the documented fields, so it cannot drift silently."""
+
+from __future__ import annotations
+
+_INT_OR_NULL = {"type": ["integer", "null"]}
+_STR_OR_NULL = {"type": ["string", "null"]}
+
+
+def _obj(required: dict, optional: dict | None = None) -> dict:
+    props = {**required, **(optional or {})}
+    return {"type": "object", "required": sorted(required), "properties": props}
+
+
+SCHEMAS = {
+    "Error": _obj(
+        {
+            "error": {"type": "string"},
+            "code": {
+                "type": "string",
+                "enum": [
+                    "BAD_REQUEST",
+                    "UNAUTHORIZED",
+                    "FORBIDDEN",
+                    "NOT_FOUND",
+                    "METHOD_NOT_ALLOWED",
+                    "CONFLICT",
+                    "PAYLOAD_TOO_LARGE",
+                    "TOO_MANY_REQUESTS",
+                    "SERVICE_UNAVAILABLE",
+                    "INTERNAL_ERROR",
+                    "STORAGE_ERROR",
+                ],
+            },
+        }
+    ),
+    "Health": _obj(
+        {
+            "status": {"type": "string"},
+            "version": {"type": "string"},
+            "uptime_secs": {"type": "number"},
+        }
+    ),
+    "SchedulerState": _obj(
+        {
+            "state": {"type": "string", "enum": ["running", "paused", "stopped"]},
+            "is_running": {"type": "boolean"},
+            "is_paused": {"type": "boolean"},
+        }
+    ),
+    "Message": _obj({"message": {"type": "string"}}),
+    "Job": _obj(
+        {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "description": _STR_OR_NULL,
+            "enabled": {"type": "boolean"},
+            "scheduled": {"type": "boolean"},
+            "schedule": _STR_OR_NULL,
+            "timezone": {"type": "string"},
+            "next_run_at": _INT_OR_NULL,
+            "paused": {"type": "boolean"},
+            "task_count": {"type": "integer"},
+            "max_concurrency": _INT_OR_NULL,
+            "depends_on": {"type": "array", "items": {"type": "object"}},
+            "tasks": {"type": "array", "items": {"type": "object"}},
+            "last_run_id": _STR_OR_NULL,
+            "last_run_status": _STR_OR_NULL,
+            "last_success_at": _INT_OR_NULL,
+        }
+    ),
+    "JobList": _obj(
+        {
+            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+            "count": {"type": "integer"},
+        }
+    ),
+    "Triggered": _obj(
+        {"run_id": {"type": "string"}, "job_id": {"type": "string"}, "message": {"type": "string"}}
+    ),
+    "Run": _obj(
+        {
+            "id": {"type": "string"},
+            "job_id": {"type": "string"},
+            "status": {
+                "type": "string",
+                "enum": ["pending", "running", "completed", "failed", "interrupted", "cancelled"],
+            },
+            "trigger": {"type": "string", "enum": ["manual", "schedule"]},
+            "created_at": {"type": "integer"},
+            "scheduled_at": _INT_OR_NULL,
+            "started_at": _INT_OR_NULL,
+            "ended_at": _INT_OR_NULL,
+            "duration_ms": _INT_OR_NULL,
+            "error": _STR_OR_NULL,
+            "task_count": {"type": "integer"},
+        }
+    ),
+    "RunList": _obj(
+        {
+            "runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
+            "count": {"type": "integer"},
+        }
+    ),
+    "TaskState": _obj(
+        {
+            "task_id": {"type": "string"},
+            "run_id": {"type": "string"},
+            "status": {
+                "type": "string",
+                "enum": ["pending", "running", "completed", "failed", "skipped"],
+            },
+            "attempts": {"type": "integer"},
+            "exit_code": _INT_OR_NULL,
+            "timed_out": {"type": "boolean"},
+            "started_at": _INT_OR_NULL,
+            "ended_at": _INT_OR_NULL,
+            "duration_ms": _INT_OR_NULL,
+            "error": _STR_OR_NULL,
+        }
+    ),
+    "TaskList": _obj(
+        {
+            "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/TaskState"}},
+            "count": {"type": "integer"},
+        }
+    ),
+    "TaskLogs": _obj(
+        {
+            "run_id": {"type": "string"},
+            "task_id": {"type": "string"},
+            "status": {"type": "string"},
+            "attempt": {"type": "integer"},
+            "exit_code": _INT_OR_NULL,
+            "stdout": {"type": "string"},
+            "stderr": {"type": "string"},
+            "truncated": {"type": "boolean"},
+        }
+    ),
+    "Cancelled": _obj(
+        {"run_id": {"type": "string"}, "status": _STR_OR_NULL, "message": {"type": "string"}}
+    ),
+}
+
+_ERROR_TEXT = {
+    "400": "bad request (a malformed Content-Length on any route; limit=abc on a job's runs)",
+    "401": "missing or wrong bearer token (only with --api-token)",
+    "403": "foreign Origin on a state-changing request, or a non-loopback Host header",
+    "404": "unknown job, run, task or route",
+    "405": "method not allowed",
+    "409": "conflict (dependency not satisfied, or the run already finished)",
+    "413": "a request body over 64 KiB (bodies are ignored; none is needed)",
+    "429": "max concurrent runs reached",
+    "500": "internal error",
+    "503": "the scheduler worker is down or did not answer in time",
+}
+
+
+# what any route may answer, from the checks BaseHandler.prepare() makes before routing on
+_ANY_ROUTE = ("400", "401", "403", "405", "413", "500")
+
+
+def _error(status: str) -> dict:
+    return {
+        "description": _ERROR_TEXT[status],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _op(summary: str, schema: str, errors: tuple[str, ...], params: tuple[dict, ...] = ()) -> dict:
+    responses = {
+        "200": {
+            "description": "success",
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+        }
+    }
+    for status in (*_ANY_ROUTE, *errors):
+        responses[status] = _error(status)
+    return {"summary": summary, "parameters": list(params), "responses": responses}
+
+
+def _path_param(name: str, description: str) -> dict:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+    }
+
+
+JOB_ID = _path_param("job_id", "job id")
+RUN_ID = _path_param("run_id", "run id, '<job_id>-<n>'")
+TASK_ID = _path_param("task_id", "task id")
+LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "required": False,
+    "description": "most runs to return, newest first (default 20, capped at 1000)",
+    "schema": {"type": "integer", "minimum": 1, "default": 20},
+}
+
+PATHS = {
+    "/api/health": {"get": _op("Liveness of the API process", "Health", ())},
+    "/api/scheduler/state": {"get": _op("Scheduler state", "SchedulerState", ())},
+    "/api/scheduler/pause": {
+        "post": _op("Pause scheduled fires (manual triggers still run)", "Message", ("503",))
+    },
+    "/api/scheduler/resume": {"post": _op("Resume scheduled fires", "Message", ("503",))},
+    "/api/jobs": {"get": _op("All jobs, sorted by id", "JobList", ())},
+    "/api/jobs/{job_id}": {"get": _op("One job", "Job", ("404",), (JOB_ID,))},
+    "/api/jobs/{job_id}/trigger": {
+        "post": _op(
+            "Start a run now; returns once the run is recorded",
+            "Triggered",
+            ("404", "409", "429", "503"),
+            (JOB_ID,),
+        )
+    },
+    "/api/jobs/{job_id}/runs": {
+        "get": _op("Runs of a job, newest first", "RunList", ("404",), (JOB_ID, LIMIT))
+    },
+    "/api/runs/{run_id}": {"get": _op("One run", "Run", ("404",), (RUN_ID,))},
+    "/api/runs/{run_id}/tasks": {
+        "get": _op("Task states of a run, in DAG order", "TaskList", ("404",), (RUN_ID,))
+    },
+    "/api/runs/{run_id}/tasks/{task_id}/logs": {
+        "get": _op(
+            "Captured output of a task's last attempt", "TaskLogs", ("404",), (RUN_ID, TASK_ID)
+        )
+    },
+    "/api/runs/{run_id}/cancel": {
+        "post": _op(
+            "Cancel a running run; answers when it has stopped",
+            "Cancelled",
+            ("404", "409", "503"),
+            (RUN_ID,),
+        )
+    },
+    "/api/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "parameters": [],
+            "responses": {
+                "200": {
+                    "description": "OpenAPI 3 document",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                **{s: _error(s) for s in _ANY_ROUTE},
+            },
+        }
+    },
+}
+
+
+def document(version: str) -> dict:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "petit",
+            "version": version,
+            "description": "HTTP API of petit, a small job orchestrator for one machine. Every "
+            'error body is {"error": message, "code": CODE}. Times are epoch ms.',
+        },
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": PATHS,
+    }

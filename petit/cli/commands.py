@@ -1,0 +1,207 @@
+"""The commands behind `petit validate`, `list`, `trigger`, `run` and `ctl`. Each imports what
+it needs when it runs, so `petit ctl` never loads yaml or tinydb."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+
+from ..errors import UsageError
+
+
+def _positive_int(args: dict, key: str, minimum: int = 1) -> int:
+    raw = args[key]
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise UsageError(f"{key} expects a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise UsageError(f"{key} must be at least {minimum}, got {value}")
+    return value
+
+
+def _number(args: dict, key: str) -> float:
+    try:
+        value = float(args[key])
+    except (TypeError, ValueError):
+        raise UsageError(f"{key} expects a number of seconds, got {args[key]!r}") from None
+    if not 0 <= value <= 86400:
+        raise UsageError(f"{key} must be between 0 and 86400 seconds, got {args[key]}")
+    return value
+
+
+def socket_path(args: dict) -> str:
+    if args.get("--socket") and args["--socket"] != "<db>.sock":
+        return args["--socket"]
+    return os.path.abspath(args["--db"]) + ".sock"
+
+
+def cmd_validate(args: dict) -> int:
+    from ..core.text import one_line
+    from ..jobs.loader import load_jobs
+
+    jobs = load_jobs(args["JOBS_DIR"])
+    for job in jobs.values():  # a file name may hold a newline or escape codes: one line each
+        tasks = f"{len(job.tasks)} task(s)"
+        print(f"ok  {job.id}: {tasks}, {_schedule_text(job)}  ({one_line(job.source)})")
+    print(f"{len(jobs)} job(s) valid in {args['JOBS_DIR']}")
+    return 0
+
+
+def _schedule_text(job, now: datetime | None = None) -> str:
+    from ..core.schedule import Schedule
+
+    if job.schedule is None:
+        return "manual"
+    schedule = Schedule.parse(job.schedule, job.timezone)
+    upcoming = schedule.next_fire(now or datetime.now(UTC)).astimezone(schedule.zone)
+    return f"{schedule.describe()}, next {upcoming.isoformat()}"
+
+
+def cmd_list(args: dict) -> int:
+    from ..jobs.loader import load_jobs
+
+    jobs = load_jobs(args["JOBS_DIR"])
+    now = datetime.now(UTC)
+    if args["--json"]:
+        print(json.dumps([_job_json(job, now) for job in jobs.values()], indent=2))
+        return 0
+    for job in jobs.values():
+        state = "enabled" if job.enabled else "disabled"
+        print(f"{job.id}  ({job.name}, {state})")
+        print(f"  schedule: {_schedule_text(job, now)}")
+        for dep in job.depends_on:
+            print(f"  after job: {dep.job_id} ({dep.condition.value})")
+        for task in job.tasks:
+            after = f"  <- {', '.join(task.depends_on)}" if task.depends_on else ""
+            print(f"  - {task.id}{after}")
+    return 0
+
+
+def _job_json(job, now: datetime) -> dict:
+    from ..core.schedule import Schedule
+
+    next_fire = None
+    if job.schedule is not None:
+        schedule = Schedule.parse(job.schedule, job.timezone)
+        next_fire = schedule.next_fire(now).astimezone(schedule.zone).isoformat()
+    return {
+        "id": job.id,
+        "name": job.name,
+        "enabled": job.enabled,
+        "schedule": job.schedule,
+        "timezone": job.timezone,
+        "next_fire": next_fire,
+        "source": job.source,
+        "depends_on": [{"job": d.job_id, "condition": d.condition.value} for d in job.depends_on],
+        "tasks": [{"id": t.id, "depends_on": list(t.depends_on)} for t in job.tasks],
+    }
+
+
+def cmd_trigger(args: dict) -> int:
+    from ..core.model import RunStatus, Trigger
+    from ..execution.engine import RunEngine
+    from ..execution.recorder import RunRecorder
+    from ..ipc.instance import hold_instance_lock
+    from ..jobs.loader import load_jobs
+    from ..storage.store import Store
+
+    # Bad option values are usage errors, and must be found before a run is recorded: a run
+    # created and then abandoned would stay "pending" in the db until the next recovery.
+    keep_runs = _positive_int(args, "--keep-runs")
+    max_tasks = _positive_int(args, "--max-tasks")
+    jobs = load_jobs(args["JOBS_DIR"])
+    job = jobs.get(args["JOB_ID"])
+    if job is None:
+        known = ", ".join(jobs) or "none"
+        print(f"petit: unknown job {args['JOB_ID']!r}; known jobs: {known}", file=sys.stderr)
+        return 1
+    store = Store(args["--db"], keep_runs=keep_runs)
+    store.check()
+    hold_instance_lock(
+        store.db_path
+    )  # held until exit: a `petit run` starting now must not recover this run
+    run = store.create_run(job.id, [t.id for t in job.tasks], Trigger.MANUAL)
+    recorder = RunRecorder(store)
+    print_lock = threading.Lock()
+
+    def say(text: str, stream=None) -> None:
+        # Also runs in task threads: a reader that went away (`petit trigger ... | head`) must
+        # neither fail the tasks nor turn a failed run into exit 0, so its stream goes to null.
+        stream = stream or sys.stdout
+        with print_lock:
+            try:
+                print(text, file=stream, flush=True)
+            except BrokenPipeError:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+    def observe(event: str, task_id: str, detail: str) -> None:
+        if event in ("stdout", "stderr"):
+            say(f"[{task_id}] {detail}", sys.stdout if event == "stdout" else sys.stderr)
+        else:
+            say(f"== {task_id}: {event} {detail}")
+
+    engine = RunEngine(job, run, recorder, max_tasks=max_tasks, observer=observe)
+    failures: list[BaseException] = []
+
+    def execute() -> None:
+        try:
+            engine.execute()
+        except BaseException as exc:  # re-raised below, in the main thread, as one clear line
+            failures.append(exc)
+
+    # The run goes on in a worker thread: signal handlers run in this (main) thread, which then
+    # holds none of the engine's locks when the handler asks the engine to stop.
+    worker = threading.Thread(target=execute, name="petit-trigger")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: engine.interrupt())
+    say(f"run {run.id} of job {job.id} started")
+    worker.start()
+    worker.join()
+    recorder.close()
+    if failures:
+        raise failures[0]
+    say(
+        f"run {run.id} {run.status.value} in {run.duration_ms} ms"
+        + (f": {run.error}" if run.error else "")
+    )
+    return 0 if run.status is RunStatus.COMPLETED else 1
+
+
+def cmd_run(args: dict) -> int:
+    from ..logconf import LEVELS
+    from ..service.supervisor import serve
+
+    if args["--log-level"] not in LEVELS:
+        raise UsageError(
+            f"--log-level must be one of {', '.join(LEVELS)}, got {args['--log-level']!r}"
+        )
+    port = _positive_int(args, "--api-port")
+    if port > 65535:
+        raise UsageError(f"--api-port must be at most 65535, got {port}")
+    return serve(
+        {
+            "jobs_dir": os.path.abspath(args["JOBS_DIR"]),
+            "db": os.path.abspath(args["--db"]),
+            "socket": os.path.abspath(socket_path(args)),
+            "max_tasks": _positive_int(args, "--max-tasks"),
+            "max_jobs": _positive_int(args, "--max-jobs", minimum=0),
+            "keep_runs": _positive_int(args, "--keep-runs"),
+            "shutdown_timeout": _number(args, "--shutdown-timeout"),
+            "log_level": args["--log-level"],
+            "api": not args["--no-api"],
+            "api_host": args["--api-host"],
+            "api_port": port,
+            "api_token": args["--api-token"] or os.environ.get("PETIT_API_TOKEN") or None,
+        }
+    )
+
+
+def cmd_ctl(args: dict) -> int:
+    from .ctl import run_ctl
+
+    return run_ctl(args, socket_path(args))

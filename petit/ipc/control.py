@@ -1,0 +1,92 @@
+"""The control socket's client side and limits: JSON lines over a Unix socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+from ..errors import BadRequest, NotListening, PetitError, Unavailable
+from .commands import request, unwrap
+
+MAX_LINE_BYTES = 64 * 1024
+SOCKET_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
+DEFAULT_DEADLINE_SECS = 10.0
+
+
+def check_socket_path(path: str) -> None:
+    if len(os.fsencode(path)) > SOCKET_PATH_MAX:
+        raise BadRequest(
+            f"control socket path is {len(os.fsencode(path))} bytes, over the "
+            f"{SOCKET_PATH_MAX}-byte limit of Unix sockets: {path}; "
+            "pass a shorter --socket PATH"
+        )
+
+
+def call_socket(
+    path: str, cmd: str, args: dict | None = None, timeout: float = DEFAULT_DEADLINE_SECS
+) -> dict:
+    """Send one command over the control socket and return its result (or raise its error)."""
+    check_socket_path(path)
+    message = request(cmd, args)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            _connect(sock, path, time.monotonic() + timeout)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise NotListening(f"no petit is listening on {path} ({exc.strerror})") from None
+        except BlockingIOError:
+            raise Unavailable(
+                f"petit on {path} did not accept the connection within {timeout:g}s"
+            ) from None
+        except OSError as exc:
+            raise NotListening(f"cannot connect to {path}: {exc.strerror or exc}") from None
+        try:
+            sock.sendall(json.dumps(message).encode() + b"\n")
+            raw = _read_line(sock)
+        except TimeoutError:
+            raise Unavailable(f"petit on {path} did not answer within {timeout:g}s") from None
+        except OSError as exc:
+            raise Unavailable(f"connection to {path} failed: {exc.strerror or exc}") from None
+    try:
+        reply = json.loads(raw)
+    except ValueError:
+        raise Unavailable(f"petit on {path} sent a malformed reply") from None
+    return unwrap(reply)
+
+
+def _connect(sock: socket.socket, path: str, deadline: float) -> None:
+    """A socket with a timeout connects without blocking: on a Unix socket whose accept queue is
+    full (a busy supervisor, a burst of clients) that is EAGAIN at once, not a wait. Retry until
+    the deadline; the server is busy, not gone."""
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    chunks = bytearray()
+    while not chunks.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        chunks += chunk
+        if len(chunks) > 16 * MAX_LINE_BYTES:
+            break
+    return bytes(chunks)
+
+
+def is_listening(path: str) -> bool:
+    try:
+        call_socket(path, "status", timeout=2.0)
+        return True
+    except NotListening:
+        return False
+    except PetitError:
+        return True  # something answered, even if with an error

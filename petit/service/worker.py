@@ -1,0 +1,166 @@
+"""The scheduler worker process: the loop that reads the clock and the command queue, hands
+fires and commands to the Scheduler, and exits cleanly when told to or when orphaned. The only
+process that writes the store while `petit run` is up."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+
+from ..core.model import Trigger
+from ..errors import ConfigError, NotFound, PetitError, StorageError, Unavailable
+from ..ipc.commands import error_reply, ok_reply
+from ..jobs.loader import load_jobs
+from ..logconf import configure_logging
+from ..storage.store import Store
+from .recovery import recover
+from .scheduler import Scheduler
+
+log = logging.getLogger("petit.scheduler")
+PARENT_CHECK_SECS = 0.2
+# Longest single wait for the next fire: poll() cannot wait past ~24.8 days (a `0 0 1 1 *` job
+# crashed the worker with OverflowError), and waking now and then also notices wall-clock jumps.
+MAX_WAIT_SECS = 60.0
+
+
+def worker_main(settings: dict, commands, replies) -> None:
+    """Entry point of the spawned scheduler process."""
+    configure_logging("scheduler", settings.get("log_level", "info"))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides about shutdown
+    parent = os.getppid()
+    store = Store(settings["db"], keep_runs=settings["keep_runs"])
+    try:
+        # the supervisor leaves validation to this process, so that it never loads yaml,
+        # croniter or tinydb itself: the long-lived parent stays small
+        store.check()
+        jobs = load_jobs(settings["jobs_dir"])
+        scheduler = Scheduler(jobs, store, settings["max_tasks"], settings["max_jobs"], replies.put)
+        recovered = recover(store)
+    except (ConfigError, StorageError) as exc:
+        replies.put({"event": "fatal", "error": exc.to_wire()})
+        _flush(replies)
+        raise SystemExit(2) from None
+    stop = threading.Event()
+    hurry = threading.Event()  # SIGTERM, supervisor gone or a second SIGINT: no more waiting
+    signal.signal(signal.SIGTERM, lambda *_: (hurry.set(), stop.set(), commands.put(None)))
+    threading.Thread(
+        target=_watch_parent, args=(parent, stop, hurry, commands, replies), daemon=True
+    ).start()
+    log.info(
+        "scheduler ready: %d job(s), %s, recovered %d run(s)",
+        len(scheduler.jobs),
+        "paused" if scheduler.paused else "running",
+        recovered,
+    )
+    replies.put({"event": "ready", "pid": os.getpid(), "jobs": len(scheduler.jobs)})
+    _serve(scheduler, settings, commands, replies, stop, hurry)
+    _flush(replies)
+
+
+def _flush(replies) -> None:
+    """Send what is queued before exiting. A worker that exits while the queue's feeder thread
+    is mid-send leaves the queue's cross-process write lock taken, and the supervisor's next put
+    on that queue (its reader's stop sentinel) then blocks forever: `petit run` hung at exit."""
+    replies.close()
+    replies.join_thread()  # returns at once once cancelled (supervisor gone, nobody reads)
+
+
+def _watch_parent(
+    parent: int, stop: threading.Event, hurry: threading.Event, commands, replies
+) -> None:
+    while not hurry.is_set():
+        if os.getppid() != parent:
+            log.error("supervisor %d is gone: stopping runs and exiting", parent)
+            replies.cancel_join_thread()  # nobody reads any more: never wait on the pipe at exit
+            hurry.set()
+            stop.set()
+            commands.put(None)
+            return
+        stop.wait(PARENT_CHECK_SECS)
+
+
+def _serve(
+    scheduler: Scheduler,
+    settings: dict,
+    commands,
+    replies,
+    stop: threading.Event,
+    hurry: threading.Event,
+) -> None:
+    grace = 0.0
+    while not stop.is_set():
+        timeout = scheduler.seconds_until_next_fire(datetime.now(UTC))
+        timeout = MAX_WAIT_SECS if timeout is None else min(timeout, MAX_WAIT_SECS)
+        try:
+            message = commands.get(timeout=timeout)
+        except queue.Empty:
+            message = None
+        if message is not None:
+            reply = _expired(message) or _handle(scheduler, settings, message)
+            if reply is not None:
+                replies.put(reply)
+            if message.get("cmd") == "shutdown":
+                grace = float(message.get("args", {}).get("timeout", 0))
+                break
+        if not stop.is_set():
+            scheduler.fire_due(datetime.now(UTC))
+    scheduler.stop_runs(grace, hurry)
+    replies.put({"event": "stopped", "pid": os.getpid()})
+    log.info("scheduler stopped")
+
+
+def _expired(message: dict) -> dict | None:
+    """The supervisor stopped waiting for this command and answered 503: doing it now would be a
+    surprise (a trigger retried by the caller would run twice)."""
+    deadline = message.get("deadline")
+    if deadline is None or time.monotonic() <= deadline:
+        return None
+    log.warning(
+        "command %s dropped: its caller stopped waiting %.1fs ago",
+        message.get("cmd"),
+        time.monotonic() - deadline,
+    )
+    return error_reply(
+        message.get("id"), Unavailable("the command expired before the scheduler read it")
+    )
+
+
+def _handle(scheduler: Scheduler, settings: dict, message: dict) -> dict | None:
+    request_id, cmd, args = message.get("id"), message.get("cmd"), message.get("args") or {}
+    now = datetime.now(UTC)
+    try:
+        if cmd == "trigger":
+            run = scheduler.start_run(args["job_id"], Trigger.MANUAL)
+            return ok_reply(
+                request_id,
+                {
+                    "run_id": run.id,
+                    "job_id": run.job_id,
+                    "message": f"job '{run.job_id}' triggered",
+                },
+            )
+        if cmd == "cancel":
+            return scheduler.cancel(args["run_id"], request_id)
+        if cmd == "pause":
+            scheduler.set_paused(True, now)
+            return ok_reply(request_id, {"message": "scheduler paused", "paused": True})
+        if cmd == "resume":
+            scheduler.set_paused(False, now)
+            return ok_reply(request_id, {"message": "scheduler resumed", "paused": False})
+        if cmd == "reload":
+            return ok_reply(request_id, scheduler.reload(settings["jobs_dir"], now))
+        if cmd == "status":
+            return ok_reply(request_id, scheduler.status())
+        if cmd == "shutdown":
+            return ok_reply(request_id, {"message": "scheduler stopping"})
+        raise NotFound(f"unknown command {cmd!r}")
+    except PetitError as exc:
+        return error_reply(request_id, exc)
+    except Exception as exc:  # a bug answers as an internal error instead of killing the worker
+        log.exception("command %s failed", cmd)
+        return error_reply(request_id, PetitError(f"internal error: {exc}"))
