@@ -3,11 +3,20 @@ edges (HTTP responses, IPC replies, CLI exit codes) translate errors the same wa
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class PetitError(Exception):
     code = "INTERNAL_ERROR"
     http_status = 500
     exit_code = 1
+    # wire code -> the first (most general) class that declared it, filled in as classes are
+    # defined: a new code needs no second list to be rebuilt from an IPC reply
+    by_code: ClassVar[dict[str, type[PetitError]]] = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        PetitError.by_code.setdefault(cls.code, cls)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -15,6 +24,15 @@ class PetitError(Exception):
 
     def to_wire(self) -> dict:
         return {"error": self.message, "code": self.code}
+
+    @classmethod
+    def from_body(cls, body: dict) -> PetitError:
+        """The exception of this class a wire body describes. Subclasses that take ids in their
+        constructor are never rebuilt: the registry holds the general class of each code."""
+        return cls(str(body.get("error", "unknown error")))
+
+
+PetitError.by_code[PetitError.code] = PetitError
 
 
 class BadRequest(PetitError):
@@ -43,6 +61,24 @@ class NotFound(PetitError):
     http_status = 404
 
 
+class JobNotFound(NotFound):
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job '{job_id[:200]}' not found")
+
+
+class RunNotFound(NotFound):
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run '{run_id[:200]}' not found")
+
+
+class TaskNotFound(NotFound):
+    def __init__(self, run_id: str, task_id: str) -> None:
+        self.run_id, self.task_id = run_id, task_id
+        super().__init__(f"task '{task_id[:200]}' not found in run '{run_id[:200]}'")
+
+
 class NotListening(PetitError):
     """No petit answers on the control socket (`petit ctl` exits 3, like SERVICE_UNAVAILABLE)."""
 
@@ -61,6 +97,20 @@ class Conflict(PetitError):
 
     code = "CONFLICT"
     http_status = 409
+
+
+class RunFinished(Conflict):
+    def __init__(self, run_id: str, status: str) -> None:
+        self.run_id, self.status = run_id, status
+        super().__init__(f"run '{run_id[:200]}' already finished ({status})")
+
+
+class InvalidTransition(PetitError):
+    """A state change the model forbids (a run ended twice, a skipped task started): a bug."""
+
+    def __init__(self, what: str, from_status: str, to_status: str) -> None:
+        self.from_status, self.to_status = from_status, to_status
+        super().__init__(f"{what}: illegal transition {from_status} -> {to_status}")
 
 
 class PayloadTooLarge(PetitError):
@@ -96,6 +146,10 @@ class ConfigError(PetitError):
     def to_wire(self) -> dict:
         return {"error": self.message, "code": self.code, "errors": self.errors}
 
+    @classmethod
+    def from_body(cls, body: dict) -> ConfigError:
+        return cls(list(body.get("errors") or [body.get("error", "invalid config")]))
+
 
 class StorageError(PetitError):
     """The database cannot be read or written (corrupt file, permissions, disk full)."""
@@ -104,27 +158,12 @@ class StorageError(PetitError):
     http_status = 500
 
 
-_BY_CODE = {
-    cls.code: cls
-    for cls in (
-        BadRequest,
-        Unauthorized,
-        Forbidden,
-        NotFound,
-        NotListening,
-        MethodNotAllowed,
-        Conflict,
-        PayloadTooLarge,
-        TooManyRuns,
-        Unavailable,
-        StorageError,
-    )
-}
-
-
 def from_wire(body: dict) -> PetitError:
     """Rebuild the exception a peer sent as `{"error", "code"}` (IPC replies)."""
-    if body.get("code") == ConfigError.code:
-        return ConfigError(list(body.get("errors") or [body.get("error", "invalid config")]))
-    cls = _BY_CODE.get(body.get("code", ""), PetitError)
-    return cls(str(body.get("error", "unknown error")))
+    return PetitError.by_code.get(body.get("code", ""), PetitError).from_body(body)
+
+
+def internal_error(exc: BaseException) -> PetitError:
+    """What a caller is told about a bug inside petit, at every edge (HTTP, socket, queues):
+    that it happened and where to look. The exception itself goes to the log, never the wire."""
+    return PetitError(f"internal error ({type(exc).__name__}); see the petit log for details")

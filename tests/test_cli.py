@@ -151,7 +151,7 @@ def test_trigger_data_pipeline_records_a_completed_run(tmp_path, env):
     assert len(run.tasks) == 5
     assert all(t.status is TaskStatus.COMPLETED and t.attempts == 1 for t in run.tasks)
     assert run.started_at and run.ended_at and run.duration_ms is not None
-    assert "extracted 3 rows" in Store(db).read_log(run.id, "extract")["stdout"]
+    assert "extracted 3 rows" in Store(db).logs.read(run.id, "extract")["stdout"]
     assert Store(db).active_runs() == []
 
 

@@ -334,7 +334,7 @@ def test_db_deleted_while_running_keeps_the_service_working(service, tmp_path):
     fresh = svc.trigger("hello")  # recorded in a db that starts over
     assert fresh not in issued, "a run id already handed out was handed out again"
     assert svc.wait_run(fresh, "completed").status.value == "completed"
-    assert "hello from " + fresh in svc.store().read_log(fresh, "t")["stdout"]
+    assert "hello from " + fresh in svc.store().logs.read(fresh, "t")["stdout"]
     with open(flag, "w"):
         pass
     # the run that was going on when its history vanished is recorded again, with its end
@@ -562,7 +562,7 @@ def test_hundred_megabytes_of_stdout_keeps_the_tail_with_bounded_memory(service)
 
     wait_until(ended, timeout=40, interval=0.01, message=f"run {run_id} to end")
     assert svc.run(run_id).status.value == "completed"
-    log = svc.store().read_log(run_id, "t")
+    log = svc.store().logs.read(run_id, "t")
     assert log["truncated"] is True
     assert log["stdout"].startswith("[... ") and log["stdout"].endswith("THE-END\n")
     assert len(log["stdout"]) < 1024 * 1024 + 200  # the last MiB, plus the marker line

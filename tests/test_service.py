@@ -20,7 +20,8 @@ from service_fixtures import (
     group_members,
     is_alive,
     job_yaml,
-    service,  # noqa: F401
+    service,  # noqa: F401 (a fixture)
+    sockets_dir,  # noqa: F401 (a fixture)
 )
 
 from petit.core.model import now_ms
@@ -172,7 +173,7 @@ def test_trigger_records_a_run_that_completes(service):
     run = svc.wait_run("hello-1", "completed", "failed")
     assert run.status.value == "completed" and run.trigger.value == "manual"
     assert run.task("t").status.value == "completed" and run.task("t").exit_code == 0
-    assert "hello from hello-1" in svc.store().read_log("hello-1", "t")["stdout"]
+    assert "hello from hello-1" in svc.store().logs.read("hello-1", "t")["stdout"]
 
     human = run_petit("ctl", "trigger", "hello", "--socket", svc.socket)
     assert human.returncode == 0 and human.stdout.strip() == "triggered job hello: run hello-2"

@@ -130,18 +130,18 @@ def test_split_run_id_takes_the_last_dash():
 def test_retention_removes_old_runs_and_their_logs_but_never_an_active_run(db):
     store = Store(db, keep_runs=3)
     long_running = store.create_run("job", ["t"], Trigger.MANUAL)  # job-1 stays active throughout
-    store.write_log(long_running.id, "t", {"stdout": "still going"})
+    store.logs.write(long_running.id, "t", {"stdout": "still going"})
     for _ in range(6):  # job-2 .. job-7
         run = store.create_run("job", ["t"], Trigger.MANUAL)
-        store.write_log(run.id, "t", {"stdout": run.id})
+        store.logs.write(run.id, "t", {"stdout": run.id})
         finish(store, run)
     assert [r.id for r in store.list_runs("job", 100)] == ["job-7", "job-6", "job-5", "job-1"]
     for gone in ("job-2", "job-3", "job-4"):
         assert store.get_run(gone) is None
-        assert store.read_log(gone, "t") is None
-        assert not os.path.exists(os.path.dirname(store.log_path(gone, "t")))
-    assert store.read_log("job-5", "t") == {"stdout": "job-5"}
-    assert store.read_log("job-1", "t") == {"stdout": "still going"}
+        assert store.logs.read(gone, "t") is None
+        assert not os.path.exists(os.path.dirname(store.logs.path(gone, "t")))
+    assert store.logs.read("job-5", "t") == {"stdout": "job-5"}
+    assert store.logs.read("job-1", "t") == {"stdout": "still going"}
     assert [r.id for r in store.active_runs()] == ["job-1"]
 
 
@@ -214,11 +214,11 @@ def test_active_runs_and_forget_active(db):
 
 def test_logs_round_trip(db):
     store = Store(db)
-    assert store.read_log("job-1", "t") is None
-    store.write_log("job-1", "t", {"stdout": "out", "stderr": "", "truncated": False})
-    assert store.read_log("job-1", "t") == {"stdout": "out", "stderr": "", "truncated": False}
+    assert store.logs.read("job-1", "t") is None
+    store.logs.write("job-1", "t", {"stdout": "out", "stderr": "", "truncated": False})
+    assert store.logs.read("job-1", "t") == {"stdout": "out", "stderr": "", "truncated": False}
     assert [
-        n for n in os.listdir(os.path.dirname(store.log_path("job-1", "t"))) if n.startswith(".")
+        n for n in os.listdir(os.path.dirname(store.logs.path("job-1", "t"))) if n.startswith(".")
     ] == []
 
 
@@ -433,3 +433,14 @@ def test_reader_beside_a_writer_never_sees_a_torn_or_empty_file(db):
     assert reads >= 50
     assert during >= 50, "the writer was not writing while the reader read"
     assert writer.poll() is not None
+
+
+def test_a_run_killed_before_its_history_write_keeps_its_trigger(db):
+    """A kill between the claim in the main file and the history write leaves only the claim:
+    recovery must see a scheduled fire as scheduled, with its fire time, not as a manual run."""
+    store = Store(db)
+    run = store.create_run("tick", ["t"], Trigger.SCHEDULE, scheduled_at=1_700_000_000_000)
+    os.unlink(store._chunk_path("tick", run.seq))  # as if the kill came before this write
+    (found,) = Store(db).active_runs()
+    assert (found.id, found.status, found.trigger) == (run.id, RunStatus.PENDING, Trigger.SCHEDULE)
+    assert found.scheduled_at == 1_700_000_000_000

@@ -182,7 +182,7 @@ class TaskLogsHandler(BaseHandler):
         state = next((t for t in run.tasks if t.task_id == task_id), None)
         if state is None:
             raise NotFound(f"task '{task_id[:200]}' not found in run '{run_id}'")
-        record = self.store.read_log(run_id, task_id) or {}
+        record = self.store.logs.read(run_id, task_id) or {}
         self.reply(
             {
                 "run_id": run_id,

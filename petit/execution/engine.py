@@ -199,7 +199,7 @@ class RunEngine:
         # A retry's log replaces the previous attempt's, even when empty, so it never lies.
         if result.stdout or result.stderr or attempt > 1:
             try:
-                self._recorder.store.write_log(
+                self._recorder.store.logs.write(
                     self.run.id,
                     task.id,
                     {

@@ -11,10 +11,7 @@ Layout for `--db petit.db`:
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import shutil
 from collections.abc import Iterable
 
 from tinydb import TinyDB
@@ -26,16 +23,15 @@ from .files import (
     AtomicJSONStorage,
     DbLock,
     FileCache,
-    atomic_write,
     corrupt_file,
     temp_prefix,
     unlink_quietly,
 )
+from .logs import TaskLogs
+from .records import main_file_problem, make_run_id, run_from_doc, split_run_id, unrecorded_run
 
 RUNS_PER_CHUNK = 100
 DEFAULT_KEEP_RUNS = 200
-# No leading zero: "job-01" must not read back as "job-1" under another name.
-_RUN_ID = re.compile(r"([A-Za-z0-9_.-]{1,128})-([1-9][0-9]{0,11})")
 _MAIN_JOBS = "jobs"
 _MAIN_META = "meta"
 _CHUNK_RUNS = "runs"
@@ -46,6 +42,7 @@ _JOB_STATE_KEYS = frozenset(
         "next_seq",
         "active",
         "last_fire_at",
+        "last_claim",
         "last_run_id",
         "last_status",
         "last_ended_at",
@@ -54,49 +51,6 @@ _JOB_STATE_KEYS = frozenset(
         "defined",
     }
 )
-
-
-def split_run_id(run_id: str) -> tuple[str, int] | None:
-    """'<job_id>-<seq>' -> (job_id, seq); None when malformed."""
-    match = _RUN_ID.fullmatch(run_id) if isinstance(run_id, str) else None
-    if match is None or match.group(1) in (".", ".."):  # would name a folder above the job's
-        return None
-    return match.group(1), int(match.group(2))
-
-
-def make_run_id(job_id: str, seq: int) -> str:
-    return f"{job_id}-{seq}"
-
-
-def _main_file_problem(meta: list[dict], jobs: list[dict]) -> str | None:
-    """Documents of the right shape but the wrong content would crash later, far from the cause
-    (a job doc without an id, an active list holding a number)."""
-    for doc in meta:
-        if not isinstance(doc.get("paused", False), bool):
-            return "table 'meta': 'paused' is not true or false"
-    for doc in jobs:
-        job_id = doc.get("id")
-        if not isinstance(job_id, str) or not job_id:
-            return f"table 'jobs': document {doc.doc_id} has no string 'id'"
-        seq = doc.get("next_seq", 1)
-        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
-            return f"table 'jobs': job {job_id!r} has an invalid 'next_seq' {seq!r:.40}"
-        active = doc.get("active", [])
-        if not isinstance(active, list) or not all(split_run_id(r) for r in active):
-            return f"table 'jobs': job {job_id!r} has an invalid 'active' list"
-    return None
-
-
-def _run_from_doc(doc: dict, path: str) -> Run:
-    """A history record that does not read back as a run is a corrupt file, said as such."""
-    try:
-        return Run.from_dict(doc)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise corrupt_file(
-            path,
-            f"run record {doc.doc_id if isinstance(doc, Document) else '?'} "
-            f"is malformed: {exc!r:.80}",
-        ) from None
 
 
 def _without_state(definition: dict) -> dict:
@@ -114,6 +68,7 @@ class Store:
         self.data_dir = self.db_path + ".d"
         self.keep_runs = keep_runs
         self.lock = DbLock(self.db_path + ".lock")
+        self.logs = TaskLogs(os.path.join(self.data_dir, "logs"))
         self._cache = FileCache()
         self._fsync = fsync
         self._dbs: dict[str, TinyDB] = {}
@@ -151,9 +106,6 @@ class Store:
             return []
         return [os.path.join(directory, n) for n in names]
 
-    def log_path(self, run_id: str, task_id: str) -> str:
-        return os.path.join(self.data_dir, "logs", run_id, f"{task_id}.json")
-
     def check(self) -> None:
         """Fail early, with the file named, when the db cannot be read or written; remove temp
         files left by a writer that was killed."""
@@ -164,7 +116,7 @@ class Store:
             raise StorageError(f"{self.db_path}: the directory {directory} is not writable")
         with self.lock():
             self._remove_stale_temps(directory)
-            problem = _main_file_problem(
+            problem = main_file_problem(
                 self._table(self.db_path, _MAIN_META).all(),
                 self._table(self.db_path, _MAIN_JOBS).all(),
             )
@@ -290,6 +242,13 @@ class Store:
                 holder["seq"] = seq
                 doc["next_seq"] = seq + 1
                 doc["active"] = [*doc.get("active", []), make_run_id(job_id, seq)]
+                # What the history record would say, for a kill before it is written. Only the
+                # newest claim can lack its record: the claim and the write share one lock hold.
+                doc["last_claim"] = {
+                    "run_id": make_run_id(job_id, seq),
+                    "trigger": trigger.value,
+                    "scheduled_at": scheduled_at,
+                }
                 if scheduled_at is not None:
                     doc["last_fire_at"] = scheduled_at
                 if trigger is Trigger.SCHEDULE:
@@ -392,10 +351,7 @@ class Store:
             else:
                 table.remove(doc_ids=doomed)
             for seq in doomed:
-                shutil.rmtree(
-                    os.path.join(self.data_dir, "logs", make_run_id(job_id, seq)),
-                    ignore_errors=True,
-                )
+                self.logs.remove_run(make_run_id(job_id, seq))
 
     def get_run(self, run_id: str) -> Run | None:
         parts = split_run_id(run_id)
@@ -407,7 +363,7 @@ class Store:
             if not os.path.exists(path):
                 return None
             doc = self._table(path, _CHUNK_RUNS).get(doc_id=seq)
-        return _run_from_doc(doc, path) if doc is not None else None
+        return run_from_doc(doc, path) if doc is not None else None
 
     def list_runs(self, job_id: str, limit: int) -> list[Run]:
         """Newest first, reading only as many history files as needed."""
@@ -418,7 +374,7 @@ class Store:
             for path in reversed(self._job_chunks(job_id)):
                 docs = self._table(path, _CHUNK_RUNS).all()
                 for doc in sorted(docs, key=lambda d: d.doc_id, reverse=True):
-                    runs.append(_run_from_doc(doc, path))
+                    runs.append(run_from_doc(doc, path))
                     if len(runs) >= limit:
                         return runs
         return runs
@@ -426,18 +382,14 @@ class Store:
     def active_runs(self) -> list[Run]:
         """Runs recorded as started but not finished (what recovery looks at)."""
         with self.lock(exclusive=False):
-            ids = [
-                r
-                for doc in self._table(self.db_path, _MAIN_JOBS).all()
-                for r in doc.get("active", [])
-            ]
+            docs = self._table(self.db_path, _MAIN_JOBS).all()
         runs = []
-        for run_id in ids:
-            run = self.get_run(run_id)
-            if run is None:  # created in the main file, but killed before its history write
-                parts = split_run_id(run_id)
-                run = Run(id=run_id, job_id=parts[0], seq=parts[1], status=RunStatus.PENDING)
-            runs.append(run)
+        for doc in docs:
+            for run_id in doc.get("active", []):
+                run = self.get_run(run_id)
+                if run is None:  # created in the main file, but killed before its history write
+                    run = unrecorded_run(run_id, doc.get("last_claim"))
+                runs.append(run)
         return runs
 
     def forget_active(self, run: Run) -> None:
@@ -447,25 +399,3 @@ class Store:
                 run.job_id,
                 lambda d: d.update(active=[r for r in d.get("active", []) if r != run.id]),
             )
-
-    # -- logs ---------------------------------------------------------------------------------
-
-    def write_log(self, run_id: str, task_id: str, record: dict) -> None:
-        """Logs are written atomically but without fsync: losing the tail of a log to a power cut
-        is acceptable, a torn log file is not."""
-        path = self.log_path(run_id, task_id)
-        try:
-            atomic_write(path, json.dumps(record).encode(), fsync=False)
-        except OSError as exc:
-            raise StorageError(f"{path}: cannot write task log: {exc.strerror or exc}") from exc
-
-    def read_log(self, run_id: str, task_id: str) -> dict | None:
-        try:
-            with open(self.log_path(run_id, task_id)) as handle:
-                return json.load(handle)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except (OSError, ValueError) as exc:
-            raise StorageError(
-                f"{self.log_path(run_id, task_id)}: cannot read task log: {exc}"
-            ) from exc
