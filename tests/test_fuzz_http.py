@@ -1016,6 +1016,7 @@ def snapshot(db: str, job_ids: list[str]) -> dict:
         "next_seq",
         "active",
         "last_fire_at",
+        "last_claim",
         "last_run_id",
         "last_status",
         "last_ended_at",

@@ -17,6 +17,7 @@ import tornado.web
 
 from ..logconf import configure_logging
 from ..storage.store import Store
+from .base import ID_CHARS, ID_MAX_CHARS
 from .channel import CommandChannel
 from .handlers import (
     CancelHandler,
@@ -44,11 +45,14 @@ EXIT_CANNOT_BIND = 78
 
 # -- handlers -------------------------------------------------------------------------------------
 
-# Named groups, passed to the handlers as keyword arguments, so route_templates() can turn each
-# route into its OpenAPI path without a second, hand-kept list.
-_JOB = r"(?P<job_id>[A-Za-z0-9_.-]{1,128})"
-_RUN = r"(?P<run_id>[A-Za-z0-9_.-]{1,160})"
-_TASK = r"(?P<task_id>[A-Za-z0-9_.-]{1,128})"
+
+def _id(name: str) -> str:
+    # a named group, passed to the handler as a keyword argument, so route_templates() can turn
+    # each route into its OpenAPI path without a second, hand-kept list
+    return rf"(?P<{name}>[{ID_CHARS}]{{1,{ID_MAX_CHARS[name]}}})"
+
+
+_JOB, _RUN, _TASK = _id("job_id"), _id("run_id"), _id("task_id")
 ROUTES = [
     (r"/api/health", HealthHandler),
     (r"/api/scheduler/state", SchedulerStateHandler),
@@ -64,7 +68,6 @@ ROUTES = [
     (rf"/api/runs/{_RUN}/cancel", CancelHandler),
     (r"/api/openapi\.json", OpenAPIHandler),
 ]
-_METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 
 
 def route_templates() -> dict[str, list[str]]:
@@ -73,9 +76,7 @@ def route_templates() -> dict[str, list[str]]:
     table = {}
     for pattern, handler in ROUTES:
         path = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern).replace("\\.", ".")
-        table[path] = [
-            m for m in _METHODS if getattr(handler, m) is not getattr(tornado.web.RequestHandler, m)
-        ]
+        table[path] = [method.lower() for method in handler.allowed_methods()]
     return table
 
 

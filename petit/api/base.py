@@ -17,6 +17,7 @@ from ..errors import (
     PayloadTooLarge,
     PetitError,
     Unauthorized,
+    internal_error,
 )
 from ..ipc.binding import is_loopback_host
 from ..storage.store import Store
@@ -25,6 +26,10 @@ from .channel import CommandChannel
 log = logging.getLogger("petit.api")
 MAX_PATH_CHARS = 1024
 MAX_BODY_BYTES = 64 * 1024  # no endpoint reads a body; bigger ones get a JSON 413, unread
+# the longest id each path parameter accepts: the routes' patterns and the OpenAPI document's
+# maxLength are both built from this table (a run id is a job id, a dash and a sequence number)
+ID_MAX_CHARS = {"job_id": 128, "run_id": 160, "task_id": 128}
+ID_CHARS = "A-Za-z0-9_.-"
 
 
 @tornado.web.stream_request_body
@@ -38,6 +43,23 @@ class BaseHandler(tornado.web.RequestHandler):
 
     SUPPORTED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
     body_bytes = 0  # of this request's body, counted by data_received()
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        # HEAD works wherever GET does (RFC 9110 9.3.2): the same method, whose status and
+        # headers (Content-Length included) tornado sends without the body
+        if "get" in cls.__dict__ and "head" not in cls.__dict__:
+            cls.head = cls.get
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        """The methods this handler implements, as a 405's Allow header lists them (RFC 9110)."""
+        default = tornado.web.RequestHandler  # its method bodies answer 405
+        return [
+            m
+            for m in cls.SUPPORTED_METHODS
+            if getattr(cls, m.lower()) is not getattr(default, m.lower())
+        ]
 
     @property
     def store(self) -> Store:
@@ -107,10 +129,14 @@ class BaseHandler(tornado.web.RequestHandler):
             error = _too_large()
         elif 400 <= status_code < 500:
             error = BadRequest(self._reason or "bad request")
+        elif exc is not None:
+            error = internal_error(exc)
         else:
             error = PetitError("internal error")
         self.set_status(error.http_status)
         self.set_default_headers()
+        if isinstance(error, MethodNotAllowed):
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         if isinstance(error, Unauthorized):  # send_error() cleared the one set in prepare()
             self.set_header("WWW-Authenticate", 'Bearer realm="petit"')
         self.finish(json.dumps(error.to_wire()))

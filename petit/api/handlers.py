@@ -1,70 +1,26 @@
-"""One handler class per resource, and the JSON shape of each resource (field names match the
-older tool; extra fields are additions)."""
+"""One handler class per resource; the JSON shape of each is in core/views.py."""
 
 from __future__ import annotations
 
 import time
 
 from .. import __version__
-from ..core.model import Run, TaskRun
-from ..errors import BadRequest, Conflict, NotFound, Unavailable
+from ..core.model import Run
+from ..core.views import job_json, run_json, task_json
+from ..errors import (
+    BadRequest,
+    JobNotFound,
+    NotFound,
+    RunFinished,
+    RunNotFound,
+    TaskNotFound,
+    Unavailable,
+)
 from ..storage.store import Store, split_run_id
 from .base import BaseHandler
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
-
-
-def job_json(doc: dict, paused: bool) -> dict:
-    return {
-        "id": doc["id"],
-        "name": doc.get("name"),
-        "description": doc.get("description") or None,
-        "enabled": doc.get("enabled", True),
-        "scheduled": doc.get("schedule") is not None,
-        "schedule": doc.get("schedule"),
-        "timezone": doc.get("timezone"),
-        "next_run_at": doc.get("next_run_at"),
-        "paused": paused,
-        "task_count": doc.get("task_count"),
-        "max_concurrency": doc.get("max_concurrency"),
-        "depends_on": doc.get("depends_on", []),
-        "tasks": doc.get("tasks", []),
-        "last_run_id": doc.get("last_run_id"),
-        "last_run_status": doc.get("last_status"),
-        "last_success_at": doc.get("last_success_at"),
-    }
-
-
-def run_json(run: Run) -> dict:
-    return {
-        "id": run.id,
-        "job_id": run.job_id,
-        "status": run.status.value,
-        "trigger": run.trigger.value,
-        "created_at": run.created_at,
-        "scheduled_at": run.scheduled_at,
-        "started_at": run.started_at,
-        "ended_at": run.ended_at,
-        "duration_ms": run.duration_ms,
-        "error": run.error,
-        "task_count": len(run.tasks),
-    }
-
-
-def task_json(state: TaskRun) -> dict:
-    return {
-        "task_id": state.task_id,
-        "run_id": state.run_id,
-        "status": state.status.value,
-        "attempts": state.attempts,
-        "exit_code": state.exit_code,
-        "timed_out": state.timed_out,
-        "started_at": state.started_at,
-        "ended_at": state.ended_at,
-        "duration_ms": state.duration_ms,
-        "error": state.error,
-    }
 
 
 class HealthHandler(BaseHandler):
@@ -107,7 +63,7 @@ class ResumeHandler(BaseHandler):
 def _known_job(store: Store, job_id: str) -> dict:
     doc = store.job_summaries().get(job_id)
     if doc is None or not doc.get("defined", True):
-        raise NotFound(f"job '{job_id[:200]}' not found")
+        raise JobNotFound(job_id)
     return doc
 
 
@@ -161,7 +117,7 @@ def _parse_limit(raw: str) -> int:
 def _known_run(store: Store, run_id: str) -> Run:
     run = store.get_run(run_id) if split_run_id(run_id) else None
     if run is None:
-        raise NotFound(f"run '{run_id[:200]}' not found")
+        raise RunNotFound(run_id)
     return run
 
 
@@ -181,7 +137,7 @@ class TaskLogsHandler(BaseHandler):
         run = _known_run(self.store, run_id)
         state = next((t for t in run.tasks if t.task_id == task_id), None)
         if state is None:
-            raise NotFound(f"task '{task_id[:200]}' not found in run '{run_id}'")
+            raise TaskNotFound(run_id, task_id)
         record = self.store.logs.read(run_id, task_id) or {}
         self.reply(
             {
@@ -201,7 +157,7 @@ class CancelHandler(BaseHandler):
     async def post(self, run_id: str) -> None:
         run = _known_run(self.store, run_id)
         if run.status.is_terminal:  # a 409 needs no scheduler, so it holds while it is down too
-            raise Conflict(f"run '{run_id}' already finished ({run.status.value})")
+            raise RunFinished(run_id, run.status.value)
         result = await self.commands.call("cancel", {"run_id": run_id})
         status = result.get("status")
         # the run may have ended on its own between the check and the cancel: say what it became

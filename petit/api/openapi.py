@@ -3,6 +3,9 @@ checks real responses against the documented fields, so it cannot drift silently
 
 from __future__ import annotations
 
+from ..core.model import DependencyCondition
+from .base import ID_CHARS, ID_MAX_CHARS
+
 _INT_OR_NULL = {"type": ["integer", "null"]}
 _STR_OR_NULL = {"type": ["string", "null"]}
 
@@ -62,11 +65,26 @@ SCHEMAS = {
             "paused": {"type": "boolean"},
             "task_count": {"type": "integer"},
             "max_concurrency": _INT_OR_NULL,
-            "depends_on": {"type": "array", "items": {"type": "object"}},
-            "tasks": {"type": "array", "items": {"type": "object"}},
+            "depends_on": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/JobDependency"},
+            },
+            "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/JobTask"}},
             "last_run_id": _STR_OR_NULL,
             "last_run_status": _STR_OR_NULL,
             "last_success_at": _INT_OR_NULL,
+        }
+    ),
+    "JobTask": _obj(
+        {
+            "id": {"type": "string"},
+            "depends_on": {"type": "array", "items": {"type": "string"}},
+        }
+    ),
+    "JobDependency": _obj(
+        {
+            "job": {"type": "string"},
+            "condition": {"type": "string", "enum": [c.value for c in DependencyCondition]},
         }
     ),
     "JobList": _obj(
@@ -147,7 +165,7 @@ _ERROR_TEXT = {
     "401": "missing or wrong bearer token (only with --api-token)",
     "403": "foreign Origin on a state-changing request, or a non-loopback Host header",
     "404": "unknown job, run, task or route",
-    "405": "method not allowed",
+    "405": "method not allowed (the Allow header lists the ones the route implements)",
     "409": "conflict (dependency not satisfied, or the run already finished)",
     "413": "a request body over 64 KiB (bodies are ignored; none is needed)",
     "429": "max concurrent runs reached",
@@ -160,11 +178,20 @@ _ERROR_TEXT = {
 _ANY_ROUTE = ("400", "401", "403", "405", "413", "500")
 
 
+_ALLOW = {
+    "description": "the methods the route implements (RFC 9110), such as 'GET, HEAD'",
+    "schema": {"type": "string"},
+}
+
+
 def _error(status: str) -> dict:
-    return {
+    response = {
         "description": _ERROR_TEXT[status],
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
+    if status == "405":
+        response["headers"] = {"Allow": _ALLOW}
+    return response
 
 
 def _op(summary: str, schema: str, errors: tuple[str, ...], params: tuple[dict, ...] = ()) -> dict:
@@ -185,7 +212,12 @@ def _path_param(name: str, description: str) -> dict:
         "in": "path",
         "required": True,
         "description": description,
-        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+        "schema": {
+            "type": "string",
+            "pattern": f"^[{ID_CHARS}]+$",
+            "minLength": 1,
+            "maxLength": ID_MAX_CHARS[name],
+        },
     }
 
 
@@ -200,57 +232,82 @@ LIMIT = {
     "schema": {"type": "integer", "minimum": 1, "default": 20},
 }
 
-PATHS = {
-    "/api/health": {"get": _op("Liveness of the API process", "Health", ())},
-    "/api/scheduler/state": {"get": _op("Scheduler state", "SchedulerState", ())},
-    "/api/scheduler/pause": {
-        "post": _op("Pause scheduled fires (manual triggers still run)", "Message", ("503",))
-    },
-    "/api/scheduler/resume": {"post": _op("Resume scheduled fires", "Message", ("503",))},
-    "/api/jobs": {"get": _op("All jobs, sorted by id", "JobList", ())},
-    "/api/jobs/{job_id}": {"get": _op("One job", "Job", ("404",), (JOB_ID,))},
-    "/api/jobs/{job_id}/trigger": {
-        "post": _op(
-            "Start a run now; returns once the run is recorded",
-            "Triggered",
-            ("404", "409", "429", "503"),
-            (JOB_ID,),
-        )
-    },
-    "/api/jobs/{job_id}/runs": {
-        "get": _op("Runs of a job, newest first", "RunList", ("404",), (JOB_ID, LIMIT))
-    },
-    "/api/runs/{run_id}": {"get": _op("One run", "Run", ("404",), (RUN_ID,))},
-    "/api/runs/{run_id}/tasks": {
-        "get": _op("Task states of a run, in DAG order", "TaskList", ("404",), (RUN_ID,))
-    },
-    "/api/runs/{run_id}/tasks/{task_id}/logs": {
-        "get": _op(
-            "Captured output of a task's last attempt", "TaskLogs", ("404",), (RUN_ID, TASK_ID)
-        )
-    },
-    "/api/runs/{run_id}/cancel": {
-        "post": _op(
-            "Cancel a running run; answers when it has stopped",
-            "Cancelled",
-            ("404", "409", "503"),
-            (RUN_ID,),
-        )
-    },
-    "/api/openapi.json": {
-        "get": {
-            "summary": "This document",
-            "parameters": [],
-            "responses": {
-                "200": {
-                    "description": "OpenAPI 3 document",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
+
+def _head(get: dict) -> dict:
+    """HEAD of a GET route: the same statuses and headers, never a body (RFC 9110 9.3.2)."""
+    responses = {
+        status: {k: v for k, v in response.items() if k != "content"}
+        for status, response in get["responses"].items()
+    }
+    return {**get, "summary": f"{get['summary']} (headers only)", "responses": responses}
+
+
+def _with_head(paths: dict) -> dict:
+    return {
+        path: {**operations, "head": _head(operations["get"])}
+        if "get" in operations
+        else operations
+        for path, operations in paths.items()
+    }
+
+
+_PUBLIC = []  # an operation's `security` that overrides the document's: no token needed
+
+PATHS = _with_head(
+    {
+        "/api/health": {
+            "get": {**_op("Liveness of the API process", "Health", ()), "security": _PUBLIC}
+        },
+        "/api/scheduler/state": {"get": _op("Scheduler state", "SchedulerState", ())},
+        "/api/scheduler/pause": {
+            "post": _op("Pause scheduled fires (manual triggers still run)", "Message", ("503",))
+        },
+        "/api/scheduler/resume": {"post": _op("Resume scheduled fires", "Message", ("503",))},
+        "/api/jobs": {"get": _op("All jobs, sorted by id", "JobList", ())},
+        "/api/jobs/{job_id}": {"get": _op("One job", "Job", ("404",), (JOB_ID,))},
+        "/api/jobs/{job_id}/trigger": {
+            "post": _op(
+                "Start a run now; returns once the run is recorded",
+                "Triggered",
+                ("404", "409", "429", "503"),
+                (JOB_ID,),
+            )
+        },
+        "/api/jobs/{job_id}/runs": {
+            "get": _op("Runs of a job, newest first", "RunList", ("404",), (JOB_ID, LIMIT))
+        },
+        "/api/runs/{run_id}": {"get": _op("One run", "Run", ("404",), (RUN_ID,))},
+        "/api/runs/{run_id}/tasks": {
+            "get": _op("Task states of a run, in DAG order", "TaskList", ("404",), (RUN_ID,))
+        },
+        "/api/runs/{run_id}/tasks/{task_id}/logs": {
+            "get": _op(
+                "Captured output of a task's last attempt", "TaskLogs", ("404",), (RUN_ID, TASK_ID)
+            )
+        },
+        "/api/runs/{run_id}/cancel": {
+            "post": _op(
+                "Cancel a running run; answers when it has stopped",
+                "Cancelled",
+                ("404", "409", "503"),
+                (RUN_ID,),
+            )
+        },
+        "/api/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "parameters": [],
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3 document",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **{s: _error(s) for s in _ANY_ROUTE},
                 },
-                **{s: _error(s) for s in _ANY_ROUTE},
-            },
-        }
-    },
-}
+            }
+        },
+    }
+)
 
 
 def document(version: str) -> dict:
@@ -266,5 +323,7 @@ def document(version: str) -> dict:
             "schemas": SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
+        # the token is only checked when petit runs with --api-token
+        "security": [{"bearer": []}],
         "paths": PATHS,
     }

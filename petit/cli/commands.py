@@ -84,22 +84,13 @@ def cmd_list(args: dict) -> int:
 
 def _job_json(job, now: datetime) -> dict:
     from ..core.schedule import Schedule
+    from ..core.views import job_definition
 
     next_fire = None
     if job.schedule is not None:
         schedule = Schedule.parse(job.schedule, job.timezone)
         next_fire = schedule.next_fire(now).astimezone(schedule.zone).isoformat()
-    return {
-        "id": job.id,
-        "name": job.name,
-        "enabled": job.enabled,
-        "schedule": job.schedule,
-        "timezone": job.timezone,
-        "next_fire": next_fire,
-        "source": job.source,
-        "depends_on": [{"job": d.job_id, "condition": d.condition.value} for d in job.depends_on],
-        "tasks": [{"id": t.id, "depends_on": list(t.depends_on)} for t in job.tasks],
-    }
+    return {**job_definition(job), "next_fire": next_fire}
 
 
 def cmd_trigger(args: dict) -> int:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from ..core.model import DependencyCondition, Job, Run, RunStatus, Trigger, now_ms
 from ..core.schedule import Schedule
+from ..core.views import job_summary
 from ..errors import Conflict, NotFound, PetitError, StorageError, TooManyRuns
 from ..execution.engine import RunEngine
 from ..execution.recorder import RunRecorder
@@ -91,21 +92,7 @@ class Scheduler:
 
     def _job_summary(self, job: Job) -> dict:
         fires = job.enabled and not self.paused and job.id in self.next_fire
-        return {
-            "name": job.name,
-            "description": job.description,
-            "enabled": job.enabled,
-            "schedule": job.schedule,
-            "timezone": job.timezone,
-            "task_count": len(job.tasks),
-            "max_concurrency": job.max_concurrency,
-            "tasks": [{"id": t.id, "depends_on": list(t.depends_on)} for t in job.tasks],
-            "depends_on": [
-                {"job": d.job_id, "condition": d.condition.value} for d in job.depends_on
-            ],
-            "next_run_at": _ms(self.next_fire[job.id]) if fires else None,
-            "source": job.source,
-        }
+        return job_summary(job, _ms(self.next_fire[job.id]) if fires else None)
 
     def seconds_until_next_fire(self, now: datetime) -> float | None:
         due = [self.next_fire[j] for j in self.next_fire if self.jobs[j].enabled]

@@ -1,0 +1,86 @@
+"""The one JSON projection of each resource: a job's definition (stored by the worker for the API,
+printed by `petit list --json`), and the API's Job, Run and TaskState. Field names match the older
+tool; fields are only ever added. Pure: values in, dicts out."""
+
+from __future__ import annotations
+
+from .model import Job, Run, TaskRun
+
+
+def job_definition(job: Job) -> dict:
+    """What a job file defines, with its tasks in DAG order and its cross-job dependencies."""
+    return {
+        "id": job.id,
+        "name": job.name,
+        "description": job.description,
+        "enabled": job.enabled,
+        "schedule": job.schedule,
+        "timezone": job.timezone,
+        "task_count": len(job.tasks),
+        "max_concurrency": job.max_concurrency,
+        "source": job.source,
+        "depends_on": [{"job": d.job_id, "condition": d.condition.value} for d in job.depends_on],
+        "tasks": [{"id": t.id, "depends_on": list(t.depends_on)} for t in job.tasks],
+    }
+
+
+def job_summary(job: Job, next_run_at: int | None) -> dict:
+    """The doc the scheduler worker stores for the API: the definition and the next fire it will
+    act on (None when the job is disabled, unscheduled or paused)."""
+    return {**job_definition(job), "next_run_at": next_run_at}
+
+
+def job_json(summary: dict, paused: bool) -> dict:
+    """The API's Job, from a stored summary (which the store completes with the last run's
+    outcome). Every field is present; absent values are None."""
+    return {
+        "id": summary["id"],
+        "name": summary.get("name"),
+        "description": summary.get("description") or None,
+        "enabled": summary.get("enabled", True),
+        "scheduled": summary.get("schedule") is not None,
+        "schedule": summary.get("schedule"),
+        "timezone": summary.get("timezone"),
+        "next_run_at": summary.get("next_run_at"),
+        "paused": paused,
+        "task_count": summary.get("task_count"),
+        "max_concurrency": summary.get("max_concurrency"),
+        "depends_on": summary.get("depends_on", []),
+        "tasks": summary.get("tasks", []),
+        "last_run_id": summary.get("last_run_id"),
+        "last_run_status": summary.get("last_status"),
+        "last_success_at": summary.get("last_success_at"),
+    }
+
+
+def run_json(run: Run) -> dict:
+    """The API's Run: its outcome and timings, without its tasks (see task_json)."""
+    return {
+        "id": run.id,
+        "job_id": run.job_id,
+        "status": run.status.value,
+        "trigger": run.trigger.value,
+        "created_at": run.created_at,
+        "scheduled_at": run.scheduled_at,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "duration_ms": run.duration_ms,
+        "error": run.error,
+        "task_count": len(run.tasks),
+    }
+
+
+def task_json(state: TaskRun) -> dict:
+    """The API's TaskState. The pid a recovery needs stays in the store."""
+    return {
+        "task_id": state.task_id,
+        "run_id": state.run_id,
+        "status": state.status.value,
+        "attempts": state.attempts,
+        "exit_code": state.exit_code,
+        "timed_out": state.timed_out,
+        "started_at": state.started_at,
+        "ended_at": state.ended_at,
+        "duration_ms": state.duration_ms,
+        "error": state.error,
+    }

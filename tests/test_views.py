@@ -1,0 +1,221 @@
+"""The JSON projections of core/views.py, from model objects built here: no files, no processes.
+The API tests check the same shapes end to end; these pin every field and value."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from petit.core.model import (
+    DependencyCondition,
+    Job,
+    JobDependency,
+    Run,
+    RunStatus,
+    Task,
+    TaskRun,
+    TaskStatus,
+    Trigger,
+)
+from petit.core.views import job_definition, job_json, job_summary, run_json, task_json
+
+PIPELINE = Job(
+    id="pipeline",
+    name="Pipeline",
+    description="extract then load",
+    schedule="0 3 * * *",
+    timezone="Europe/Paris",
+    max_concurrency=2,
+    source="/jobs/pipeline.yaml",
+    depends_on=(
+        JobDependency("upstream"),
+        JobDependency("feed", DependencyCondition.WITHIN_WINDOW, window_secs=3600.0),
+    ),
+    tasks=(
+        Task(id="extract", name="extract"),
+        Task(id="load", name="load", depends_on=("extract",)),
+    ),
+)
+MANUAL = Job(id="manual", name="Manual", tasks=(Task(id="only", name="only"),), enabled=False)
+
+
+def test_job_definition_has_every_field_of_the_job_file():
+    assert job_definition(PIPELINE) == {
+        "id": "pipeline",
+        "name": "Pipeline",
+        "description": "extract then load",
+        "enabled": True,
+        "schedule": "0 3 * * *",
+        "timezone": "Europe/Paris",
+        "task_count": 2,
+        "max_concurrency": 2,
+        "source": "/jobs/pipeline.yaml",
+        "depends_on": [
+            {"job": "upstream", "condition": "last_success"},
+            {"job": "feed", "condition": "within_window"},
+        ],
+        "tasks": [{"id": "extract", "depends_on": []}, {"id": "load", "depends_on": ["extract"]}],
+    }
+
+
+def test_job_definition_defaults_and_plain_json():
+    definition = job_definition(MANUAL)
+    assert definition["enabled"] is False and definition["schedule"] is None
+    assert definition["description"] == "" and definition["max_concurrency"] is None
+    assert definition["depends_on"] == [] and definition["timezone"] == "UTC"
+    # plain JSON types only: the store and `list --json` serialise it as it is
+    assert json.loads(json.dumps(definition)) == definition
+
+
+@pytest.mark.parametrize("next_run_at", [1_700_000_000_000, None], ids=["scheduled", "no-fire"])
+def test_job_summary_is_the_definition_and_the_next_fire(next_run_at):
+    assert job_summary(PIPELINE, next_run_at) == {
+        **job_definition(PIPELINE),
+        "next_run_at": next_run_at,
+    }
+
+
+def test_job_json_from_a_stored_summary():
+    # what the store holds: the worker's summary plus the run counters it keeps itself
+    stored = {
+        **job_summary(PIPELINE, 1_700_000_000_000),
+        "next_seq": 4,
+        "active": [],
+        "defined": True,
+        "last_run_id": "pipeline-3",
+        "last_status": "completed",
+        "last_success_at": 1_699_999_000_000,
+    }
+    assert job_json(stored, paused=False) == {
+        "id": "pipeline",
+        "name": "Pipeline",
+        "description": "extract then load",
+        "enabled": True,
+        "scheduled": True,
+        "schedule": "0 3 * * *",
+        "timezone": "Europe/Paris",
+        "next_run_at": 1_700_000_000_000,
+        "paused": False,
+        "task_count": 2,
+        "max_concurrency": 2,
+        "depends_on": stored["depends_on"],
+        "tasks": stored["tasks"],
+        "last_run_id": "pipeline-3",
+        "last_run_status": "completed",
+        "last_success_at": 1_699_999_000_000,
+    }
+    assert "source" not in job_json(stored, paused=False)  # a path on the server's disk
+
+
+def test_job_json_of_a_sparse_doc_has_every_field():
+    """A doc the store made for a job before any definition reached it: absent values are None
+    (or empty lists), never missing."""
+    job = job_json({"id": "ghost", "next_seq": 1, "active": []}, paused=True)
+    assert job == {
+        "id": "ghost",
+        "name": None,
+        "description": None,
+        "enabled": True,
+        "scheduled": False,
+        "schedule": None,
+        "timezone": None,
+        "next_run_at": None,
+        "paused": True,
+        "task_count": None,
+        "max_concurrency": None,
+        "depends_on": [],
+        "tasks": [],
+        "last_run_id": None,
+        "last_run_status": None,
+        "last_success_at": None,
+    }
+
+
+def test_job_json_shows_an_empty_description_as_null():
+    stored = {**job_summary(MANUAL, None), "id": "manual"}
+    job = job_json(stored, paused=False)
+    assert job["description"] is None
+    assert job["enabled"] is False and job["scheduled"] is False and job["next_run_at"] is None
+
+
+def _run() -> Run:
+    return Run(
+        id="pipeline-3",
+        job_id="pipeline",
+        seq=3,
+        trigger=Trigger.SCHEDULE,
+        status=RunStatus.FAILED,
+        created_at=1000,
+        scheduled_at=900,
+        started_at=1001,
+        ended_at=3001,
+        duration_ms=2000,
+        error="task 'load' failed",
+        tasks=[
+            TaskRun(
+                task_id="extract",
+                run_id="pipeline-3",
+                status=TaskStatus.COMPLETED,
+                attempts=1,
+                exit_code=0,
+                started_at=1001,
+                ended_at=2001,
+                duration_ms=1000,
+                pid=4242,
+                pid_created=12.5,
+            ),
+            TaskRun(
+                task_id="load",
+                run_id="pipeline-3",
+                status=TaskStatus.FAILED,
+                attempts=3,
+                exit_code=None,
+                timed_out=True,
+                error="timed out after 1s",
+                started_at=2001,
+                ended_at=3001,
+                duration_ms=1000,
+            ),
+        ],
+    )
+
+
+def test_run_json():
+    assert run_json(_run()) == {
+        "id": "pipeline-3",
+        "job_id": "pipeline",
+        "status": "failed",
+        "trigger": "schedule",
+        "created_at": 1000,
+        "scheduled_at": 900,
+        "started_at": 1001,
+        "ended_at": 3001,
+        "duration_ms": 2000,
+        "error": "task 'load' failed",
+        "task_count": 2,
+    }
+
+
+def test_run_json_of_a_new_run_has_nulls_not_gaps():
+    run = run_json(Run(id="job-1", job_id="job", seq=1, created_at=5))
+    assert run["status"] == "pending" and run["trigger"] == "manual" and run["task_count"] == 0
+    assert run["started_at"] is run["ended_at"] is run["duration_ms"] is run["error"] is None
+
+
+def test_task_json_leaves_the_process_identity_in_the_store():
+    extract, load = _run().tasks
+    assert task_json(extract) == {
+        "task_id": "extract",
+        "run_id": "pipeline-3",
+        "status": "completed",
+        "attempts": 1,
+        "exit_code": 0,
+        "timed_out": False,
+        "started_at": 1001,
+        "ended_at": 2001,
+        "duration_ms": 1000,
+        "error": None,
+    }
+    assert task_json(load)["timed_out"] is True and task_json(load)["status"] == "failed"
+    assert task_json(load)["error"] == "timed out after 1s"
