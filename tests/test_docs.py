@@ -24,9 +24,9 @@ HEADING = re.compile(r"^ {0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$")
 
 @dataclass(frozen=True)
 class Link:
-    source: Path       # the Markdown file that holds the link
+    source: Path  # the Markdown file that holds the link
     line: int
-    target: str        # as written, fragment included
+    target: str  # as written, fragment included
 
     def where(self) -> str:
         return f"{self.source.relative_to(ROOT)}:{self.line}: ({self.target})"
@@ -78,11 +78,13 @@ def anchors(path: Path) -> set[str]:
 
 
 def relative_links() -> list[Link]:
-    return [Link(path, number, match.group(1))
-            for path in markdown_files()
-            for number, text in prose_lines(path)
-            for match in LINK.finditer(text)
-            if not match.group(1).startswith(EXTERNAL)]
+    return [
+        Link(path, number, match.group(1))
+        for path in markdown_files()
+        for number, text in prose_lines(path)
+        for match in LINK.finditer(text)
+        if not match.group(1).startswith(EXTERNAL)
+    ]
 
 
 def split(link: Link) -> tuple[Path, str]:
@@ -99,11 +101,13 @@ def test_the_docs_have_links_to_check():
 
 
 def test_every_relative_link_points_at_an_existing_file():
-    broken = [f"{link.where()}: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} "
-              f"does not exist"
-              for link in relative_links()
-              for path, _ in [split(link)]
-              if not path.exists()]
+    broken = [
+        f"{link.where()}: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} "
+        f"does not exist"
+        for link in relative_links()
+        for path, _ in [split(link)]
+        if not path.exists()
+    ]
     if broken:
         pytest.fail("links to missing files:\n  " + "\n  ".join(broken), pytrace=False)
 
@@ -116,20 +120,24 @@ def test_every_anchor_is_a_heading_of_its_target():
         if not fragment or path.suffix != ".md" or not path.is_file():
             continue
         if fragment not in cache.setdefault(path, anchors(path)):
-            broken.append(f"{link.where()}: no heading with anchor #{fragment} in "
-                          f"{path.relative_to(ROOT)}")
+            broken.append(
+                f"{link.where()}: no heading with anchor #{fragment} in {path.relative_to(ROOT)}"
+            )
     if broken:
         pytest.fail("links to missing anchors:\n  " + "\n  ".join(broken), pytrace=False)
 
 
-@pytest.mark.parametrize("heading, expected", [
-    ("Options of petit run", "options-of-petit-run"),
-    ("petit ctl and the control socket", "petit-ctl-and-the-control-socket"),
-    ("Cross-job dependencies", "cross-job-dependencies"),
-    ("A five-minute tour", "a-five-minute-tour"),
-    ("`make lint` and `ruff`", "make-lint-and-ruff"),
-    ("Keys: `max_concurrency`, `depends_on`", "keys-max_concurrency-depends_on"),
-    ("See [the API](http-api.md) now", "see-the-api-now"),
-])
+@pytest.mark.parametrize(
+    "heading, expected",
+    [
+        ("Options of petit run", "options-of-petit-run"),
+        ("petit ctl and the control socket", "petit-ctl-and-the-control-socket"),
+        ("Cross-job dependencies", "cross-job-dependencies"),
+        ("A five-minute tour", "a-five-minute-tour"),
+        ("`make lint` and `ruff`", "make-lint-and-ruff"),
+        ("Keys: `max_concurrency`, `depends_on`", "keys-max_concurrency-depends_on"),
+        ("See [the API](http-api.md) now", "see-the-api-now"),
+    ],
+)
 def test_slug_follows_github_rules(heading, expected):
     assert slug(heading) == expected
