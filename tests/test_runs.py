@@ -6,10 +6,12 @@ before any, and the runs held in flight here stand in for an engine."""
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import wait_until
 
+from petit.core.events import EventBus, FireDropped, SchedulerPaused, SchedulerResumed
 from petit.core.model import (
     DependencyCondition,
     Job,
@@ -22,6 +24,7 @@ from petit.core.model import (
 )
 from petit.errors import Conflict, JobNotFound, RunFinished, RunNotFound, TooManyRuns
 from petit.service.runs import DropReason, RunManager, unmet_dependency
+from petit.service.scheduler import Scheduler
 from petit.storage.store import Store
 
 
@@ -324,3 +327,60 @@ def test_stop_runs_interrupts_what_is_left(make_manager):
     manager.stop_runs(0.1, threading.Event())
     assert manager.running() == []
     assert [run.status for run in runs] == [RunStatus.INTERRUPTED, RunStatus.INTERRUPTED]
+
+
+# --- the scheduler's dropped fires on the bus ----------------------------------------------------
+
+
+@pytest.fixture
+def scheduler_with_events(store):
+    """A Scheduler over `jobs` and the events its bus delivered; stopped after the test."""
+    made: list[Scheduler] = []
+
+    def make(jobs: list[Job]) -> tuple[Scheduler, list]:
+        bus = EventBus()
+        events: list = []
+        bus.subscribe(events.append)
+        scheduler = Scheduler({j.id: j for j in jobs}, store, bus=bus)
+        made.append(scheduler)
+        return scheduler, events
+
+    yield make
+    for scheduler in made:
+        scheduler.stop_runs(0, threading.Event())
+
+
+def an_hour_later() -> datetime:
+    # the Scheduler arms its timetable from the clock: an hour on, an `@every 1m` job is due
+    return datetime.now(UTC) + timedelta(hours=1)
+
+
+def test_pause_and_resume_are_published_and_paused_fires_dropped(scheduler_with_events, store):
+    scheduler, events = scheduler_with_events([job("j", schedule="@every 1m")])
+    now = an_hour_later()
+    scheduler.set_paused(True, now)
+    scheduler.fire(now)
+    scheduler.set_paused(False, now)
+    dropped = [e for e in events if isinstance(e, FireDropped)]
+    assert [type(e) for e in events] == [SchedulerPaused, FireDropped, SchedulerResumed]
+    assert dropped[0].job_id == "j" and dropped[0].reason == "paused"
+    assert dropped[0].scheduled_at < int(now.timestamp() * 1000)
+    assert store.list_runs("j", 10) == []
+
+
+def test_a_fire_with_an_unmet_dependency_is_dropped_with_its_reason(scheduler_with_events, store):
+    scheduler, events = scheduler_with_events(
+        [job("j", schedule="@every 1m", depends_on=(UPSTREAM,)), job("up")]
+    )
+    scheduler.fire(an_hour_later())
+    assert [(e.job_id, e.reason) for e in events] == [("j", "dependency")]
+    assert store.list_runs("j", 10) == []
+    assert store.job_summaries()["j"]["next_run_at"] is not None  # the new next fire is shown
+
+
+def test_a_fire_after_shutdown_is_dropped(scheduler_with_events, store):
+    scheduler, events = scheduler_with_events([job("j", schedule="@every 1m")])
+    scheduler.stop_runs(0, threading.Event())
+    scheduler.fire(an_hour_later())
+    assert [(e.job_id, e.reason) for e in events] == [("j", "shutting_down")]
+    assert store.list_runs("j", 10) == []
