@@ -94,7 +94,9 @@ def _serve(
 ) -> None:
     grace = 0.0
     while not stop.is_set():
-        timeout = scheduler.seconds_until_next_fire(datetime.now(UTC))
+        now = datetime.now(UTC)
+        scheduler.fire(now)
+        timeout = scheduler.next_wakeup(now)
         timeout = MAX_WAIT_SECS if timeout is None else min(timeout, MAX_WAIT_SECS)
         try:
             message = commands.get(timeout=timeout)
@@ -107,8 +109,6 @@ def _serve(
             if message.get("cmd") == "shutdown":
                 grace = float(message.get("args", {}).get("timeout", 0))
                 break
-        if not stop.is_set():
-            scheduler.fire_due(datetime.now(UTC))
     scheduler.stop_runs(grace, hurry)
     replies.put({"event": "stopped", "pid": os.getpid()})
     log.info("scheduler stopped")
