@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
+from ..core.events import EventBus
 from ..core.model import DependencyCondition, Job, Run, RunStatus, Trigger, now_ms
 from ..core.schedule import Schedule
 from ..errors import Conflict, NotFound, PetitError, StorageError, TooManyRuns
@@ -46,7 +47,9 @@ class Scheduler:
         max_tasks: int = 4,
         max_jobs: int = 0,
         send_reply=None,
+        bus: EventBus | None = None,
     ) -> None:
+        self.bus = bus if bus is not None else EventBus()
         self.store = store
         self.recorder = RunRecorder(store)
         self.max_tasks = max_tasks
