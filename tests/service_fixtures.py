@@ -251,6 +251,7 @@ class ServiceFactory:
         socket: str | None = None,
         shutdown_timeout: float = 3,
         wait_ready: bool = True,
+        api: bool = False,
     ) -> Service:
         number = len(self.started) + 1
         jobs_dir = jobs_dir or self.jobs_dir(jobs or {})
@@ -267,7 +268,7 @@ class ServiceFactory:
             db,
             "--socket",
             socket,
-            "--no-api",
+            *(() if api else ("--no-api",)),
             "--shutdown-timeout",
             f"{shutdown_timeout:g}",
             *extra,

@@ -98,28 +98,26 @@ def make_app(
 # -- the process ----------------------------------------------------------------------------------
 
 
-def api_main(settings: dict, replies, requests) -> None:
-    """Entry point of the spawned API process."""
-    configure_logging("api", settings.get("log_level", "info"))
+def api_main(settings, replies, requests) -> None:
+    """Entry point of the spawned API process. `settings` is the service's frozen Settings
+    (read by attribute: this side may not import the service package that defines it)."""
+    configure_logging("api", settings.log_level)
     # one line per request would drown the lifecycle events (and cost throughput): debug only
     logging.getLogger("tornado.access").setLevel(
-        logging.DEBUG if settings.get("log_level") == "debug" else logging.WARNING
+        logging.DEBUG if settings.log_level == "debug" else logging.WARNING
     )
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     asyncio.run(_serve(settings, replies, requests))
 
 
-async def _serve(settings: dict, replies, requests) -> None:
-    store = Store(settings["db"])
+async def _serve(settings, replies, requests) -> None:
+    store = Store(settings.db)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     parent = os.getppid()
     app = make_app(
-        store,
-        CommandChannel(replies, requests),
-        settings.get("api_token"),
-        settings["api_loopback_only"],
+        store, CommandChannel(replies, requests), settings.api_token, settings.api_loopback_only
     )
     server = tornado.httpserver.HTTPServer(
         app,
@@ -128,14 +126,13 @@ async def _serve(settings: dict, replies, requests) -> None:
         max_body_size=TORNADO_BODY_CAP,
         idle_connection_timeout=60,
     )
+    host, port = settings.api_host, settings.api_port
     try:
-        server.listen(settings["api_port"], address=settings["api_host"], reuse_port=False)
+        server.listen(port, address=host, reuse_port=False)
     except OSError as exc:
-        log.error(
-            "cannot listen on %s:%s: %s", settings["api_host"], settings["api_port"], exc.strerror
-        )
+        log.error("cannot listen on %s:%s: %s", host, port, exc.strerror)
         raise SystemExit(EXIT_CANNOT_BIND) from None
-    log.info("API listening on http://%s:%s", settings["api_host"], settings["api_port"])
+    log.info("API listening on http://%s:%s", host, port)
     requests.put({"event": "ready", "pid": os.getpid()})
     while not stop.is_set():
         if os.getppid() != parent:  # children never outlive the supervisor

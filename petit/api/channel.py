@@ -1,44 +1,50 @@
-"""Commands from the API process to the scheduler, through the supervisor, over the two queues
-this process was given."""
+"""The API process's two queues to the supervisor: commands out (answered by the scheduler
+through the supervisor, each with the verb's deadline for the API), and in, the replies and the
+event batches the supervisor fans out."""
 
 from __future__ import annotations
 
-import asyncio
+import json
+import logging
 import threading
 
-from ..errors import Unavailable
-from ..ipc.commands import request, unwrap
-from ..ipc.queues import ReplyMatcher
+from ..ipc.commands import COMMANDS, FROM_API
+from ..ipc.queues import EVENT_BATCH, QueueClient
+from .events import EventLog
 
-# a little above the supervisor's own deadlines towards the scheduler (5 s, 20 s for a cancel)
-REPLY_DEADLINE_SECS = 6.0
-CANCEL_REPLY_DEADLINE_SECS = 21.0
+log = logging.getLogger("petit.api")
+# how long a handler waits for the scheduler's answer to most verbs (a cancel: longer)
+REPLY_DEADLINE_SECS = COMMANDS["trigger"].wait_secs(FROM_API)
 
 
 class CommandChannel:
-    """Request/reply with the supervisor over the two queues this process was given."""
+    """Request/reply with the supervisor over the two queues this process was given; a reader
+    thread takes what arrives: replies for the waiting callers, events for `events`."""
 
-    def __init__(self, replies, requests) -> None:
-        self._replies, self._requests = replies, requests
-        self._matcher = ReplyMatcher()
-        self._requests.cancel_join_thread()
-        threading.Thread(target=self._read, daemon=True, name="petit-api-replies").start()
+    def __init__(self, replies, requests, events: EventLog | None = None) -> None:
+        self._replies = replies
+        self.events = events if events is not None else EventLog()
+        requests.cancel_join_thread()
+        self._client = QueueClient(requests.put, FROM_API)
+        self.reader = threading.Thread(target=self._read, daemon=True, name="petit-api-replies")
+        self.reader.start()
 
     def _read(self) -> None:
         while True:
-            reply = self._replies.get()
-            if reply is None:
+            message = self._replies.get()
+            if message is None:
                 return
-            self._matcher.resolve(reply)  # safe from this thread: a late reply is dropped
+            if message.get("event") == EVENT_BATCH:
+                self._keep(message.get("events") or [])
+            else:
+                self._client.resolve(message)  # safe from this thread: a late reply is dropped
+
+    def _keep(self, events: list[dict]) -> None:
+        for event in events:
+            self.events.append(event)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("event %s %s", event.get("kind"), json.dumps(event, sort_keys=True))
 
     async def call(self, cmd: str, args: dict | None = None) -> dict:
-        message = request(cmd, args)
-        future = self._matcher.expect(message["id"])
-        self._requests.put(message)
-        deadline = CANCEL_REPLY_DEADLINE_SECS if cmd == "cancel" else REPLY_DEADLINE_SECS
-        try:
-            reply = await asyncio.wait_for(asyncio.wrap_future(future), deadline)
-        except TimeoutError:
-            self._matcher.discard(message["id"])
-            raise Unavailable(f"the scheduler did not answer within {deadline:g}s") from None
-        return unwrap(reply)
+        """The command's result; raises the error its reply carries, or Unavailable."""
+        return await self._client.call(cmd, args)

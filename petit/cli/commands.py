@@ -10,34 +10,12 @@ import sys
 import threading
 from datetime import UTC, datetime
 
-from ..errors import UsageError
-
 
 def _positive_int(args: dict, key: str, minimum: int = 1) -> int:
-    raw = args[key]
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise UsageError(f"{key} expects a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise UsageError(f"{key} must be at least {minimum}, got {value}")
-    return value
+    """Option `key`'s whole number, or its default (in service/settings.py) when not given."""
+    from ..service.settings import whole_number
 
-
-def _number(args: dict, key: str) -> float:
-    try:
-        value = float(args[key])
-    except (TypeError, ValueError):
-        raise UsageError(f"{key} expects a number of seconds, got {args[key]!r}") from None
-    if not 0 <= value <= 86400:
-        raise UsageError(f"{key} must be between 0 and 86400 seconds, got {args[key]}")
-    return value
-
-
-def socket_path(args: dict) -> str:
-    if args.get("--socket") and args["--socket"] != "<db>.sock":
-        return args["--socket"]
-    return os.path.abspath(args["--db"]) + ".sock"
+    return whole_number(args, key, minimum)
 
 
 def cmd_validate(args: dict) -> int:
@@ -164,35 +142,14 @@ def cmd_trigger(args: dict) -> int:
 
 
 def cmd_run(args: dict) -> int:
-    from ..logconf import LEVELS
+    from ..service.settings import Settings
     from ..service.supervisor import serve
 
-    if args["--log-level"] not in LEVELS:
-        raise UsageError(
-            f"--log-level must be one of {', '.join(LEVELS)}, got {args['--log-level']!r}"
-        )
-    port = _positive_int(args, "--api-port")
-    if port > 65535:
-        raise UsageError(f"--api-port must be at most 65535, got {port}")
-    return serve(
-        {
-            "jobs_dir": os.path.abspath(args["JOBS_DIR"]),
-            "db": os.path.abspath(args["--db"]),
-            "socket": os.path.abspath(socket_path(args)),
-            "max_tasks": _positive_int(args, "--max-tasks"),
-            "max_jobs": _positive_int(args, "--max-jobs", minimum=0),
-            "keep_runs": _positive_int(args, "--keep-runs"),
-            "shutdown_timeout": _number(args, "--shutdown-timeout"),
-            "log_level": args["--log-level"],
-            "api": not args["--no-api"],
-            "api_host": args["--api-host"],
-            "api_port": port,
-            "api_token": args["--api-token"] or os.environ.get("PETIT_API_TOKEN") or None,
-        }
-    )
+    return serve(Settings.from_command_line(args))
 
 
 def cmd_ctl(args: dict) -> int:
+    from ..service.settings import socket_path
     from .ctl import run_ctl
 
     return run_ctl(args, socket_path(args))

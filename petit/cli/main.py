@@ -1,39 +1,6 @@
-"""petit — a small, dependable job orchestrator for one machine.
-
-Usage:
-  petit [--db PATH] run JOBS_DIR [--no-api] [--api-port PORT] [--api-host HOST] [--api-token TOKEN]
-                    [--max-jobs N] [--max-tasks N] [--keep-runs N] [--socket PATH]
-                    [--shutdown-timeout SECS] [--log-level LEVEL]
-  petit validate JOBS_DIR
-  petit list JOBS_DIR [--json]
-  petit [--db PATH] trigger JOBS_DIR JOB_ID [--max-tasks N] [--keep-runs N]
-  petit [--db PATH] ctl (status | pause | resume | reload | shutdown) [--socket PATH] [--json]
-  petit [--db PATH] ctl trigger JOB_ID [--socket PATH] [--json]
-  petit [--db PATH] ctl cancel RUN_ID [--socket PATH] [--json]
-  petit (-h | --help)
-  petit --version
-
-Options:
-  --db PATH                TinyDB file holding runs and state [default: ./petit.db].
-  --no-api                 Run without the HTTP API process.
-  --api-port PORT          HTTP API port [default: 8565].
-  --api-host HOST          HTTP API address; anything but loopback is reachable by others
-                           [default: 127.0.0.1].
-  --api-token TOKEN        Require "Authorization: Bearer TOKEN" on the API
-                           (or set PETIT_API_TOKEN).
-  --max-jobs N             Most runs in flight at once, all jobs together
-                           [default: 0] (0 = no limit).
-  --max-tasks N            Most tasks running at once within one run [default: 4].
-  --keep-runs N            Finished runs kept per job; older ones and their logs are removed
-                           [default: 200].
-  --socket PATH            Control socket [default: <db>.sock].
-  --shutdown-timeout SECS  On shutdown, how long running runs may take to finish [default: 30].
-  --log-level LEVEL        debug, info, warning or error [default: info].
-  --json                   Machine-readable output.
-
-Exit codes: 0 success; 1 failure (invalid jobs, failed run, error reply); 2 bad usage;
-3 no petit is listening on the control socket.
-"""
+"""petit — a small, dependable job orchestrator for one machine. The usage text is built from
+the command table (the ctl verbs) and states the defaults in words: the defaults themselves live
+in petit/service/settings.py, so an option left out is told apart from one given."""
 
 from __future__ import annotations
 
@@ -47,16 +14,57 @@ from ..errors import ConfigError, PetitError
 from .commands import cmd_ctl, cmd_list, cmd_run, cmd_trigger, cmd_validate
 
 EXIT_USAGE = 2
+_USAGE = """petit — a small, dependable job orchestrator for one machine.
+
+Usage:
+  petit [--db PATH] run JOBS_DIR [--no-api] [--api-port PORT] [--api-host HOST] [--api-token TOKEN]
+                    [--max-jobs N] [--max-tasks N] [--keep-runs N] [--socket PATH]
+                    [--shutdown-timeout SECS] [--log-level LEVEL]
+  petit validate JOBS_DIR
+  petit list JOBS_DIR [--json]
+  petit [--db PATH] trigger JOBS_DIR JOB_ID [--max-tasks N] [--keep-runs N]
+{ctl}
+  petit (-h | --help)
+  petit --version
+
+Options:
+  --db PATH                TinyDB file holding runs and state [default: ./petit.db].
+  --no-api                 Run without the HTTP API process.
+  --api-port PORT          HTTP API port (default 8565).
+  --api-host HOST          HTTP API address; anything but loopback is reachable by others
+                           (default 127.0.0.1).
+  --api-token TOKEN        Require "Authorization: Bearer TOKEN" on the API
+                           (or set PETIT_API_TOKEN).
+  --max-jobs N             Most runs in flight at once, all jobs together
+                           (default 0 = no limit).
+  --max-tasks N            Most tasks running at once within one run (default 4).
+  --keep-runs N            Finished runs kept per job; older ones and their logs are removed
+                           (default 200).
+  --socket PATH            Control socket (default <db>.sock).
+  --shutdown-timeout SECS  On shutdown, how long running runs may take to finish (default 30).
+  --log-level LEVEL        debug, info, warning or error (default info).
+  --json                   Machine-readable output.
+
+Exit codes: 0 success; 1 failure (invalid jobs, failed run, error reply); 2 bad usage;
+3 no petit is listening on the control socket.
+"""
+
+
+def usage() -> str:
+    from .ctl import usage_lines
+
+    return _USAGE.format(ctl="\n".join(usage_lines()))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    text = usage()
     try:
-        args = docopt(__doc__, argv=argv, version=f"petit {__version__}")
+        args = docopt(text, argv=argv, version=f"petit {__version__}")
     except DocoptExit:
-        usage = __doc__.split("Options:")[0].split("Usage:")[1].rstrip()
+        lines = text.split("Options:")[0].split("Usage:")[1].rstrip()
         print(
-            f"petit: invalid command line: {' '.join(argv) or '(empty)'}\nUsage:{usage}",
+            f"petit: invalid command line: {' '.join(argv) or '(empty)'}\nUsage:{lines}",
             file=sys.stderr,
         )
         return EXIT_USAGE

@@ -1,21 +1,165 @@
-"""Commands between processes: the command table and the request/reply envelopes."""
+"""The one command table: every verb with its arguments, the process that answers it, its
+deadline and how `petit ctl` prints its reply; and the request/reply envelopes. The supervisor,
+the scheduler worker, the API and `petit ctl` all read verbs and deadlines from here, so they
+cannot disagree about a verb."""
 
 from __future__ import annotations
 
+import math
+import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from ..errors import BadRequest, PetitError, from_wire
 
-# verb -> required string arguments
-COMMANDS: dict[str, tuple[str, ...]] = {
-    "status": (),
-    "pause": (),
-    "resume": (),
-    "reload": (),
-    "shutdown": (),
-    "trigger": ("job_id",),
-    "cancel": ("run_id",),
+SUPERVISOR = "supervisor"
+SCHEDULER = "scheduler"
+MAX_SECONDS = 86400.0
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a verb. `placeholder` is its name on the `petit ctl` command line (an
+    argument without one is for other callers only, like shutdown's timeout)."""
+
+    name: str
+    type: type = str
+    default: object = _REQUIRED
+    placeholder: str | None = None
+
+    @property
+    def is_required(self) -> bool:
+        return self.default is _REQUIRED
+
+    def check(self, verb: str, args: dict) -> object:
+        """The argument's value from a request's `args`; raises BadRequest naming what was
+        expected."""
+        if self.name not in args and not self.is_required:
+            return self.default
+        value = args.get(self.name)
+        if self.type is str:
+            if not isinstance(value, str) or not value:
+                raise BadRequest(f"command {verb!r} needs a string argument {self.name!r}")
+            return value
+        number_ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number_ok or not math.isfinite(value) or not 0 <= value <= MAX_SECONDS:
+            raise BadRequest(
+                f"command {verb!r}: {self.name!r} must be a number of seconds from 0 to "
+                f"{MAX_SECONDS:g}"
+            )
+        return float(value)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """How long one caller waits for a verb, from the verb's deadline (the supervisor's wait
+    on the scheduler): the API a second longer, so the supervisor's own 503, which says which
+    hop failed, arrives first; `petit ctl` half as long again, since a human's call also covers
+    a busy supervisor. Neither waits less than its floor (a status probes the scheduler for only
+    3 s but still gets the caller's usual wait)."""
+
+    name: str
+    scale: float = 1.0
+    margin_secs: float = 0.0
+    floor_secs: float = 0.0
+
+    def wait_secs(self, deadline_secs: float) -> float:
+        return max(self.floor_secs, deadline_secs * self.scale + self.margin_secs)
+
+
+FROM_SUPERVISOR = Caller(SUPERVISOR)
+FROM_API = Caller("api", margin_secs=1.0, floor_secs=6.0)
+FROM_CTL = Caller("ctl", scale=1.5, floor_secs=10.0)
+
+
+@dataclass(frozen=True)
+class Command:
+    verb: str
+    handled_by: str  # SUPERVISOR or SCHEDULER: who answers the request
+    deadline_secs: float
+    render: Callable[[dict], str]
+    args: tuple[Arg, ...] = ()
+
+    def wait_secs(self, caller: Caller) -> float:
+        return caller.wait_secs(self.deadline_secs)
+
+    def check_args(self, args: dict) -> dict:
+        """Only the declared arguments: anything else a client sent is unused, and could be
+        nested too deeply to pickle across the process boundary."""
+        return {arg.name: arg.check(self.verb, args) for arg in self.args}
+
+
+# -- how `petit ctl` prints each reply -------------------------------------------------------------
+
+
+def _message(result: dict) -> str:
+    return result.get("message", "ok")
+
+
+def _triggered(result: dict) -> str:
+    return f"triggered job {result['job_id']}: run {result['run_id']}"
+
+
+def _cancelled(result: dict) -> str:
+    return f"run {result['run_id']} {result['status']}"
+
+
+def _reloaded(result: dict) -> str:
+    return (
+        f"reloaded {result['jobs']} job(s); added: {', '.join(result['added']) or 'none'}; "
+        f"removed: {', '.join(result['removed']) or 'none'}"
+    )
+
+
+def status_text(status: dict, now_ms: float | None = None) -> str:
+    """`petit ctl status` for a human; `now_ms` places the next fires (default: the clock)."""
+    now_ms = time.time() * 1000 if now_ms is None else now_ms
+    sup = status["supervisor"]
+    lines = [
+        f"petit supervisor pid {sup['pid']}, up {sup['uptime_secs']:.0f}s, db {sup['db']}",
+        f"jobs from {sup['jobs_dir']}" + ("  (shutting down)" if sup["shutting_down"] else ""),
+    ]
+    for child in status["children"]:
+        up = f"up {child['uptime_secs']:.0f}s" if child["uptime_secs"] is not None else "down"
+        lines.append(
+            f"  {child['name']:<10} {child['state']:<9} pid {child['pid'] or '-'}  {up}, "
+            f"{child['restarts']} restart(s)"
+        )
+    scheduler = status.get("scheduler")
+    if scheduler is None:
+        lines.append("scheduler: not answering")
+        return "\n".join(lines)
+    lines.append(
+        f"scheduler: {scheduler['state']}, {scheduler['jobs']} job(s), "
+        f"{len(scheduler['running_runs'])} run(s) in flight"
+    )
+    for run in scheduler["running_runs"]:
+        lines.append(f"  running {run['run_id']} ({run['trigger']})")
+    for job_id, due in scheduler["next_fires"].items():
+        lines.append(f"  next {job_id} in {max(0.0, (due - now_ms) / 1000):.1f}s")
+    return "\n".join(lines)
+
+
+# A cancel answers once the run stopped: kill grace, drain, sweep, write. A status waits only
+# briefly for the scheduler: the supervisor's half of the answer is worth having on its own.
+COMMANDS: dict[str, Command] = {
+    command.verb: command
+    for command in (
+        Command("status", SUPERVISOR, 3.0, status_text),
+        Command("pause", SCHEDULER, 5.0, _message),
+        Command("resume", SCHEDULER, 5.0, _message),
+        Command("reload", SCHEDULER, 5.0, _reloaded),
+        # timeout: how long running runs get to finish; absent, the service's --shutdown-timeout
+        Command("shutdown", SUPERVISOR, 5.0, _message, (Arg("timeout", float, default=None),)),
+        Command("trigger", SCHEDULER, 5.0, _triggered, (Arg("job_id", placeholder="JOB_ID"),)),
+        Command("cancel", SCHEDULER, 20.0, _cancelled, (Arg("run_id", placeholder="RUN_ID"),)),
+    )
 }
+
+
+# -- envelopes -----------------------------------------------------------------------------------
 
 
 def request(cmd: str, args: dict | None = None, request_id: str | None = None) -> dict:
@@ -44,15 +188,11 @@ def validate_request(message) -> dict:
     args = message.get("args") or {}
     if not isinstance(args, dict):
         raise BadRequest("'args' must be a JSON object")
-    for name in COMMANDS[cmd]:
-        if not isinstance(args.get(name), str) or not args[name]:
-            raise BadRequest(f"command {cmd!r} needs a string argument {name!r}")
+    checked = COMMANDS[cmd].check_args(args)
     request_id = message.get("id")
     if request_id is not None and not isinstance(request_id, (str, int)):
         raise BadRequest("'id' must be a string")
-    # Only the declared arguments go on to the scheduler: anything else a client sent is unused,
-    # and could be nested too deeply to pickle across the process boundary.
-    return {"id": request_id, "cmd": cmd, "args": {name: args[name] for name in COMMANDS[cmd]}}
+    return {"id": request_id, "cmd": cmd, "args": checked}
 
 
 def unwrap(reply: dict) -> dict:

@@ -8,11 +8,11 @@ import socket
 import time
 
 from ..errors import BadRequest, NotListening, PetitError, Unavailable
-from .commands import request, unwrap
+from .commands import COMMANDS, FROM_CTL, request, unwrap
 
 MAX_LINE_BYTES = 64 * 1024
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
-DEFAULT_DEADLINE_SECS = 10.0
+PROBE_SECS = 2.0  # is anybody there: an answer of any kind will do
 
 
 def check_socket_path(path: str) -> None:
@@ -25,10 +25,13 @@ def check_socket_path(path: str) -> None:
 
 
 def call_socket(
-    path: str, cmd: str, args: dict | None = None, timeout: float = DEFAULT_DEADLINE_SECS
+    path: str, cmd: str, args: dict | None = None, timeout: float | None = None
 ) -> dict:
-    """Send one command over the control socket and return its result (or raise its error)."""
+    """Send one command over the control socket and return its result (or raise its error).
+    `timeout` defaults to the verb's wait for `petit ctl` (the command table's rule)."""
     check_socket_path(path)
+    if timeout is None:
+        timeout = COMMANDS[cmd].wait_secs(FROM_CTL)
     message = request(cmd, args)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
@@ -84,7 +87,7 @@ def _read_line(sock: socket.socket) -> bytes:
 
 def is_listening(path: str) -> bool:
     try:
-        call_socket(path, "status", timeout=2.0)
+        call_socket(path, "status", timeout=PROBE_SECS)
         return True
     except NotListening:
         return False

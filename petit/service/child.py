@@ -9,39 +9,62 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from enum import Enum
 
 from ..errors import Unavailable
-from ..ipc.queues import ReplyMatcher
+from ..ipc.commands import FROM_SUPERVISOR
+from ..ipc.queues import EVENT_BATCH, QueueClient
 from .entry import run_child
+from .settings import Settings
 
 log = logging.getLogger("petit.supervisor")
 BACKOFF_FIRST_SECS = 0.5
 READ_POLL_SECS = 0.2  # how soon a reader thread notices that its child was reaped
 
 
+class ChildState(str, Enum):
+    """Spelled as `petit ctl status` shows them."""
+
+    STOPPED = "stopped"  # never started, or exited during shutdown
+    STARTING = "starting"  # spawned, not yet reported ready
+    RUNNING = "running"
+    BACKOFF = "backoff"  # exited unexpectedly, restart pending
+
+
 class Child:
     """One supervised process. Queues are created anew for every start: a process killed while
-    holding a queue's internal lock would otherwise wedge the queue for its successor."""
+    holding a queue's internal lock would otherwise wedge the queue for its successor.
+
+    `on_events` receives the event batches the child sends. Its other messages are requests
+    for `on_request` when given (the API asks), else replies for `client`, the supervisor's
+    command client to this child (the scheduler answers)."""
 
     def __init__(
-        self, name: str, target: str, settings: dict, on_message: Callable[[Child, dict], None]
+        self,
+        name: str,
+        target: str,
+        settings: Settings,
+        on_events: Callable[[Child, list[dict]], None],
+        on_request: Callable[[Child, dict], None] | None = None,
     ) -> None:
         self.name = name
         self.target = target
         self.settings = settings
-        self.on_message = on_message
+        self.on_events = on_events
+        self.on_request = on_request
         self.ctx = multiprocessing.get_context("spawn")
         self.proc = None
         self.inbox = self.outbox = None  # child -> supervisor, supervisor -> child
-        self.state = "stopped"
+        self.state = ChildState.STOPPED
         self.started_at = 0.0
         self.restarts = 0
+        self.last_exit_code: int | None = None
         self.backoff = BACKOFF_FIRST_SECS
         self.ready = asyncio.Event()
         self.exited = asyncio.Event()
         self.fatal: dict | None = None  # why the child refused to start, as an error body
         self.ready_info: dict = {}
-        self.matcher = ReplyMatcher()
+        self.client = QueueClient(self.send, FROM_SUPERVISOR, peer=name)
 
     def start(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[Child], None]) -> None:
         self.inbox, self.outbox = self.ctx.Queue(), self.ctx.Queue()
@@ -52,7 +75,7 @@ class Child:
             args=(self.target, self.settings, self.outbox, self.inbox),
         )
         self.proc.start()
-        self.state, self.started_at = "starting", time.monotonic()
+        self.state, self.started_at = ChildState.STARTING, time.monotonic()
         self.ready.clear()
         self.exited.clear()
         self.fatal = None
@@ -85,16 +108,21 @@ class Child:
     def _deliver(self, message: dict) -> None:
         if self.proc is None or self.proc.exitcode is not None:
             return  # read just before the child died: it is not ready, and nobody waits on it
-        if message.get("event") == "ready":
-            self.state = "running"
+        event = message.get("event")
+        if event == "ready":
+            self.state = ChildState.RUNNING  # STARTING -> RUNNING
             self.ready_info = message
             self.ready.set()
-        elif message.get("event") == "fatal":
+        elif event == "fatal":
             self.fatal = message.get("error") or {}
             if self.restarts:  # a first start's refusal is reported by run() to the user instead
                 log.error("%s cannot start: %s", self.name, self.fatal.get("error"))
-        elif message.get("event") is None:
-            self.on_message(self, message)
+        elif event == EVENT_BATCH:
+            self.on_events(self, message.get("events") or [])
+        elif event is None and self.on_request is not None:
+            self.on_request(self, message)
+        elif event is None:
+            self.client.resolve(message)
 
     def reap(self, loop: asyncio.AbstractEventLoop) -> int | None:
         loop.remove_reader(self.proc.sentinel)
@@ -102,24 +130,32 @@ class Child:
         code = self.proc.exitcode
         self.stop_reading.set()  # stops this start's reader thread...
         self.reader.join(timeout=1.0)  # ...before interpreter exit closes the queue under it
-        self.matcher.fail_all(f"the {self.name} process exited")
+        self.last_exit_code = code
+        self.client.fail_all(f"the {self.name} process exited")
         for channel in (self.inbox, self.outbox):  # their feeder threads and pipes go with them
             channel.close()
         self.ready.clear()
         self.exited.set()
         return code
 
+    @property
+    def is_up(self) -> bool:
+        """Started and not reaped: its queues are open."""
+        return self.state in (ChildState.STARTING, ChildState.RUNNING) and not self.exited.is_set()
+
     def send(self, message: dict) -> None:
-        if self.outbox is None or self.state == "stopped":
+        """Raises Unavailable, never ValueError, when the child is gone: a put on the queues of
+        a reaped child fails with "Queue is closed"."""
+        if self.outbox is None or not self.is_up:
             raise Unavailable(f"the {self.name} process is not running")
         self.outbox.put(message)
 
     def info(self) -> dict:
-        alive = self.proc is not None and self.proc.exitcode is None and self.state != "stopped"
+        alive = self.proc is not None and self.proc.exitcode is None and self.is_up
         return {
             "name": self.name,
             "pid": self.proc.pid if alive else None,
-            "state": self.state,
+            "state": self.state.value,
             "uptime_secs": round(time.monotonic() - self.started_at, 3) if alive else None,
             "restarts": self.restarts,
         }

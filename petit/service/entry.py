@@ -4,9 +4,15 @@ import restrictions for the API."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def run_child(target: str, settings: dict, outbox, inbox) -> None:
-    """Entry point of a spawned child: `target` is "module:function"."""
+if TYPE_CHECKING:
+    from .settings import Settings
+
+
+def run_child(target: str, settings: Settings, outbox, inbox) -> None:
+    """Entry point of a spawned child: `target` is "module:function", called with the whole
+    frozen Settings (it pickles across spawn) and the child's two queues."""
     import importlib
 
     module, name = target.split(":")

@@ -12,6 +12,7 @@ import sys
 sys.modules.setdefault("ssl", None)
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -19,27 +20,25 @@ import signal
 import stat
 import time
 
-from ..errors import BadRequest, PetitError, StorageError, Unavailable, from_wire
-from ..ipc.commands import error_reply, ok_reply, request, validate_request
+from ..errors import BadRequest, PetitError, StorageError, Unavailable, from_wire, internal_error
+from ..ipc.commands import COMMANDS, SUPERVISOR, error_reply, ok_reply, request, validate_request
 from ..ipc.control import MAX_LINE_BYTES, check_socket_path, is_listening
 from ..ipc.instance import hold_instance_lock
+from ..ipc.queues import child_restarted, event_batch
 from ..logconf import configure_logging
-from .child import BACKOFF_FIRST_SECS, Child
+from .child import BACKOFF_FIRST_SECS, Child, ChildState
+from .settings import Settings
 
 log = logging.getLogger("petit.supervisor")
 BACKOFF_MAX_SECS = 30.0
 STABLE_AFTER_SECS = 10.0  # a child up this long has its backoff reset
 CLIENT_IDLE_SECS = 300.0
-COMMAND_DEADLINE_SECS = 5.0
-CANCEL_DEADLINE_SECS = (
-    20.0  # a cancel answers once the run stopped: kill grace, drain, sweep, write
-)
 
 
 class Supervisor:
-    def __init__(self, settings: dict) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.socket_path = settings["socket"]
+        self.socket_path = settings.socket
         self.children: dict[str, Child] = {}
         self.shutting_down = False
         self.hurry = False
@@ -47,55 +46,50 @@ class Supervisor:
         self.started_at = time.monotonic()
         self.starting = True  # until the scheduler first reports ready
         self._restart_handles: dict[str, asyncio.TimerHandle] = {}
+        self._api_replies: set[asyncio.Task] = set()  # held until done: a task is never lost
+        # the verbs the supervisor answers itself (the table's SUPERVISOR ones)
+        self.own_commands = {"status": self._status_command, "shutdown": self._shutdown_command}
 
     # -- commands -----------------------------------------------------------------------------
 
-    async def forward(self, cmd: str, args: dict, timeout: float = COMMAND_DEADLINE_SECS) -> dict:
-        """Send a command to the scheduler worker and wait for its reply, with a deadline."""
+    async def forward(self, cmd: str, args: dict) -> dict:
+        """Send a command to the scheduler worker and wait for its reply, with the verb's
+        deadline."""
         scheduler = self.children["scheduler"]
         if not scheduler.ready.is_set():
             raise Unavailable("the scheduler worker is not running (it is being restarted)")
-        message = request(cmd, args)
-        # the worker drops a command nobody waits for any more, so a caller told 503 may retry
-        # without the first attempt running late behind its back (CLOCK_MONOTONIC is system-wide)
-        message["deadline"] = time.monotonic() + timeout
-        future = scheduler.matcher.expect(message["id"])
-        scheduler.send(message)
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-        except TimeoutError:
-            scheduler.matcher.discard(message["id"])
-            raise Unavailable(f"the scheduler did not answer {cmd!r} within {timeout:g}s") from None
+        return await scheduler.client.exchange(cmd, args)
 
     async def dispatch(self, message: dict) -> dict:
         request_id = message.get("id") if isinstance(message, dict) else None
         try:
             message = validate_request(message)
             cmd, args = message["cmd"], message["args"]
-            if cmd == "status":
-                return ok_reply(request_id, await self.status())
-            if cmd == "shutdown":
-                asyncio.get_running_loop().call_soon(self.begin_shutdown, "petit ctl shutdown")
-                return ok_reply(request_id, {"message": "shutting down"})
+            if COMMANDS[cmd].handled_by == SUPERVISOR:
+                return ok_reply(request_id, await self.own_commands[cmd](args))
             if self.shutting_down:
                 raise Unavailable("petit is shutting down")
-            reply = await self.forward(
-                cmd, args, CANCEL_DEADLINE_SECS if cmd == "cancel" else COMMAND_DEADLINE_SECS
-            )
+            reply = await self.forward(cmd, args)
             reply["id"] = request_id
             return reply
         except PetitError as exc:
             return error_reply(request_id, exc)
-        except (
-            Exception
-        ) as exc:  # a bug answers as an internal error instead of dropping the client
+        except Exception as exc:  # a bug: an internal error for this client, not a dropped one
             log.exception("request %.200r failed", message)
-            return error_reply(request_id, PetitError(f"internal error: {exc}"))
+            return error_reply(request_id, internal_error(exc))
+
+    async def _status_command(self, args: dict) -> dict:
+        return await self.status()
+
+    async def _shutdown_command(self, args: dict) -> dict:
+        timeout = args.get("timeout")
+        asyncio.get_running_loop().call_soon(self.begin_shutdown, "petit ctl shutdown", timeout)
+        return {"message": "shutting down"}
 
     async def status(self) -> dict:
         scheduler_state = None
         try:
-            reply = await self.forward("status", {}, timeout=3.0)
+            reply = await self.forward("status", {})
             scheduler_state = reply.get("result") if reply.get("ok") else None
         except PetitError:
             pass
@@ -103,8 +97,8 @@ class Supervisor:
             "supervisor": {
                 "pid": os.getpid(),
                 "uptime_secs": round(time.monotonic() - self.started_at, 3),
-                "db": self.settings["db"],
-                "jobs_dir": self.settings["jobs_dir"],
+                "db": self.settings.db,
+                "jobs_dir": self.settings.jobs_dir,
                 "socket": self.socket_path,
                 "shutting_down": self.shutting_down,
             },
@@ -152,10 +146,10 @@ class Supervisor:
         code = child.reap(loop)
         uptime = time.monotonic() - child.started_at
         if self.starting:  # refused to start: run() reports why, no restart loop
-            child.state = "stopped"
+            child.state = ChildState.STOPPED  # STARTING -> STOPPED
             return
         if self.shutting_down:
-            child.state = "stopped"
+            child.state = ChildState.STOPPED  # RUNNING -> STOPPED
             log.info("%s exited (code %s)", child.name, code)
             self._check_done()
             return
@@ -163,7 +157,7 @@ class Supervisor:
             child.backoff = BACKOFF_FIRST_SECS
         delay = child.backoff
         child.backoff = min(child.backoff * 2, BACKOFF_MAX_SECS)
-        child.state = "backoff"
+        child.state = ChildState.BACKOFF  # STARTING or RUNNING -> BACKOFF
         log.warning(
             "%s exited unexpectedly (code %s) after %.1fs; restarting in %.1fs",
             child.name,
@@ -176,30 +170,51 @@ class Supervisor:
     def _restart(self, child: Child) -> None:
         self._restart_handles.pop(child.name, None)
         if self.shutting_down:
-            child.state = "stopped"
+            child.state = ChildState.STOPPED  # BACKOFF -> STOPPED
             self._check_done()
             return
         child.restarts += 1
-        child.start(asyncio.get_running_loop(), self.on_child_exit)
+        child.start(asyncio.get_running_loop(), self.on_child_exit)  # BACKOFF -> STARTING
+        at = int(time.time() * 1000)
+        self.fan_out(child_restarted(child.name, child.last_exit_code, child.restarts, at))
 
-    def on_scheduler_message(self, child: Child, message: dict) -> None:
-        child.matcher.resolve(message)
+    def on_events(self, child: Child, events: list[dict]) -> None:
+        """A batch of the scheduler's events, on its way to the API."""
+        self.fan_out(event_batch(events))
 
-    def on_api_message(self, child: Child, message: dict) -> None:
-        """The API's mutations take the same route as control-socket commands."""
+    def fan_out(self, batch: dict) -> None:
+        """Pass an event batch to the API process; with no API up, nobody listens: dropped."""
+        api = self.children.get("api")
+        if api is None or not api.is_up:
+            log.debug("%d event(s) dropped: the API process is not running", len(batch["events"]))
+            return
+        api.send(batch)
 
-        async def answer() -> None:
-            reply = await self.dispatch(message)
-            try:
-                child.send(reply)
-            except Unavailable:
-                pass  # the API process died meanwhile; its successor never asked
+    def on_api_request(self, child: Child, message: dict) -> None:
+        """The API's mutations take the same route as control-socket commands. The answering
+        task is held until done, and its failure logged: it can never die unseen."""
+        task = asyncio.ensure_future(self._answer_api(child, child.proc, message))
+        self._api_replies.add(task)
+        task.add_done_callback(self._api_reply_done)
 
-        asyncio.ensure_future(answer())
+    async def _answer_api(self, child: Child, asker, message: dict) -> None:
+        reply = await self.dispatch(message)
+        try:
+            if child.proc is not asker:
+                raise Unavailable(f"the {child.name} process that asked is gone")
+            child.send(reply)
+        except Unavailable as exc:  # its successor never asked
+            log.debug("reply %.40r dropped: %s", reply.get("id"), exc.message)
+
+    def _api_reply_done(self, task: asyncio.Task) -> None:
+        self._api_replies.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("answering the API failed", exc_info=task.exception())
 
     # -- shutdown -----------------------------------------------------------------------------
 
-    def begin_shutdown(self, reason: str) -> None:
+    def begin_shutdown(self, reason: str, timeout: float | None = None) -> None:
+        """Stop the tree; running runs get `timeout` seconds (default: --shutdown-timeout)."""
         if self.shutting_down:
             if not self.hurry:
                 self.hurry = True
@@ -207,16 +222,16 @@ class Supervisor:
                 self._signal_children(signal.SIGTERM)
             return
         self.shutting_down = True
-        timeout = self.settings["shutdown_timeout"]
+        timeout = self.settings.shutdown_timeout if timeout is None else timeout
         log.info("shutting down (%s): running runs get up to %gs to finish", reason, timeout)
         for handle in self._restart_handles.values():
             handle.cancel()
         for child in self.children.values():
-            if child.state == "backoff":
-                child.state = "stopped"
+            if child.state is ChildState.BACKOFF:
+                child.state = ChildState.STOPPED  # BACKOFF -> STOPPED: no restart now
         scheduler = self.children.get("scheduler")
         for child in self.children.values():
-            if child.state == "stopped":
+            if child.state is ChildState.STOPPED:
                 continue
             if child is scheduler and child.ready.is_set():
                 child.send(request("shutdown", {"timeout": timeout}))
@@ -239,7 +254,8 @@ class Supervisor:
         self._signal_children(signal.SIGKILL)
 
     def _check_done(self) -> None:
-        if self.shutting_down and all(c.state == "stopped" for c in self.children.values()):
+        stopped = all(c.state is ChildState.STOPPED for c in self.children.values())
+        if self.shutting_down and stopped:
             self.done.set()
 
     # -- main ---------------------------------------------------------------------------------
@@ -252,10 +268,7 @@ class Supervisor:
         for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
             loop.add_signal_handler(sig, self.begin_shutdown, name)
         scheduler = self.children["scheduler"] = Child(
-            "scheduler",
-            "petit.service.worker:worker_main",
-            _child_settings(self.settings),
-            self.on_scheduler_message,
+            "scheduler", "petit.service.worker:worker_main", self.settings, self.on_events
         )
         scheduler.start(loop, self.on_child_exit)
         await _first_of(scheduler.ready.wait(), scheduler.exited.wait(), self.done.wait())
@@ -279,21 +292,17 @@ class Supervisor:
         finally:
             os.umask(old_umask)
         os.chmod(self.socket_path, 0o600)
-        if self.settings["api"] and not self.shutting_down:
-            api_settings = {
-                **_child_settings(self.settings),
-                **{k: v for k, v in self.settings.items() if k.startswith("api_")},
-            }
+        if self.settings.api and not self.shutting_down:
             self.children["api"] = Child(
-                "api", "petit.api.app:api_main", api_settings, self.on_api_message
+                "api", "petit.api.app:api_main", self.settings, self.on_events, self.on_api_request
             )
             self.children["api"].start(loop, self.on_child_exit)
         log.info(
             "petit %s serving %d job(s) from %s (db %s, control socket %s)",
             _version(),
             scheduler.ready_info.get("jobs", 0),
-            self.settings["jobs_dir"],
-            self.settings["db"],
+            self.settings.jobs_dir,
+            self.settings.db,
             self.socket_path,
         )
         try:
@@ -335,42 +344,33 @@ def _version() -> str:
     return __version__
 
 
-def _child_settings(settings: dict) -> dict:
-    """Only plain values cross the process boundary."""
-    return {
-        key: settings[key]
-        for key in ("jobs_dir", "db", "max_tasks", "max_jobs", "keep_runs", "log_level")
-    }
-
-
-def _check_api_settings(settings: dict) -> None:
+def _check_api_settings(settings: Settings) -> Settings:
     """Host and port are checked here, so a busy port is one clear startup error."""
     from ..ipc.binding import check_port_free, is_loopback_bind
 
-    host, port, token = settings["api_host"], settings["api_port"], settings["api_token"]
-    loopback = is_loopback_bind(host, port)
-    check_port_free(host, port)
-    settings["api_loopback_only"] = loopback
+    loopback = is_loopback_bind(settings.api_host, settings.api_port)
+    check_port_free(settings.api_host, settings.api_port)
     if not loopback:
         log.warning(
             "the HTTP API is bound to %s, which is reachable from other machines%s; read "
             "README.md, section 'Security'",
-            host,
-            "" if token else " and has NO authentication (set --api-token)",
+            settings.api_host,
+            "" if settings.api_token else " and has NO authentication (set --api-token)",
         )
+    return dataclasses.replace(settings, api_loopback_only=loopback)
 
 
-def serve(settings: dict) -> int:
-    """`petit run` with parsed settings: everything is checked before anything starts."""
-    configure_logging("supervisor", settings["log_level"])
-    check_socket_path(settings["socket"])
-    if settings["api"]:
-        _check_api_settings(settings)
-    if not os.path.isdir(os.path.dirname(settings["db"])):
+def serve(settings: Settings) -> int:
+    """`petit run` with its settings: everything is checked before anything starts."""
+    configure_logging("supervisor", settings.log_level)
+    check_socket_path(settings.socket)
+    if settings.api:
+        settings = _check_api_settings(settings)
+    if not os.path.isdir(os.path.dirname(settings.db)):
         raise StorageError(
-            f"{settings['db']}: the directory {os.path.dirname(settings['db'])} does not exist"
+            f"{settings.db}: the directory {os.path.dirname(settings.db)} does not exist"
         )
-    lock_fd = hold_instance_lock(settings["db"])  # a second instance never touches the socket
+    lock_fd = hold_instance_lock(settings.db)  # a second instance never touches the socket
     try:
         _remove_stale_socket(settings)
         return asyncio.run(Supervisor(settings).run())
@@ -378,10 +378,10 @@ def serve(settings: dict) -> int:
         os.close(lock_fd)
 
 
-def _remove_stale_socket(settings: dict) -> None:
+def _remove_stale_socket(settings: Settings) -> None:
     """A socket file left by a dead instance is removed; a live socket, or anything that is not
     a socket (a mistyped --socket naming a real file), is an error and is never deleted."""
-    path = settings["socket"]
+    path = settings.socket
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
@@ -390,7 +390,7 @@ def _remove_stale_socket(settings: dict) -> None:
         raise PetitError(f"{path} exists and is not a socket: pass another --socket PATH")
     if is_listening(path):
         raise PetitError(
-            f"another petit is already serving {settings['db']} (its control socket {path} answers)"
+            f"another petit is already serving {settings.db} (its control socket {path} answers)"
         )
     log.info("removing stale control socket %s", path)
     _unlink(path)

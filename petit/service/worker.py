@@ -10,16 +10,20 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
+from ..core.events import EventBus
 from ..core.model import Trigger
-from ..errors import ConfigError, NotFound, PetitError, StorageError, Unavailable
-from ..ipc.commands import error_reply, ok_reply
+from ..errors import ConfigError, NotFound, PetitError, StorageError, Unavailable, internal_error
+from ..ipc.commands import COMMANDS, error_reply, ok_reply
 from ..jobs.loader import load_jobs
 from ..logconf import configure_logging
 from ..storage.store import Store
+from .forwarder import EventForwarder
 from .recovery import recover
 from .scheduler import Scheduler
+from .settings import Settings
 
 log = logging.getLogger("petit.scheduler")
 PARENT_CHECK_SECS = 0.2
@@ -28,18 +32,23 @@ PARENT_CHECK_SECS = 0.2
 MAX_WAIT_SECS = 60.0
 
 
-def worker_main(settings: dict, commands, replies) -> None:
+def worker_main(settings: Settings, commands, replies) -> None:
     """Entry point of the spawned scheduler process."""
-    configure_logging("scheduler", settings.get("log_level", "info"))
+    configure_logging("scheduler", settings.log_level)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides about shutdown
     parent = os.getppid()
-    store = Store(settings["db"], keep_runs=settings["keep_runs"])
+    store = Store(settings.db, keep_runs=settings.keep_runs)
+    bus = EventBus()
+    forwarder = EventForwarder(replies.put)
+    bus.subscribe(forwarder.publish)
     try:
         # the supervisor leaves validation to this process, so that it never loads yaml,
         # croniter or tinydb itself: the long-lived parent stays small
         store.check()
-        jobs = load_jobs(settings["jobs_dir"])
-        scheduler = Scheduler(jobs, store, settings["max_tasks"], settings["max_jobs"], replies.put)
+        jobs = load_jobs(settings.jobs_dir)
+        scheduler = Scheduler(
+            jobs, store, settings.max_tasks, settings.max_jobs, replies.put, bus=bus
+        )
         recovered = recover(store)
     except (ConfigError, StorageError) as exc:
         replies.put({"event": "fatal", "error": exc.to_wire()})
@@ -58,7 +67,11 @@ def worker_main(settings: dict, commands, replies) -> None:
         recovered,
     )
     replies.put({"event": "ready", "pid": os.getpid(), "jobs": len(scheduler.jobs)})
+    forwarder.start()
     _serve(scheduler, settings, commands, replies, stop, hurry)
+    forwarder.close()  # the runs' last events go out before "stopped"
+    replies.put({"event": "stopped", "pid": os.getpid()})
+    log.info("scheduler stopped")
     _flush(replies)
 
 
@@ -86,7 +99,7 @@ def _watch_parent(
 
 def _serve(
     scheduler: Scheduler,
-    settings: dict,
+    settings: Settings,
     commands,
     replies,
     stop: threading.Event,
@@ -107,11 +120,9 @@ def _serve(
             if reply is not None:
                 replies.put(reply)
             if message.get("cmd") == "shutdown":
-                grace = float(message.get("args", {}).get("timeout", 0))
+                grace = float(message["args"]["timeout"])
                 break
     scheduler.stop_runs(grace, hurry)
-    replies.put({"event": "stopped", "pid": os.getpid()})
-    log.info("scheduler stopped")
 
 
 def _expired(message: dict) -> dict | None:
@@ -130,37 +141,58 @@ def _expired(message: dict) -> dict | None:
     )
 
 
-def _handle(scheduler: Scheduler, settings: dict, message: dict) -> dict | None:
+# What the worker does for each verb: (scheduler, settings, args, now) -> the reply's result.
+# Every verb of the table is here, since the supervisor also forwards the two it answers itself
+# (its status probe, and the shutdown that carries the runs' grace time).
+
+
+def _status(scheduler: Scheduler, settings: Settings, args: dict, now: datetime) -> dict:
+    return scheduler.status()
+
+
+def _pause(scheduler: Scheduler, settings: Settings, args: dict, now: datetime) -> dict:
+    scheduler.set_paused(True, now)
+    return {"message": "scheduler paused", "paused": True}
+
+
+def _resume(scheduler: Scheduler, settings: Settings, args: dict, now: datetime) -> dict:
+    scheduler.set_paused(False, now)
+    return {"message": "scheduler resumed", "paused": False}
+
+
+def _reload(scheduler: Scheduler, settings: Settings, args: dict, now: datetime) -> dict:
+    return scheduler.reload(settings.jobs_dir, now)
+
+
+def _shutdown(scheduler: Scheduler, settings: Settings, args: dict, now: datetime) -> dict:
+    return {"message": "scheduler stopping"}  # _serve stops the runs once this is answered
+
+
+def _trigger(scheduler: Scheduler, settings: Settings, args: dict, now: datetime) -> dict:
+    run = scheduler.start_run(args["job_id"], Trigger.MANUAL)
+    return {"run_id": run.id, "job_id": run.job_id, "message": f"job '{run.job_id}' triggered"}
+
+
+ACTIONS: dict[str, Callable[[Scheduler, Settings, dict, datetime], dict]] = {
+    "status": _status,
+    "pause": _pause,
+    "resume": _resume,
+    "reload": _reload,
+    "shutdown": _shutdown,
+    "trigger": _trigger,
+}
+
+
+def _handle(scheduler: Scheduler, settings: Settings, message: dict) -> dict | None:
     request_id, cmd, args = message.get("id"), message.get("cmd"), message.get("args") or {}
-    now = datetime.now(UTC)
     try:
-        if cmd == "trigger":
-            run = scheduler.start_run(args["job_id"], Trigger.MANUAL)
-            return ok_reply(
-                request_id,
-                {
-                    "run_id": run.id,
-                    "job_id": run.job_id,
-                    "message": f"job '{run.job_id}' triggered",
-                },
-            )
-        if cmd == "cancel":
+        if cmd not in COMMANDS:
+            raise NotFound(f"unknown command {cmd!r}")
+        if cmd == "cancel":  # a running run's cancel answers once it ended: None now
             return scheduler.cancel(args["run_id"], request_id)
-        if cmd == "pause":
-            scheduler.set_paused(True, now)
-            return ok_reply(request_id, {"message": "scheduler paused", "paused": True})
-        if cmd == "resume":
-            scheduler.set_paused(False, now)
-            return ok_reply(request_id, {"message": "scheduler resumed", "paused": False})
-        if cmd == "reload":
-            return ok_reply(request_id, scheduler.reload(settings["jobs_dir"], now))
-        if cmd == "status":
-            return ok_reply(request_id, scheduler.status())
-        if cmd == "shutdown":
-            return ok_reply(request_id, {"message": "scheduler stopping"})
-        raise NotFound(f"unknown command {cmd!r}")
+        return ok_reply(request_id, ACTIONS[cmd](scheduler, settings, args, datetime.now(UTC)))
     except PetitError as exc:
         return error_reply(request_id, exc)
     except Exception as exc:  # a bug answers as an internal error instead of killing the worker
         log.exception("command %s failed", cmd)
-        return error_reply(request_id, PetitError(f"internal error: {exc}"))
+        return error_reply(request_id, internal_error(exc))

@@ -1,0 +1,146 @@
+"""Settings for `petit run`: built once from the command line and the environment, defaults
+declared in one place, what the user typed wins, bad values are one clear UsageError, and the
+frozen result crosses a spawn whole."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+
+import pytest
+from docopt import docopt
+
+from petit.cli.main import usage
+from petit.errors import UsageError
+from petit.service.settings import Settings, default_of
+
+
+def parsed(*argv: str) -> dict:
+    return docopt(usage(), argv=list(argv))
+
+
+def settings(*argv: str, environ: dict | None = None) -> Settings:
+    return Settings.from_command_line(parsed("run", "jobs", *argv), environ or {})
+
+
+def test_defaults_come_from_settings_not_from_the_usage_text():
+    built = settings()
+    assert built == Settings(
+        jobs_dir=os.path.abspath("jobs"),
+        db=os.path.abspath("petit.db"),
+        socket=os.path.abspath("petit.db") + ".sock",
+    )
+    assert (built.max_tasks, built.max_jobs, built.keep_runs) == (4, 0, 200)
+    assert (built.shutdown_timeout, built.log_level) == (30.0, "info")
+    assert (built.api, built.api_host, built.api_port, built.api_token) == (
+        True,
+        "127.0.0.1",
+        8565,
+        None,
+    )
+    # docopt leaves what was not typed as None: nothing hides behind a usage-text default
+    args = parsed("run", "jobs")
+    for option in ("--max-tasks", "--keep-runs", "--api-port", "--shutdown-timeout", "--socket"):
+        assert args[option] is None, option
+    assert "default 8565" in usage()
+
+
+def test_what_the_user_typed_wins():
+    built = settings(
+        "--db",
+        "/srv/p.db",
+        "--no-api",
+        "--api-port",
+        "9000",
+        "--api-host",
+        "::1",
+        "--max-jobs",
+        "3",
+        "--max-tasks",
+        "2",
+        "--keep-runs",
+        "7",
+        "--socket",
+        "/tmp/p.sock",
+        "--shutdown-timeout",
+        "1.5",
+        "--log-level",
+        "debug",
+        "--api-token",
+        "typed",
+        environ={"PETIT_API_TOKEN": "from-env"},
+    )
+    assert (built.db, built.socket, built.api, built.api_port, built.api_host) == (
+        "/srv/p.db",
+        "/tmp/p.sock",
+        False,
+        9000,
+        "::1",
+    )
+    assert (built.max_jobs, built.max_tasks, built.keep_runs) == (3, 2, 7)
+    assert (built.shutdown_timeout, built.log_level, built.api_token) == (1.5, "debug", "typed")
+    assert settings("--db", "/srv/p.db").socket == "/srv/p.db.sock"
+
+
+def test_the_token_comes_from_the_environment_when_not_typed():
+    assert settings(environ={"PETIT_API_TOKEN": "s3cret"}).api_token == "s3cret"
+    assert settings(environ={"PETIT_API_TOKEN": ""}).api_token is None
+
+
+@pytest.mark.parametrize(
+    "argv, error",
+    [
+        (
+            ["--log-level", "loud"],
+            "--log-level must be one of debug, info, warning, error, got 'loud'",
+        ),
+        (["--api-port", "http"], "--api-port expects a whole number, got 'http'"),
+        (["--api-port", "0"], "--api-port must be at least 1, got 0"),
+        (["--api-port", "70000"], "--api-port must be at most 65535, got 70000"),
+        (["--max-tasks", "0"], "--max-tasks must be at least 1, got 0"),
+        (["--max-jobs", "-1"], "--max-jobs must be at least 0, got -1"),
+        (["--keep-runs", "many"], "--keep-runs expects a whole number, got 'many'"),
+        (
+            ["--shutdown-timeout", "soon"],
+            "--shutdown-timeout expects a number of seconds, got 'soon'",
+        ),
+        (
+            ["--shutdown-timeout", "1e9"],
+            "--shutdown-timeout must be between 0 and 86400 seconds, got 1e9",
+        ),
+    ],
+    ids=[
+        "log-level",
+        "port-word",
+        "port-zero",
+        "port-high",
+        "max-tasks",
+        "max-jobs",
+        "keep-runs",
+        "timeout-word",
+        "timeout-high",
+    ],
+)
+def test_bad_values_are_one_clear_usage_error(argv, error):
+    with pytest.raises(UsageError) as caught:
+        settings(*argv)
+    assert str(caught.value) == error
+    assert caught.value.exit_code == 2
+
+
+def test_settings_are_frozen_and_cross_a_process_whole():
+    built = settings("--api-token", "t")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.api_port = 1  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(built)) == built
+
+
+def test_one_shot_trigger_options_default_from_settings_too():
+    from petit.cli.commands import _positive_int
+
+    args = parsed("trigger", "jobs", "hello")
+    assert _positive_int(args, "--max-tasks") == default_of("--max-tasks") == 4
+    assert _positive_int(args, "--keep-runs") == default_of("--keep-runs") == 200
+    typed = parsed("trigger", "jobs", "hello", "--max-tasks", "9")
+    assert _positive_int(typed, "--max-tasks") == 9
