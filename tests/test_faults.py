@@ -774,7 +774,9 @@ def test_petit_trigger_sets_petit_db_and_sweeps_on_interrupt(tmp_path):
     try:
         store = Store(db)
         pgid = wait_until(
-            lambda: (lambda run: run and run.task("t").pid)(store.get_run("daemon-1")),
+            lambda: (lambda run: run and (run.task("t").handle or {}).get("pid"))(
+                store.get_run("daemon-1")
+            ),
             timeout=10,
             message="the task to start",
         )

@@ -12,11 +12,10 @@ from ..core.model import (
     DependencyCondition,
     Job,
     JobDependency,
-    RetryCondition,
-    RetryPolicy,
     Task,
     TaskType,
 )
+from ..core.retry import RetryCondition, RetryPolicy
 from ..core.schedule import Schedule, parse_duration
 from ..core.text import short_repr
 from ..errors import ConfigError

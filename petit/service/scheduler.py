@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
+from ..core.events import EventBus, RunCreated
 from ..core.model import DependencyCondition, Job, Run, RunStatus, Trigger, now_ms
 from ..core.schedule import Schedule
 from ..errors import Conflict, NotFound, PetitError, StorageError, TooManyRuns
@@ -46,9 +47,11 @@ class Scheduler:
         max_tasks: int = 4,
         max_jobs: int = 0,
         send_reply=None,
+        bus: EventBus | None = None,
     ) -> None:
         self.store = store
-        self.recorder = RunRecorder(store)
+        self.bus = bus or EventBus()
+        self.recorder = RunRecorder(store, self.bus)
         self.max_tasks = max_tasks
         self.max_jobs = max_jobs
         self.jobs: dict[str, Job] = {}
@@ -194,7 +197,11 @@ class Scheduler:
         extra_env = {"PETIT_DB": self.store.db_path}
         if scheduled_at is not None:
             extra_env["PETIT_SCHEDULED_AT"] = str(scheduled_at)
-        engine = RunEngine(job, run, self.recorder, max_tasks=self.max_tasks, extra_env=extra_env)
+        self.recorder.track(run)
+        self.bus.publish(RunCreated(run.created_at, run.id, job.id, trigger.value, scheduled_at))
+        engine = RunEngine(
+            job, run, self.store, self.bus, max_tasks=self.max_tasks, extra_env=extra_env
+        )
         active = _ActiveRun(engine)
         with self._active_lock:
             self.active[run.id] = active
