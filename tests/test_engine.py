@@ -22,6 +22,7 @@ from petit.core.events import (
 )
 from petit.core.model import Condition, Job, Run, RunStatus, Task, TaskStatus, Trigger
 from petit.core.retry import RetryCondition, RetryPolicy
+from petit.errors import StorageError
 from petit.execution.engine import RunEngine
 from petit.execution.recorder import RunRecorder
 from petit.storage.store import Store
@@ -344,3 +345,31 @@ def test_the_recorder_ignores_runs_it_does_not_track(tmp_path):
         recorder.close()
     assert run.status is RunStatus.COMPLETED
     assert Store(h.store.db_path).get_run(run.id).status is RunStatus.PENDING
+
+
+def test_a_run_end_the_disk_refused_is_written_later_by_the_recorder(tmp_path):
+    class RefusesOnce(Store):
+        refused = 0
+
+        def save_runs(self, runs) -> None:
+            runs = list(runs)
+            if any(r.status.is_terminal for r in runs) and not self.refused:
+                self.refused += 1
+                raise StorageError(f"{self.db_path}: cannot write: No space left on device")
+            super().save_runs(runs)
+
+    h = Harness(tmp_path)
+    h.store = RefusesOnce(str(tmp_path / "full.db"), fsync=False)
+    recorder = RunRecorder(h.store, h.bus, interval_secs=0.01)
+    engine = h.engine(task("a"))
+    recorder.track(engine.run)
+    try:
+        run = engine.execute()  # the end's flush fails inside the bus: the run still ends
+        assert run.status is RunStatus.COMPLETED and h.store.refused == 1
+        wait_until(
+            lambda: Store(h.store.db_path).get_run(run.id).status is RunStatus.COMPLETED,
+            timeout=5,
+            message="the refused end to be written again",
+        )
+    finally:
+        recorder.close()
