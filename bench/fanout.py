@@ -20,6 +20,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from petit.core.events import EventBus  # noqa: E402
 from petit.core.model import Job, RunStatus, Task, Trigger  # noqa: E402
 from petit.execution.engine import RunEngine  # noqa: E402
 from petit.execution.recorder import RunRecorder  # noqa: E402
@@ -57,8 +58,10 @@ def engine_in_process(tmp: str, rnd: int) -> tuple[float, int]:
     store = Store(os.path.join(tmp, f"engine-{rnd}.db"))
     store.check()
     run = store.create_run(job.id, [t.id for t in job.tasks], Trigger.MANUAL)
-    recorder = RunRecorder(store)
-    engine = RunEngine(job, run, recorder, max_tasks=CONCURRENCY)
+    bus = EventBus()
+    recorder = RunRecorder(store, bus)
+    recorder.track(run)
+    engine = RunEngine(job, run, store, bus, max_tasks=CONCURRENCY)
     start = time.perf_counter()
     engine.execute()
     wall = time.perf_counter() - start

@@ -40,7 +40,7 @@ def mark(run, status):
         run.status, run.started_at = RunStatus.RUNNING, t
         for task in run.tasks:
             task.status, task.attempts, task.started_at = TaskStatus.RUNNING, 1, t
-            task.pid, task.pid_created = 12345, 1700000000.12
+            task.handle = {"runner": "local", "pid": 12345, "created": 1700000000.12}
     else:
         run.status, run.ended_at, run.duration_ms = RunStatus.COMPLETED, t + 5, 5
         for task in run.tasks:
@@ -50,7 +50,7 @@ def mark(run, status):
                 t + 5,
                 5,
             )
-            task.pid = None
+            task.handle = None
 
 
 def fill(store, count):

@@ -196,7 +196,8 @@ class Service:
 
         def pid() -> int | None:
             run = self.run(run_id)
-            return run.task(task_id).pid if run is not None else None
+            handle = run.task(task_id).handle if run is not None else None
+            return handle and handle["pid"]
 
         found = wait_until(
             pid, timeout=timeout, interval=0.05, message=f"task {run_id}/{task_id} to start"

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from conftest import EXAMPLES, write_job
 
-from petit.core.model import Condition, DependencyCondition, RetryCondition, TaskType
+from petit.core.model import Condition, DependencyCondition, TaskType
+from petit.core.retry import RetryCondition
 from petit.errors import ConfigError
 from petit.jobs.loader import load_jobs
 from petit.jobs.reader import MAX_FILE_BYTES

@@ -1,92 +1,65 @@
-"""One run of one job, end to end through real task processes, a real Store in tmp_path and the
-RunRecorder: chains, failures and conditions, retries, slots, no wave barrier, cancellation."""
+"""The engine's logic over the in-memory FakeRunner (no processes, milliseconds per test):
+retries, conditions and skip propagation, cancel, interrupt, bugs inside petit, the events it
+publishes and the recorder that subscribes to them. tests/test_engine_local.py runs the same
+engine over real processes."""
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 
 import pytest
-from conftest import MARK, assert_none_left, marked_alive, wait_until, write_job
+from conftest import wait_until
+from fake_runner import FAIL, HANG, OK, TIMEOUT, FakeRunner, Outcome
 
-from petit.core.model import (
-    Condition,
-    Job,
-    RetryCondition,
-    RetryPolicy,
-    Run,
-    RunStatus,
-    Task,
-    TaskStatus,
-    TaskType,
-    Trigger,
+from petit.core.events import (
+    EventBus,
+    RunEnded,
+    RunStarted,
+    TaskEnded,
+    TaskOutput,
+    TaskRetrying,
+    TaskStarted,
 )
+from petit.core.model import Condition, Job, Run, RunStatus, Task, TaskStatus, Trigger
+from petit.core.retry import RetryCondition, RetryPolicy
+from petit.errors import StorageError
 from petit.execution.engine import RunEngine
 from petit.execution.recorder import RunRecorder
-from petit.jobs.loader import load_jobs
 from petit.storage.store import Store
 
-# -- helpers ------------------------------------------------------------------------------------
+pytestmark = pytest.mark.timeout(10)
 
 
-@pytest.fixture
-def store(tmp_path) -> Store:
-    return Store(str(tmp_path / "petit.db"))
+def task(task_id: str, *after: str, condition=Condition.ALL_SUCCESS, **kw) -> Task:
+    return Task(
+        id=task_id, name=task_id, command="fake", depends_on=after, condition=condition, **kw
+    )
 
 
-@pytest.fixture
-def stamps(tmp_path) -> str:
-    path = tmp_path / "stamps"
-    path.mkdir()
-    return str(path)
+def retry(max_attempts: int, delay_secs: float = 0.0, condition=RetryCondition.ALWAYS):
+    return RetryPolicy(max_attempts, delay_secs, condition)
 
 
-def sh(task_id: str, script: str, **kw) -> Task:
-    return Task(id=task_id, name=task_id, type=TaskType.SHELL, script=script, **kw)
+class Harness:
+    """A store in tmp_path, a bus whose events are kept, a fake runner and one engine."""
 
+    def __init__(self, tmp_path, script: dict | None = None) -> None:
+        self.store = Store(str(tmp_path / "petit.db"), fsync=False)
+        self.bus = EventBus()
+        self.events: list = []
+        self.bus.subscribe(self.events.append)
+        self.runner = FakeRunner(script)
 
-def make_job(marker: str, stamps: str, *tasks: Task, job_id: str = "job") -> Job:
-    return Job(id=job_id, name=job_id, tasks=tasks, environment={MARK: marker, "STAMPS": stamps})
+    def engine(self, *tasks: Task, max_tasks: int = 4) -> RunEngine:
+        job = Job(id="job", name="job", tasks=tasks)
+        run = self.store.create_run(job.id, [t.id for t in tasks], Trigger.MANUAL)
+        return RunEngine(job, run, self.store, self.bus, self.runner, max_tasks=max_tasks)
 
+    def execute(self, *tasks: Task, max_tasks: int = 4) -> Run:
+        return self.engine(*tasks, max_tasks=max_tasks).execute()
 
-# Each task can note when it began and ended (epoch ns) in "$STAMPS/<task>.start" / ".end".
-START = 'date +%s%N >> "$STAMPS/$PETIT_TASK_ID.start"; '
-END = '; date +%s%N >> "$STAMPS/$PETIT_TASK_ID.end"'
-
-
-def stamp_values(stamps: str, task_id: str, kind: str) -> list[int]:
-    try:
-        with open(os.path.join(stamps, f"{task_id}.{kind}")) as handle:
-            return [int(line) for line in handle.read().split()]
-    except FileNotFoundError:
-        return []
-
-
-def max_overlap(intervals: list[tuple[int, int]]) -> int:
-    edges = sorted(
-        [(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals],
-        key=lambda edge: (edge[0], edge[1]),
-    )  # an end sorts before a start at the same ns
-    best = current = 0
-    for _, delta in edges:
-        current += delta
-        best = max(best, current)
-    return best
-
-
-def start_run(store: Store, job: Job, max_tasks: int = 4) -> tuple[RunEngine, RunRecorder]:
-    run = store.create_run(job.id, [t.id for t in job.tasks], Trigger.MANUAL)
-    recorder = RunRecorder(store)
-    return RunEngine(job, run, recorder, max_tasks=max_tasks), recorder
-
-
-def execute(store: Store, job: Job, max_tasks: int = 4) -> Run:
-    engine, recorder = start_run(store, job, max_tasks)
-    try:
-        return engine.execute()
-    finally:
-        recorder.close()
+    def of(self, kind: type, task_id: str | None = None) -> list:
+        return [e for e in self.events if isinstance(e, kind) and task_id in (None, e.task_id)]
 
 
 def in_background(engine: RunEngine) -> threading.Thread:
@@ -99,414 +72,304 @@ def statuses(run: Run) -> dict[str, str]:
     return {t.task_id: t.status.value for t in run.tasks}
 
 
-def assert_timed(run: Run) -> None:
-    assert run.started_at and run.ended_at and run.duration_ms is not None
-    assert run.duration_ms == run.ended_at - run.started_at >= 0
+# -- retries ------------------------------------------------------------------------------------
 
 
-# -- chains, failures, conditions ---------------------------------------------------------------
-
-PIPELINE = """
-id: pipe
-name: Pipeline
-environment:
-  WORK: {work}
-  {mark}: {marker}
-tasks:
-  - id: notify
-    depends_on: [load]
-    condition: all_done
-    type: shell
-    script: echo "done $PETIT_RUN_ID" > "$WORK/notified"
-  - id: load
-    depends_on: [validate]
-    type: shell
-    script: awk -F, '{{ s += $2 }} END {{ print s }}' "$WORK/clean.csv" > "$WORK/total"
-  - id: extract
-    type: shell
-    script: printf '1,10\\n2,20\\n3,30\\n' > "$WORK/raw.csv"; echo extracted
-  - id: transform
-    depends_on: [extract]
-    type: shell
-    script: awk -F, '{{ print $1 "," $2 * 2 }}' "$WORK/raw.csv" > "$WORK/clean.csv"
-  - id: validate
-    depends_on: [transform]
-    type: shell
-    script: test -s "$WORK/clean.csv"
-"""
+@pytest.mark.parametrize(
+    "condition, outcome, attempts",
+    [
+        (RetryCondition.ALWAYS, FAIL, 3),
+        (RetryCondition.ALWAYS, Outcome(exit_code=None, error="command not found: 'x'"), 3),
+        (RetryCondition.TRANSIENT_ONLY, FAIL, 1),
+        (RetryCondition.TRANSIENT_ONLY, TIMEOUT, 3),
+        (RetryCondition.NEVER, TIMEOUT, 1),
+        (RetryCondition.NEVER, FAIL, 1),
+    ],
+    ids=[
+        "always-exit",
+        "always-start",
+        "transient-exit",
+        "transient-timeout",
+        "never-timeout",
+        "never-exit",
+    ],
+)
+def test_retry_conditions_and_counts(tmp_path, condition, outcome, attempts):
+    h = Harness(tmp_path, {"t": [outcome]})
+    run = h.execute(task("t", retry=retry(2, condition=condition)))
+    state = run.task("t")
+    assert (state.status, state.attempts) == (TaskStatus.FAILED, attempts)
+    assert h.runner.attempts("t") == list(range(1, attempts + 1))
+    assert [e.attempt for e in h.of(TaskRetrying)] == list(range(1, attempts))
+    assert run.status is RunStatus.FAILED and run.error == "failed tasks: t"
 
 
-def test_pipeline_chain_completes_and_reads_back_from_the_store(tmp_path, store, marker):
-    jobs_dir = tmp_path / "jobs"
-    jobs_dir.mkdir()
-    write_job(jobs_dir, "pipe.yaml", PIPELINE.format(work=tmp_path, mark=MARK, marker=marker))
-    job = load_jobs(str(jobs_dir))["pipe"]  # forward references, declared out of order
-    run = execute(store, job)
-    assert run.status is RunStatus.COMPLETED and run.error is None
-    assert (tmp_path / "total").read_text() == "120\n"
-    assert (tmp_path / "notified").read_text() == f"done {run.id}\n"
-    stored = Store(store.db_path).get_run(run.id)  # a fresh Store: nothing served from memory
-    assert stored.status is RunStatus.COMPLETED
-    assert_timed(stored)
-    assert [t.task_id for t in stored.tasks] == [
-        "extract",
-        "transform",
-        "validate",
-        "load",
-        "notify",
-    ]
-    for task in stored.tasks:
-        assert (task.status, task.attempts, task.exit_code, task.error) == (
-            TaskStatus.COMPLETED,
-            1,
-            0,
-            None,
-        )
-        assert (
-            task.started_at
-            and task.ended_at
-            and task.duration_ms == task.ended_at - task.started_at
-        )
-        assert task.pid is None
-    assert stored.started_at <= stored.task("extract").started_at
-    assert stored.task("notify").ended_at <= stored.ended_at
-    assert store.read_log(run.id, "extract")["stdout"] == "extracted\n"
-    assert [r.id for r in store.active_runs()] == []
-    assert_none_left(marker)
-
-
-def test_failure_fails_the_run_and_runs_cleanup_and_handlers(store, stamps, marker):
-    job = make_job(
-        marker,
-        stamps,
-        sh("prepare", "echo preparing"),
-        sh("broken", "echo about to fail >&2; exit 3", depends_on=("prepare",)),
-        sh("never", "echo never", depends_on=("broken",)),
-        sh("after_never", "echo never either", depends_on=("never",), condition=Condition.ALL_DONE),
-        sh("cleanup", "echo cleanup", depends_on=("broken",), condition=Condition.ALL_DONE),
-        sh("alert", "echo alert", depends_on=("broken",), condition=Condition.ON_FAILURE),
-        sh(
-            "no_alert",
-            "echo nothing failed",
-            depends_on=("prepare",),
-            condition=Condition.ON_FAILURE,
-        ),
+def test_a_success_after_failures_completes_and_clears_the_error(tmp_path):
+    h = Harness(tmp_path, {"t": [FAIL, FAIL, OK]})
+    run = h.execute(task("t", retry=retry(5)))
+    state = run.task("t")
+    assert (state.status, state.attempts, state.error, state.exit_code) == (
+        TaskStatus.COMPLETED,
+        3,
+        None,
+        0,
     )
-    run = execute(store, job)
-    assert run.status is RunStatus.FAILED
-    assert "broken" in run.error
-    assert "prepare" not in run.error and "cleanup" not in run.error
-    stored = store.get_run(run.id)
-    assert statuses(stored) == {
+    assert run.status is RunStatus.COMPLETED and run.error is None
+
+
+def test_retry_waits_its_delay_and_says_so(tmp_path):
+    h = Harness(tmp_path, {"t": [FAIL, OK]})
+    run = h.execute(task("t", retry=retry(1, delay_secs=0.05)))
+    assert run.task("t").status is TaskStatus.COMPLETED
+    (first, second) = [at for task_id, _, at in h.runner.start_times if task_id == "t"]
+    assert second - first >= 0.05
+    (retrying,) = h.of(TaskRetrying)
+    assert (retrying.attempt, retrying.delay_secs, retrying.exit_code) == (1, 0.05, 1)
+    assert retrying.error == "exited with code 1"
+
+
+def test_a_retry_delay_holds_no_slot(tmp_path):
+    h = Harness(tmp_path, {"flaky": [FAIL, OK]})
+    run = h.execute(task("flaky", retry=retry(1, delay_secs=0.2)), task("other"), max_tasks=1)
+    assert run.status is RunStatus.COMPLETED
+    assert [(t, a) for t, a, _ in h.runner.start_times] == [
+        ("flaky", 1),
+        ("other", 1),
+        ("flaky", 2),
+    ]
+
+
+# -- conditions and skip propagation ------------------------------------------------------------
+
+
+def test_conditions_and_skip_propagation(tmp_path):
+    h = Harness(tmp_path, {"broken": [FAIL]})
+    run = h.execute(
+        task("prepare"),
+        task("broken", "prepare"),
+        task("never", "broken"),
+        task("never_either", "never"),
+        task("after_never", "never", condition=Condition.ALL_DONE),
+        task("cleanup", "broken", condition=Condition.ALL_DONE),
+        task("alert", "broken", condition=Condition.ON_FAILURE),
+        task("no_alert", "prepare", condition=Condition.ON_FAILURE),
+    )
+    assert statuses(run) == {
         "prepare": "completed",
         "broken": "failed",
         "never": "skipped",
+        "never_either": "skipped",
         "after_never": "completed",
         "cleanup": "completed",
         "alert": "completed",
         "no_alert": "skipped",
     }
-    broken = stored.task("broken")
-    assert (broken.exit_code, broken.error, broken.attempts) == (3, "exited with code 3", 1)
-    assert stored.task("never").attempts == 0
-    assert store.read_log(run.id, "broken")["stderr"] == "about to fail\n"
-    assert store.read_log(run.id, "never") is None
-    assert_timed(stored)
-    assert_none_left(marker)
+    assert run.status is RunStatus.FAILED and run.error == "failed tasks: broken"
+    assert sorted(h.runner.attempts("never") + h.runner.attempts("no_alert")) == []
+    skips = {e.task_id: (e.attempt, e.error) for e in h.of(TaskEnded) if e.status == "skipped"}
+    assert skips == {t: (0, "condition not met") for t in ("never", "never_either", "no_alert")}
+    assert h.runner.sweeps == []  # sweeps are for stops only
 
 
-# -- retries ------------------------------------------------------------------------------------
-
-
-def test_attempts_count_real_attempts(store, stamps, marker):
-    retry = RetryPolicy(max_attempts=2, delay_secs=0.05)
-    job = make_job(
-        marker,
-        stamps,
-        sh(
-            "always_fails",
-            'echo "$PETIT_ATTEMPT" >> "$STAMPS/always_fails.attempts"; exit 1',
-            retry=retry,
-        ),
-        sh(
-            "second_time",
-            'echo "$PETIT_ATTEMPT" >> "$STAMPS/second_time.attempts"; [ "$PETIT_ATTEMPT" -ge 2 ]',
-            retry=retry,
-        ),
-    )
-    run = execute(store, job)
-    stored = store.get_run(run.id)
-    assert stamp_values(stamps, "always_fails", "attempts") == [1, 2, 3]
-    assert stamp_values(stamps, "second_time", "attempts") == [1, 2]
-    always, second = stored.task("always_fails"), stored.task("second_time")
-    assert (always.status, always.attempts) == (TaskStatus.FAILED, 3)
-    assert (second.status, second.attempts) == (TaskStatus.COMPLETED, 2)
-    assert stored.task("second_time").error is None  # a success clears the earlier attempt's error
-    assert stored.status is RunStatus.FAILED and "always_fails" in stored.error
-    assert_none_left(marker)
-
-
-def test_retry_delay_does_not_hold_a_slot(store, stamps, marker):
-    delay = 1.0
-    job = make_job(
-        marker,
-        stamps,
-        sh(
-            "flaky",
-            START + '[ "$PETIT_ATTEMPT" -ge 2 ]',
-            retry=RetryPolicy(max_attempts=1, delay_secs=delay),
-        ),
-        sh("other", START + "true" + END),
-    )
-    run = execute(store, job, max_tasks=1)
-    assert run.status is RunStatus.COMPLETED
-    flaky_starts = stamp_values(stamps, "flaky", "start")
-    (other_start,) = stamp_values(stamps, "other", "start")
-    assert len(flaky_starts) == 2
-    assert flaky_starts[1] - flaky_starts[0] >= delay * 1e9 * 0.9
-    # the only slot was free during flaky's retry delay, and `other` used it
-    assert flaky_starts[0] < other_start < flaky_starts[1]
-    assert other_start - flaky_starts[0] < delay * 1e9 / 2
-    assert_none_left(marker)
-
-
-def test_a_running_retry_does_not_show_the_previous_attempts_end(store, stamps, marker):
-    job = make_job(
-        marker,
-        stamps,
-        sh(
-            "flaky",
-            START + 'if [ "$PETIT_ATTEMPT" = 1 ]; then echo first; exit 1; fi; sleep 30',
-            retry=RetryPolicy(max_attempts=1, delay_secs=0),
-        ),
-    )
-    engine, recorder = start_run(store, job)
-    thread = in_background(engine)
-    try:
-        state = wait_until(
-            lambda: (lambda t: t if t.attempts == 2 and t.pid else None)(
-                store.get_run(engine.run.id).task("flaky")
-            ),
-            timeout=10,
-            message="second attempt recorded",
-        )
-        assert state.status is TaskStatus.RUNNING
-        assert (state.ended_at, state.duration_ms, state.exit_code) == (None, None, None)
-    finally:
-        engine.cancel()
-        thread.join(timeout=10)
-        recorder.close()
-    log = store.read_log(engine.run.id, "flaky")  # the last attempt's (empty) output, not "first"
-    assert (log["attempt"], log["stdout"]) == (2, "")
-    assert_none_left(marker)
+# -- cancel, interrupt ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "condition, script, timeout, expected_attempts",
+    "stop, status, reason",
     [
-        (RetryCondition.TRANSIENT_ONLY, "exit 1", None, 1),
-        (RetryCondition.TRANSIENT_ONLY, "sleep 30", 0.3, 3),
-        (RetryCondition.NEVER, "sleep 30", 0.3, 1),
-        (RetryCondition.NEVER, "exit 1", None, 1),
-        (RetryCondition.ALWAYS, "exit 1", None, 3),
+        ("cancel", RunStatus.CANCELLED, "cancelled"),
+        ("interrupt", RunStatus.INTERRUPTED, "run was interrupted"),
     ],
-    ids=["transient-exit", "transient-timeout", "never-timeout", "never-exit", "always-exit"],
 )
-def test_retry_conditions(store, stamps, marker, condition, script, timeout, expected_attempts):
-    task = sh(
-        "t",
-        'echo x >> "$STAMPS/t.attempts"; ' + script,
-        timeout_secs=timeout,
-        retry=RetryPolicy(max_attempts=2, delay_secs=0, condition=condition),
+def test_a_stop_ends_running_attempts_and_skips_the_rest(tmp_path, stop, status, reason):
+    h = Harness(tmp_path, {"slow_a": [HANG], "slow_b": [HANG]})
+    engine = h.engine(
+        task("slow_a"),
+        task("slow_b"),
+        task("after_a", "slow_a"),
+        task("finally", "slow_a", condition=Condition.ALL_DONE),
     )
-    run = execute(store, make_job(marker, stamps, task))
-    state = store.get_run(run.id).task("t")
-    assert state.status is TaskStatus.FAILED
-    assert state.attempts == expected_attempts == len(stamp_values_raw(stamps, "t.attempts"))
-    assert state.timed_out is (timeout is not None)
-    assert_none_left(marker)
-
-
-def stamp_values_raw(stamps: str, name: str) -> list[str]:
-    with open(os.path.join(stamps, name)) as handle:
-        return handle.read().split()
-
-
-# -- scheduling within a run --------------------------------------------------------------------
-
-
-def test_no_wave_barrier(store, stamps, marker):
-    job = make_job(
-        marker,
-        stamps,
-        sh("a1", "true"),
-        sh("b1", "sleep 1" + END),
-        sh("a2", START + "true", depends_on=("a1",)),
-        sh("b2", "true", depends_on=("b1",)),
-    )
-    run = execute(store, job)
-    assert run.status is RunStatus.COMPLETED
-    (a2_start,) = stamp_values(stamps, "a2", "start")
-    (b1_end,) = stamp_values(stamps, "b1", "end")
-    assert a2_start < b1_end  # a2 did not wait for the slow task of the "first wave"
-    assert_none_left(marker)
-
-
-@pytest.mark.parametrize("max_tasks", [1, 2, 3])
-def test_max_tasks_caps_concurrency(store, stamps, marker, max_tasks):
-    ids = [f"t{i}" for i in range(6)]
-    job = make_job(marker, stamps, *(sh(task_id, START + "sleep 0.2" + END) for task_id in ids))
-    run = execute(store, job, max_tasks=max_tasks)
-    assert run.status is RunStatus.COMPLETED
-    intervals = [
-        (stamp_values(stamps, t, "start")[0], stamp_values(stamps, t, "end")[0]) for t in ids
-    ]
-    # the recorded intervals lie inside the slots, so their overlap can only under-count
-    assert max_overlap(intervals) == max_tasks
-    assert_none_left(marker)
-
-
-# -- cancel and interrupt -----------------------------------------------------------------------
-
-
-def test_cancel_kills_running_groups_and_skips_pending_tasks(store, stamps, marker):
-    job = make_job(
-        marker,
-        stamps,
-        sh("slow_a", START + "sleep 30 & sleep 31"),
-        sh("slow_b", START + "sleep 32"),
-        sh("after_a", "echo unreachable", depends_on=("slow_a",)),
-        sh("finally", "echo unreachable", depends_on=("slow_a",), condition=Condition.ALL_DONE),
-    )
-    engine, recorder = start_run(store, job)
     thread = in_background(engine)
-    try:
-        wait_until(
-            lambda: all(stamp_values(stamps, t, "start") for t in ("slow_a", "slow_b")),
-            timeout=10,
-            message="both slow tasks running",
-        )
-        wait_until(lambda: len(marked_alive(marker)) >= 4, timeout=5, message="both process groups")
-        began = time.monotonic()
-        engine.cancel()
-        thread.join(timeout=10)
-        assert not thread.is_alive()
-        assert time.monotonic() - began < 5
-    finally:
-        engine.cancel()
-        thread.join(timeout=10)
-        recorder.close()
-    assert_none_left(marker)
-    stored = Store(store.db_path).get_run(engine.run.id)
-    assert stored.status is RunStatus.CANCELLED and stored.error == "cancelled"
-    assert statuses(stored) == {
+    h.runner.wait_hanging(2)
+    getattr(engine, stop)()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    run = engine.run
+    assert (run.status, run.error) == (status, reason)
+    assert statuses(run) == {
         "slow_a": "failed",
         "slow_b": "failed",
         "after_a": "skipped",
         "finally": "skipped",
     }
-    assert stored.task("slow_a").error == "cancelled"
-    assert all(t.pid is None for t in stored.tasks)
-    assert_timed(stored)
-    assert [r.id for r in store.active_runs()] == []
+    assert {t.task_id: t.error for t in run.tasks} == dict.fromkeys(statuses(run), reason)
+    assert all(t.handle is None for t in run.tasks)
+    assert h.runner.sweeps == [(run.id, h.store.db_path)]
+    ended = {e.task_id: e.status for e in h.of(TaskEnded)}
+    assert ended == statuses(run)  # skips by the stop are announced too
 
 
-def test_cancel_during_a_retry_delay_is_prompt(store, stamps, marker):
-    job = make_job(
-        marker,
-        stamps,
-        sh("flaky", START + "exit 1", retry=RetryPolicy(max_attempts=5, delay_secs=30)),
-    )
-    engine, recorder = start_run(store, job)
+def test_cancel_during_a_retry_delay_is_prompt(tmp_path):
+    h = Harness(tmp_path, {"flaky": [FAIL]})
+    engine = h.engine(task("flaky", retry=retry(5, delay_secs=30)))
     thread = in_background(engine)
-    try:
-        # waiting for the retry: pending, holding no pid a recovery could aim at
-        wait_until(
-            lambda: (lambda t: t.status is TaskStatus.PENDING and t.error and t.pid is None)(
-                store.get_run(engine.run.id).task("flaky")
-            ),
-            timeout=5,
-            message="first attempt settled",
-        )
-        began = time.monotonic()
-        engine.cancel()
-        thread.join(timeout=10)
-        assert time.monotonic() - began < 3
-    finally:
-        engine.cancel()
-        thread.join(timeout=10)
-        recorder.close()
-    stored = store.get_run(engine.run.id)
-    assert stored.status is RunStatus.CANCELLED
-    assert (stored.task("flaky").status, stored.task("flaky").attempts) == (TaskStatus.FAILED, 1)
-    assert_none_left(marker)
+    wait_until(lambda: h.of(TaskRetrying), timeout=5, message="the first attempt to fail")
+    engine.cancel()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    state = engine.run.task("flaky")
+    assert (state.status, state.attempts, state.error) == (TaskStatus.FAILED, 1, "cancelled")
+    assert engine.run.status is RunStatus.CANCELLED
 
 
-def test_interrupt_marks_the_run_interrupted(store, stamps, marker):
-    job = make_job(
-        marker, stamps, sh("slow", START + "sleep 30"), sh("next", "true", depends_on=("slow",))
-    )
-    engine, recorder = start_run(store, job)
-    thread = in_background(engine)
-    try:
-        wait_until(
-            lambda: stamp_values(stamps, "slow", "start"), timeout=10, message="slow running"
-        )
-        engine.interrupt()
-        thread.join(timeout=10)
-    finally:
-        engine.cancel()
-        thread.join(timeout=10)
-        recorder.close()
-    stored = store.get_run(engine.run.id)
-    assert stored.status is RunStatus.INTERRUPTED and stored.error == "run was interrupted"
-    assert statuses(stored) == {"slow": "failed", "next": "skipped"}
-    assert stored.task("slow").error == "run was interrupted"
-    assert_none_left(marker)
-
-
-def test_no_attempt_outlives_execute_even_when_cancelled_at_once(tmp_path, stamps, marker):
-    """A cancel racing with the start of attempts: when execute() returns, every attempt it
-    started has been reaped, so not even a leader spawned late may still be running."""
-    store = Store(str(tmp_path / "race.db"), fsync=False)
-    job = make_job(
-        marker,
-        stamps,
-        *(Task(id=f"s{i}", name="s", command="sleep", args=("30",)) for i in range(4)),
-    )
-    for _ in range(25):
-        engine, recorder = start_run(store, job)
-        thread = in_background(engine)
-        engine.cancel()
-        thread.join(timeout=15)
-        recorder.close()
-        assert not thread.is_alive()
-        # `sleep` has no children and collect() reaps the leader: nothing may be alive now
-        assert marked_alive(marker) == []
-        assert engine.run.status is RunStatus.CANCELLED
-        assert all(t.status.is_terminal and t.pid is None for t in engine.run.tasks)
-
-
-def test_cancel_before_execute_skips_everything(store, stamps, marker):
-    job = make_job(marker, stamps, sh("a", START + "true"))
-    engine, recorder = start_run(store, job)
+def test_cancel_before_execute_starts_nothing(tmp_path):
+    h = Harness(tmp_path)
+    engine = h.engine(task("a"), task("b", "a"))
     engine.cancel()
     run = engine.execute()
-    recorder.close()
     assert run.status is RunStatus.CANCELLED
-    assert statuses(store.get_run(run.id)) == {"a": "skipped"}
-    assert stamp_values(stamps, "a", "start") == []
+    assert statuses(run) == {"a": "skipped", "b": "skipped"}
+    assert h.runner.specs == []
 
 
-def test_start_failure_is_a_failed_task_not_a_crash(store, stamps, marker):
-    job = make_job(
-        marker,
-        stamps,
-        Task(id="missing", name="missing", command="petit-no-such-program-77"),
-        sh("report", "true", depends_on=("missing",), condition=Condition.ALL_DONE),
+# -- a bug inside petit -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["start", "collect"])
+def test_a_bug_during_an_attempt_is_an_internal_error_never_retried(tmp_path, where):
+    h = Harness(tmp_path, {"t": [Outcome(raises=where)]})
+    run = h.execute(task("t", retry=retry(3)), task("report", "t", condition=Condition.ALL_DONE))
+    state = run.task("t")
+    assert (state.status, state.attempts) == (TaskStatus.FAILED, 1)
+    assert state.error.startswith("internal error (RuntimeError)")
+    assert "fake runner broke" not in state.error  # the details go to the log, not the record
+    assert h.of(TaskRetrying) == []
+    assert run.task("report").status is TaskStatus.COMPLETED
+    assert run.status is RunStatus.FAILED
+
+
+# -- events -------------------------------------------------------------------------------------
+
+
+def assert_causal(events: list, run: Run) -> None:
+    assert isinstance(events[0], RunStarted) and isinstance(events[-1], RunEnded)
+    assert [type(e) for e in events].count(RunEnded) == 1
+    assert events[-1].status == run.status.value
+    started = {}
+    for index, event in enumerate(events):
+        if isinstance(event, TaskStarted):
+            assert (event.task_id, event.attempt) not in started
+            started[(event.task_id, event.attempt)] = index
+        elif isinstance(event, TaskOutput | TaskRetrying) or (
+            isinstance(event, TaskEnded) and event.attempt
+        ):
+            assert started.get((event.task_id, event.attempt), index) < index, event
+    ended = [e.task_id for e in events if isinstance(e, TaskEnded)]
+    assert sorted(ended) == sorted(t.task_id for t in run.tasks)  # once each
+
+
+def test_events_are_causal_within_a_run(tmp_path):
+    h = Harness(
+        tmp_path,
+        {
+            "a": [
+                Outcome(exit_code=1, stdout=("try 1",)),
+                Outcome(stdout=("try 2",), stderr=("w",)),
+            ],
+            "b": [FAIL],
+        },
     )
-    run = execute(store, job)
-    stored = store.get_run(run.id)
-    assert stored.status is RunStatus.FAILED and "missing" in stored.error
-    assert "command not found" in stored.task("missing").error
-    assert stored.task("report").status is TaskStatus.COMPLETED
+    run = h.execute(
+        task("a", retry=retry(1)),
+        task("b", "a"),
+        task("c", "b"),
+        task("d", "b", condition=Condition.ON_FAILURE),
+        max_tasks=2,
+    )
+    assert statuses(run) == {"a": "completed", "b": "failed", "c": "skipped", "d": "completed"}
+    assert_causal(h.events, run)
+    lines = [(e.attempt, e.stream, e.line) for e in h.of(TaskOutput, "a")]
+    assert lines == [(1, "stdout", "try 1"), (2, "stdout", "try 2"), (2, "stderr", "w")]
+    assert [(e.task_id, e.attempt) for e in h.of(TaskStarted)][:2] == [("a", 1), ("a", 2)]
+    assert all(e.run_id == run.id and e.job_id == "job" for e in h.events)
+
+
+def test_events_are_causal_when_cancelled(tmp_path):
+    h = Harness(tmp_path, {"slow": [HANG]})
+    engine = h.engine(task("slow"), task("next", "slow"))
+    thread = in_background(engine)
+    h.runner.wait_hanging()
+    engine.cancel()
+    thread.join(timeout=5)
+    assert_causal(h.events, engine.run)
+
+
+# -- the recorder as a subscriber ---------------------------------------------------------------
+
+
+def test_the_recorder_writes_at_run_start_and_end_and_persists_handles(tmp_path):
+    h = Harness(tmp_path, {"slow": [HANG]})
+    recorder = RunRecorder(h.store, h.bus)
+    seen: dict[str, str] = {}  # subscribed after the recorder: it sees what the recorder wrote
+
+    def probe(event) -> None:
+        if isinstance(event, RunStarted | RunEnded):
+            seen[event.kind] = Store(h.store.db_path).get_run(event.run_id).status.value
+
+    h.bus.subscribe(probe)
+    engine = h.engine(task("slow"))
+    recorder.track(engine.run)
+    thread = in_background(engine)
+    try:
+        handle = wait_until(
+            lambda: Store(h.store.db_path).get_run(engine.run.id).task("slow").handle,
+            timeout=5,
+            message="the attempt's handle recorded",
+        )
+        assert handle == {"runner": "fake", "task_id": "slow", "attempt": 1}
+    finally:
+        engine.cancel()
+        thread.join(timeout=5)
+        recorder.close()
+    assert seen == {"run_started": "running", "run_ended": "cancelled"}
+    stored = Store(h.store.db_path).get_run(engine.run.id)
+    assert stored.status is RunStatus.CANCELLED and stored.task("slow").handle is None
+
+
+def test_the_recorder_ignores_runs_it_does_not_track(tmp_path):
+    h = Harness(tmp_path)
+    recorder = RunRecorder(h.store, h.bus)
+    try:
+        run = h.execute(task("a"))
+    finally:
+        recorder.close()
+    assert run.status is RunStatus.COMPLETED
+    assert Store(h.store.db_path).get_run(run.id).status is RunStatus.PENDING
+
+
+def test_a_run_end_the_disk_refused_is_written_later_by_the_recorder(tmp_path):
+    class RefusesOnce(Store):
+        refused = 0
+
+        def save_runs(self, runs) -> None:
+            runs = list(runs)
+            if any(r.status.is_terminal for r in runs) and not self.refused:
+                self.refused += 1
+                raise StorageError(f"{self.db_path}: cannot write: No space left on device")
+            super().save_runs(runs)
+
+    h = Harness(tmp_path)
+    h.store = RefusesOnce(str(tmp_path / "full.db"), fsync=False)
+    recorder = RunRecorder(h.store, h.bus, interval_secs=0.01)
+    engine = h.engine(task("a"))
+    recorder.track(engine.run)
+    try:
+        run = engine.execute()  # the end's flush fails inside the bus: the run still ends
+        assert run.status is RunStatus.COMPLETED and h.store.refused == 1
+        wait_until(
+            lambda: Store(h.store.db_path).get_run(run.id).status is RunStatus.COMPLETED,
+            timeout=5,
+            message="the refused end to be written again",
+        )
+    finally:
+        recorder.close()

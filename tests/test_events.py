@@ -198,7 +198,6 @@ def api_events(log: str, run_id: str) -> list[dict]:
     return events
 
 
-@pytest.mark.xfail(reason="engine events land with the exec branch", strict=False)
 def test_a_runs_whole_event_sequence_reaches_the_api_process_in_order(service):
     svc = service({"pair": PAIR}, "--log-level", "debug", "--api-port", str(free_port()), api=True)
     wait_until(

@@ -1,5 +1,6 @@
-"""One task attempt, with real subprocesses: exit codes, captured output, start failures,
-timeouts that kill the whole process group, bounded output, cancel, and the environment."""
+"""One task attempt through the local runner, with real subprocesses: exit codes, captured
+output, start failures, timeouts that kill the whole process group, bounded output, cancel, the
+environment, and the handle recovery uses."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ import psutil
 from conftest import MARK, assert_none_left, marked_alive, wait_until
 
 from petit.core.model import Job, Task, TaskType
-from petit.execution.runners.local import (
+from petit.execution.runners.base import (
     DEFAULT_LOG_LIMIT,
-    KILL_GRACE_SECS,
     AttemptResult,
-    TaskProcess,
+    AttemptSpec,
     build_argv,
     build_env,
 )
+from petit.execution.runners.local import KILL_GRACE_SECS, LocalRunner, TaskProcess
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -51,13 +52,18 @@ def start(
 ) -> TaskProcess:
     job = job_of(task, marker, job_env)
     cwd = None if task.working_dir is None else os.path.join(base_dir, task.working_dir)
-    return TaskProcess(
-        build_argv(task, base_dir),
-        build_env(job, task, run_id, attempt),
-        cwd,
-        task.timeout_secs,
+    spec = AttemptSpec(
+        job_id=job.id,
+        run_id=run_id,
+        task_id=task.id,
+        attempt=attempt,
+        argv=build_argv(task, base_dir),
+        env=build_env(job, task, run_id, attempt),
+        cwd=cwd,
+        timeout_secs=task.timeout_secs,
         log_limit=log_limit,
     )
+    return LocalRunner().start(spec)
 
 
 def run(task: Task, marker: str, **kw) -> AttemptResult:
@@ -104,7 +110,7 @@ def test_python_inline_and_script_tasks(tmp_path, marker):
 
 def test_command_not_found_is_an_error_not_an_exception(marker):
     proc = start(command("petit-no-such-program-3f9a"), marker)
-    assert proc.pid is None
+    assert proc.pid is None and proc.to_dict() is None  # nothing for recovery to aim at
     result = proc.collect()
     assert result.exit_code is None
     assert "command not found" in result.error and "petit-no-such-program-3f9a" in result.error
@@ -269,6 +275,7 @@ def test_cancel_after_collect_writes_into_no_other_file(tmp_path, marker):
 
 def test_environment_injection_and_precedence(marker, monkeypatch):
     monkeypatch.setenv("PETIT_TEST_INHERITED", "from-parent")
+    monkeypatch.setenv("PETIT_API_TOKEN", "secret")
     task = command(
         "env",
         id="extract",
@@ -278,6 +285,7 @@ def test_environment_injection_and_precedence(marker, monkeypatch):
         task, marker, job_env={"SHARED": "job", "JOB_ONLY": "j"}, run_id="job-7", attempt=2
     )
     env = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    assert "PETIT_API_TOKEN" not in env  # a secret of the service, not of its tasks
     assert env["PETIT_JOB_ID"] == "job"
     assert env["PETIT_RUN_ID"] == "job-7"  # the task cannot impersonate another run
     assert env["PETIT_TASK_ID"] == "extract"
@@ -287,13 +295,68 @@ def test_environment_injection_and_precedence(marker, monkeypatch):
     assert env["PETIT_TEST_INHERITED"] == "from-parent"
 
 
-def test_pid_and_create_time_are_recorded(marker):
+def test_the_handle_names_the_runner_pid_and_create_time(marker):
     proc = start(command("sleep", "30"), marker)
     try:
-        assert proc.pid is not None
+        handle = proc.to_dict()
+        assert handle == {"runner": "local", "pid": proc.pid, "created": proc.pid_created}
         assert psutil.Process(proc.pid).create_time() == proc.pid_created
         assert os.getpgid(proc.pid) == proc.pid  # its own process group, for killpg
     finally:
         proc.cancel()
         proc.collect()
+    assert_none_left(marker)
+
+
+# -- recovery and sweeps ------------------------------------------------------------------------
+
+
+def test_recover_kills_the_group_a_handle_names(marker):
+    proc = start(shell("sleep 30 & sleep 31"), marker)
+    try:
+        wait_until(lambda: len(marked_alive(marker)) >= 3, timeout=5, message="sh + two sleeps")
+        assert LocalRunner().recover(proc.to_dict()) == 1
+        assert_none_left(marker)
+    finally:
+        proc.cancel()
+        proc.collect()
+
+
+def test_recover_never_kills_a_reused_pid(marker):
+    proc = start(command("sleep", "30"), marker)
+    try:
+        stale = {**proc.to_dict(), "created": proc.pid_created - 100}  # another process's pid
+        assert LocalRunner().recover(stale) == 0
+        assert marked_alive(marker) == [proc.pid]
+        assert LocalRunner().recover({"runner": "local", "pid": None, "created": None}) == 0
+    finally:
+        proc.cancel()
+        proc.collect()
+    assert_none_left(marker)
+
+
+def test_sweep_run_kills_what_escaped_the_group_of_that_run_only(tmp_path, marker):
+    code = (
+        "import subprocess, sys\n"
+        "subprocess.Popen(['sleep', '30'], start_new_session=True)\n"
+        "print('started', flush=True)\n"
+    )
+    task = Task(id="t", name="t", type=TaskType.PYTHON, inline=code)
+    db = str(tmp_path / "petit.db")
+    job = job_of(task, marker)
+    spec = AttemptSpec(
+        job_id="job",
+        run_id="job-1",
+        task_id="t",
+        attempt=1,
+        argv=build_argv(task, "/"),
+        env=build_env(job, task, "job-1", 1, {"PETIT_DB": db}),
+    )
+    assert LocalRunner().start(spec).collect().exit_code == 0
+    wait_until(lambda: len(marked_alive(marker)) == 1, timeout=5, message="the setsid escapee")
+    runner = LocalRunner()
+    assert runner.sweep_run("job-2", db) == 0  # another run of the same db
+    assert runner.sweep_run("job-1", db + "-other") == 0  # the same run id of another db
+    assert len(marked_alive(marker)) == 1
+    assert runner.sweep_run("job-1", db) == 1
     assert_none_left(marker)

@@ -25,6 +25,7 @@ import pytest
 from conftest import PETIT, run_petit, wait_until
 from service_fixtures import Service, is_alive, job_yaml, service, sockets_dir  # noqa: F401
 
+from petit.core.events import EventBus
 from petit.core.model import RunStatus, Trigger
 from petit.errors import StorageError
 from petit.execution.recorder import FLUSH_INTERVAL_SECS, RunRecorder
@@ -475,7 +476,7 @@ def test_a_run_end_that_could_not_be_written_is_retried(tmp_path):
     the recorder must still retry on its own until the write goes through."""
     store = _FirstWriteFailsSlowly(str(tmp_path / "petit.db"))
     run = store.create_run("hello", ["t"], Trigger.MANUAL)
-    recorder = RunRecorder(store)
+    recorder = RunRecorder(store, EventBus())
     try:
         run.status = RunStatus.COMPLETED
         recorder.changed(run)  # what the engine's _finish does...
@@ -774,7 +775,9 @@ def test_petit_trigger_sets_petit_db_and_sweeps_on_interrupt(tmp_path):
     try:
         store = Store(db)
         pgid = wait_until(
-            lambda: (lambda run: run and run.task("t").pid)(store.get_run("daemon-1")),
+            lambda: (lambda run: run and (run.task("t").handle or {}).get("pid"))(
+                store.get_run("daemon-1")
+            ),
             timeout=10,
             message="the task to start",
         )

@@ -444,3 +444,56 @@ def test_a_run_killed_before_its_history_write_keeps_its_trigger(db):
     (found,) = Store(db).active_runs()
     assert (found.id, found.status, found.trigger) == (run.id, RunStatus.PENDING, Trigger.SCHEDULE)
     assert found.scheduled_at == 1_700_000_000_000
+
+
+def test_a_record_from_before_runner_handles_reads_back_and_is_recovered(db, marker):
+    """Records written before TaskRun.handle carry `pid` / `pid_created`: they must still read,
+    and recovery must still kill the process group they name."""
+    import json
+
+    import psutil
+    from conftest import MARK, assert_none_left
+
+    from petit.service.recovery import recover
+
+    sleeper = subprocess.Popen(
+        ["sleep", "30"], start_new_session=True, env={**os.environ, MARK: marker}
+    )
+    try:
+        store = Store(db)
+        run = store.create_run("old", ["t"], Trigger.MANUAL)
+        run.status, run.started_at = RunStatus.RUNNING, run.created_at
+        run.tasks[0].status, run.tasks[0].attempts = TaskStatus.RUNNING, 1
+        store.save_runs([run])
+        path = store._chunk_path("old", run.seq)
+        with open(path) as handle:
+            data = json.load(handle)
+        (doc,) = [d for table in data.values() for d in table.values() if d.get("id") == run.id]
+        task = doc["tasks"][0]
+        del task["handle"]
+        task["pid"], task["pid_created"] = sleeper.pid, psutil.Process(sleeper.pid).create_time()
+        with open(path, "w") as handle:
+            json.dump(data, handle)
+
+        (found,) = Store(db).active_runs()
+        assert found.task("t").handle == {
+            "runner": "local",
+            "pid": sleeper.pid,
+            "created": task["pid_created"],
+        }
+        assert recover(Store(db)) == 1
+        sleeper.wait(timeout=5)  # killed by recovery: its group got SIGKILL
+        assert sleeper.returncode == -signal.SIGKILL
+        assert_none_left(marker)
+        stored = Store(db).get_run(run.id)
+        assert stored.status is RunStatus.INTERRUPTED
+        state = stored.task("t")
+        assert (state.status, state.error, state.handle) == (
+            TaskStatus.FAILED,
+            "run was interrupted",
+            None,
+        )
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait()

@@ -72,6 +72,7 @@ def _job_json(job, now: datetime) -> dict:
 
 
 def cmd_trigger(args: dict) -> int:
+    from ..core.events import EventBus, RunCreated, TaskEnded, TaskOutput, TaskRetrying, TaskStarted
     from ..core.model import RunStatus, Trigger
     from ..execution.engine import RunEngine
     from ..execution.recorder import RunRecorder
@@ -95,7 +96,9 @@ def cmd_trigger(args: dict) -> int:
         store.db_path
     )  # held until exit: a `petit run` starting now must not recover this run
     run = store.create_run(job.id, [t.id for t in job.tasks], Trigger.MANUAL)
-    recorder = RunRecorder(store)
+    bus = EventBus()
+    recorder = RunRecorder(store, bus)
+    recorder.track(run)
     print_lock = threading.Lock()
 
     def say(text: str, stream=None) -> None:
@@ -108,13 +111,23 @@ def cmd_trigger(args: dict) -> int:
             except BrokenPipeError:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
-    def observe(event: str, task_id: str, detail: str) -> None:
-        if event in ("stdout", "stderr"):
-            say(f"[{task_id}] {detail}", sys.stdout if event == "stdout" else sys.stderr)
-        else:
-            say(f"== {task_id}: {event} {detail}")
+    def show(event) -> None:
+        if isinstance(event, TaskOutput):
+            say(
+                f"[{event.task_id}] {event.line}",
+                sys.stderr if event.stream == "stderr" else sys.stdout,
+            )
+        elif isinstance(event, TaskStarted):
+            say(f"== {event.task_id}: start attempt {event.attempt}")
+        elif isinstance(event, TaskRetrying):
+            say(f"== {event.task_id}: end attempt {event.attempt} failed: {event.error}; retrying")
+        elif isinstance(event, TaskEnded):
+            detail = {"failed": f": {event.error}", "skipped": f" ({event.error})"}
+            say(f"== {event.task_id}: end {event.status}{detail.get(event.status, '')}")
 
-    engine = RunEngine(job, run, recorder, max_tasks=max_tasks, observer=observe)
+    bus.subscribe(show)
+    bus.publish(RunCreated(run.created_at, run.id, job.id, run.trigger.value))
+    engine = RunEngine(job, run, store, bus, max_tasks=max_tasks)
     failures: list[BaseException] = []
 
     def execute() -> None:

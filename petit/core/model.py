@@ -5,6 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, fields
 from enum import Enum
+from typing import Protocol
+
+from ..errors import InvalidTransition
+from .retry import RetryPolicy
+
+# Why a run's unfinished tasks ended, when a stop ended it (also the run's own error).
+CANCELLED = "cancelled"
+INTERRUPTED = "run was interrupted"
 
 
 def now_ms() -> int:
@@ -23,12 +31,6 @@ class Condition(str, Enum):
     ON_FAILURE = "on_failure"
     ALL_DONE = "all_done"
     ALWAYS = "always"
-
-
-class RetryCondition(str, Enum):
-    ALWAYS = "always"
-    TRANSIENT_ONLY = "transient_only"
-    NEVER = "never"
 
 
 class DependencyCondition(str, Enum):
@@ -65,13 +67,6 @@ class TaskStatus(str, Enum):
     @property
     def is_terminal(self) -> bool:
         return self not in (TaskStatus.PENDING, TaskStatus.RUNNING)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 0  # retries; total attempts = max_attempts + 1
-    delay_secs: float = 0.0
-    condition: RetryCondition = RetryCondition.ALWAYS
 
 
 @dataclass(frozen=True)
@@ -117,8 +112,20 @@ class Job:
         return next(t for t in self.tasks if t.id == task_id)
 
 
+class AttemptOutcome(Protocol):
+    """What the model reads from an attempt's result (execution's AttemptResult is one)."""
+
+    exit_code: int | None
+    error: str | None
+    timed_out: bool
+    ended_at: int
+
+
 @dataclass
 class TaskRun:
+    """One task of one run. Its status changes only through the methods below, one per edge;
+    an edge the model does not know raises InvalidTransition (a bug in petit)."""
+
     task_id: str
     run_id: str
     status: TaskStatus = TaskStatus.PENDING
@@ -129,10 +136,78 @@ class TaskRun:
     ended_at: int | None = None
     duration_ms: int | None = None
     timed_out: bool = False
-    # pid + create time identify the process group leader for recovery kills;
-    # the create time guards against killing a reused pid.
-    pid: int | None = None
-    pid_created: float | None = None
+    # The runner's opaque, JSON-serialisable handle on the attempt in flight, for recovery
+    # after a crash (the local runner's: {"runner": "local", "pid": ..., "created": ...});
+    # None while no attempt is in flight.
+    handle: dict | None = None
+
+    def start_attempt(self, now: int) -> None:
+        # PENDING -> RUNNING (a first attempt, or a retry once its delay is over)
+        self._move((TaskStatus.PENDING,), TaskStatus.RUNNING)
+        self.attempts += 1
+        if self.started_at is None:
+            self.started_at = now
+        # a retry is running again: the previous attempt's end no longer describes the task
+        self.ended_at = self.duration_ms = self.exit_code = self.error = self.handle = None
+        self.timed_out = False
+
+    def attach(self, handle: dict | None) -> None:
+        """Record the runner's handle on the attempt that just started (status stays RUNNING)."""
+        self.handle = handle
+
+    def wait_for_retry(self, result: AttemptOutcome) -> None:
+        # RUNNING -> PENDING: the attempt failed and another one follows after the delay
+        self._move((TaskStatus.RUNNING,), TaskStatus.PENDING)
+        self._record(result)
+
+    def finish(self, result: AttemptOutcome) -> None:
+        # RUNNING -> COMPLETED, RUNNING -> FAILED: the attempt's error says which
+        failed = result.error is not None
+        self._move((TaskStatus.RUNNING,), TaskStatus.FAILED if failed else TaskStatus.COMPLETED)
+        self._record(result)
+
+    def skip(self, reason: str) -> None:
+        # PENDING -> SKIPPED: never started (its condition is false, or the run ended first)
+        if self.attempts:
+            raise InvalidTransition(self._what(), "pending (retrying)", TaskStatus.SKIPPED.value)
+        self._move((TaskStatus.PENDING,), TaskStatus.SKIPPED)
+        self.error = reason
+
+    def abandon(self, error: str, now: int) -> None:
+        # RUNNING -> FAILED, PENDING (awaiting a retry) -> FAILED: the run ended without the
+        # attempt's result (stopped, crashed, or an attempt that never reported)
+        if not self.attempts:
+            raise InvalidTransition(self._what(), self.status.value, TaskStatus.FAILED.value)
+        self._move((TaskStatus.RUNNING, TaskStatus.PENDING), TaskStatus.FAILED)
+        self.error = error
+        self.ended_at = now
+        self.duration_ms = now - (self.started_at or now)
+        self.handle = None
+
+    def interrupt(self, reason: str | None, now: int) -> None:
+        """What the end of its run does to an unfinished task: one that had an attempt is
+        abandoned, one that never started is skipped. Without a reason (a run ended by a bug)
+        each keeps what it knows."""
+        if self.attempts:
+            self.abandon(reason or self.error or "did not finish", now)
+        else:
+            self.skip(reason or "not reached")
+
+    def _record(self, result: AttemptOutcome) -> None:
+        self.exit_code = result.exit_code
+        self.timed_out = result.timed_out
+        self.error = result.error
+        self.ended_at = result.ended_at
+        self.duration_ms = result.ended_at - (self.started_at or result.ended_at)
+        self.handle = None  # also while a retry waits: recovery must not aim at a finished attempt
+
+    def _move(self, allowed: tuple[TaskStatus, ...], to: TaskStatus) -> None:
+        if self.status not in allowed:
+            raise InvalidTransition(self._what(), self.status.value, to.value)
+        self.status = to
+
+    def _what(self) -> str:
+        return f"task '{self.task_id}' of run '{self.run_id}'"
 
     def to_dict(self) -> dict:
         data = dict(self.__dict__)
@@ -144,11 +219,20 @@ class TaskRun:
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["status"] = TaskStatus(kwargs.get("status", "pending"))
+        if "handle" not in data and data.get("pid"):
+            # written before runners had handles: only the local runner existed then
+            kwargs["handle"] = {
+                "runner": "local",
+                "pid": data["pid"],
+                "created": data.get("pid_created"),
+            }
         return cls(**kwargs)
 
 
 @dataclass
 class Run:
+    """One run of one job; like TaskRun, its status changes only through its methods."""
+
     id: str
     job_id: str
     seq: int
@@ -164,6 +248,44 @@ class Run:
 
     def task(self, task_id: str) -> TaskRun:
         return next(t for t in self.tasks if t.task_id == task_id)
+
+    def start(self, now: int) -> None:
+        # PENDING -> RUNNING
+        self._move((RunStatus.PENDING,), RunStatus.RUNNING)
+        self.started_at = now
+
+    def finish(self, now: int, error: str | None = None) -> None:
+        # RUNNING -> COMPLETED when no task failed; RUNNING -> FAILED when one did, or when
+        # `error` (a bug inside petit) cut the run short
+        self._end((RunStatus.RUNNING,), RunStatus.COMPLETED, None, now)
+        failed = [t.task_id for t in self.tasks if t.status is TaskStatus.FAILED]
+        if failed or error:
+            self.status = RunStatus.FAILED
+            self.error = error or f"failed tasks: {', '.join(failed)}"
+
+    def cancel(self, now: int) -> None:
+        # RUNNING -> CANCELLED
+        self._end((RunStatus.RUNNING,), RunStatus.CANCELLED, CANCELLED, now)
+
+    def interrupt(self, reason: str, now: int) -> None:
+        # RUNNING -> INTERRUPTED (shutdown), PENDING -> INTERRUPTED (found after a crash)
+        self._end((RunStatus.PENDING, RunStatus.RUNNING), RunStatus.INTERRUPTED, reason, now)
+
+    def _end(
+        self, allowed: tuple[RunStatus, ...], to: RunStatus, reason: str | None, now: int
+    ) -> None:
+        self._move(allowed, to)
+        for task in self.tasks:
+            if not task.status.is_terminal:
+                task.interrupt(reason, now)
+        self.error = reason
+        self.ended_at = now
+        self.duration_ms = now - (self.started_at or self.created_at or now)
+
+    def _move(self, allowed: tuple[RunStatus, ...], to: RunStatus) -> None:
+        if self.status not in allowed:
+            raise InvalidTransition(f"run '{self.id}'", self.status.value, to.value)
+        self.status = to
 
     def to_dict(self) -> dict:
         # hand-written rather than dataclasses.asdict: this runs on every coalesced write

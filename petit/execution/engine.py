@@ -1,35 +1,55 @@
-"""One run of one job: drives the DAG planner and task attempts, retries, cancellation, and
-records everything through the recorder. Blocking; one engine per run, in its own thread."""
+"""One run of one job over a TaskRunner: drives the DAG planner and task attempts, retries and
+cancellation, and publishes an event at every transition (the recorder and `petit trigger`'s
+printer are subscribers). Blocking; one engine per run, in its own thread."""
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..core.dag import DagPlanner
-from ..core.model import Job, RetryCondition, Run, RunStatus, Task, TaskStatus, now_ms
-from ..errors import StorageError
-from .recorder import RunRecorder
-from .runners.local import (
+from ..core.events import (
+    EventBus,
+    RunEnded,
+    RunStarted,
+    TaskEnded,
+    TaskOutput,
+    TaskRetrying,
+    TaskStarted,
+)
+from ..core.model import (
+    CANCELLED,
+    INTERRUPTED,
+    Job,
+    Run,
+    RunStatus,
+    Task,
+    TaskRun,
+    TaskStatus,
+    now_ms,
+)
+from ..errors import StorageError, internal_error
+from ..storage.store import Store
+from .runners.base import (
+    AttemptHandle,
     AttemptResult,
-    TaskProcess,
+    AttemptSpec,
+    TaskRunner,
     build_argv,
     build_env,
-    sweep_escaped,
-    sweep_match,
 )
 
 DEFAULT_MAX_TASKS = 4
 log = logging.getLogger("petit.engine")
 
-# (event, task_id, detail): "start" / "end" / "stdout" / "stderr"; used by `petit trigger`
-Observer = Callable[[str, str, str], None]
+# why the tasks a stop ended ended; a stop by a bug inside petit (FAILED) gives none
+STOP_REASONS = {RunStatus.CANCELLED: CANCELLED, RunStatus.INTERRUPTED: INTERRUPTED}
 
 
 @dataclass
@@ -37,40 +57,49 @@ class _Finished:
     task_id: str
     attempt: int
     result: AttemptResult
+    internal: bool = False  # a bug inside petit, not a failure of the task: never retried
 
 
 class RunEngine:
     """Executes `run` (already recorded as pending) for `job`. `cancel()` and `interrupt()` are
-    thread-safe and make `execute()` return promptly with every task process group killed."""
+    thread-safe and make `execute()` return promptly with every attempt ended."""
 
     def __init__(
         self,
         job: Job,
         run: Run,
-        recorder: RunRecorder,
+        store: Store,
+        bus: EventBus,
+        runner: TaskRunner | None = None,
         max_tasks: int = DEFAULT_MAX_TASKS,
         extra_env: dict[str, str] | None = None,
-        observer: Observer | None = None,
     ) -> None:
         self.job = job
         self.run = run
         # by-id indexes: a scan per event would be quadratic on a 5,000-task DAG
         self._tasks = {task.id: task for task in job.tasks}
         self._states = {state.task_id: state for state in run.tasks}
-        self._recorder = recorder
+        self._store = store
+        self._bus = bus
+        if runner is None:  # imported here: only the default needs processes
+            from .runners.local import LocalRunner
+
+            runner = LocalRunner()
+        self._runner = runner
         self._max_tasks = max(1, max_tasks)
         # PETIT_DB always: with the run id it names this run's processes among all others (run
         # ids repeat across dbs), so a stop can find what escaped the process groups.
-        self._extra_env = {**(extra_env or {}), "PETIT_DB": recorder.store.db_path}
-        self._observer = observer
+        self._extra_env = {**(extra_env or {}), "PETIT_DB": store.db_path}
         self._events: queue.Queue = queue.Queue()
-        self._procs: dict[str, TaskProcess] = {}
-        self._procs_lock = threading.Lock()
+        self._handles: dict[str, AttemptHandle] = {}
+        self._handles_lock = threading.Lock()
         # Attempts started and not yet reported. Only the execute() thread touches it; a stop
-        # waits for it to reach zero, because an attempt may not have registered its process
-        # in _procs yet when the stop comes.
+        # waits for it to reach zero, because an attempt may not have registered its handle
+        # in _handles yet when the stop comes.
         self._in_flight = 0
         self._stop_as: RunStatus | None = None
+        self._error: str | None = None  # a bug inside petit that ended the run
+        self._ended = False  # RunEnded is out: a straggler's output lines are not published
         self._base_dir = os.path.dirname(os.path.abspath(job.source)) if job.source else os.getcwd()
 
     # -- control from other threads -----------------------------------------------------------
@@ -82,28 +111,28 @@ class RunEngine:
         self._stop(RunStatus.INTERRUPTED)
 
     def _stop(self, status: RunStatus) -> None:
-        with self._procs_lock:
+        with self._handles_lock:
             if self._stop_as is None:
                 self._stop_as = status
-            procs = list(self._procs.values())
-        for proc in procs:
-            proc.cancel()
+            handles = list(self._handles.values())
+        for handle in handles:
+            handle.cancel()
         self._events.put(None)  # wake the loop
 
     # -- the run ------------------------------------------------------------------------------
 
     def execute(self) -> Run:
         run = self.run
-        run.status = RunStatus.RUNNING
-        run.started_at = now_ms()
-        self._recorder.changed(run)
+        now = now_ms()
+        run.start(now)
+        self._bus.publish(RunStarted(at=now, run_id=run.id, job_id=run.job_id))
         try:
             self._drive()
         except Exception as exc:  # a bug must not leave the run "running" or processes behind
             log.exception("run %s: internal error", run.id)
             self._stop(RunStatus.FAILED)
             self._drain_running()
-            run.error = f"internal error: {exc}"
+            self._error = f"internal error: {exc}"
         if self._stop_as is not None:
             self._sweep_run()
         self._finish()
@@ -117,28 +146,28 @@ class RunEngine:
             {t.id: t.condition for t in job.tasks},
         )
         ready = list(planner.initial())
-        delayed: list[
-            tuple[float, str]
-        ] = []  # (monotonic due time, task id): retry waits hold no slot
+        # (monotonic due time, task id): retry waits hold no slot
+        delayed: list[tuple[float, str]] = []
         while (ready or self._in_flight or delayed) and self._stop_as is None:
             while ready and self._in_flight < self._max_tasks and self._stop_as is None:
                 self._start_attempt(self._tasks[ready.pop(0)])
             timeout = max(0.0, delayed[0][0] - time.monotonic()) if delayed else None
             try:
-                event = self._events.get(timeout=timeout)
+                finished = self._events.get(timeout=timeout)
             except queue.Empty:
-                event = None
+                finished = None
             while delayed and delayed[0][0] <= time.monotonic():
                 ready.insert(0, heapq.heappop(delayed)[1])
-            if event is None:
+            if finished is None:
                 continue
             self._in_flight -= 1
-            status = self._settle(event)
+            status = self._settle(finished)
             if status is None:
-                task = self._tasks[event.task_id]
-                heapq.heappush(delayed, (time.monotonic() + task.retry.delay_secs, task.id))
+                task = self._tasks[finished.task_id]
+                delay = task.retry.delay_for(finished.attempt)
+                heapq.heappush(delayed, (time.monotonic() + delay, task.id))
                 continue
-            released, skipped = planner.finished(event.task_id, status)
+            released, skipped = planner.finished(finished.task_id, status)
             for task_id in skipped:
                 self._skip(task_id, "condition not met")
             ready.extend(released)
@@ -147,118 +176,121 @@ class RunEngine:
 
     def _start_attempt(self, task: Task) -> None:
         state = self._states[task.id]
-        state.attempts += 1
-        state.status = TaskStatus.RUNNING
-        if state.started_at is None:
-            state.started_at = now_ms()
-        # a retry is running again: the previous attempt's end no longer describes the task
-        state.ended_at = state.duration_ms = state.exit_code = state.error = None
-        state.timed_out = False
+        state.start_attempt(now_ms())
         attempt = state.attempts
-        env = build_env(self.job, task, self.run.id, attempt, self._extra_env)
-        argv = build_argv(task, self._base_dir)
-        cwd = None if task.working_dir is None else os.path.join(self._base_dir, task.working_dir)
-        on_line = None
-        if self._observer is not None:
-            self._observer("start", task.id, f"attempt {attempt}")
-            on_line = lambda stream, line: self._observer(stream, task.id, line)  # noqa: E731
+        spec = AttemptSpec(
+            job_id=self.job.id,
+            run_id=self.run.id,
+            task_id=task.id,
+            attempt=attempt,
+            argv=build_argv(task, self._base_dir),
+            env=build_env(self.job, task, self.run.id, attempt, self._extra_env),
+            cwd=None
+            if task.working_dir is None
+            else os.path.join(self._base_dir, task.working_dir),
+            timeout_secs=task.timeout_secs,
+            on_line=functools.partial(self._output, task.id, attempt),
+        )
         self._in_flight += 1
         threading.Thread(
-            target=self._attempt,
-            args=(task, attempt, argv, env, cwd, on_line),
-            name=f"petit-task-{task.id}",
-            daemon=True,
+            target=self._attempt, args=(spec,), name=f"petit-task-{task.id}", daemon=True
         ).start()
 
-    def _attempt(self, task: Task, attempt: int, argv, env, cwd, on_line) -> None:
-        # Exactly one event per attempt, whatever happens: the run waits for it before finishing.
-        result = _failed_start("internal error")
+    def _attempt(self, spec: AttemptSpec) -> None:
+        # Exactly one report per attempt, whatever happens: the run waits for it before finishing.
+        finished = _Finished(spec.task_id, spec.attempt, _internal_failure(None), internal=True)
         try:
-            result = self._run_attempt(task, attempt, argv, env, cwd, on_line)
+            finished = _Finished(spec.task_id, spec.attempt, self._run_attempt(spec))
         except Exception as exc:
-            log.exception("run %s: task %s attempt %d", self.run.id, task.id, attempt)
-            result = _failed_start(str(exc))
+            log.exception("run %s: task %s attempt %d", self.run.id, spec.task_id, spec.attempt)
+            finished = _Finished(spec.task_id, spec.attempt, _internal_failure(exc), internal=True)
         finally:
-            self._events.put(_Finished(task.id, attempt, result))
+            self._events.put(finished)
 
-    def _run_attempt(self, task: Task, attempt: int, argv, env, cwd, on_line) -> AttemptResult:
-        proc = TaskProcess(argv, env, cwd, task.timeout_secs, on_line=on_line)
-        state = self._states[task.id]
-        state.pid, state.pid_created = proc.pid, proc.pid_created
-        self._recorder.changed(self.run)
-        with self._procs_lock:
-            self._procs[task.id] = proc
+    def _run_attempt(self, spec: AttemptSpec) -> AttemptResult:
+        try:
+            handle = self._runner.start(spec)
+            self._states[spec.task_id].attach(handle.to_dict())
+        finally:
+            # after the handle is on the task (the recorder persists it for recovery), and
+            # even when the start raised: every TaskEnded follows its TaskStarted
+            self._publish(TaskStarted, spec.task_id, attempt=spec.attempt)
+        with self._handles_lock:
+            self._handles[spec.task_id] = handle
             stopping = self._stop_as is not None
         if stopping:
-            proc.cancel()
+            handle.cancel()
         try:
-            result = proc.collect()
+            result = handle.collect()
         finally:
-            with self._procs_lock:
-                self._procs.pop(task.id, None)
+            with self._handles_lock:
+                self._handles.pop(spec.task_id, None)
         # A retry's log replaces the previous attempt's, even when empty, so it never lies.
-        if result.stdout or result.stderr or attempt > 1:
-            try:
-                self._recorder.store.logs.write(
-                    self.run.id,
-                    task.id,
-                    {
-                        "task_id": task.id,
-                        "run_id": self.run.id,
-                        "attempt": attempt,
-                        "exit_code": result.exit_code,
-                        "stdout": result.stdout,
-                        "stderr": result.stderr,
-                        "truncated": result.truncated,
-                        "error": result.error,
-                    },
-                )
-            except StorageError as exc:
-                log.error("run %s: %s", self.run.id, exc)
+        if result.stdout or result.stderr or spec.attempt > 1:
+            self._write_log(spec, result)
         return result
 
-    def _settle(self, event: _Finished) -> TaskStatus | None:
-        """Record an attempt's outcome; None means 'retry later', else the task's final status."""
-        task = self._tasks[event.task_id]
+    def _write_log(self, spec: AttemptSpec, result: AttemptResult) -> None:
+        try:
+            self._store.logs.write(
+                self.run.id,
+                spec.task_id,
+                {
+                    "task_id": spec.task_id,
+                    "run_id": self.run.id,
+                    "attempt": spec.attempt,
+                    "exit_code": result.exit_code,
+                    "stdout": result.stdout,
+                    "stderr": result.stderr,
+                    "truncated": result.truncated,
+                    "error": result.error,
+                },
+            )
+        except StorageError as exc:
+            log.error("run %s: %s", self.run.id, exc)
+
+    def _output(self, task_id: str, attempt: int, stream: str, line: str) -> None:
+        if not self._ended:
+            self._publish(TaskOutput, task_id, attempt=attempt, stream=stream, line=line)
+
+    def _settle(self, finished: _Finished) -> TaskStatus | None:
+        """Record an attempt's outcome; None means 'retry later', else the task's final status.
+        Once the run is stopping nothing is retried."""
+        task = self._tasks[finished.task_id]
         state = self._states[task.id]
-        result = event.result
-        state.exit_code = result.exit_code
-        state.timed_out = result.timed_out
-        state.ended_at = result.ended_at
-        state.duration_ms = result.ended_at - (state.started_at or result.started_at)
-        state.error = result.error
-        state.pid = None  # also while a retry waits: recovery must not aim at a finished attempt
-        failed = result.error is not None
-        if failed and not result.cancelled and self._may_retry(task, state.attempts, result):
-            state.status = TaskStatus.PENDING
-            self._recorder.changed(self.run)
-            self._notify(
-                "end", task.id, f"attempt {event.attempt} failed: {result.error}; retrying"
+        result = finished.result
+        if result.cancelled and STOP_REASONS.get(self._stop_as):
+            result = replace(result, error=STOP_REASONS[self._stop_as])  # the stop says why
+        retry = (
+            result.error is not None
+            and not finished.internal
+            and not result.cancelled
+            and self._stop_as is None
+            and task.retry.should_retry(state.attempts, result.timed_out)
+        )
+        if retry:
+            state.wait_for_retry(result)
+            self._publish(
+                TaskRetrying,
+                task.id,
+                attempt=finished.attempt,
+                error=result.error,
+                exit_code=result.exit_code,
+                delay_secs=task.retry.delay_for(finished.attempt),
             )
             return None
-        state.status = TaskStatus.FAILED if failed else TaskStatus.COMPLETED
-        self._recorder.changed(self.run)
-        self._notify(
-            "end", task.id, f"{state.status.value}" + (f": {result.error}" if failed else "")
-        )
+        state.finish(result)
+        self._publish_end(state)
         return state.status
-
-    @staticmethod
-    def _may_retry(task: Task, attempts: int, result: AttemptResult) -> bool:
-        policy = task.retry
-        if attempts > policy.max_attempts or policy.condition is RetryCondition.NEVER:
-            return False
-        return policy.condition is RetryCondition.ALWAYS or result.timed_out
 
     def _skip(self, task_id: str, reason: str) -> None:
         state = self._states[task_id]
-        state.status = TaskStatus.SKIPPED
-        state.error = state.error or reason
-        self._notify("end", task_id, f"skipped ({reason})")
+        state.skip(reason)
+        self._publish_end(state)
 
     def _drain_running(self) -> None:
         """After a stop: wait for every started attempt to report (its process group killed and
-        its leader reaped), so no process is left behind and no late update follows the end."""
+        its leader reaped), so nothing is left behind and no late update follows the end."""
         deadline = time.monotonic() + 10
         while self._in_flight > 0:
             remaining = deadline - time.monotonic()
@@ -270,21 +302,18 @@ class RunEngine:
                 )
                 break
             try:
-                event = self._events.get(timeout=remaining)
+                finished = self._events.get(timeout=remaining)
             except queue.Empty:
                 continue
-            if event is not None:
+            if finished is not None:
                 self._in_flight -= 1
-                self._settle_stopped(event)
+                self._settle(finished)
 
     def _sweep_run(self) -> None:
-        """After a stop, kill what escaped the task groups of any task of this run (a daemon a
-        finished task left behind included). One pass over the processes, only on stops."""
-        match = sweep_match(
-            {"PETIT_RUN_ID": self.run.id, **self._extra_env}, ("PETIT_RUN_ID", "PETIT_DB")
-        )
+        """After a stop, end what escaped the attempts of any task of this run (a daemon a
+        finished task left behind included). Only on stops."""
         try:
-            killed = sweep_escaped(match)
+            killed = self._runner.sweep_run(self.run.id, self._store.db_path)
         except Exception:  # never let the clean-up keep the run from being recorded as ended
             log.exception("run %s: sweeping escaped processes failed", self.run.id)
             return
@@ -295,58 +324,56 @@ class RunEngine:
                 killed,
             )
 
-    def _settle_stopped(self, event: _Finished) -> None:
-        state = self._states[event.task_id]
-        state.exit_code = event.result.exit_code
-        state.ended_at = event.result.ended_at
-        state.duration_ms = event.result.ended_at - (state.started_at or event.result.started_at)
-        state.status = TaskStatus.FAILED if event.result.error else TaskStatus.COMPLETED
-        state.error = event.result.error
-        state.pid = None
-
     def _finish(self) -> None:
         run = self.run
-        stop = self._stop_as
-        reason = {
-            RunStatus.CANCELLED: "cancelled",
-            RunStatus.INTERRUPTED: "run was interrupted",
-        }.get(stop)
-        for state in run.tasks:
-            if state.status is TaskStatus.RUNNING or (
-                state.status is TaskStatus.PENDING and state.attempts
-            ):
-                state.status = TaskStatus.FAILED
-                state.error = reason or state.error or "did not finish"
-                state.pid = None
-            elif state.status is TaskStatus.PENDING:
-                state.status = TaskStatus.SKIPPED
-                state.error = reason or "not reached"
-            if state.status is TaskStatus.FAILED and reason and state.error == "cancelled":
-                state.error = reason
-        failed = [t.task_id for t in run.tasks if t.status is TaskStatus.FAILED]
-        if stop in (RunStatus.CANCELLED, RunStatus.INTERRUPTED):
-            run.status = stop
-            run.error = reason
-        elif failed or stop is RunStatus.FAILED:
-            run.status = RunStatus.FAILED
-            run.error = run.error or f"failed tasks: {', '.join(failed)}"
+        now = now_ms()
+        unfinished = [state for state in run.tasks if not state.status.is_terminal]
+        if self._stop_as is RunStatus.CANCELLED:
+            run.cancel(now)
+        elif self._stop_as is RunStatus.INTERRUPTED:
+            run.interrupt(INTERRUPTED, now)
         else:
-            run.status = RunStatus.COMPLETED
-        run.ended_at = now_ms()
-        run.duration_ms = run.ended_at - (run.started_at or run.ended_at)
-        self._recorder.changed(run)
-        self._recorder.flush()
+            run.finish(now, self._error)
+        for state in unfinished:
+            self._publish_end(state)
+        self._ended = True
+        self._bus.publish(
+            RunEnded(
+                at=now,
+                run_id=run.id,
+                job_id=run.job_id,
+                status=run.status.value,
+                error=run.error,
+                duration_ms=run.duration_ms,
+            )
+        )
 
-    def _notify(self, event: str, task_id: str, detail: str) -> None:
-        if self._observer is not None:
-            self._observer(event, task_id, detail)
+    def _publish_end(self, state: TaskRun) -> None:
+        skipped = state.status is TaskStatus.SKIPPED
+        self._publish(
+            TaskEnded,
+            state.task_id,
+            attempt=0 if skipped else state.attempts,
+            status=state.status.value,
+            exit_code=state.exit_code,
+            error=state.error,
+        )
+
+    def _publish(self, event_type: type, task_id: str, **fields) -> None:
+        self._bus.publish(
+            event_type(
+                at=now_ms(), run_id=self.run.id, job_id=self.job.id, task_id=task_id, **fields
+            )
+        )
 
 
-def _failed_start(error: str) -> AttemptResult:
+def _internal_failure(exc: BaseException | None) -> AttemptResult:
+    """The result of an attempt a bug inside petit broke: the details go to the log only."""
     stamp = now_ms()
+    error = internal_error(exc).message if exc is not None else "internal error"
     return AttemptResult(
         exit_code=None,
-        error=f"cannot start: {error}",
+        error=error,
         timed_out=False,
         cancelled=False,
         stdout="",

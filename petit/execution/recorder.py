@@ -1,12 +1,13 @@
-"""Coalesced recording of live runs: the engine reports every change, the recorder writes at
-most once per interval (plus immediately when asked), so a 200-task run costs a handful of
-writes instead of hundreds."""
+"""Coalesced recording of live runs: a subscriber of the engine's events, it writes a run at
+its start and end and at most once per interval in between, so a 200-task run costs a handful
+of writes instead of hundreds."""
 
 from __future__ import annotations
 
 import logging
 import threading
 
+from ..core.events import Event, EventBus, OutputDropped, RunEnded, RunStarted, TaskOutput
 from ..core.model import Run
 from ..errors import StorageError
 from ..storage.store import Store
@@ -19,9 +20,14 @@ log = logging.getLogger("petit.recorder")
 
 
 class RunRecorder:
-    def __init__(self, store: Store, interval_secs: float = FLUSH_INTERVAL_SECS) -> None:
+    """Records the runs it `track`s whenever the bus says they changed."""
+
+    def __init__(
+        self, store: Store, bus: EventBus, interval_secs: float = FLUSH_INTERVAL_SECS
+    ) -> None:
         self.store = store
         self._interval = interval_secs
+        self._tracked: dict[str, Run] = {}  # run id -> the live Run its engine changes
         self._dirty: dict[str, Run] = {}
         self._cond = threading.Condition()
         self._write_lock = threading.Lock()
@@ -29,6 +35,29 @@ class RunRecorder:
         self._failures = 0  # consecutive failed writes; only the first one is logged
         self._thread = threading.Thread(target=self._loop, name="petit-recorder", daemon=True)
         self._thread.start()
+        self._unsubscribe = bus.subscribe(self._on_event)
+
+    def track(self, run: Run) -> None:
+        """Record `run` on its events from now on, until its RunEnded."""
+        with self._cond:
+            self._tracked[run.id] = run
+
+    def _on_event(self, event: Event) -> None:
+        # Output lines change nothing that is recorded: a chatty task must cost no writes.
+        if isinstance(event, (TaskOutput, OutputDropped)):
+            return
+        with self._cond:
+            run = self._tracked.get(getattr(event, "run_id", None))
+            if run is not None and isinstance(event, RunEnded):
+                del self._tracked[run.id]
+        if run is None:
+            return
+        self.changed(run)
+        if isinstance(event, (RunStarted, RunEnded)):
+            try:
+                self.flush()
+            except StorageError:
+                pass  # logged by _write; the loop retries until the disk takes it
 
     def changed(self, run: Run) -> None:
         with self._cond:
@@ -38,12 +67,14 @@ class RunRecorder:
                 self._cond.notify()
 
     def flush(self) -> None:
-        """Write every pending change now (run start and run end call this)."""
+        """Write every pending change now; raises StorageError when the write fails (the
+        changes stay pending and the loop retries them)."""
         with self._cond:
             batch, self._dirty = list(self._dirty.values()), {}
         self._write(batch)
 
     def close(self) -> None:
+        self._unsubscribe()
         with self._cond:
             self._closed = True
             self._cond.notify()

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections import Counter
 
 from ..core.dag import find_cycle, topological_order
-from ..core.model import Condition, RetryCondition, RetryPolicy, Task, TaskType
+from ..core.model import Condition, Task, TaskType
+from ..core.retry import RetryCondition, RetryPolicy
 from ..core.text import short_repr
 from .fields import (
     Problems,

@@ -1,38 +1,35 @@
 """Recovery at start: runs a dead worker left pending or running become interrupted, and whatever
-their tasks left alive is killed."""
+their tasks left alive is killed, each through the runner that started it."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
-import psutil
-
-from ..core.model import Run, RunStatus, TaskStatus, now_ms
-from ..execution.runners.local import kill_group, sweep_escaped
+from ..core.model import INTERRUPTED, Run, now_ms
+from ..execution.runners.base import TaskRunner
+from ..execution.runners.local import LocalRunner
 from ..storage.store import Store
 
 log = logging.getLogger("petit.recovery")
 
 
-def recover(store: Store) -> int:
-    """Runs left pending/running by a dead worker become interrupted; their processes die."""
+def default_runners() -> dict[str, TaskRunner]:
+    """The runners a handle may name, by their "runner" key."""
+    runner = LocalRunner()
+    return {runner.name: runner}
+
+
+def recover(store: Store, runners: Mapping[str, TaskRunner] | None = None) -> int:
+    """Runs left pending/running by a dead worker become interrupted; their attempts die."""
+    runners = default_runners() if runners is None else runners
     count = 0
     for run in store.active_runs():
         if run.status.is_terminal:
             store.forget_active(run)
             continue
-        killed = _kill_leftovers(run, store.db_path)
-        ended = now_ms()
-        for state in run.tasks:
-            if not state.status.is_terminal:
-                state.status = TaskStatus.FAILED if state.attempts else TaskStatus.SKIPPED
-                state.error = "run was interrupted"
-                state.ended_at = ended if state.attempts else None
-                state.pid = None
-        run.status = RunStatus.INTERRUPTED
-        run.error = "run was interrupted"
-        run.ended_at = ended
-        run.duration_ms = ended - (run.started_at or run.created_at or ended)
+        killed = _kill_leftovers(run, store.db_path, runners)
+        run.interrupt(INTERRUPTED, now_ms())
         store.save_runs([run])
         log.warning(
             "recovered run %s: interrupted%s",
@@ -43,18 +40,22 @@ def recover(store: Store) -> int:
     return count
 
 
-def _kill_leftovers(run: Run, db_path: str) -> int:
-    """Kill recorded task process groups (pid + create time must match: a reused pid is never
-    killed), then any process that still carries this run's PETIT_RUN_ID and this db's PETIT_DB
-    (another petit on another db has its own `job-1`)."""
+def _kill_leftovers(run: Run, db_path: str, runners: Mapping[str, TaskRunner]) -> int:
+    """End the attempts recorded in flight, then let every runner sweep what still belongs to
+    this run of this db (another petit on another db has its own `job-1`)."""
     killed = 0
     for state in run.tasks:
-        if state.pid and state.pid_created:
-            try:
-                proc = psutil.Process(state.pid)
-                if abs(proc.create_time() - state.pid_created) < 0.01:
-                    killed += kill_group(state.pid)
-            except psutil.Error:
-                pass
-    # also kills an escapee's own process group (children that cleared their environment)
-    return killed + sweep_escaped({"PETIT_RUN_ID": run.id, "PETIT_DB": db_path})
+        handle = state.handle
+        if not handle:
+            continue
+        runner = runners.get(handle.get("runner"))
+        if runner is None:
+            log.error(
+                "run %s: task %s was left in flight by runner %r, which is not available",
+                run.id,
+                state.task_id,
+                handle.get("runner"),
+            )
+            continue
+        killed += runner.recover(handle)
+    return killed + sum(runner.sweep_run(run.id, db_path) for runner in runners.values())

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from ..core.events import EventBus, FireDropped, SchedulerPaused, SchedulerResumed
+from ..core.events import EventBus, FireDropped, RunCreated, SchedulerPaused, SchedulerResumed
 from ..core.model import Job, Run, Trigger, now_ms
 from ..core.views import job_summary
 from ..errors import PetitError, StorageError
@@ -47,7 +47,7 @@ class Scheduler:
     ) -> None:
         self.store = store
         self.bus = bus if bus is not None else EventBus()
-        self.recorder = RunRecorder(store)
+        self.recorder = RunRecorder(store, self.bus)
         self.max_tasks = max_tasks
         self.runs = RunManager(jobs, store, self._new_engine, max_jobs, send_reply)
         last_fires = {
@@ -67,7 +67,14 @@ class Scheduler:
         return self.timetable.is_paused
 
     def _new_engine(self, job: Job, run: Run, extra_env: dict[str, str]) -> RunEngine:
-        return RunEngine(job, run, self.recorder, max_tasks=self.max_tasks, extra_env=extra_env)
+        """A created run's engine; the recorder follows it and RunCreated goes out first."""
+        self.recorder.track(run)
+        self.bus.publish(
+            RunCreated(run.created_at, run.id, job.id, run.trigger.value, run.scheduled_at)
+        )
+        return RunEngine(
+            job, run, self.store, self.bus, max_tasks=self.max_tasks, extra_env=extra_env
+        )
 
     # -- job summaries ------------------------------------------------------------------------
 

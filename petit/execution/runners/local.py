@@ -1,5 +1,6 @@
-"""One task attempt: spawn in its own session, capture bounded output, enforce the timeout and
-kill the whole process group. A non-zero exit is data (a failed attempt), never an exception."""
+"""The local runner: each attempt a process in its own session, bounded output capture, the
+timeout enforced on the whole process group, and sweeps for what escaped the group. A non-zero
+exit is data (a failed attempt), never an exception."""
 
 from __future__ import annotations
 
@@ -7,40 +8,24 @@ import os
 import selectors
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import psutil
 
-from ...core.model import Job, Task, TaskType, now_ms
+from ...core.model import now_ms
+from .base import DEFAULT_LOG_LIMIT, AttemptResult, AttemptSpec, LineCallback
 
+RUNNER_NAME = "local"
 KILL_GRACE_SECS = 2.0
 # After the leader exits, a straggler that escaped the group (setsid) may still hold the pipes.
 DRAIN_AFTER_EXIT_SECS = 1.0
-DEFAULT_LOG_LIMIT = 1024 * 1024
 # The variables that tie a process to the attempt that started it, whatever its session: run ids
 # repeat across dbs, so the db path is part of the identity.
 SWEEP_KEYS = ("PETIT_RUN_ID", "PETIT_TASK_ID", "PETIT_DB")
 # A killed escapee may have forked while the pass was walking /proc: look again, a few times.
 SWEEP_MAX_PASSES = 3
-
-LineCallback = Callable[[str, str], None]  # (stream name, line)
-
-
-@dataclass
-class AttemptResult:
-    exit_code: int | None
-    error: str | None
-    timed_out: bool
-    cancelled: bool
-    stdout: str
-    stderr: str
-    truncated: bool
-    started_at: int
-    ended_at: int
 
 
 class BoundedBuffer:
@@ -78,31 +63,6 @@ class BoundedBuffer:
     def text(self) -> str:
         body = self.data.decode("utf-8", "replace")
         return f"[... {self.dropped} bytes truncated ...]\n{body}" if self.dropped else body
-
-
-def build_argv(task: Task, base_dir: str) -> list[str]:
-    """A python task's script file is found relative to the job file's folder."""
-    if task.type is TaskType.COMMAND:
-        return [task.command, *task.args]
-    if task.type is TaskType.SHELL:
-        return ["/bin/sh", "-c", task.script]
-    if task.inline is not None:
-        return [sys.executable, "-c", task.inline]
-    return [sys.executable, os.path.join(base_dir, task.script)]
-
-
-def build_env(
-    job: Job, task: Task, run_id: str, attempt: int, extra: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("PETIT_API_TOKEN", None)  # a secret of the service, not of the tasks it runs
-    env.update(job.environment)
-    env.update(task.environment)
-    env.update(extra or {})
-    env.update(
-        PETIT_JOB_ID=job.id, PETIT_RUN_ID=run_id, PETIT_TASK_ID=task.id, PETIT_ATTEMPT=str(attempt)
-    )
-    return env
 
 
 def sweep_match(
@@ -165,9 +125,43 @@ def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
         return False
 
 
+class LocalRunner:
+    """Runs attempts as local process groups (the TaskRunner of `petit run` and `trigger`)."""
+
+    name = RUNNER_NAME
+
+    def start(self, spec: AttemptSpec) -> TaskProcess:
+        env = dict(os.environ)
+        env.pop("PETIT_API_TOKEN", None)  # a secret of the service, not of the tasks it runs
+        env.update(spec.env)
+        return TaskProcess(
+            list(spec.argv), env, spec.cwd, spec.timeout_secs, spec.log_limit, spec.on_line
+        )
+
+    def sweep_run(self, run_id: str, db_path: str) -> int:
+        """Kill what escaped the process groups of any attempt of this run (a daemon a finished
+        task left behind included): one pass over the processes, for stops only."""
+        keys = ("PETIT_RUN_ID", "PETIT_DB")
+        return sweep_escaped(sweep_match({"PETIT_RUN_ID": run_id, "PETIT_DB": db_path}, keys))
+
+    def recover(self, handle: dict) -> int:
+        """Kill the recorded process group if its leader still runs; pid and create time must
+        both match, so a reused pid is never killed."""
+        pid, created = handle.get("pid"), handle.get("created")
+        if not pid or not created:
+            return 0
+        try:
+            if abs(psutil.Process(pid).create_time() - created) >= 0.01:
+                return 0
+        except psutil.Error:
+            return 0
+        return int(kill_group(pid))
+
+
 class TaskProcess:
-    """A started attempt. `collect()` blocks until it is over; `cancel()` may be called from any
-    thread and makes `collect()` end promptly with the group killed."""
+    """A started attempt (the local runner's AttemptHandle). `collect()` blocks until it is
+    over; `cancel()` may be called from any thread and makes `collect()` end promptly with the
+    group killed."""
 
     def __init__(
         self,
@@ -226,6 +220,12 @@ class TaskProcess:
         self.pid = self.proc.pid if self.proc else None
         self.pid_created = _create_time(self.pid) if self.pid else None
         self._sweep = sweep_match(env)
+
+    def to_dict(self) -> dict | None:
+        # pid + create time identify the group leader; the create time guards a reused pid
+        if self.pid is None:
+            return None
+        return {"runner": RUNNER_NAME, "pid": self.pid, "created": self.pid_created}
 
     def cancel(self) -> None:
         with self._cancel_lock:

@@ -1,0 +1,102 @@
+"""The seam between the engine and whatever runs task attempts: a runner-neutral spec of one
+attempt, its result, and the protocols a runner implements. The engine and recovery know only
+these; how an attempt runs (process groups here, a remote worker elsewhere) stays in a runner."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from ...core.model import Job, Task, TaskType
+
+DEFAULT_LOG_LIMIT = 1024 * 1024
+
+LineCallback = Callable[[str, str], None]  # (stream name, line without its newline)
+
+
+@dataclass(frozen=True)
+class AttemptSpec:
+    """One attempt of one task. `env` is petit's part of the environment (job, task, PETIT_*);
+    a runner adds what its processes inherit. `on_line` gets every captured output line."""
+
+    job_id: str
+    run_id: str
+    task_id: str
+    attempt: int
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: str | None = None
+    timeout_secs: float | None = None
+    log_limit: int = DEFAULT_LOG_LIMIT  # bytes kept per stream (the tail)
+    on_line: LineCallback | None = None
+
+
+@dataclass
+class AttemptResult:
+    """How an attempt ended. A non-zero exit is data here, never an exception."""
+
+    exit_code: int | None
+    error: str | None
+    timed_out: bool
+    cancelled: bool
+    stdout: str
+    stderr: str
+    truncated: bool
+    started_at: int
+    ended_at: int
+
+
+class AttemptHandle(Protocol):
+    """A started attempt. `cancel()` may be called from any thread, also after the end, and
+    makes `collect()` return promptly."""
+
+    def to_dict(self) -> dict | None:
+        """What the engine persists on the task so that recovery finds the attempt again after
+        a crash: JSON-serialisable, with the runner's name under "runner"; None when nothing
+        was started (a failed start)."""
+
+    def cancel(self) -> None: ...
+
+    def collect(self) -> AttemptResult:
+        """Block until the attempt is over; what it leaves behind is already cleaned up."""
+
+
+class TaskRunner(Protocol):
+    name: str  # the "runner" key of the handles it makes
+
+    def start(self, spec: AttemptSpec) -> AttemptHandle:
+        """Start the attempt; a failure to start is reported by the handle's result."""
+
+    def sweep_run(self, run_id: str, db_path: str) -> int:
+        """After a stop (cancel, interrupt, shutdown): end whatever the run's attempts left
+        behind. Returns how many things were killed."""
+
+    def recover(self, handle: dict) -> int:
+        """End the attempt a dead worker left in flight, if it is still there. Returns how many
+        things were killed."""
+
+
+def build_argv(task: Task, base_dir: str) -> tuple[str, ...]:
+    """A python task's script file is found relative to the job file's folder."""
+    if task.type is TaskType.COMMAND:
+        return (task.command, *task.args)
+    if task.type is TaskType.SHELL:
+        return ("/bin/sh", "-c", task.script)
+    if task.inline is not None:
+        return (sys.executable, "-c", task.inline)
+    return (sys.executable, os.path.join(base_dir, task.script))
+
+
+def build_env(
+    job: Job, task: Task, run_id: str, attempt: int, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Job environment, then the task's, then `extra`, then the PETIT_* identity of the
+    attempt, which no job can override (a task must not impersonate another run)."""
+    env = {**job.environment, **task.environment, **(extra or {})}
+    env.update(
+        PETIT_JOB_ID=job.id, PETIT_RUN_ID=run_id, PETIT_TASK_ID=task.id, PETIT_ATTEMPT=str(attempt)
+    )
+    return env

@@ -1,0 +1,272 @@
+"""Run and task state transitions: every legal edge does what it says, every other raises
+InvalidTransition; old records read back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from petit.core.model import CANCELLED, INTERRUPTED, Run, RunStatus, TaskRun, TaskStatus
+from petit.errors import InvalidTransition
+
+T0 = 1_700_000_000_000
+
+
+@dataclass
+class Result:
+    exit_code: int | None = 0
+    error: str | None = None
+    timed_out: bool = False
+    ended_at: int = T0 + 500
+
+
+FAILED = Result(exit_code=2, error="exited with code 2", ended_at=T0 + 300)
+
+
+def running_task(attempts: int = 1) -> TaskRun:
+    state = TaskRun("t", "job-1")
+    for _ in range(attempts - 1):
+        state.start_attempt(T0)
+        state.wait_for_retry(FAILED)
+    state.start_attempt(T0 + 100)
+    return state
+
+
+def run_of(*states: TaskRun) -> Run:
+    return Run("job-1", "job", 1, created_at=T0 - 50, tasks=list(states))
+
+
+# -- tasks: legal edges -------------------------------------------------------------------------
+
+
+def test_start_attempt_counts_and_keeps_the_first_start():
+    state = running_task()
+    assert (state.status, state.attempts, state.started_at) == (TaskStatus.RUNNING, 1, T0 + 100)
+    state.attach({"runner": "local", "pid": 7, "created": 1.5})
+    state.wait_for_retry(FAILED)
+    assert (state.status, state.exit_code, state.error) == (TaskStatus.PENDING, 2, FAILED.error)
+    assert state.handle is None  # recovery must not aim at a finished attempt
+    state.start_attempt(T0 + 900)
+    assert (state.attempts, state.started_at) == (2, T0 + 100)
+    # a retry is running again: the previous attempt's end no longer describes the task
+    assert (state.ended_at, state.duration_ms, state.exit_code, state.error) == (None,) * 4
+
+
+@pytest.mark.parametrize(
+    "result, status",
+    [(Result(), TaskStatus.COMPLETED), (FAILED, TaskStatus.FAILED)],
+    ids=["completed", "failed"],
+)
+def test_finish_records_the_attempt(result, status):
+    state = running_task()
+    state.attach({"runner": "local", "pid": 7, "created": 1.5})
+    state.finish(result)
+    assert (state.status, state.exit_code, state.error) == (status, result.exit_code, result.error)
+    assert (state.ended_at, state.duration_ms) == (result.ended_at, result.ended_at - T0 - 100)
+    assert state.handle is None
+
+
+def test_skip_and_abandon():
+    never = TaskRun("t", "job-1")
+    never.skip("condition not met")
+    assert (never.status, never.error, never.ended_at) == (
+        TaskStatus.SKIPPED,
+        "condition not met",
+        None,
+    )
+    cut = running_task()
+    cut.abandon("cancelled", T0 + 400)
+    assert (cut.status, cut.error, cut.ended_at, cut.duration_ms) == (
+        TaskStatus.FAILED,
+        "cancelled",
+        T0 + 400,
+        300,
+    )
+    waiting = running_task()
+    waiting.wait_for_retry(FAILED)
+    waiting.abandon("cancelled", T0 + 400)  # PENDING, awaiting a retry
+    assert waiting.status is TaskStatus.FAILED
+
+
+@pytest.mark.parametrize(
+    "attempts, reason, status, error",
+    [
+        (0, INTERRUPTED, TaskStatus.SKIPPED, INTERRUPTED),
+        (1, INTERRUPTED, TaskStatus.FAILED, INTERRUPTED),
+        (0, None, TaskStatus.SKIPPED, "not reached"),
+        (1, None, TaskStatus.FAILED, "did not finish"),
+    ],
+    ids=["never-started", "running", "never-started-bug", "running-bug"],
+)
+def test_interrupt_skips_or_abandons(attempts, reason, status, error):
+    state = running_task() if attempts else TaskRun("t", "job-1")
+    state.interrupt(reason, T0 + 1000)
+    assert (state.status, state.error) == (status, error)
+
+
+def test_interrupt_while_awaiting_a_retry_keeps_the_last_error_without_a_reason():
+    state = running_task()
+    state.wait_for_retry(FAILED)
+    state.interrupt(None, T0 + 1000)
+    assert (state.status, state.error) == (TaskStatus.FAILED, FAILED.error)
+
+
+# -- tasks: illegal edges -----------------------------------------------------------------------
+
+
+def finished_task(status: TaskStatus) -> TaskRun:
+    if status is TaskStatus.SKIPPED:
+        state = TaskRun("t", "job-1")
+        state.skip("condition not met")
+        return state
+    state = running_task()
+    state.finish(Result() if status is TaskStatus.COMPLETED else FAILED)
+    return state
+
+
+ILLEGAL_TASK_EDGES = [
+    ("pending", "finish", lambda s: s.finish(Result())),
+    ("pending", "wait_for_retry", lambda s: s.wait_for_retry(FAILED)),
+    ("pending", "abandon", lambda s: s.abandon("x", T0)),  # never started: skip it instead
+    ("running", "start_attempt", lambda s: s.start_attempt(T0)),
+    ("running", "skip", lambda s: s.skip("x")),
+    ("retrying", "skip", lambda s: s.skip("x")),  # it ran: it cannot be skipped
+    *[
+        (status.value, name, edge)
+        for status in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.SKIPPED)
+        for name, edge in [
+            ("start_attempt", lambda s: s.start_attempt(T0)),
+            ("finish", lambda s: s.finish(Result())),
+            ("wait_for_retry", lambda s: s.wait_for_retry(FAILED)),
+            ("skip", lambda s: s.skip("x")),
+            ("abandon", lambda s: s.abandon("x", T0)),
+        ]
+    ],
+]
+
+
+@pytest.mark.parametrize(
+    "start, name, edge", ILLEGAL_TASK_EDGES, ids=[f"{s}-{n}" for s, n, _ in ILLEGAL_TASK_EDGES]
+)
+def test_illegal_task_edges_raise_and_change_nothing(start, name, edge):
+    if start == "pending":
+        state = TaskRun("t", "job-1")
+    elif start == "running":
+        state = running_task()
+    elif start == "retrying":
+        state = running_task()
+        state.wait_for_retry(FAILED)
+    else:
+        state = finished_task(TaskStatus(start))
+    before = state.to_dict()
+    with pytest.raises(InvalidTransition) as raised:
+        edge(state)
+    assert state.to_dict() == before
+    assert "task 't' of run 'job-1': illegal transition" in str(raised.value)
+    assert raised.value.http_status == 500
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+def test_run_start_and_finish_completed():
+    done = finished_task(TaskStatus.COMPLETED)
+    run = run_of(done)
+    run.start(T0)
+    assert (run.status, run.started_at) == (RunStatus.RUNNING, T0)
+    run.finish(T0 + 700)
+    assert (run.status, run.error, run.ended_at, run.duration_ms) == (
+        RunStatus.COMPLETED,
+        None,
+        T0 + 700,
+        700,
+    )
+
+
+def test_run_finish_names_the_failed_tasks_or_the_bug():
+    run = run_of(finished_task(TaskStatus.FAILED), finished_task(TaskStatus.SKIPPED))
+    run.start(T0)
+    run.finish(T0 + 700)
+    assert (run.status, run.error) == (RunStatus.FAILED, "failed tasks: t")
+    cut = run_of(running_task(), TaskRun("u", "job-1"))
+    cut.start(T0)
+    cut.finish(T0 + 700, error="internal error: boom")
+    assert (cut.status, cut.error) == (RunStatus.FAILED, "internal error: boom")
+    assert [t.status for t in cut.tasks] == [TaskStatus.FAILED, TaskStatus.SKIPPED]
+
+
+def test_run_cancel_and_interrupt_end_the_unfinished_tasks():
+    run = run_of(running_task(), TaskRun("u", "job-1"), finished_task(TaskStatus.COMPLETED))
+    run.start(T0)
+    run.cancel(T0 + 800)
+    assert (run.status, run.error) == (RunStatus.CANCELLED, CANCELLED)
+    assert [(t.status.value, t.error) for t in run.tasks] == [
+        ("failed", CANCELLED),
+        ("skipped", CANCELLED),
+        ("completed", None),
+    ]
+    found = run_of(running_task())  # left pending by a crash, never started
+    found.interrupt(INTERRUPTED, T0 + 900)
+    assert (found.status, found.error, found.duration_ms) == (
+        RunStatus.INTERRUPTED,
+        INTERRUPTED,
+        950,
+    )
+
+
+ILLEGAL_RUN_EDGES = [
+    ("pending", "finish", lambda r: r.finish(T0)),
+    ("pending", "cancel", lambda r: r.cancel(T0)),
+    ("running", "start", lambda r: r.start(T0)),
+    *[
+        (status, name, edge)
+        for status in ("completed", "cancelled", "interrupted")
+        for name, edge in [
+            ("start", lambda r: r.start(T0)),
+            ("finish", lambda r: r.finish(T0)),
+            ("cancel", lambda r: r.cancel(T0)),
+            ("interrupt", lambda r: r.interrupt(INTERRUPTED, T0)),
+        ]
+    ],
+]
+
+
+@pytest.mark.parametrize(
+    "start, name, edge", ILLEGAL_RUN_EDGES, ids=[f"{s}-{n}" for s, n, _ in ILLEGAL_RUN_EDGES]
+)
+def test_illegal_run_edges_raise_and_change_nothing(start, name, edge):
+    run = run_of(TaskRun("t", "job-1"))
+    if start != "pending":
+        run.start(T0)
+    {"completed": run.finish, "cancelled": run.cancel}.get(start, lambda now: None)(T0 + 1)
+    if start == "interrupted":
+        run.interrupt(INTERRUPTED, T0 + 1)
+    before = run.to_dict()
+    with pytest.raises(InvalidTransition, match=r"run 'job-1': illegal transition"):
+        edge(run)
+    assert run.to_dict() == before
+
+
+# -- records ------------------------------------------------------------------------------------
+
+
+def test_a_record_from_before_handles_reads_as_a_local_handle():
+    old = {
+        "task_id": "t",
+        "run_id": "job-1",
+        "status": "running",
+        "attempts": 1,
+        "pid": 4242,
+        "pid_created": 1700000000.25,
+    }
+    state = TaskRun.from_dict(old)
+    assert state.handle == {"runner": "local", "pid": 4242, "created": 1700000000.25}
+    assert "pid" not in state.to_dict()
+    assert TaskRun.from_dict({**old, "pid": None}).handle is None
+
+
+def test_a_handle_round_trips():
+    state = running_task()
+    state.attach({"runner": "fake", "id": "x"})
+    assert TaskRun.from_dict(state.to_dict()) == state
