@@ -162,8 +162,7 @@ def _run() -> Run:
                 started_at=1001,
                 ended_at=2001,
                 duration_ms=1000,
-                pid=4242,
-                pid_created=12.5,
+                handle={"runner": "local", "pid": 4242, "created": 12.5},
             ),
             TaskRun(
                 task_id="load",

@@ -11,13 +11,6 @@ import threading
 from datetime import UTC, datetime
 
 
-def _positive_int(args: dict, key: str, minimum: int = 1) -> int:
-    """Option `key`'s whole number, or its default (in service/settings.py) when not given."""
-    from ..service.settings import whole_number
-
-    return whole_number(args, key, minimum)
-
-
 def cmd_validate(args: dict) -> int:
     from ..core.text import one_line
     from ..jobs.loader import load_jobs
@@ -78,19 +71,20 @@ def cmd_trigger(args: dict) -> int:
     from ..execution.recorder import RunRecorder
     from ..ipc.instance import hold_instance_lock
     from ..jobs.loader import load_jobs
+    from ..service.settings import db_path, whole_number
     from ..storage.store import Store
 
     # Bad option values are usage errors, and must be found before a run is recorded: a run
     # created and then abandoned would stay "pending" in the db until the next recovery.
-    keep_runs = _positive_int(args, "--keep-runs")
-    max_tasks = _positive_int(args, "--max-tasks")
+    keep_runs = whole_number(args, "--keep-runs")
+    max_tasks = whole_number(args, "--max-tasks")
     jobs = load_jobs(args["JOBS_DIR"])
     job = jobs.get(args["JOB_ID"])
     if job is None:
         known = ", ".join(jobs) or "none"
         print(f"petit: unknown job {args['JOB_ID']!r}; known jobs: {known}", file=sys.stderr)
         return 1
-    store = Store(args["--db"], keep_runs=keep_runs)
+    store = Store(db_path(args), keep_runs=keep_runs)
     store.check()
     hold_instance_lock(
         store.db_path

@@ -28,7 +28,7 @@ Usage:
   petit --version
 
 Options:
-  --db PATH                TinyDB file holding runs and state [default: ./petit.db].
+  --db PATH                TinyDB file holding runs and state (default ./petit.db).
   --no-api                 Run without the HTTP API process.
   --api-port PORT          HTTP API port (default 8565).
   --api-host HOST          HTTP API address; anything but loopback is reachable by others

@@ -13,6 +13,7 @@ from ..errors import UsageError
 from ..logconf import LEVELS
 
 TOKEN_ENV = "PETIT_API_TOKEN"
+DEFAULT_DB = "./petit.db"
 MAX_PORT = 65535
 MAX_SHUTDOWN_SECS = 86400
 
@@ -47,7 +48,7 @@ class Settings:
             raise UsageError(f"--api-port must be at most {MAX_PORT}, got {port}")
         return cls(
             jobs_dir=os.path.abspath(args["JOBS_DIR"]),
-            db=os.path.abspath(args["--db"]),
+            db=db_path(args),
             socket=os.path.abspath(socket_path(args)),
             max_tasks=whole_number(args, "--max-tasks"),
             max_jobs=whole_number(args, "--max-jobs", minimum=0),
@@ -108,6 +109,11 @@ def seconds(args: Mapping, option: str) -> float:
     return value
 
 
+def db_path(args: Mapping) -> str:
+    """--db made absolute, or the default db in the current directory."""
+    return os.path.abspath(args.get("--db") or DEFAULT_DB)
+
+
 def socket_path(args: Mapping) -> str:
     """--socket, or the db's path with `.sock` appended."""
-    return args.get("--socket") or os.path.abspath(args["--db"]) + ".sock"
+    return args.get("--socket") or db_path(args) + ".sock"

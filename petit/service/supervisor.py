@@ -353,7 +353,7 @@ def _check_api_settings(settings: Settings) -> Settings:
     if not loopback:
         log.warning(
             "the HTTP API is bound to %s, which is reachable from other machines%s; read "
-            "README.md, section 'Security'",
+            "the Security page, docs/security.md",
             settings.api_host,
             "" if settings.api_token else " and has NO authentication (set --api-token)",
         )
