@@ -3,14 +3,18 @@
 Every DAG workload is timed three ways in the same invocation: a bare asyncio runner (the
 baseline), `petit trigger`, and a running `petit run` triggered over HTTP. Figures are medians
 of >= 5 repetitions with min and max. Prints one table; writes bench/results/latest.json.
+Services are started, checked ready and stopped by the tests' harness (tests/harness.py), so a
+benchmark also fails when petit leaves a process behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -20,9 +24,12 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from petit_service import PETIT, PetitService  # noqa: E402
+import psutil  # noqa: E402
+from api_client import try_request  # noqa: E402
+from harness import Service  # noqa: E402
+from processes import PETIT, wait_until  # noqa: E402
 
 from petit.core.model import Run, RunStatus, TaskRun, TaskStatus, Trigger  # noqa: E402
 from petit.storage.store import RUNS_PER_CHUNK, Store  # noqa: E402
@@ -97,6 +104,65 @@ def percentile(samples: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
 
 
+# -- the service under measurement ----------------------------------------------------------------
+
+
+def petit_service(root: str, jobs_dir: str, db: str, *extra: str) -> Service:
+    """`petit run` with the API on `jobs_dir`; use as `with petit_service(...).running() as svc`."""
+    return Service(root, jobs_dir=jobs_dir, db=db, extra_args=("--log-level", "warning", *extra))
+
+
+def finished(service: Service, run_id: str) -> dict:
+    """The run once it ended, polled often enough not to blur the timings."""
+    return service.wait_run(run_id, timeout=60, interval=0.002)
+
+
+class KeepAlive:
+    """One keep-alive connection (what a script or dashboard holds), for the timed requests."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def request(self, method: str, path: str) -> tuple[int, dict]:
+        try:
+            self.conn.request(method, path)
+            response = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            # the server closes keep-alive connections idle for 60 s: open a new one, once
+            self.conn.close()
+            self.conn.request(method, path)
+            response = self.conn.getresponse()
+        return response.status, json.loads(response.read())
+
+    def trigger(self, job_id: str) -> str:
+        status, body = self.request("POST", f"/api/jobs/{job_id}/trigger")
+        if status != 200:
+            raise RuntimeError(f"trigger {job_id}: {status} {body}")
+        return body["run_id"]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def petit_tree(service: Service, with_tracker: bool = True) -> list[psutil.Process]:
+    """Supervisor, scheduler, API and (unless excluded) multiprocessing's resource tracker:
+    every process petit itself keeps alive (task processes come and go, and are left out)."""
+    root = psutil.Process(service.pid)
+    children = [p for p in root.children() if "multiprocessing" in " ".join(p.cmdline())]
+    return [
+        root,
+        *(p for p in children if with_tracker or "resource_tracker" not in " ".join(p.cmdline())),
+    ]
+
+
+def rss_mib(service: Service, with_tracker: bool = True) -> float:
+    return sum(p.memory_info().rss for p in petit_tree(service, with_tracker)) / 2**20
+
+
+def pss_mib(service: Service) -> float:
+    return sum(p.memory_full_info().pss for p in petit_tree(service)) / 2**20
+
+
 # -- measurements ---------------------------------------------------------------------------------
 
 
@@ -106,8 +172,9 @@ def bench_dags(work: str) -> None:
     for name, tasks in workloads().items():
         with open(os.path.join(jobs_dir, f"{name}.yaml"), "w") as handle:
             handle.write(job_yaml(name, tasks))
-    service = PetitService(jobs_dir, os.path.join(work, "dag_http.db"))
-    try:
+    with petit_service(
+        os.path.join(work, "dag_http"), jobs_dir, os.path.join(work, "dag_http.db")
+    ).running() as service:
         for name, tasks in workloads().items():
             base, cli, http = [], [], []
             for rep in range(REPS):
@@ -129,7 +196,7 @@ def bench_dags(work: str) -> None:
                     capture_output=True,
                 )
                 cli.append(Store(db).list_runs(name, 1)[0].duration_ms / 1000)
-                http.append(service.wait_run(service.trigger(name))["duration_ms"] / 1000)
+                http.append(finished(service, service.trigger(name))["duration_ms"] / 1000)
             RESULTS[name] = {
                 "baseline_s": spread(base),
                 "trigger_s": spread(cli),
@@ -142,8 +209,6 @@ def bench_dags(work: str) -> None:
                 f"trigger {statistics.median(cli):.3f}s  "
                 f"http {statistics.median(http):.3f}s"
             )
-    finally:
-        service.stop()
 
 
 def stamp_job(jobs_dir: str, job_id: str, extra: str = "") -> None:
@@ -152,29 +217,30 @@ def stamp_job(jobs_dir: str, job_id: str, extra: str = "") -> None:
         handle.write(job_yaml(job_id, [("stamp", [])], command="date", args=["+%s%N"], extra=extra))
 
 
-def stamp_of(service: PetitService, run_id: str) -> float:
+def stamp_of(service: Service, run_id: str) -> float:
     """The task's own start time, in epoch ms."""
-    return int(service.get(f"/api/runs/{run_id}/tasks/stamp/logs")[1]["stdout"]) / 1e6
+    return int(service.get(f"/api/runs/{run_id}/tasks/stamp/logs").json()["stdout"]) / 1e6
 
 
 def bench_trigger_latency(work: str) -> None:
     jobs_dir = os.path.join(work, "latency_jobs")
     os.makedirs(jobs_dir)
     stamp_job(jobs_dir, "stamp")
-    service = PetitService(jobs_dir, os.path.join(work, "latency.db"))
     p50s, p99s = [], []
-    try:
+    with petit_service(
+        os.path.join(work, "latency"), jobs_dir, os.path.join(work, "latency.db")
+    ).running() as service:
+        client = KeepAlive(service.port)
         for _ in range(REPS):
             samples = []
             for _ in range(100):
                 sent = time.time_ns() / 1e6
-                run_id = service.trigger("stamp")
-                service.wait_run(run_id)
+                run_id = client.trigger("stamp")
+                finished(service, run_id)
                 samples.append(stamp_of(service, run_id) - sent)
             p50s.append(percentile(samples, 50))
             p99s.append(percentile(samples, 99))
-    finally:
-        service.stop()
+        client.close()
     RESULTS["trigger_latency_ms"] = {
         "p50": spread(p50s),
         "p99": spread(p99s),
@@ -190,17 +256,16 @@ def bench_fire_accuracy(work: str) -> None:
     jobs_dir = os.path.join(work, "fire_jobs")
     os.makedirs(jobs_dir)
     stamp_job(jobs_dir, "every_second", extra='schedule: "*/1 * * * * *"')
-    service = PetitService(jobs_dir, os.path.join(work, "fire.db"))
-    try:
+    with petit_service(
+        os.path.join(work, "fire"), jobs_dir, os.path.join(work, "fire.db")
+    ).running() as service:
         first = time.time()
         while time.time() - first < FIRES + 1.5:
             time.sleep(0.5)
-        status, body = service.get(f"/api/jobs/every_second/runs?limit={FIRES * 3}")
+        body = service.get(f"/api/jobs/every_second/runs?limit={FIRES * 3}").json()
         runs = [r for r in body["runs"] if r["status"] in ("completed", "failed")]
         scheduled = sorted(r["scheduled_at"] for r in runs)
         lateness = [stamp_of(service, r["id"]) - r["scheduled_at"] for r in runs]
-    finally:
-        service.stop()
     expected = (scheduled[-1] - scheduled[0]) // 1000 + 1
     RESULTS["fire_lateness_ms"] = {
         "fires": len(runs),
@@ -261,12 +326,15 @@ def bench_history(work: str) -> None:
             handle.write(job_yaml("one", [("only", [])]))
         db = os.path.join(work, f"history_{size}.db")
         fill_history(db, "one", size)
-        service = PetitService(jobs_dir, db, "--keep-runs", "100000")
-        try:
+        service = petit_service(
+            os.path.join(work, f"history_{size}"), jobs_dir, db, "--keep-runs", "100000"
+        )
+        with service.running():
+            client = KeepAlive(service.port)
             run_times = []
             for _ in range(max(REPS, 20)):
                 start = time.perf_counter()
-                service.wait_run(service.trigger("one"))
+                finished(service, client.trigger("one"))
                 run_times.append((time.perf_counter() - start) * 1000)
             p50s, p99s, rates = [], [], []
             for _ in range(REPS):
@@ -274,7 +342,7 @@ def bench_history(work: str) -> None:
                 begin = time.perf_counter()
                 for _ in range(200):
                     t0 = time.perf_counter()
-                    service.get("/api/jobs/one/runs?limit=20")
+                    client.request("GET", "/api/jobs/one/runs?limit=20")
                     samples.append((time.perf_counter() - t0) * 1000)
                 rates.append(200 / (time.perf_counter() - begin))
                 p50s.append(percentile(samples, 50))
@@ -283,8 +351,7 @@ def bench_history(work: str) -> None:
                 load_test(service.port, "/api/jobs/one/runs?limit=20", seconds=2.0)
                 for _ in range(REPS)
             ]
-        finally:
-            service.stop()
+            client.close()
         RESULTS["history"][str(size)] = {
             "one_task_run_ms": spread(run_times),
             "runs_list_p50_ms": spread(p50s),
@@ -365,13 +432,14 @@ def bench_api_and_memory(work: str) -> None:
     shutil.copytree(os.path.join(ROOT, "examples", "jobs"), jobs_dir)
     with open(os.path.join(jobs_dir, "one.yaml"), "w") as handle:
         handle.write(job_yaml("one", [("only", [])]))
-    service = PetitService(jobs_dir, os.path.join(work, "api.db"))
-    try:
+    with petit_service(
+        os.path.join(work, "api"), jobs_dir, os.path.join(work, "api.db")
+    ).running() as service:
         time.sleep(1.0)  # let the children finish their imports before measuring idle memory
         idle_rss, idle_pss, idle_petit = (
-            service.rss_mib(),
-            service.pss_mib(),
-            service.rss_mib(with_tracker=False),
+            rss_mib(service),
+            pss_mib(service),
+            rss_mib(service, with_tracker=False),
         )
         for path in ("/api/health", "/api/jobs"):
             rates, p50s, p99s = [], [], []
@@ -389,14 +457,18 @@ def bench_api_and_memory(work: str) -> None:
                 f"{path}: {statistics.median(rates):.0f} req/s, "
                 f"p99 {statistics.median(p99s):.2f} ms"
             )
+        sequential = [health_sequential(service.port) for _ in range(REPS)]
+        RESULTS["api /api/health sequential"] = {
+            "rps": spread([r for r, _, _ in sequential]),
+            "p50_ms": spread([p for _, p, _ in sequential]),
+            "p99_ms": spread([p for _, _, p in sequential]),
+        }
         _many_runs(service, "one", 5000)
         after_rss, after_pss, after_petit = (
-            service.rss_mib(),
-            service.pss_mib(),
-            service.rss_mib(with_tracker=False),
+            rss_mib(service),
+            pss_mib(service),
+            rss_mib(service, with_tracker=False),
         )
-    finally:
-        service.stop()
     RESULTS["memory_mib"] = {
         "idle_rss_petit": idle_petit,
         "idle_rss": idle_rss,
@@ -410,7 +482,56 @@ def bench_api_and_memory(work: str) -> None:
     log(f"memory: {RESULTS['memory_mib']}")
 
 
-def _many_runs(service: PetitService, job_id: str, count: int) -> None:
+def health_sequential(port: int, requests: int = 2000) -> tuple[float, float, float]:
+    """(requests/s, p50 ms, p99 ms) of GET /api/health, one client, sequential keep-alive
+    requests after a warm-up."""
+    client = KeepAlive(port)
+    try:
+        for _ in range(50):
+            client.request("GET", "/api/health")
+        samples = []
+        begin = time.perf_counter()
+        for _ in range(requests):
+            t0 = time.perf_counter()
+            status, _ = client.request("GET", "/api/health")
+            samples.append((time.perf_counter() - t0) * 1000)
+            if status != 200:
+                raise RuntimeError(f"GET /api/health: {status}")
+        elapsed = time.perf_counter() - begin
+    finally:
+        client.close()
+    return requests / elapsed, percentile(samples, 50), percentile(samples, 99)
+
+
+def bench_worker_restart(work: str) -> None:
+    """SIGKILL of the scheduler worker -> the first trigger the API accepts again (the
+    supervisor's first restart backoff, a fresh worker's start-up and recovery), one fresh
+    service per repetition so each kill meets the first backoff."""
+    jobs_dir = os.path.join(work, "restart_jobs")
+    os.makedirs(jobs_dir)
+    with open(os.path.join(jobs_dir, "one.yaml"), "w") as handle:
+        handle.write(job_yaml("one", [("only", [])]))
+    samples = []
+    for rep in range(REPS):
+        root = os.path.join(work, f"restart_{rep}")
+        with petit_service(root, jobs_dir, os.path.join(root, "petit.db")).running() as service:
+            os.kill(service.worker_pid(), signal.SIGKILL)
+            killed = time.perf_counter()
+            wait_until(
+                lambda: (
+                    (r := try_request(service.port, "POST", "/api/jobs/one/trigger"))
+                    and r.status == 200
+                ),
+                timeout=30,
+                interval=0.01,
+                message="a trigger accepted after the worker was killed",
+            )
+            samples.append(time.perf_counter() - killed)
+    RESULTS["worker_restart_s"] = spread(samples)
+    log(f"worker restart: first accepted trigger {statistics.median(samples):.3f}s after SIGKILL")
+
+
+def _many_runs(service: Service, job_id: str, count: int) -> None:
     """`count` runs through the running service, four triggers in flight at a time."""
     import http.client
 
@@ -434,8 +555,8 @@ def _many_runs(service: PetitService, job_id: str, count: int) -> None:
         thread.join()
     service.get("/api/health")
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and service.get("/api/scheduler/state")[0] == 200:
-        runs = service.get(f"/api/jobs/{job_id}/runs?limit=1")[1]["runs"]
+    while time.monotonic() < deadline and service.get("/api/scheduler/state").status == 200:
+        runs = service.get(f"/api/jobs/{job_id}/runs?limit=1").json()["runs"]
         if runs and runs[0]["status"] in ("completed", "failed"):
             break
         time.sleep(0.1)
@@ -516,6 +637,17 @@ def table() -> str:
                 "",
             )
         )
+    seq = RESULTS["api /api/health sequential"]
+    rows.append(
+        (
+            "GET /api/health (1 conn, sequential)",
+            f"{seq['rps']['median']:.0f} req/s, p50 {seq['p50_ms']['median']:.2f} "
+            f"/ p99 {seq['p99_ms']['median']:.2f} ms",
+            "",
+            "",
+        )
+    )
+    rows.append(("worker SIGKILL -> trigger accepted", _s(RESULTS["worker_restart_s"]), "", ""))
     mem = RESULTS["memory_mib"]
     rows.append(
         (
@@ -563,6 +695,7 @@ def main() -> int:
         bench_trigger_latency(work)
         bench_history(work)
         bench_api_and_memory(work)
+        bench_worker_restart(work)
         bench_fire_accuracy(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)

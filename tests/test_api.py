@@ -8,19 +8,18 @@ start their own. Every service proves at teardown that it stopped cleanly and le
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import signal
 import socket
-import statistics
 import time
 from urllib.parse import quote
 
 import psutil
 import pytest
-from api_fixtures import Service, is_alive, marked_processes, request, try_request
-from conftest import run_petit, wait_until
+from api_client import request, try_request
+from harness import Service
+from processes import is_alive, marked_processes, run_petit, wait_until
 
 from petit import __version__
 from petit.api.app import ROUTES, route_templates
@@ -60,31 +59,19 @@ _HTTP_METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory):
-    service = Service(str(tmp_path_factory.mktemp("api"))).start()
-    yield service
-    service.stop()
+    with Service(str(tmp_path_factory.mktemp("api"))).running() as service:
+        yield service
 
 
 @pytest.fixture
-def fresh(tmp_path):
-    """Start a service of the test's own (for kills and other flags); stopped and checked after."""
-    started: list[Service] = []
+def fresh(service):
+    """Start a service of the test's own (for kills and other flags) on the example jobs; the
+    `service` fixture stops and checks every one."""
 
     def start(*extra_args: str, env: dict | None = None, api: bool = True) -> Service:
-        root = tmp_path / f"svc{len(started)}"
-        root.mkdir()
-        service = Service(str(root), extra_args=extra_args, env=env, api=api)
-        started.append(service)
-        return service.start()
+        return service(None, *extra_args, env=env, api=api)
 
-    yield start
-    problems = []
-    for service in started:  # every one is stopped, even when an earlier one failed its checks
-        try:
-            service.stop()
-        except AssertionError as exc:
-            problems.append(str(exc))
-    assert not problems, "\n\n".join(problems)
+    return start
 
 
 @pytest.fixture(scope="module")
@@ -754,7 +741,7 @@ def test_sigterm_shutdown_prints_no_traceback(fresh):
     for _ in range(3):  # the race does not show every time
         svc = fresh()
         svc.stop()  # the fixture's own stop() then finds nothing left to do
-        assert "Traceback" not in svc.stderr(), svc.stderr()[-2000:]
+        assert "Traceback" not in svc.log(), svc.log()[-2000:]
 
 
 # -- startup and flags ----------------------------------------------------------------------------
@@ -769,27 +756,24 @@ def test_no_api_leaves_the_port_closed(fresh):
         socket.create_connection(("127.0.0.1", svc.port), timeout=2).close()
 
 
-def test_port_in_use_is_a_clear_startup_error(tmp_path):
-    service = Service(str(tmp_path))
+def test_port_in_use_is_a_clear_startup_error(service):
+    svc = service(api=True, start=False)  # the fixture checks again that nothing is left
     with socket.socket() as busy:
-        busy.bind(("127.0.0.1", service.port))
+        busy.bind(("127.0.0.1", svc.port))
         busy.listen()
-        done = run_petit(*service.argv[2:], timeout=30, env=service.env)
-    try:
-        assert done.returncode == 1, (done.returncode, done.stderr)
-        assert str(service.port) in done.stderr and "Traceback" not in done.stderr, done.stderr
-        assert "in use" in done.stderr, done.stderr
-        assert not os.path.exists(service.socket)
-        assert not marked_processes(service.marker)
-    finally:
-        service.stop()  # nothing to stop; checks again that nothing is left
+        done = run_petit(*svc.argv[2:], timeout=30, env=svc.env)
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert str(svc.port) in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "in use" in done.stderr, done.stderr
+    assert not os.path.exists(svc.socket)
+    assert not marked_processes(svc.marker)
 
 
 # -- security -------------------------------------------------------------------------------------
 
 
 def test_no_cors_header_even_on_a_preflight(svc):
-    # every response goes through api_fixtures.request, which fails on Access-Control-Allow-Origin
+    # every response goes through api_client.request, which fails on Access-Control-Allow-Origin
     response = request(
         svc.port,
         "OPTIONS",
@@ -890,8 +874,8 @@ def test_api_token(fresh, how):
 def test_non_loopback_bind_warns_and_names_the_security_section(fresh):
     # a token, so nothing is reachable unauthenticated from the network during the test
     svc = fresh("--api-host", "0.0.0.0", "--api-token", "t0ken")
-    warning = [line for line in svc.stderr().splitlines() if "0.0.0.0" in line and "README" in line]
-    assert warning and "Security" in warning[0], svc.stderr()[-2000:]
+    warning = [line for line in svc.log().splitlines() if "0.0.0.0" in line and "README" in line]
+    assert warning and "Security" in warning[0], svc.log()[-2000:]
     good = {"Authorization": "Bearer t0ken"}
     assert ok(svc.get("/api/jobs", headers=good))["count"] > 0
     assert_error(svc.get("/api/jobs"), 401, "UNAUTHORIZED")
@@ -902,7 +886,7 @@ def test_api_host_localhost(fresh):
     assert ok(request(svc.port, "GET", "/api/health", host="127.0.0.1"))["status"] == "ok"
     own = {"Host": f"localhost:{svc.port}", "Origin": f"http://localhost:{svc.port}"}
     assert ok(svc.post("/api/scheduler/resume", headers=own)) == {"message": "scheduler resumed"}
-    assert "README" not in svc.stderr()  # loopback: no exposure warning
+    assert "README" not in svc.log()  # loopback: no exposure warning
 
 
 # -- bounded inputs -------------------------------------------------------------------------------
@@ -1077,32 +1061,3 @@ def test_openapi_document_is_consistent(openapi):
     assert TASK_FIELDS <= set(schemas["TaskState"]["required"])
     assert JOB_FIELDS <= set(schemas["Job"]["required"])
     assert LOG_FIELDS <= set(schemas["TaskLogs"]["required"])
-
-
-# -- measurement (printed with -s; never asserted) -------------------------------------------------
-
-
-def test_measure_health_latency(svc):
-    conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=10)
-    latencies = []
-    try:
-        for _ in range(50):  # warm-up
-            conn.request("GET", "/api/health")
-            conn.getresponse().read()
-        start = time.perf_counter()
-        for _ in range(2000):
-            began = time.perf_counter()
-            conn.request("GET", "/api/health")
-            response = conn.getresponse()
-            response.read()
-            latencies.append(time.perf_counter() - began)
-            assert response.status == 200
-        elapsed = time.perf_counter() - start
-    finally:
-        conn.close()
-    cuts = statistics.quantiles(latencies, n=100)
-    print(
-        f"\nGET /api/health, 2000 sequential keep-alive requests: "
-        f"{len(latencies) / elapsed:.0f} req/s, "
-        f"p50 {cuts[49] * 1000:.2f} ms, p99 {cuts[98] * 1000:.2f} ms"
-    )

@@ -11,7 +11,8 @@ import sys
 import time
 
 import pytest
-from conftest import EXAMPLES, MARK, PETIT, marked_alive, run_petit, wait_until, write_job
+from jobfiles import EXAMPLES, write_job
+from processes import MARK, PETIT, marked_alive, run_petit, wait_until
 
 from petit.core.model import RunStatus, TaskStatus
 from petit.jobs.loader import load_jobs

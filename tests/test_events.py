@@ -8,9 +8,7 @@ import json
 import multiprocessing
 
 import pytest
-from api_fixtures import free_port
-from conftest import wait_until
-from service_fixtures import service, sockets_dir  # noqa: F401
+from processes import wait_until
 
 from petit.api.channel import CommandChannel
 from petit.api.events import EventLog
@@ -199,12 +197,12 @@ def api_events(log: str, run_id: str) -> list[dict]:
 
 
 def test_a_runs_whole_event_sequence_reaches_the_api_process_in_order(service):
-    svc = service({"pair": PAIR}, "--log-level", "debug", "--api-port", str(free_port()), api=True)
+    svc = service({"pair": PAIR}, "--log-level", "debug", api=True)
     wait_until(
         lambda: svc.child("api")["state"] == "running", timeout=20, message="the API to be up"
     )
     run_id = svc.trigger("pair")
-    assert svc.wait_run(run_id, "completed").status.value == "completed"
+    assert svc.wait_run(run_id, "completed")["status"] == "completed"
 
     def ended() -> list[dict] | None:
         found = api_events(svc.log(), run_id)

@@ -22,8 +22,9 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
-from conftest import PETIT, run_petit, wait_until
-from service_fixtures import Service, is_alive, job_yaml, service, sockets_dir  # noqa: F401
+from harness import Service
+from jobfiles import job_yaml
+from processes import PETIT, is_alive, run_petit, wait_until
 
 from petit.core.events import EventBus
 from petit.core.model import RunStatus, Trigger

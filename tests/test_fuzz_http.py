@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
 import pytest
-from api_fixtures import Service, request
-from conftest import wait_until
+from api_client import request
+from harness import TERMINAL, Service
+from processes import wait_until
 
 from petit.api.app import ROUTES, route_templates
 from petit.api.base import MAX_BODY_BYTES, MAX_PATH_CHARS, BaseHandler
@@ -50,7 +51,6 @@ SOAK_FACTOR = 20
 THREADS = 8
 CLIENT_TIMEOUT_SECS = 15.0
 HEADER_LIMIT = 16 * 1024  # tornado's max_header_size in petit.api.app
-TERMINAL = {"completed", "failed", "interrupted", "cancelled"}
 CODES = {
     400: "BAD_REQUEST",
     403: "FORBIDDEN",
@@ -1178,43 +1178,40 @@ def check_db(svc: Service, before: dict, report: Report, job_ids: list[str]) -> 
     return problems
 
 
-def campaign(tmp_path, cases: int) -> None:
-    svc = Service(str(tmp_path)).start()
-    try:
-        api_before = svc.child("api")
-        job_ids = [job["id"] for job in svc.get("/api/jobs").json()["jobs"]]
-        before = snapshot(svc.db, job_ids)
-        started = time.monotonic()
-        report = fuzz(svc, cases, SEED)
-        elapsed = time.monotonic() - started
-        print_summary(report, cases, elapsed, SEED)
-        assert svc.get("/api/health").json()["status"] == "ok"
-        api_after = svc.child("api")
-        settle(svc, report)
-        db_problems = check_db(svc, before, report, job_ids)
-        log = svc.stderr()
-        problems = (
-            [f"{len(report.failures)} bad answers (first 200):", *report.failures[:200]]
-            if report.failures
-            else []
-        )
-        if (api_after["pid"], api_after["restarts"]) != (api_before["pid"], api_before["restarts"]):
-            problems.append(f"the API process was restarted: {api_before} -> {api_after}")
-        for marker in ("Traceback", "Uncaught exception"):
-            if marker in log:
-                at = log.index(marker)
-                problems.append(
-                    f"{marker.strip()!r} in the service log: {log[max(0, at - 600) : at + 1500]}"
-                )
-        problems += db_problems
-        assert not problems, "\n".join(problems)
-    finally:
-        svc.stop()
+def campaign(service, cases: int) -> None:
+    svc = service(api=True)
+    api_before = svc.child("api")
+    job_ids = [job["id"] for job in svc.get("/api/jobs").json()["jobs"]]
+    before = snapshot(svc.db, job_ids)
+    started = time.monotonic()
+    report = fuzz(svc, cases, SEED)
+    elapsed = time.monotonic() - started
+    print_summary(report, cases, elapsed, SEED)
+    assert svc.get("/api/health").json()["status"] == "ok"
+    api_after = svc.child("api")
+    settle(svc, report)
+    db_problems = check_db(svc, before, report, job_ids)
+    log = svc.log()
+    problems = (
+        [f"{len(report.failures)} bad answers (first 200):", *report.failures[:200]]
+        if report.failures
+        else []
+    )
+    if (api_after["pid"], api_after["restarts"]) != (api_before["pid"], api_before["restarts"]):
+        problems.append(f"the API process was restarted: {api_before} -> {api_after}")
+    for marker in ("Traceback", "Uncaught exception"):
+        if marker in log:
+            at = log.index(marker)
+            problems.append(
+                f"{marker.strip()!r} in the service log: {log[max(0, at - 600) : at + 1500]}"
+            )
+    problems += db_problems
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.timeout(180)
-def test_http_fuzz(tmp_path):
-    campaign(tmp_path, FAST_CASES)
+def test_http_fuzz(service):
+    campaign(service, FAST_CASES)
 
 
 @pytest.mark.slow
@@ -1222,8 +1219,8 @@ def test_http_fuzz(tmp_path):
 @pytest.mark.skipif(
     os.environ.get("PETIT_SOAK") != "1", reason="long variant: PETIT_SOAK=1 (make soak)"
 )
-def test_http_fuzz_soak(tmp_path):
-    campaign(tmp_path, FAST_CASES * SOAK_FACTOR)
+def test_http_fuzz_soak(service):
+    campaign(service, FAST_CASES * SOAK_FACTOR)
 
 
 # -- the fix the fuzzer led to: chunked bodies over the limit ------------------------------------
@@ -1231,9 +1228,8 @@ def test_http_fuzz_soak(tmp_path):
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory):
-    service = Service(str(tmp_path_factory.mktemp("chunked"))).start()
-    yield service
-    service.stop()
+    with Service(str(tmp_path_factory.mktemp("chunked"))).running() as service:
+        yield service
 
 
 def chunked(

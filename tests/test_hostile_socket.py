@@ -22,8 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
-from conftest import wait_until
-from service_fixtures import Service, job_yaml, service, sockets_dir  # noqa: F401
+from harness import Service
+from jobfiles import job_yaml
+from processes import wait_until
 
 from petit.ipc.control import MAX_LINE_BYTES
 

@@ -16,15 +16,14 @@ import time
 
 import psutil
 import pytest
-from api_fixtures import Service, marked_processes
-from conftest import wait_until
+from harness import TERMINAL, Service
+from processes import marked_processes, wait_until
 
 from petit.storage.store import Store
 
 SOAK = os.environ.get("PETIT_SOAK") == "1"
 DURATION_SECS = 600.0 if SOAK else 60.0
 SEED = int(os.environ.get("PETIT_SOAK_SEED", "20261125"))
-TERMINAL = {"completed", "failed", "interrupted", "cancelled"}
 
 FIRING_JOBS = {
     "tick_a.yaml": """id: tick_a
@@ -90,9 +89,9 @@ def child_pid(svc: Service, name: str) -> int | None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(DURATION_SECS + 180)
-def test_nothing_is_lost_under_random_kills(tmp_path):
+def test_nothing_is_lost_under_random_kills(service):
     rng = random.Random(SEED)
-    svc = Service(str(tmp_path), extra_args=("--keep-runs", "100000"))
+    svc = service(None, "--keep-runs", "100000", api=True, start=False)
     for name, text in FIRING_JOBS.items():
         with open(os.path.join(svc.jobs_dir, name), "w") as handle:
             handle.write(text)
@@ -127,12 +126,10 @@ def test_nothing_is_lost_under_random_kills(tmp_path):
     )
 
     # -- restart on the same db: recovery finishes what the kills interrupted ------------------
-    again = Service(str(tmp_path / "again"), extra_args=("--keep-runs", "100000"), api=False)
-    again.jobs_dir, again.db = svc.jobs_dir, svc.db
     for name in FIRING_JOBS:  # no new fires during the audit
         if name != "manual.yaml":
-            os.unlink(os.path.join(again.jobs_dir, name))
-    again.start()
+            os.unlink(os.path.join(svc.jobs_dir, name))
+    again = service(None, "--keep-runs", "100000", jobs_dir=svc.jobs_dir, db=svc.db)
     try:
         store = Store(svc.db)
         runs = {
