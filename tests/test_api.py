@@ -874,7 +874,9 @@ def test_api_token(fresh, how):
 def test_non_loopback_bind_warns_and_names_the_security_section(fresh):
     # a token, so nothing is reachable unauthenticated from the network during the test
     svc = fresh("--api-host", "0.0.0.0", "--api-token", "t0ken")
-    warning = [line for line in svc.log().splitlines() if "0.0.0.0" in line and "README" in line]
+    warning = [
+        line for line in svc.log().splitlines() if "0.0.0.0" in line and "docs/security.md" in line
+    ]
     assert warning and "Security" in warning[0], svc.log()[-2000:]
     good = {"Authorization": "Bearer t0ken"}
     assert ok(svc.get("/api/jobs", headers=good))["count"] > 0

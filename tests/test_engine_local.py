@@ -5,11 +5,11 @@ barrier, cancellation. (tests/test_engine.py covers the engine's logic with a fa
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import pytest
 from conftest import MARK, assert_none_left, marked_alive, wait_until, write_job
+from test_engine import in_background, statuses
 
 from petit.core.events import EventBus
 from petit.core.model import (
@@ -90,16 +90,6 @@ def execute(store: Store, job: Job, max_tasks: int = 4) -> Run:
         return engine.execute()
     finally:
         recorder.close()
-
-
-def in_background(engine: RunEngine) -> threading.Thread:
-    thread = threading.Thread(target=engine.execute, name="test-engine")
-    thread.start()
-    return thread
-
-
-def statuses(run: Run) -> dict[str, str]:
-    return {t.task_id: t.status.value for t in run.tasks}
 
 
 def assert_timed(run: Run) -> None:

@@ -43,7 +43,7 @@ from processes import wait_until
 
 from petit.api.app import ROUTES, route_templates
 from petit.api.base import MAX_BODY_BYTES, MAX_PATH_CHARS, BaseHandler
-from petit.storage.store import DEFAULT_KEEP_RUNS, Store, split_run_id
+from petit.storage.store import DEFAULT_KEEP_RUNS, JOB_STATE_KEYS, Store, split_run_id
 
 SEED = int(os.environ.get("PETIT_FUZZ_SEED", "20240606"))
 FAST_CASES = 2000
@@ -1011,19 +1011,8 @@ class Report:
 def snapshot(db: str, job_ids: list[str]) -> dict:
     """What the fuzzer must not change: job definitions and every run already recorded."""
     store = Store(db)
-    volatile = {
-        "next_run_at",
-        "next_seq",
-        "active",
-        "last_fire_at",
-        "last_claim",
-        "last_run_id",
-        "last_status",
-        "last_ended_at",
-        "last_success_at",
-        "last_complete_at",
-        "updated_at",
-    }
+    # the state the store keeps per job changes with every run; the definition must not
+    volatile = (JOB_STATE_KEYS - {"id", "defined"}) | {"next_run_at", "updated_at"}
     jobs = {
         job: {k: v for k, v in doc.items() if k not in volatile}
         for job, doc in store.job_summaries().items()

@@ -13,7 +13,7 @@ from docopt import docopt
 
 from petit.cli.main import usage
 from petit.errors import UsageError
-from petit.service.settings import Settings, default_of
+from petit.service.settings import Settings, db_path, default_of, whole_number
 
 
 def parsed(*argv: str) -> dict:
@@ -137,10 +137,10 @@ def test_settings_are_frozen_and_cross_a_process_whole():
 
 
 def test_one_shot_trigger_options_default_from_settings_too():
-    from petit.cli.commands import _positive_int
-
     args = parsed("trigger", "jobs", "hello")
-    assert _positive_int(args, "--max-tasks") == default_of("--max-tasks") == 4
-    assert _positive_int(args, "--keep-runs") == default_of("--keep-runs") == 200
-    typed = parsed("trigger", "jobs", "hello", "--max-tasks", "9")
-    assert _positive_int(typed, "--max-tasks") == 9
+    assert whole_number(args, "--max-tasks") == default_of("--max-tasks") == 4
+    assert whole_number(args, "--keep-runs") == default_of("--keep-runs") == 200
+    assert db_path(args) == os.path.abspath("./petit.db")
+    typed = parsed("trigger", "jobs", "hello", "--max-tasks", "9", "--db", "/tmp/x.db")
+    assert whole_number(typed, "--max-tasks") == 9
+    assert db_path(typed) == "/tmp/x.db"

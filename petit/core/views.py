@@ -84,3 +84,14 @@ def task_json(state: TaskRun) -> dict:
         "duration_ms": state.duration_ms,
         "error": state.error,
     }
+
+
+def run_brief(run: Run) -> dict:
+    """A run in flight, as `ctl status` lists it and a cancel answers."""
+    return {
+        "run_id": run.id,
+        "job_id": run.job_id,
+        "status": run.status.value,
+        "trigger": run.trigger.value,
+        "started_at": run.started_at,
+    }

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..core.model import DependencyCondition, Job, JobDependency, Run, RunStatus, Trigger
+from ..core.views import run_brief
 from ..errors import (
     Conflict,
     JobNotFound,
@@ -174,7 +175,7 @@ class RunManager:
                 f": {run.error}" if run.error else "",
             )
             for request_id in active.waiters:
-                self._send_reply(ok_reply(request_id, _run_brief(run)))
+                self._send_reply(ok_reply(request_id, run_brief(run)))
         finally:
             active.done.set()  # after the replies: stop_runs waits for it, then closes the queue
 
@@ -195,7 +196,7 @@ class RunManager:
 
     def running(self) -> list[dict]:
         """A brief of each run in flight (what `status` shows)."""
-        return [_run_brief(active.engine.run) for active in self._snapshot()]
+        return [run_brief(active.engine.run) for active in self._snapshot()]
 
     def stop_runs(self, grace_secs: float, hurry: threading.Event) -> None:
         """Admit nothing more; let running runs finish for up to `grace_secs` (cut short by
@@ -213,16 +214,6 @@ class RunManager:
     def _snapshot(self) -> list[_ActiveRun]:
         with self._active_lock:
             return list(self._active.values())
-
-
-def _run_brief(run: Run) -> dict:
-    return {
-        "run_id": run.id,
-        "job_id": run.job_id,
-        "status": run.status.value,
-        "trigger": run.trigger.value,
-        "started_at": run.started_at,
-    }
 
 
 def unmet_dependency(dep: JobDependency, summary: dict, now_ms: int) -> str | None:

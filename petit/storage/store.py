@@ -36,7 +36,7 @@ _MAIN_JOBS = "jobs"
 _MAIN_META = "meta"
 _CHUNK_RUNS = "runs"
 # Kept by the store itself in each job doc; a definition passed to sync_jobs never overrides them.
-_JOB_STATE_KEYS = frozenset(
+JOB_STATE_KEYS = frozenset(
     {
         "id",
         "next_seq",
@@ -54,7 +54,7 @@ _JOB_STATE_KEYS = frozenset(
 
 
 def _without_state(definition: dict) -> dict:
-    return {k: v for k, v in definition.items() if k not in _JOB_STATE_KEYS}
+    return {k: v for k, v in definition.items() if k not in JOB_STATE_KEYS}
 
 
 class Store:
