@@ -22,7 +22,7 @@ from petit.core.events import (
     TaskStarted,
     from_wire,
 )
-from petit.ipc.queues import EVENT_BATCH, child_restarted
+from petit.ipc.batches import EVENT_BATCH, child_restarted
 from petit.service.child import Child, ChildState
 from petit.service.forwarder import EventForwarder
 from petit.service.settings import Settings
@@ -99,7 +99,7 @@ def test_a_batch_goes_from_the_bus_to_the_api_in_order_with_output_capped(fan_ou
     forwarder.close()  # the final flush: one batch, long before the 60 s tick
     fan_out.relay()
     arrived = wait_until(
-        lambda: fan_out.log.since(0) if fan_out.log.last_seq >= 12 else None,
+        lambda: since(fan_out.log) if fan_out.log.last_seq >= 12 else None,
         timeout=5,
         message="the batch in the API's EventLog",
     )
@@ -134,7 +134,7 @@ def test_the_forwarder_flushes_on_its_own_and_the_api_keeps_arrival_order(fan_ou
         forwarder.close()
     fan_out.supervisor.fan_out(child_restarted("scheduler", -9, 1, at=3))
     arrived = wait_until(
-        lambda: fan_out.log.since(0) if fan_out.log.last_seq >= 3 else None,
+        lambda: since(fan_out.log) if fan_out.log.last_seq >= 3 else None,
         timeout=5,
         message="three events in the API's EventLog",
     )
@@ -148,16 +148,21 @@ def test_events_for_an_api_that_is_not_running_are_dropped(fan_out):
     fan_out.supervisor.children["api"].state = ChildState.RUNNING
     fan_out.supervisor.on_events(fan_out.scheduler, [RunEnded(at=3, **RUN, status="x").to_wire()])
     wait_until(lambda: fan_out.log.last_seq >= 1, timeout=5, message="the second event")
-    assert [e["kind"] for _, e in fan_out.log.since(0)] == ["run_ended"]
+    assert [e["kind"] for _, e in since(fan_out.log)] == ["run_ended"]
+
+
+def since(log: EventLog, seq: int = 0) -> list[tuple[int, dict]]:
+    """The log's events after `seq`, decoded."""
+    return [(number, json.loads(text)) for number, text in log.since(seq)]
 
 
 def test_the_event_log_keeps_the_newest_and_answers_since_a_sequence_number():
     log = EventLog(capacity=3)
     assert log.since(0) == [] and log.last_seq == 0
     for number in range(1, 6):
-        assert log.append({"kind": "k", "n": number}) == number
-    assert [seq for seq, _ in log.since(0)] == [3, 4, 5]  # 1 and 2 were forgotten
-    assert [event["n"] for _, event in log.since(3)] == [4, 5]
+        assert log.append(json.dumps({"kind": "k", "n": number})) == number
+    assert [seq for seq, _ in since(log)] == [3, 4, 5]  # 1 and 2 were forgotten
+    assert [event["n"] for _, event in since(log, 3)] == [4, 5]
     assert log.since(5) == []
 
 

@@ -8,8 +8,9 @@ import json
 import logging
 import threading
 
+from ..ipc.batches import EVENT_BATCH
 from ..ipc.commands import COMMANDS, FROM_API
-from ..ipc.queues import EVENT_BATCH, QueueClient
+from ..ipc.queues import QueueClient
 from .events import EventLog
 
 log = logging.getLogger("petit.api")
@@ -40,10 +41,12 @@ class CommandChannel:
                 self._client.resolve(message)  # safe from this thread: a late reply is dropped
 
     def _keep(self, events: list[dict]) -> None:
+        debug = log.isEnabledFor(logging.DEBUG)
         for event in events:
-            self.events.append(event)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("event %s %s", event.get("kind"), json.dumps(event, sort_keys=True))
+            text = json.dumps(event, separators=(",", ":"))
+            self.events.append(text)
+            if debug:
+                log.debug("event %s %s", event.get("kind"), text)
 
     async def call(self, cmd: str, args: dict | None = None) -> dict:
         """The command's result; raises the error its reply carries, or Unavailable."""

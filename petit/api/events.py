@@ -10,11 +10,12 @@ DEFAULT_CAPACITY = 10_000
 
 
 class EventLog:
-    """Events as wire dicts (`Event.to_wire`), numbered from 1 in arrival order. Appended from
-    the queue reader thread, read from the server's loop: every access holds the lock."""
+    """Events as JSON text (of `Event.to_wire` dicts: a third of a dict's memory, and what a
+    stream sends as it is), numbered from 1 in arrival order. Appended from the queue reader
+    thread, read from the server's loop: every access holds the lock."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
-        self._events: deque[tuple[int, dict]] = deque(maxlen=capacity)
+        self._events: deque[tuple[int, str]] = deque(maxlen=capacity)
         self._last_seq = 0
         self._lock = threading.Lock()
 
@@ -23,14 +24,14 @@ class EventLog:
         with self._lock:
             return self._last_seq
 
-    def append(self, event: dict) -> int:
+    def append(self, event: str) -> int:
         """Keep one event (the oldest is forgotten once full); its sequence number."""
         with self._lock:
             self._last_seq += 1
             self._events.append((self._last_seq, event))
             return self._last_seq
 
-    def since(self, seq: int) -> list[tuple[int, dict]]:
+    def since(self, seq: int) -> list[tuple[int, str]]:
         """(sequence number, event) of the events after `seq` still held, oldest first."""
         with self._lock:
             if not self._events:

@@ -10,11 +10,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 
-from ..core.events import ChildRestarted, Event
 from ..errors import Unavailable
 from .commands import COMMANDS, Caller, error_reply, request, unwrap
-
-EVENT_BATCH = "events"  # the `event` of a queue message carrying events
 
 
 class ReplyMatcher:
@@ -101,21 +98,3 @@ class QueueClient:
     async def call(self, cmd: str, args: dict | None = None) -> dict:
         """The command's result, or the exception its reply carries."""
         return unwrap(await self.exchange(cmd, args))
-
-
-# -- event batches -------------------------------------------------------------------------------
-
-
-def event_batch(wires: list[dict]) -> dict:
-    """One queue message carrying events (as `Event.to_wire` dicts) in publication order."""
-    return {"event": EVENT_BATCH, "events": wires}
-
-
-def batch_of(events: list[Event]) -> dict:
-    return event_batch([event.to_wire() for event in events])
-
-
-def child_restarted(child: str, exit_code: int | None, restarts: int, at: int) -> dict:
-    """The supervisor's own event, as a batch: built here because the supervisor side imports
-    nothing of core."""
-    return batch_of([ChildRestarted(at=at, child=child, exit_code=exit_code, restarts=restarts)])

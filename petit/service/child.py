@@ -12,8 +12,9 @@ from collections.abc import Callable
 from enum import Enum
 
 from ..errors import Unavailable
+from ..ipc.batches import EVENT_BATCH
 from ..ipc.commands import FROM_SUPERVISOR
-from ..ipc.queues import EVENT_BATCH, QueueClient
+from ..ipc.queues import QueueClient
 from .entry import run_child
 from .settings import Settings
 

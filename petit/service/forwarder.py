@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 
 from ..core.events import Event, OutputDropped, TaskOutput
-from ..ipc.queues import batch_of
+from ..ipc.batches import batch_of
 
 log = logging.getLogger("petit.scheduler")
 FLUSH_INTERVAL_SECS = 0.15

@@ -21,10 +21,10 @@ import stat
 import time
 
 from ..errors import BadRequest, PetitError, StorageError, Unavailable, from_wire, internal_error
+from ..ipc.batches import child_restarted, event_batch
 from ..ipc.commands import COMMANDS, SUPERVISOR, error_reply, ok_reply, request, validate_request
 from ..ipc.control import MAX_LINE_BYTES, check_socket_path, is_listening
 from ..ipc.instance import hold_instance_lock
-from ..ipc.queues import child_restarted, event_batch
 from ..logconf import configure_logging
 from .child import BACKOFF_FIRST_SECS, Child, ChildState
 from .settings import Settings
