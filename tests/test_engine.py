@@ -307,7 +307,10 @@ def test_events_are_causal_when_cancelled(tmp_path):
 # -- the recorder as a subscriber ---------------------------------------------------------------
 
 
-def test_the_recorder_writes_at_run_start_and_end_and_persists_handles(tmp_path):
+def test_the_recorder_writes_a_run_at_its_end_at_once_and_persists_handles(tmp_path):
+    """A run's start costs no write of its own (the pending record is durable and recovery
+    treats it like a running one); its handles follow within the coalescing interval, its end
+    is on disk before anyone hears of it."""
     h = Harness(tmp_path, {"slow": [HANG]})
     recorder = RunRecorder(h.store, h.bus)
     seen: dict[str, str] = {}  # subscribed after the recorder: it sees what the recorder wrote
@@ -331,7 +334,7 @@ def test_the_recorder_writes_at_run_start_and_end_and_persists_handles(tmp_path)
         engine.cancel()
         thread.join(timeout=5)
         recorder.close()
-    assert seen == {"run_started": "running", "run_ended": "cancelled"}
+    assert seen == {"run_started": "pending", "run_ended": "cancelled"}
     stored = Store(h.store.db_path).get_run(engine.run.id)
     assert stored.status is RunStatus.CANCELLED and stored.task("slow").handle is None
 
