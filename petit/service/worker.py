@@ -107,9 +107,10 @@ def _serve(
 ) -> None:
     grace = 0.0
     while not stop.is_set():
-        now = datetime.now(UTC)
-        scheduler.fire(now)
-        timeout = scheduler.next_wakeup(now)
+        scheduler.fire(datetime.now(UTC))
+        # the clock again: firing took time (a run's creation is a durable write), and a wait
+        # measured from before it would make the next fire late by as much
+        timeout = scheduler.next_wakeup(datetime.now(UTC))
         timeout = MAX_WAIT_SECS if timeout is None else min(timeout, MAX_WAIT_SECS)
         try:
             message = commands.get(timeout=timeout)
