@@ -24,7 +24,7 @@ from petit.core.events import (
 )
 from petit.ipc.batches import EVENT_BATCH, child_restarted
 from petit.service.child import Child, ChildState
-from petit.service.forwarder import EventForwarder
+from petit.service.forwarder import MAX_LIVE_LINE_CHARS, EventForwarder
 from petit.service.settings import Settings
 from petit.service.supervisor import Supervisor
 
@@ -120,6 +120,26 @@ def test_a_batch_goes_from_the_bus_to_the_api_in_order_with_output_capped(fan_ou
         ("run_ended", None, None),
     ]
     assert [from_wire(e).kind for _, e in arrived] == [k for k, _, _ in kinds]  # valid events
+
+
+def test_a_line_too_long_to_forward_live_is_cut_and_says_how_much(fan_out):
+    forwarder = EventForwarder(fan_out.from_worker.put)
+    long_line = "x" * (MAX_LIVE_LINE_CHARS + 10)
+    forwarder.publish(TaskOutput(at=1, **RUN, task_id="a", attempt=1, stream="stdout", line="ok"))
+    forwarder.publish(
+        TaskOutput(at=2, **RUN, task_id="a", attempt=1, stream="stdout", line=long_line)
+    )
+    forwarder.close()
+    fan_out.relay()
+    arrived = wait_until(
+        lambda: since(fan_out.log) if fan_out.log.last_seq >= 2 else None,
+        timeout=5,
+        message="both lines in the API's EventLog",
+    )
+    assert [e["line"] for _, e in arrived] == [
+        "ok",
+        "x" * MAX_LIVE_LINE_CHARS + "... [10 more characters]",
+    ]
 
 
 def test_the_forwarder_flushes_on_its_own_and_the_api_keeps_arrival_order(fan_out):

@@ -132,7 +132,7 @@ class RunEngine:
             log.exception("run %s: internal error", run.id)
             self._stop(RunStatus.FAILED)
             self._drain_running()
-            self._error = f"internal error: {exc}"
+            self._error = internal_error(exc).message
         if self._stop_as is not None:
             self._sweep_run()
         self._finish()

@@ -18,7 +18,6 @@ from ..errors import (
     PetitError,
     RunFinished,
     RunNotFound,
-    StorageError,
     TooManyRuns,
 )
 from ..execution.engine import RunEngine
@@ -160,9 +159,7 @@ class RunManager:
         run = active.engine.run
         try:
             try:
-                active.engine.execute()
-            except StorageError as exc:
-                log.error("run %s: cannot record its end: %s", run.id, exc)
+                active.engine.execute()  # a failed write of its end is retried by the recorder
             finally:
                 with self._active_lock:
                     self._active.pop(run.id, None)

@@ -268,7 +268,10 @@ class Supervisor:
         for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
             loop.add_signal_handler(sig, self.begin_shutdown, name)
         scheduler = self.children["scheduler"] = Child(
-            "scheduler", "petit.service.worker:worker_main", self.settings, self.on_events
+            "scheduler",
+            "petit.service.worker:worker_main",
+            dataclasses.replace(self.settings, api_token=None),  # a secret of the API alone
+            self.on_events,
         )
         scheduler.start(loop, self.on_child_exit)
         await _first_of(scheduler.ready.wait(), scheduler.exited.wait(), self.done.wait())

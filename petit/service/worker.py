@@ -40,7 +40,6 @@ def worker_main(settings: Settings, commands, replies) -> None:
     store = Store(settings.db, keep_runs=settings.keep_runs)
     bus = EventBus()
     forwarder = EventForwarder(replies.put)
-    bus.subscribe(forwarder.publish)
     try:
         # the supervisor leaves validation to this process, so that it never loads yaml,
         # croniter or tinydb itself: the long-lived parent stays small
@@ -67,6 +66,8 @@ def worker_main(settings: Settings, commands, replies) -> None:
         recovered,
     )
     replies.put({"event": "ready", "pid": os.getpid(), "jobs": len(scheduler.jobs)})
+    if settings.api:  # only the API process consumes events (subscribed after the recorder,
+        bus.subscribe(forwarder.publish)  # so a run's end is on disk before it is announced)
     forwarder.start()
     _serve(scheduler, settings, commands, replies, stop, hurry)
     forwarder.close()  # the runs' last events go out before "stopped"
@@ -121,7 +122,7 @@ def _serve(
             if reply is not None:
                 replies.put(reply)
             if message.get("cmd") == "shutdown":
-                grace = float(message["args"]["timeout"])
+                grace = float(message["args"].get("timeout") or 0)
                 break
     scheduler.stop_runs(grace, hurry)
 
