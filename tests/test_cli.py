@@ -340,3 +340,31 @@ def test_bad_usage_exits_2_without_a_traceback(tmp_path, env, argv):
     assert_clean_failure(result, 2)
     assert result.stderr.strip()
     assert not os.path.exists(db + ".d")  # no run was recorded and abandoned
+
+
+def test_python_dash_m_petit_is_the_same_command_line():
+    """`python -m petit` runs the CLI, version from the package (setup.py reads the same)."""
+    from petit import __version__
+
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(PETIT) + "/.."}
+    version = subprocess.run(
+        [sys.executable, "-m", "petit", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert (version.returncode, version.stdout.strip()) == (0, f"petit {__version__}")
+    listed = subprocess.run(
+        [sys.executable, "-m", "petit", "validate", EXAMPLES],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    through_launcher = run_petit("validate", EXAMPLES).stdout.splitlines()
+    assert listed.returncode == 0
+    # the same jobs in the same order (next fire times move with the clock)
+    assert [line.split(",")[0] for line in listed.stdout.splitlines()] == [
+        line.split(",")[0] for line in through_launcher
+    ]
