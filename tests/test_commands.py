@@ -33,6 +33,7 @@ SAMPLE_RESULTS = {
     "trigger": {"run_id": "hello-2", "job_id": "hello", "message": "job 'hello' triggered"},
     "cancel": {"run_id": "hello-1", "status": "cancelled"},
     "reload": {"jobs": 2, "added": ["b"], "removed": []},
+    "watch": {"message": "watching", "epoch": "mx1x1", "last_seq": 4},
 }
 STATUS = {
     "supervisor": {
@@ -65,6 +66,7 @@ def test_every_verb_declares_its_side_deadline_and_renderer():
         "shutdown",
         "trigger",
         "cancel",
+        "watch",
     ]
     for verb, command in COMMANDS.items():
         assert command.verb == verb
@@ -81,9 +83,10 @@ def test_each_side_implements_exactly_its_verbs():
 
     own = Supervisor(Settings(jobs_dir="/j", db="/d", socket="/s")).own_commands
     assert set(own) == {v for v, c in COMMANDS.items() if c.handled_by == SUPERVISOR}
-    # the worker answers every verb: the supervisor forwards status and shutdown too; a cancel
-    # of a running run answers later, so the worker handles it apart from the table of actions
-    assert set(ACTIONS) | {"cancel"} == set(COMMANDS)
+    # the worker answers every verb but the streams: the supervisor forwards status and shutdown
+    # too; a cancel of a running run answers later, so the worker handles it apart from the
+    # table of actions
+    assert set(ACTIONS) | {"cancel"} == {v for v, c in COMMANDS.items() if not c.streams}
 
 
 @pytest.mark.parametrize(
@@ -244,7 +247,7 @@ def test_ctl_usage_lists_every_verb_with_its_placeholders():
     from petit.cli.ctl import usage_lines
 
     text = "\n".join(usage_lines())
-    for verb in COMMANDS:
-        assert re.search(rf"\b{verb}\b", text), verb
+    for verb, command in COMMANDS.items():
+        assert bool(re.search(rf"\b{verb}\b", text)) is not command.streams, verb
     assert "ctl trigger JOB_ID [--socket PATH] [--json]" in text
     assert "ctl cancel RUN_ID [--socket PATH] [--json]" in text

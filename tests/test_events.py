@@ -1,259 +1,213 @@
-"""Events on their way from the scheduler worker to the API process: the forwarder's batches
-and output cap, the supervisor's fan-out, the API's EventLog, and, end to end, a run's whole
-sequence arriving in the API process in order."""
+"""The live stream's parts, unit by unit: the forwarder turning bus events into stream messages
+(views of the live run, output grouped and capped), the replay buffer and its resume rules, and
+the supervisor's hub (numbering, epochs, the replay a new API process gets). End to end, through
+a running petit: tests/test_stream.py."""
 
 from __future__ import annotations
 
 import json
-import multiprocessing
+from types import SimpleNamespace
 
 import pytest
-from processes import wait_until
 
-from petit.api.channel import CommandChannel
-from petit.api.events import EventLog
 from petit.core.events import (
-    EventBus,
+    FireDropped,
     RunCreated,
-    RunEnded,
     RunStarted,
+    SchedulerPaused,
     TaskEnded,
     TaskOutput,
+    TaskRetrying,
     TaskStarted,
-    from_wire,
 )
-from petit.ipc.batches import EVENT_BATCH, child_restarted
-from petit.service.child import Child, ChildState
+from petit.core.model import Run, TaskRun
+from petit.ipc.stream import EVENT_BATCH, EventRing, Message, matches, parse_event_id
 from petit.service.forwarder import MAX_LIVE_LINE_CHARS, EventForwarder
-from petit.service.settings import Settings
-from petit.service.supervisor import Supervisor
+from petit.service.hub import EventHub, new_epoch
 
-RUN = {"run_id": "pair-1", "job_id": "pair"}
-
-
-def output(task_id: str, number: int) -> TaskOutput:
-    return TaskOutput(
-        at=100 + number, **RUN, task_id=task_id, attempt=1, stream="stdout", line=f"l{number}"
-    )
+IDS = {"run_id": "pair-1", "job_id": "pair"}
 
 
-def a_run_with_chatty_output() -> list:
-    return [
-        RunCreated(at=1, **RUN, trigger="manual"),
-        RunStarted(at=2, **RUN),
-        TaskStarted(at=3, **RUN, task_id="a", attempt=1),
-        TaskStarted(at=4, **RUN, task_id="b", attempt=1),
-        *[output("a" if n % 2 else "b", n) for n in range(1, 9)],  # 8 lines, a and b in turn
-        TaskEnded(at=200, **RUN, task_id="a", attempt=1, status="completed", exit_code=0),
-        TaskEnded(at=201, **RUN, task_id="b", attempt=1, status="completed", exit_code=0),
-        RunEnded(at=202, **RUN, status="completed"),
-    ]
+def a_run() -> Run:
+    tasks = [TaskRun(task_id=t, run_id="pair-1") for t in ("a", "b")]
+    return Run(id="pair-1", job_id="pair", seq=1, created_at=1, tasks=tasks)
 
 
-class FanOut:
-    """The real path past the worker: a multiprocessing queue to the supervisor's fan-out, a
-    second queue to the API's channel, and its EventLog."""
+def output(task_id: str, number: int, stream: str = "stdout") -> TaskOutput:
+    return TaskOutput(at=100, **IDS, task_id=task_id, attempt=1, stream=stream, line=f"l{number}")
 
+
+class Sent:
     def __init__(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.from_worker, self.to_api, self.from_api = ctx.Queue(), ctx.Queue(), ctx.Queue()
-        settings = Settings(jobs_dir="/j", db="/d", socket="/s")
-        self.supervisor = Supervisor(settings)
-        api = Child("api", "unused:unused", settings, self.supervisor.on_events)
-        api.outbox, api.state = self.to_api, ChildState.RUNNING  # as once it reported ready
-        self.supervisor.children["api"] = api
-        self.scheduler = Child("scheduler", "unused:unused", settings, self.supervisor.on_events)
-        self.log = EventLog()
-        self.channel = CommandChannel(self.to_api, self.from_api, self.log)
+        self.batches: list[dict] = []
 
-    def relay(self) -> dict:
-        """One message from the worker's queue, handed to the supervisor as Child does."""
-        message = self.from_worker.get(timeout=5)
-        assert message["event"] == EVENT_BATCH, message
-        self.supervisor.on_events(self.scheduler, message["events"])
-        return message
+    def __call__(self, batch: dict) -> None:
+        assert batch["event"] == EVENT_BATCH
+        self.batches.append(batch)
 
-    def close(self) -> None:
-        self.to_api.put(None)  # stops the channel's reader thread, before its queue closes
-        self.channel.reader.join(timeout=5)
-        for channel in (self.from_worker, self.to_api, self.from_api):
-            channel.close()
-            channel.join_thread()
+    def messages(self) -> list[tuple[str, dict]]:
+        return [
+            (name, json.loads(data)) for b in self.batches for name, _, _, data in b["messages"]
+        ]
 
 
-@pytest.fixture
-def fan_out():
-    path = FanOut()
-    yield path
-    path.close()
-
-
-def test_a_batch_goes_from_the_bus_to_the_api_in_order_with_output_capped(fan_out):
-    bus = EventBus()
-    forwarder = EventForwarder(fan_out.from_worker.put, interval_secs=60, max_output_lines=3)
-    bus.subscribe(forwarder.publish)
-    events = a_run_with_chatty_output()
-    for event in events:
-        bus.publish(event)
-    forwarder.start()
-    forwarder.close()  # the final flush: one batch, long before the 60 s tick
-    fan_out.relay()
-    arrived = wait_until(
-        lambda: since(fan_out.log) if fan_out.log.last_seq >= 12 else None,
-        timeout=5,
-        message="the batch in the API's EventLog",
+def test_messages_are_views_of_the_live_run_at_the_instant_of_each_event():
+    sent, run = Sent(), a_run()
+    forwarder = EventForwarder(sent)
+    forwarder.track(run)
+    forwarder.publish(RunCreated(at=1, **IDS, trigger="manual"))
+    run.start(2)
+    forwarder.publish(RunStarted(at=2, **IDS))
+    run.task("a").start_attempt(3)
+    forwarder.publish(TaskStarted(at=3, **IDS, task_id="a", attempt=1))
+    run.task("a").wait_for_retry(
+        SimpleNamespace(exit_code=1, error="exited with code 1", timed_out=False, ended_at=4)
     )
-    assert [seq for seq, _ in arrived] == list(range(1, 13))
-    kinds = [(e["kind"], e.get("task_id"), e.get("line") or e.get("lines")) for _, e in arrived]
-    assert kinds == [
-        ("run_created", None, None),
-        ("run_started", None, None),
-        ("task_started", "a", None),
-        ("task_started", "b", None),
-        ("task_output", "a", "l1"),
-        ("task_output", "b", "l2"),
-        ("task_output", "a", "l3"),
-        ("output_dropped", "b", 3),  # l4, l6, l8: in the place of the first one dropped
-        ("output_dropped", "a", 2),  # l5, l7
-        ("task_ended", "a", None),
-        ("task_ended", "b", None),
-        ("run_ended", None, None),
-    ]
-    assert [from_wire(e).kind for _, e in arrived] == [k for k, _, _ in kinds]  # valid events
-
-
-def test_a_line_too_long_to_forward_live_is_cut_and_says_how_much(fan_out):
-    forwarder = EventForwarder(fan_out.from_worker.put)
-    long_line = "x" * (MAX_LIVE_LINE_CHARS + 10)
-    forwarder.publish(TaskOutput(at=1, **RUN, task_id="a", attempt=1, stream="stdout", line="ok"))
     forwarder.publish(
-        TaskOutput(at=2, **RUN, task_id="a", attempt=1, stream="stdout", line=long_line)
+        TaskRetrying(at=4, **IDS, task_id="a", attempt=1, error="x", exit_code=1, delay_secs=2.5)
+    )
+    forwarder.publish(FireDropped(at=5, job_id="pair", scheduled_at=5, reason="busy"))
+    forwarder.publish(SchedulerPaused(at=6))
+    forwarder.flush()
+    got = sent.messages()
+    assert [name for name, _ in got] == ["run", "run", "task", "task", "fire_dropped", "scheduler"]
+    assert [got[0][1]["status"], got[1][1]["status"]] == ["pending", "running"]
+    assert got[2][1] | {"job_id": "pair"} == got[2][1] and got[2][1]["status"] == "running"
+    assert (got[3][1]["status"], got[3][1]["attempts"], got[3][1]["retry_delay_secs"]) == (
+        "pending",
+        1,
+        2.5,
+    )
+    assert got[4][1] == {"job_id": "pair", "scheduled_at": 5, "reason": "busy"}
+    assert got[5][1] == {"state": "paused"}
+    assert [b["messages"][0][1:3] for b in sent.batches] == [("pair", "pair-1")]  # filter keys
+
+
+def test_output_is_grouped_by_stream_capped_per_batch_and_long_lines_are_cut():
+    sent, run = Sent(), a_run()
+    forwarder = EventForwarder(sent, max_output_lines=5)
+    forwarder.track(run)
+    for event in [output("a", 1), output("a", 2), output("a", 3, "stderr"), output("b", 4)]:
+        forwarder.publish(event)
+    for number in range(5, 12):  # one line more fits, then both tasks' lines are only counted
+        forwarder.publish(output("a" if number % 2 else "b", number))
+    forwarder.publish(TaskEnded(at=200, **IDS, task_id="a", attempt=1, status="completed"))
+    forwarder.flush()
+    forwarder.publish(
+        TaskOutput(at=300, **IDS, task_id="a", attempt=1, stream="stdout", line="y" * 5000)
     )
     forwarder.close()
-    fan_out.relay()
-    arrived = wait_until(
-        lambda: since(fan_out.log) if fan_out.log.last_seq >= 2 else None,
-        timeout=5,
-        message="both lines in the API's EventLog",
-    )
-    assert [e["line"] for _, e in arrived] == [
-        "ok",
-        "x" * MAX_LIVE_LINE_CHARS + "... [10 more characters]",
+    got = [
+        (name, data.get("task_id"), data.get("stream"), data.get("lines"), data.get("dropped"))
+        for name, data in sent.messages()
+    ]
+    assert got == [
+        ("log", "a", "stdout", ["l1", "l2"], None),
+        ("log", "a", "stderr", ["l3"], None),
+        ("log", "b", "stdout", ["l4"], None),
+        ("log", "a", "stdout", ["l5"], None),  # the fifth line: the cap is reached
+        ("log", "b", "stdout", [], 3),  # l6, l8, l10, counted where the first was dropped
+        ("log", "a", "stdout", [], 3),  # l7, l9, l11
+        ("task", "a", None, None, None),
+        ("log", "a", "stdout", ["y" * MAX_LIVE_LINE_CHARS + "... [904 more characters]"], None),
     ]
 
 
-def test_the_forwarder_flushes_on_its_own_and_the_api_keeps_arrival_order(fan_out):
-    forwarder = EventForwarder(fan_out.from_worker.put, interval_secs=0.05)
-    forwarder.start()
-    try:
-        forwarder.publish(RunCreated(at=1, **RUN, trigger="manual"))
-        fan_out.relay()  # arrives with no close: the periodic flush
-        forwarder.publish(RunStarted(at=2, **RUN))
-        fan_out.relay()
-    finally:
-        forwarder.close()
-    fan_out.supervisor.fan_out(child_restarted("scheduler", -9, 1, at=3))
-    arrived = wait_until(
-        lambda: since(fan_out.log) if fan_out.log.last_seq >= 3 else None,
-        timeout=5,
-        message="three events in the API's EventLog",
-    )
-    assert [e["kind"] for _, e in arrived] == ["run_created", "run_started", "child_restarted"]
-    assert from_wire(arrived[-1][1]).restarts == 1
+def test_a_run_nobody_tracked_is_not_streamed_and_the_forwarder_survives_a_closed_queue(caplog):
+    def closed(batch):
+        raise ValueError("Queue is closed")
+
+    forwarder = EventForwarder(closed)
+    forwarder.publish(RunStarted(at=2, **IDS))
+    forwarder.publish(SchedulerPaused(at=3))
+    forwarder.flush()
+    assert "run_started of untracked run pair-1" in caplog.text
+    assert "1 event(s) could not be forwarded" in caplog.text
 
 
-def test_events_for_an_api_that_is_not_running_are_dropped(fan_out):
-    fan_out.supervisor.children["api"].state = ChildState.BACKOFF
-    fan_out.supervisor.on_events(fan_out.scheduler, [RunStarted(at=2, **RUN).to_wire()])
-    fan_out.supervisor.children["api"].state = ChildState.RUNNING
-    fan_out.supervisor.on_events(fan_out.scheduler, [RunEnded(at=3, **RUN, status="x").to_wire()])
-    wait_until(lambda: fan_out.log.last_seq >= 1, timeout=5, message="the second event")
-    assert [e["kind"] for _, e in since(fan_out.log)] == ["run_ended"]
-
-
-def since(log: EventLog, seq: int = 0) -> list[tuple[int, dict]]:
-    """The log's events after `seq`, decoded."""
-    return [(number, json.loads(text)) for number, text in log.since(seq)]
-
-
-def test_the_event_log_keeps_the_newest_and_answers_since_a_sequence_number():
-    log = EventLog(capacity=3)
-    assert log.since(0) == [] and log.last_seq == 0
+def test_the_ring_keeps_the_newest_by_count_and_bytes_and_says_when_a_reader_has_a_gap():
+    ring = EventRing(capacity=3, max_bytes=10)
+    ring.start_epoch("e1")
     for number in range(1, 6):
-        assert log.append(json.dumps({"kind": "k", "n": number})) == number
-    assert [seq for seq, _ in since(log)] == [3, 4, 5]  # 1 and 2 were forgotten
-    assert [event["n"] for _, event in since(log, 3)] == [4, 5]
-    assert log.since(5) == []
+        assert ring.append("log", "j", "j-1", f'"{number}"').seq == number
+    assert [m.seq for m in ring.since(0)[0]] == [3, 4, 5] and ring.since(0)[1] is True
+    assert ring.since(2) == (ring.since(2)[0], False) and [m.seq for m in ring.since(3)[0]] == [
+        4,
+        5,
+    ]
+    assert ring.since(5) == ([], False)
+    assert [m.seq for m in ring.since(0, limit=2)[0]] == [3, 4]
+    ring.append("log", "j", "j-1", '"' + "x" * 20 + '"')  # over the byte budget: alone
+    assert [m.seq for m in ring.since(0)[0]] == [6]
 
 
-# -- end to end -----------------------------------------------------------------------------------
-
-PAIR = """id: pair
-name: pair job
-tasks:
-  - id: talk
-    type: shell
-    script: |
-      echo line-1
-      echo line-2
-      echo line-3
-  - id: flaky
-    depends_on: [talk]
-    type: shell
-    retry:
-      max_attempts: 1
-      delay: 0s
-    script: |
-      if [ "$PETIT_ATTEMPT" = 1 ]; then echo "first attempt fails" >&2; exit 1; fi
-      echo recovered
-"""
-MARK = " petit[api] DEBUG event "
-
-
-def api_events(log: str, run_id: str) -> list[dict]:
-    """The events the API process logged for `run_id`, in the order it received them."""
-    events = []
-    for line in log.splitlines():
-        if MARK in line:
-            event = json.loads(line.split(MARK, 1)[1].split(" ", 1)[1])
-            if event.get("run_id") == run_id:
-                events.append(event)
-    return events
+@pytest.mark.parametrize(
+    ("last_id", "expected"),
+    [
+        (None, 5),  # no id: from now on
+        ("e1-5", 5),
+        ("e1-3", 3),
+        ("e1-2", 2),  # 3 is the oldest held: nothing after 2 is missing
+        ("e1-1", None),  # 2 is gone
+        ("e1-6", None),  # never sent
+        ("e0-4", None),  # an earlier epoch
+        ("garbage", None),
+        ("e1-", None),
+        ("-3", None),
+        ("e1-99999999999999999999", None),
+    ],
+)
+def test_where_a_client_resumes(last_id, expected):
+    ring = EventRing(capacity=3)
+    ring.start_epoch("e1")
+    for _ in range(5):
+        ring.append("log", None, None, "{}")
+    assert ring.resume_from(last_id) == expected
 
 
-def test_a_runs_whole_event_sequence_reaches_the_api_process_in_order(service):
-    svc = service({"pair": PAIR}, "--log-level", "debug", api=True)
-    wait_until(
-        lambda: svc.child("api")["state"] == "running", timeout=20, message="the API to be up"
+def test_filters_and_ids():
+    message = Message(1, "task", "etl", "etl-3", "{}")
+    quiet = Message(2, "scheduler", None, None, "{}")
+    assert matches(message, frozenset(), frozenset()) and matches(quiet, frozenset(), frozenset())
+    assert matches(message, frozenset({"etl"}), frozenset()) and not matches(
+        quiet, frozenset({"etl"}), frozenset()
     )
-    run_id = svc.trigger("pair")
-    assert svc.wait_run(run_id, "completed")["status"] == "completed"
+    assert not matches(message, frozenset({"etl"}), frozenset({"etl-4"}))
+    assert parse_event_id("mx1x2-17") == ("mx1x2", 17) and parse_event_id("17") is None
+    assert new_epoch(36**3, 2) == "1000x2" and new_epoch(0, 1) == "0x1"
 
-    def ended() -> list[dict] | None:
-        found = api_events(svc.log(), run_id)
-        return found if found and found[-1]["kind"] == "run_ended" else None
 
-    events = wait_until(ended, timeout=10, message=f"run {run_id}'s run_ended in the API's log")
-    steps = [
-        (e["kind"], e.get("task_id"), e.get("attempt"), e.get("line") or e.get("status"))
-        for e in events
-    ]
-    expected = [
-        ("run_created", None, None, None),
-        ("run_started", None, None, None),
-        ("task_started", "talk", 1, None),
-        ("task_output", "talk", 1, "line-1"),
-        ("task_output", "talk", 1, "line-2"),
-        ("task_output", "talk", 1, "line-3"),
-        ("task_ended", "talk", 1, "completed"),
-        ("task_started", "flaky", 1, None),
-        ("task_retrying", "flaky", 1, None),
-        ("task_started", "flaky", 2, None),
-        ("task_output", "flaky", 2, "recovered"),
-        ("task_ended", "flaky", 2, "completed"),
-        ("run_ended", None, None, "completed"),
-    ]
-    remaining = iter(steps)  # in this order, whatever else the engine also reports in between
-    missing = [step for step in expected if step not in remaining]
-    assert not missing, f"missing or out of order: {missing}\nreceived: {steps}"
-    assert steps[0][0] == "run_created" and steps[-1][0] == "run_ended"
+def test_the_hub_numbers_messages_starts_epochs_and_replays_to_a_new_api_process():
+    to_api: list[dict] = []
+    hub = EventHub(to_api.append)
+    hub.scheduler_started()
+    first = hub.ring.epoch
+    hub.publish([("run", "j", "j-1", "{}"), ("task", "j", "j-1", "{}")])
+    hub.own("child", {"child": "api", "exit_code": -9, "restarts": 1})
+    hub.api_started()
+    assert [b["epoch"] for b in to_api] == [first] * 4
+    assert [len(b["messages"]) for b in to_api] == [0, 2, 1, 3]  # the last: the whole replay
+    assert [m[0] for m in to_api[-1]["messages"]] == [1, 2, 3]
+    assert to_api[-1]["messages"][2][1:] == (
+        "child",
+        None,
+        None,
+        '{"child":"api","exit_code":-9,"restarts":1}',
+    )
+    hub.scheduler_started()
+    assert hub.ring.epoch != first and to_api[-1] == {
+        "event": EVENT_BATCH,
+        "epoch": hub.ring.epoch,
+        "messages": [],
+    }
+    hub.publish([("run", "j", "j-2", "{}")])
+    assert to_api[-1]["messages"][0][0] == 1  # numbered afresh in the new epoch
+
+
+def test_a_mirror_keeps_what_is_new_and_starts_afresh_with_a_new_epoch():
+    mirror = EventRing()
+    batch = [(1, "run", "j", "j-1", "{}"), (2, "run", "j", "j-1", "{}")]
+    assert [m.seq for m in mirror.extend("e1", batch)] == [1, 2]
+    assert mirror.extend("e1", batch + [(3, "run", "j", "j-1", "{}")])[0].seq == 3  # a replay
+    assert [m.seq for m in mirror.extend("e2", [(1, "run", "j", "j-2", "{}")])] == [1]
+    assert mirror.epoch == "e2" and mirror.last_seq == 1

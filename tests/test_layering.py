@@ -35,7 +35,14 @@ ALLOWED: dict[str, set[str] | str] = {
     "__main__": {"cli"},
 }
 # The long-lived supervisor process: what it imports stays light.
-SUPERVISOR_SIDE = {"service.supervisor", "service.child", "service.entry", "service.settings"}
+SUPERVISOR_SIDE = {
+    "service.supervisor",
+    "service.child",
+    "service.control_server",
+    "service.hub",
+    "service.entry",
+    "service.settings",
+}
 SUPERVISOR_MAY_IMPORT = {"errors", "logconf", "ipc", *SUPERVISOR_SIDE}
 # What the modules every command loads may import at module level; the rest is imported inside
 # the command that needs it (the other cli modules are themselves imported that way).

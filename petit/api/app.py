@@ -19,6 +19,7 @@ from ..logconf import configure_logging
 from ..storage.store import Store
 from .base import ID_CHARS, ID_MAX_CHARS
 from .channel import CommandChannel
+from .events import LiveEvents
 from .handlers import (
     CancelHandler,
     HealthHandler,
@@ -35,6 +36,7 @@ from .handlers import (
     TaskLogsHandler,
     TriggerHandler,
 )
+from .stream import EventStreamHandler
 
 log = logging.getLogger("petit.api")
 # tornado's own cap, far above ours: it answers a bare, non-JSON 400 to a chunked body over its cap,
@@ -66,6 +68,7 @@ ROUTES = [
     (rf"/api/runs/{_RUN}/tasks", RunTasksHandler),
     (rf"/api/runs/{_RUN}/tasks/{_TASK}/logs", TaskLogsHandler),
     (rf"/api/runs/{_RUN}/cancel", CancelHandler),
+    (r"/api/events", EventStreamHandler),
     (r"/api/openapi\.json", OpenAPIHandler),
 ]
 
@@ -116,9 +119,10 @@ async def _serve(settings, replies, requests) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     parent = os.getppid()
-    app = make_app(
-        store, CommandChannel(replies, requests), settings.api_token, settings.api_loopback_only
-    )
+    events = LiveEvents()
+    events.bind(loop)  # before the channel's reader thread can receive the first batch
+    channel = CommandChannel(replies, requests, events)
+    app = make_app(store, channel, settings.api_token, settings.api_loopback_only)
     server = tornado.httpserver.HTTPServer(
         app,
         xheaders=False,

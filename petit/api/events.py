@@ -1,40 +1,60 @@
-"""The API process's memory of recent events: a ring buffer of the last ~10,000, each with a
-sequence number, so a client that reconnects asks for what came after the last one it saw."""
+"""The API process's copy of the live stream: a mirror of the supervisor's replay buffer, fed by
+the queue reader thread, and the wake-up that tells every waiting stream handler, on the server's
+loop, that something arrived."""
 
 from __future__ import annotations
 
-import threading
-from collections import deque
+import asyncio
+import logging
 
-DEFAULT_CAPACITY = 10_000
+from ..ipc.stream import EventRing, Message
+
+log = logging.getLogger("petit.api")
 
 
-class EventLog:
-    """Events as JSON text (of `Event.to_wire` dicts: a third of a dict's memory, and what a
-    stream sends as it is), numbered from 1 in arrival order. Appended from the queue reader
-    thread, read from the server's loop: every access holds the lock."""
+class LiveEvents:
+    def __init__(self, ring: EventRing | None = None) -> None:
+        self.ring = ring if ring is not None else EventRing()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed: asyncio.Event | None = None
+        self._ready: asyncio.Event | None = None
+        self._epoch_known = False
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
-        self._events: deque[tuple[int, str]] = deque(maxlen=capacity)
-        self._last_seq = 0
-        self._lock = threading.Lock()
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake-ups go to `loop` from now on (the server's, once it runs)."""
+        self._loop = loop
+        self._changed, self._ready = asyncio.Event(), asyncio.Event()
+        if self._epoch_known:
+            self._ready.set()
+
+    def receive(self, epoch: str, messages: list) -> list[Message]:
+        """From the reader thread: keep a numbered batch, then wake the handlers."""
+        new = self.ring.extend(epoch, messages)
+        self._epoch_known = True
+        if log.isEnabledFor(logging.DEBUG):
+            for message in new:
+                log.debug("event %s-%d %s %s", epoch, message.seq, message.name, message.data)
+        if self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._wake)
+            except RuntimeError:  # the loop closed at exit
+                pass
+        return new
+
+    def _wake(self) -> None:
+        self._ready.set()
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     @property
-    def last_seq(self) -> int:
-        with self._lock:
-            return self._last_seq
+    def changed(self) -> asyncio.Event:
+        """Set once after the next arrival: take it before looking at the ring, then wait."""
+        return self._changed
 
-    def append(self, event: str) -> int:
-        """Keep one event (the oldest is forgotten once full); its sequence number."""
-        with self._lock:
-            self._last_seq += 1
-            self._events.append((self._last_seq, event))
-            return self._last_seq
-
-    def since(self, seq: int) -> list[tuple[int, str]]:
-        """(sequence number, event) of the events after `seq` still held, oldest first."""
-        with self._lock:
-            if not self._events:
-                return []
-            first = self._events[0][0]
-            return list(self._events)[max(0, seq + 1 - first) :]
+    async def wait_ready(self, timeout: float) -> bool:
+        """Whether the supervisor's first batch (it says which epoch is on) has arrived."""
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False

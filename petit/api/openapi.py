@@ -251,6 +251,36 @@ def _with_head(paths: dict) -> dict:
     }
 
 
+def _query(name: str, description: str, schema: dict, repeat: bool = False) -> dict:
+    param = {"name": name, "in": "query", "required": False, "description": description}
+    return {**param, "schema": {"type": "array", "items": schema} if repeat else schema}
+
+
+def _event_stream(summary: str, description: str, errors: tuple[str, ...], params) -> dict:
+    """An operation answering Server-Sent Events (text/event-stream) for as long as it lasts."""
+    operation = _op(summary, "Message", errors, params)
+    operation["responses"]["200"] = {
+        "description": description,
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+    return operation
+
+
+EVENTS = _event_stream(
+    "The live event stream (Server-Sent Events)",
+    "messages `id:`, `event:` (run, task, log, scheduler, fire_dropped, child, reset) and one "
+    "line of JSON `data:`, and a comment at least every 15 s; see docs/events.md",
+    ("404", "503"),
+    (
+        _query("job_id", "only the events of these jobs", {"type": "string"}, repeat=True),
+        _query("run_id", "only the events of these runs", {"type": "string"}, repeat=True),
+        _query(
+            "last_event_id",
+            "resume after this id (or the Last-Event-ID header)",
+            {"type": "string"},
+        ),
+    ),
+)
 _PUBLIC = []  # an operation's `security` that overrides the document's: no token needed
 
 PATHS = _with_head(
@@ -293,6 +323,7 @@ PATHS = _with_head(
                 (RUN_ID,),
             )
         },
+        "/api/events": {"get": EVENTS},
         "/api/openapi.json": {
             "get": {
                 "summary": "This document",

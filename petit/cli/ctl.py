@@ -10,14 +10,15 @@ from ..ipc.commands import COMMANDS
 from ..ipc.control import call_socket
 
 CTL_OPTIONS = "[--socket PATH] [--json]"
+CTL_COMMANDS = [command for command in COMMANDS.values() if not command.streams]
 
 
 def usage_lines() -> list[str]:
     """The `petit ctl` lines of the usage text: the verbs without arguments on one line, then
-    one line for each verb that takes some."""
-    plain = [c.verb for c in COMMANDS.values() if not _placeholders(c)]
+    one line for each verb that takes some. (Streaming verbs have commands of their own.)"""
+    plain = [c.verb for c in CTL_COMMANDS if not _placeholders(c)]
     lines = [f"  petit [--db PATH] ctl ({' | '.join(plain)}) {CTL_OPTIONS}"]
-    for command in COMMANDS.values():
+    for command in CTL_COMMANDS:
         if _placeholders(command):
             words = " ".join([command.verb, *_placeholders(command)])
             lines.append(f"  petit [--db PATH] ctl {words} {CTL_OPTIONS}")
@@ -29,7 +30,7 @@ def _placeholders(command) -> list[str]:
 
 
 def run_ctl(args: dict, socket: str) -> int:
-    command = next(c for c in COMMANDS.values() if args.get(c.verb))
+    command = next(c for c in CTL_COMMANDS if args.get(c.verb))
     call_args = {arg.name: args[arg.placeholder] for arg in command.args if arg.placeholder}
     try:
         result = call_socket(socket, command.verb, call_args)

@@ -1,14 +1,14 @@
 """What happened, as typed events: the engine publishes them at its state transitions, the
-scheduler at fires and pauses, the supervisor at restarts. A tiny synchronous bus delivers them
-to subscribers in the publisher's thread; `to_wire` / `from_wire` carry them across processes
-as plain dicts (what a multiprocessing queue can take)."""
+scheduler at dropped fires and pauses. A tiny synchronous bus delivers them to subscribers in
+the publisher's thread. (Outside the worker they travel as the live stream's messages: see
+service/forwarder.py.)"""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
 
 log = logging.getLogger("petit.events")
@@ -20,9 +20,6 @@ class Event:
 
     kind: ClassVar[str] = ""
     at: int
-
-    def to_wire(self) -> dict:
-        return {"kind": self.kind, **asdict(self)}
 
 
 @dataclass(frozen=True)
@@ -102,17 +99,6 @@ class TaskOutput(Event):
 
 
 @dataclass(frozen=True)
-class OutputDropped(Event):
-    """Lines of a chatty task that were not forwarded live (the task log still has them)."""
-
-    kind: ClassVar[str] = "output_dropped"
-    run_id: str
-    job_id: str
-    task_id: str
-    lines: int
-
-
-@dataclass(frozen=True)
 class FireDropped(Event):
     kind: ClassVar[str] = "fire_dropped"
     job_id: str
@@ -128,45 +114,6 @@ class SchedulerPaused(Event):
 @dataclass(frozen=True)
 class SchedulerResumed(Event):
     kind: ClassVar[str] = "scheduler_resumed"
-
-
-@dataclass(frozen=True)
-class ChildRestarted(Event):
-    kind: ClassVar[str] = "child_restarted"
-    child: str
-    exit_code: int | None
-    restarts: int
-
-
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls
-    for cls in (
-        RunCreated,
-        RunStarted,
-        RunEnded,
-        TaskStarted,
-        TaskRetrying,
-        TaskEnded,
-        TaskOutput,
-        OutputDropped,
-        FireDropped,
-        SchedulerPaused,
-        SchedulerResumed,
-        ChildRestarted,
-    )
-}
-
-
-def from_wire(data: dict) -> Event:
-    """Rebuild an event from `to_wire`'s dict; raises ValueError for an unknown kind or fields."""
-    cls = EVENT_TYPES.get(data.get("kind", "")) if isinstance(data, dict) else None
-    if cls is None:
-        raise ValueError(f"unknown event {data!r:.80}")
-    names = {f.name for f in fields(cls)}
-    try:
-        return cls(**{k: v for k, v in data.items() if k in names})
-    except TypeError as exc:
-        raise ValueError(f"malformed {cls.kind} event: {exc}") from None
 
 
 Subscriber = Callable[[Event], None]

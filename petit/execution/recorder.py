@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from ..core.events import Event, EventBus, OutputDropped, RunEnded, TaskOutput
+from ..core.events import Event, EventBus, RunEnded, TaskOutput
 from ..core.model import Run
 from ..errors import StorageError
 from ..storage.store import Store
@@ -45,7 +45,7 @@ class RunRecorder:
 
     def _on_event(self, event: Event) -> None:
         # Output lines change nothing that is recorded: a chatty task must cost no writes.
-        if isinstance(event, (TaskOutput, OutputDropped)):
+        if isinstance(event, TaskOutput):
             return
         with self._cond:
             run = self._tracked.get(getattr(event, "run_id", None))

@@ -81,6 +81,9 @@ class Command:
     deadline_secs: float
     render: Callable[[dict], str]
     args: tuple[Arg, ...] = ()
+    # The reply is followed by a stream of events, one line each, until the client hangs up
+    # (`petit watch` and `logs -f` use it; `petit ctl` does not offer it).
+    streams: bool = False
 
     def wait_secs(self, caller: Caller) -> float:
         return caller.wait_secs(self.deadline_secs)
@@ -155,6 +158,14 @@ COMMANDS: dict[str, Command] = {
         Command("shutdown", SUPERVISOR, 5.0, _message, (Arg("timeout", float, default=None),)),
         Command("trigger", SCHEDULER, 5.0, _triggered, (Arg("job_id", placeholder="JOB_ID"),)),
         Command("cancel", SCHEDULER, 20.0, _cancelled, (Arg("run_id", placeholder="RUN_ID"),)),
+        Command(
+            "watch",
+            SUPERVISOR,
+            5.0,
+            _message,
+            (Arg("job_id", default=None), Arg("run_id", default=None)),
+            streams=True,
+        ),
     )
 }
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 
 from ..errors import BadRequest, NotListening, PetitError, Unavailable
 from .commands import COMMANDS, FROM_CTL, request, unwrap
@@ -29,6 +31,42 @@ def call_socket(
 ) -> dict:
     """Send one command over the control socket and return its result (or raise its error).
     `timeout` defaults to the verb's wait for `petit ctl` (the command table's rule)."""
+    with _request(path, cmd, args, timeout) as (_, result, _rest):
+        return result
+
+
+def watch_socket(
+    path: str, args: dict | None = None, tick_secs: float | None = None
+) -> Iterator[dict | None]:
+    """The events a running petit streams to `watch` (filtered by `args`: job_id, run_id), as
+    dicts with id, event and data, until it stops (or the caller stops iterating). With
+    `tick_secs`, a None comes each time that long passes without an event."""
+    with _request(path, "watch", args, None) as (sock, _, rest):
+        sock.settimeout(tick_secs)
+        pending = bytearray(rest)
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                yield None
+                continue
+            except OSError as exc:
+                raise Unavailable(f"connection to {path} failed: {exc.strerror or exc}") from None
+            if not chunk:
+                return  # the service stopped
+            pending += chunk
+            *lines, rest = pending.split(b"\n")
+            pending = bytearray(rest)
+            for line in lines:
+                yield json.loads(line)
+
+
+@contextlib.contextmanager
+def _request(
+    path: str, cmd: str, args: dict | None, timeout: float | None
+) -> Iterator[tuple[socket.socket, dict, bytes]]:
+    """A connection that sent one command and read its reply: the socket, the result, and
+    what the server sent after the reply."""
     check_socket_path(path)
     if timeout is None:
         timeout = COMMANDS[cmd].wait_secs(FROM_CTL)
@@ -47,16 +85,16 @@ def call_socket(
             raise NotListening(f"cannot connect to {path}: {exc.strerror or exc}") from None
         try:
             sock.sendall(json.dumps(message).encode() + b"\n")
-            raw = _read_line(sock)
+            raw, rest = _read_line(sock)
         except TimeoutError:
             raise Unavailable(f"petit on {path} did not answer within {timeout:g}s") from None
         except OSError as exc:
             raise Unavailable(f"connection to {path} failed: {exc.strerror or exc}") from None
-    try:
-        reply = json.loads(raw)
-    except ValueError:
-        raise Unavailable(f"petit on {path} sent a malformed reply") from None
-    return unwrap(reply)
+        try:
+            reply = json.loads(raw)
+        except ValueError:
+            raise Unavailable(f"petit on {path} sent a malformed reply") from None
+        yield sock, unwrap(reply), rest
 
 
 def _connect(sock: socket.socket, path: str, deadline: float) -> None:
@@ -73,16 +111,18 @@ def _connect(sock: socket.socket, path: str, deadline: float) -> None:
             time.sleep(0.01)
 
 
-def _read_line(sock: socket.socket) -> bytes:
+def _read_line(sock: socket.socket) -> tuple[bytes, bytes]:
+    """The first line, and what came after it in the same reads (a watch's first events)."""
     chunks = bytearray()
-    while not chunks.endswith(b"\n"):
+    while b"\n" not in chunks:
         chunk = sock.recv(65536)
         if not chunk:
             break
         chunks += chunk
         if len(chunks) > 16 * MAX_LINE_BYTES:
             break
-    return bytes(chunks)
+    line, newline, rest = bytes(chunks).partition(b"\n")
+    return line + newline, rest
 
 
 def is_listening(path: str) -> bool:

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from enum import Enum
 
 from ..errors import Unavailable
-from ..ipc.batches import EVENT_BATCH
 from ..ipc.commands import FROM_SUPERVISOR
 from ..ipc.queues import QueueClient
+from ..ipc.stream import EVENT_BATCH
 from .entry import run_child
 from .settings import Settings
 
@@ -36,16 +36,16 @@ class Child:
     """One supervised process. Queues are created anew for every start: a process killed while
     holding a queue's internal lock would otherwise wedge the queue for its successor.
 
-    `on_events` receives the event batches the child sends. Its other messages are requests
-    for `on_request` when given (the API asks), else replies for `client`, the supervisor's
-    command client to this child (the scheduler answers)."""
+    `on_events` receives the stream messages the child sends, a batch at a time. Its other
+    messages are requests for `on_request` when given (the API asks), else replies for
+    `client`, the supervisor's command client to this child (the scheduler answers)."""
 
     def __init__(
         self,
         name: str,
         target: str,
         settings: Settings,
-        on_events: Callable[[Child, list[dict]], None],
+        on_events: Callable[[Child, list], None],
         on_request: Callable[[Child, dict], None] | None = None,
     ) -> None:
         self.name = name
@@ -119,7 +119,7 @@ class Child:
             if self.restarts:  # a first start's refusal is reported by run() to the user instead
                 log.error("%s cannot start: %s", self.name, self.fatal.get("error"))
         elif event == EVENT_BATCH:
-            self.on_events(self, message.get("events") or [])
+            self.on_events(self, message.get("messages") or [])
         elif event is None and self.on_request is not None:
             self.on_request(self, message)
         elif event is None:

@@ -1,29 +1,79 @@
-"""Events of the scheduler worker, on their way to the API: buffered as the bus delivers them
-and sent in batches, one queue message every ~150 ms, so a busy run costs a few puts a second
-rather than one per event. A chatty task cannot flood the queues: past a cap of output lines
-per batch the rest are counted per task and sent as one OutputDropped each (the task log still
-has every line)."""
+"""The scheduler worker's events, on their way out as the live stream: each bus event becomes a
+stream message as it is published (a `run` or `task` message carries the run's or task's JSON as
+it is at that instant, the same views the API serves), and the messages go to the supervisor in
+batches, one queue message every ~150 ms, so a busy run costs a few puts a second rather than
+one per event. A chatty task cannot flood the queues: past a cap of output lines per batch the
+rest are only counted, per task (the task log still has every line)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 
-from ..core.events import Event, OutputDropped, TaskOutput
-from ..ipc.batches import batch_of
+from ..core.events import (
+    Event,
+    FireDropped,
+    RunCreated,
+    RunEnded,
+    RunStarted,
+    SchedulerPaused,
+    SchedulerResumed,
+    TaskEnded,
+    TaskOutput,
+    TaskRetrying,
+    TaskStarted,
+)
+from ..core.model import Run
+from ..core.views import run_json, task_json
+from ..ipc.stream import worker_batch
 
 log = logging.getLogger("petit.scheduler")
 FLUSH_INTERVAL_SECS = 0.15
-MAX_OUTPUT_LINES = 500  # TaskOutput events per batch
+MAX_OUTPUT_LINES = 500  # output lines per batch
 MAX_LIVE_LINE_CHARS = 4096
+RUN_EVENTS = (RunCreated, RunStarted, RunEnded)
+TASK_EVENTS = (TaskStarted, TaskRetrying, TaskEnded)
+
+
+class _Lines:
+    """Consecutive lines of one attempt's stream: one `log` message. `dropped` counts the
+    task's lines past the cap (the message then carries the count, and no more lines)."""
+
+    __slots__ = ("job_id", "run_id", "task_id", "attempt", "stream", "lines", "dropped")
+
+    def __init__(self, event: TaskOutput) -> None:
+        self.job_id, self.run_id, self.task_id = event.job_id, event.run_id, event.task_id
+        self.attempt, self.stream = event.attempt, event.stream
+        self.lines: list[str] = []
+        self.dropped = 0
+
+    def follows(self, event: TaskOutput) -> bool:
+        return (self.run_id, self.task_id, self.attempt, self.stream) == (
+            event.run_id,
+            event.task_id,
+            event.attempt,
+            event.stream,
+        )
+
+    def message(self) -> tuple[str, str, str, dict]:
+        data = {
+            "run_id": self.run_id,
+            "task_id": self.task_id,
+            "attempt": self.attempt,
+            "stream": self.stream,
+            "lines": self.lines,
+        }
+        if self.dropped:
+            data["dropped"] = self.dropped
+        return ("log", self.job_id, self.run_id, data)
 
 
 class EventForwarder:
     """A bus subscriber (`publish`, from any thread) and the thread that flushes its buffer
-    through `send` (one queue put per batch). `close` flushes what is left and stops. What it
-    holds between two flushes is bounded too: past the cap, output lines are only counted."""
+    through `send` (one queue put per batch). `track(run)` comes before the run's RunCreated:
+    its messages are built from the live Run. `close` flushes what is left and stops."""
 
     def __init__(
         self,
@@ -34,27 +84,65 @@ class EventForwarder:
         self._send = send
         self._interval = interval_secs
         self._max_output = max_output_lines
-        self._buffer: list[Event | None] = []  # None: the place of an OutputDropped
+        self._runs: dict[str, tuple[Run, dict]] = {}  # run id -> (run, task id -> its state)
+        self._buffer: list[tuple | _Lines] = []
         self._output_lines = 0
-        # (run id, task id) -> (its place in the buffer, the first line dropped, lines dropped)
-        self._dropped: dict[tuple[str, str], tuple[int, TaskOutput, int]] = {}
+        self._dropped: dict[tuple[str, str], _Lines] = {}  # (run id, task id) -> its count
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="petit-events")
 
+    def track(self, run: Run) -> None:
+        with self._lock:
+            self._runs[run.id] = (run, {state.task_id: state for state in run.tasks})
+
     def publish(self, event: Event) -> None:
         with self._lock:
-            if not isinstance(event, TaskOutput):
-                self._buffer.append(event)
-            elif self._output_lines < self._max_output:
-                self._output_lines += 1
-                self._buffer.append(_clipped(event))
-            else:
-                key = (event.run_id, event.task_id)
-                slot, first, count = self._dropped.get(key, (len(self._buffer), event, 0))
-                if count == 0:
-                    self._buffer.append(None)
-                self._dropped[key] = (slot, first, count + 1)
+            if isinstance(event, TaskOutput):
+                self._output(event)
+                return
+            message = self._message(event)
+            if message is not None:
+                self._buffer.append(message)
+            if isinstance(event, RunEnded):
+                self._runs.pop(event.run_id, None)
+
+    def _message(self, event: Event) -> tuple | None:
+        if isinstance(event, RUN_EVENTS + TASK_EVENTS):
+            tracked = self._runs.get(event.run_id)
+            if tracked is None:
+                log.warning("%s of untracked run %s not streamed", event.kind, event.run_id)
+                return None
+            run, states = tracked
+            if isinstance(event, RUN_EVENTS):
+                return ("run", run.job_id, run.id, run_json(run))
+            task = {**task_json(states[event.task_id]), "job_id": run.job_id}
+            if isinstance(event, TaskRetrying):  # pending again, and for how long
+                task["retry_delay_secs"] = event.delay_secs
+            return ("task", run.job_id, run.id, task)
+        if isinstance(event, FireDropped):
+            dropped = {"scheduled_at": event.scheduled_at, "reason": event.reason}
+            return ("fire_dropped", event.job_id, None, {"job_id": event.job_id, **dropped})
+        if isinstance(event, (SchedulerPaused, SchedulerResumed)):
+            state = "paused" if isinstance(event, SchedulerPaused) else "running"
+            return ("scheduler", None, None, {"state": state})
+        return None
+
+    def _output(self, event: TaskOutput) -> None:
+        if self._output_lines >= self._max_output:
+            key = (event.run_id, event.task_id)
+            counted = self._dropped.get(key)
+            if counted is None:
+                counted = self._dropped[key] = _Lines(event)
+                self._buffer.append(counted)
+            counted.dropped += 1
+            return
+        self._output_lines += 1
+        last = self._buffer[-1] if self._buffer else None
+        if not (isinstance(last, _Lines) and not last.dropped and last.follows(event)):
+            last = _Lines(event)
+            self._buffer.append(last)
+        last.lines.append(_clipped(event.line))
 
     def start(self) -> None:
         self._thread.start()
@@ -71,28 +159,24 @@ class EventForwarder:
 
     def flush(self) -> None:
         with self._lock:
-            events, dropped = self._buffer, self._dropped
+            pending = self._buffer
             self._buffer, self._dropped, self._output_lines = [], {}, 0
-        if not events:
+        if not pending:
             return
-        for slot, first, count in dropped.values():
-            events[slot] = OutputDropped(
-                at=first.at,
-                run_id=first.run_id,
-                job_id=first.job_id,
-                task_id=first.task_id,
-                lines=count,
-            )
+        messages = []
+        for entry in pending:
+            name, job_id, run_id, data = entry.message() if isinstance(entry, _Lines) else entry
+            messages.append((name, job_id, run_id, json.dumps(data, separators=(",", ":"))))
         try:
-            self._send(batch_of(events))
+            self._send(worker_batch(messages))
         except Exception:  # a closed queue at exit: the events are lost, the runs are not
-            log.exception("%d event(s) could not be forwarded", len(events))
+            log.exception("%d event(s) could not be forwarded", len(messages))
 
 
-def _clipped(event: TaskOutput) -> TaskOutput:
-    """A line as forwarded live: at most MAX_LIVE_LINE_CHARS (a 1 MiB line must not travel the
+def _clipped(line: str) -> str:
+    """A line as streamed live: at most MAX_LIVE_LINE_CHARS (a 1 MiB line must not travel the
     queues that also carry command replies); the task log keeps it whole."""
-    if len(event.line) <= MAX_LIVE_LINE_CHARS:
-        return event
-    rest = len(event.line) - MAX_LIVE_LINE_CHARS
-    return replace(event, line=f"{event.line[:MAX_LIVE_LINE_CHARS]}... [{rest} more characters]")
+    if len(line) <= MAX_LIVE_LINE_CHARS:
+        return line
+    rest = len(line) - MAX_LIVE_LINE_CHARS
+    return f"{line[:MAX_LIVE_LINE_CHARS]}... [{rest} more characters]"

@@ -44,10 +44,12 @@ class Scheduler:
         max_jobs: int = 0,
         send_reply: Callable[[dict], None] | None = None,
         bus: EventBus | None = None,
+        track_run: Callable[[Run], None] | None = None,
     ) -> None:
         self.store = store
         self.bus = bus if bus is not None else EventBus()
         self.recorder = RunRecorder(store, self.bus)
+        self._track_run = track_run  # another follower of live runs (the event forwarder)
         self.max_tasks = max_tasks
         self.runs = RunManager(jobs, store, self._new_engine, max_jobs, send_reply)
         last_fires = {
@@ -69,6 +71,8 @@ class Scheduler:
     def _new_engine(self, job: Job, run: Run, extra_env: dict[str, str]) -> RunEngine:
         """A created run's engine; the recorder follows it and RunCreated goes out first."""
         self.recorder.track(run)
+        if self._track_run is not None:
+            self._track_run(run)
         self.bus.publish(
             RunCreated(run.created_at, run.id, job.id, run.trigger.value, run.scheduled_at)
         )

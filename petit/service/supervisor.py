@@ -13,26 +13,26 @@ sys.modules.setdefault("ssl", None)
 
 import asyncio
 import dataclasses
-import json
+import functools
 import logging
 import os
 import signal
 import stat
 import time
 
-from ..errors import BadRequest, PetitError, StorageError, Unavailable, from_wire, internal_error
-from ..ipc.batches import child_restarted, event_batch
+from ..errors import PetitError, StorageError, Unavailable, from_wire, internal_error
 from ..ipc.commands import COMMANDS, SUPERVISOR, error_reply, ok_reply, request, validate_request
 from ..ipc.control import MAX_LINE_BYTES, check_socket_path, is_listening
 from ..ipc.instance import hold_instance_lock
 from ..logconf import configure_logging
 from .child import BACKOFF_FIRST_SECS, Child, ChildState
+from .control_server import serve_client
+from .hub import EventHub
 from .settings import Settings
 
 log = logging.getLogger("petit.supervisor")
 BACKOFF_MAX_SECS = 30.0
 STABLE_AFTER_SECS = 10.0  # a child up this long has its backoff reset
-CLIENT_IDLE_SECS = 300.0
 
 
 class Supervisor:
@@ -47,8 +47,13 @@ class Supervisor:
         self.starting = True  # until the scheduler first reports ready
         self._restart_handles: dict[str, asyncio.TimerHandle] = {}
         self._api_replies: set[asyncio.Task] = set()  # held until done: a task is never lost
+        self.hub = EventHub(self._send_to_api)
         # the verbs the supervisor answers itself (the table's SUPERVISOR ones)
-        self.own_commands = {"status": self._status_command, "shutdown": self._shutdown_command}
+        self.own_commands = {
+            "status": self._status_command,
+            "shutdown": self._shutdown_command,
+            "watch": self._watch_command,
+        }
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -86,6 +91,11 @@ class Supervisor:
         asyncio.get_running_loop().call_soon(self.begin_shutdown, "petit ctl shutdown", timeout)
         return {"message": "shutting down"}
 
+    async def _watch_command(self, args: dict) -> dict:
+        """The reply before a watch's stream (serve_client then hands the client to the hub)."""
+        ring = self.hub.ring
+        return {"message": "watching", "epoch": ring.epoch, "last_seq": ring.last_seq}
+
     async def status(self) -> dict:
         scheduler_state = None
         try:
@@ -105,39 +115,6 @@ class Supervisor:
             "children": [child.info() for child in self.children.values()],
             "scheduler": scheduler_state,
         }
-
-    # -- control socket -----------------------------------------------------------------------
-
-    async def serve_client(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        try:
-            while True:
-                try:
-                    line = await asyncio.wait_for(reader.readline(), CLIENT_IDLE_SECS)
-                except TimeoutError:
-                    break
-                except ValueError:  # longer than the stream limit
-                    await _send(
-                        writer,
-                        error_reply(
-                            None, BadRequest(f"request line longer than {MAX_LINE_BYTES} bytes")
-                        ),
-                    )
-                    break
-                if not line.endswith(b"\n"):
-                    break  # EOF, possibly after half a line
-                try:
-                    message = json.loads(line)
-                except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
-                    reply = error_reply(None, BadRequest("request is not valid JSON"))
-                else:
-                    reply = await self.dispatch(message)
-                await _send(writer, reply)
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
 
     # -- children -----------------------------------------------------------------------------
 
@@ -174,21 +151,30 @@ class Supervisor:
             self._check_done()
             return
         child.restarts += 1
-        child.start(asyncio.get_running_loop(), self.on_child_exit)  # BACKOFF -> STARTING
-        at = int(time.time() * 1000)
-        self.fan_out(child_restarted(child.name, child.last_exit_code, child.restarts, at))
+        self._start(child)  # BACKOFF -> STARTING
+        self.hub.own(
+            "child",
+            {"child": child.name, "exit_code": child.last_exit_code, "restarts": child.restarts},
+        )
 
-    def on_events(self, child: Child, events: list[dict]) -> None:
-        """A batch of the scheduler's events, on its way to the API."""
-        self.fan_out(event_batch(events))
+    def _start(self, child: Child) -> None:
+        """Start a child; the hub learns of it first (a new scheduler begins a new epoch of the
+        stream, a new API process gets the replay buffer before anything else)."""
+        if child.name == "scheduler":
+            self.hub.scheduler_started()
+        child.start(asyncio.get_running_loop(), self.on_child_exit)
+        if child.name == "api":
+            self.hub.api_started()
 
-    def fan_out(self, batch: dict) -> None:
-        """Pass an event batch to the API process; with no API up, nobody listens: dropped."""
+    def on_events(self, child: Child, messages: list) -> None:
+        """A batch of the scheduler's stream messages: numbered and passed on by the hub."""
+        self.hub.publish(messages)
+
+    def _send_to_api(self, batch: dict) -> None:
+        """With no API process up, nobody listens there (the hub's buffer still has it all)."""
         api = self.children.get("api")
-        if api is None or not api.is_up:
-            log.debug("%d event(s) dropped: the API process is not running", len(batch["events"]))
-            return
-        api.send(batch)
+        if api is not None and api.is_up:
+            api.send(batch)
 
     def on_api_request(self, child: Child, message: dict) -> None:
         """The API's mutations take the same route as control-socket commands. The answering
@@ -273,7 +259,7 @@ class Supervisor:
             dataclasses.replace(self.settings, api_token=None),  # a secret of the API alone
             self.on_events,
         )
-        scheduler.start(loop, self.on_child_exit)
+        self._start(scheduler)
         await _first_of(scheduler.ready.wait(), scheduler.exited.wait(), self.done.wait())
         self.starting = False
         if not scheduler.ready.is_set():
@@ -290,7 +276,9 @@ class Supervisor:
         old_umask = os.umask(0o177)  # the socket is born 0600, no window with wider rights
         try:
             server = await asyncio.start_unix_server(
-                self.serve_client, path=self.socket_path, limit=MAX_LINE_BYTES
+                functools.partial(serve_client, self.dispatch, self.hub),
+                path=self.socket_path,
+                limit=MAX_LINE_BYTES,
             )
         finally:
             os.umask(old_umask)
@@ -299,7 +287,7 @@ class Supervisor:
             self.children["api"] = Child(
                 "api", "petit.api.app:api_main", self.settings, self.on_events, self.on_api_request
             )
-            self.children["api"].start(loop, self.on_child_exit)
+            self._start(self.children["api"])
         log.info(
             "petit %s serving %d job(s) from %s (db %s, control socket %s)",
             _version(),
@@ -312,6 +300,7 @@ class Supervisor:
             await self.done.wait()
         finally:
             server.close()
+            self.hub.close_watchers()
             _unlink(self.socket_path)
         log.info("petit stopped")
         return 0
@@ -327,11 +316,6 @@ async def _first_of(*waits) -> None:
 def _terminate(child: Child) -> None:
     if child.proc is not None and child.proc.exitcode is None:
         child.proc.terminate()
-
-
-async def _send(writer: asyncio.StreamWriter, reply: dict) -> None:
-    writer.write(json.dumps(reply).encode() + b"\n")
-    await asyncio.wait_for(writer.drain(), CLIENT_IDLE_SECS)  # a client that never reads is dropped
 
 
 def _unlink(path: str) -> None:

@@ -46,7 +46,13 @@ def worker_main(settings: Settings, commands, replies) -> None:
         store.check()
         jobs = load_jobs(settings.jobs_dir)
         scheduler = Scheduler(
-            jobs, store, settings.max_tasks, settings.max_jobs, replies.put, bus=bus
+            jobs,
+            store,
+            settings.max_tasks,
+            settings.max_jobs,
+            replies.put,
+            bus=bus,
+            track_run=forwarder.track,
         )
         recovered = recover(store)
     except (ConfigError, StorageError) as exc:
@@ -66,8 +72,9 @@ def worker_main(settings: Settings, commands, replies) -> None:
         recovered,
     )
     replies.put({"event": "ready", "pid": os.getpid(), "jobs": len(scheduler.jobs)})
-    if settings.api:  # only the API process consumes events (subscribed after the recorder,
-        bus.subscribe(forwarder.publish)  # so a run's end is on disk before it is announced)
+    # the live stream (the API and `petit watch` read it), subscribed after the recorder, so a
+    # run's end is on disk before it is announced
+    bus.subscribe(forwarder.publish)
     forwarder.start()
     _serve(scheduler, settings, commands, replies, stop, hurry)
     forwarder.close()  # the runs' last events go out before "stopped"

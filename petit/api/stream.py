@@ -1,0 +1,146 @@
+"""`GET /api/events`: the live stream as Server-Sent Events. Each client has its own position
+in the API's copy of the replay buffer; it resumes after the id it last saw, or is told to
+`reset` (refetch state) when that is impossible. A client that does not keep up is dropped,
+never buffered for: its next reconnect then says whether it missed anything."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import tornado.iostream
+
+from ..errors import BadRequest, JobNotFound, RunNotFound, Unavailable
+from ..ipc.stream import event_id, matches
+from .base import ID_MAX_CHARS, BaseHandler
+from .events import LiveEvents
+
+log = logging.getLogger("petit.api")
+HEARTBEAT_SECS = 5.0  # a comment at least this often: proxies and clients see a live line
+# What a client may leave unread (beyond the kernel's socket buffers) before it is dropped.
+CLIENT_BUFFER_BYTES = 4 * 1024 * 1024
+CHUNK_MESSAGES = 500  # written at a time
+READY_WAIT_SECS = 5.0
+MAX_FILTERS = 100
+RETRY_MS = 1000
+
+
+def sse(name: str, data: str, message_id: str | None = None) -> str:
+    """One Server-Sent Event; `data` is one line of JSON already."""
+    head = f"id: {message_id}\n" if message_id is not None else ""
+    return f"{head}event: {name}\ndata: {data}\n\n"
+
+
+def start_stream(handler: BaseHandler) -> None:
+    """The headers of an event stream (the logs' follow mode sends one too), and the bound on
+    what the client may leave unread: past it the write fails and the client is dropped."""
+    handler.set_header("Content-Type", "text/event-stream; charset=utf-8")
+    handler.set_header("X-Accel-Buffering", "no")  # a proxy in front must not hold events back
+    handler.request.connection.stream.max_write_buffer_size = CLIENT_BUFFER_BYTES
+
+
+def send(handler: BaseHandler, text: str) -> bool:
+    """Write now, without waiting for the client to take it; False when the client is gone or
+    its unread bytes went over the bound (it is then dropped: one stuck client never holds the
+    server's memory or slows the others)."""
+    handler.write(text)
+    try:
+        handler.flush()
+        return True
+    except tornado.iostream.StreamBufferFullError:
+        log.warning("event stream client %s dropped: it does not read", handler.request.remote_ip)
+        handler.request.connection.close()
+        return False
+    except tornado.iostream.StreamClosedError:
+        return False
+
+
+def _reset(epoch: str, seq: int, reason: str) -> str:
+    return sse("reset", json.dumps({"reason": reason}), event_id(epoch, seq))
+
+
+class EventStreamHandler(BaseHandler):
+    gone: asyncio.Event
+
+    @property
+    def live(self) -> LiveEvents:
+        return self.commands.events
+
+    def on_connection_close(self) -> None:
+        self.gone.set()
+
+    async def get(self) -> None:
+        self.gone = asyncio.Event()
+        job_ids, run_ids = self._filters()
+        last_id = self.request.headers.get("Last-Event-ID") or self.get_argument(
+            "last_event_id", None
+        )
+        if not await self.live.wait_ready(READY_WAIT_SECS):
+            raise Unavailable("the event stream is not available yet; retry in a moment")
+        start_stream(self)
+        if self.request.method == "HEAD":
+            self.finish()
+            return
+        await self._stream(job_ids, run_ids, last_id)
+
+    def _filters(self) -> tuple[frozenset[str], frozenset[str]]:
+        job_ids = frozenset(self.get_arguments("job_id"))
+        run_ids = frozenset(self.get_arguments("run_id"))
+        if len(job_ids) + len(run_ids) > MAX_FILTERS:
+            raise BadRequest(f"at most {MAX_FILTERS} job_id and run_id filters")
+        summaries = self.store.job_summaries() if job_ids else {}
+        for job_id in sorted(job_ids):
+            doc = summaries.get(job_id)
+            if len(job_id) > ID_MAX_CHARS["job_id"] or doc is None or not doc.get("defined", True):
+                raise JobNotFound(job_id[:200])
+        for run_id in sorted(run_ids):
+            if len(run_id) > ID_MAX_CHARS["run_id"] or self.store.get_run(run_id) is None:
+                raise RunNotFound(run_id[:200])
+        return job_ids, run_ids
+
+    async def _stream(self, job_ids: frozenset, run_ids: frozenset, last_id: str | None) -> None:
+        ring = self.live.ring
+        epoch = ring.epoch
+        position = ring.resume_from(last_id)
+        out = [f"retry: {RETRY_MS}\n\n"]
+        if position is None:
+            position = ring.last_seq
+            out.append(_reset(epoch, position, "the events after that id are no longer held"))
+        loop = asyncio.get_running_loop()
+        wrote_at = loop.time()
+        while not self.gone.is_set():
+            changed = self.live.changed
+            if ring.epoch != epoch:  # the scheduler restarted: what it had not sent is lost
+                epoch, position = ring.epoch, 0
+                out.append(_reset(epoch, position, "the scheduler restarted"))
+            messages, lost = ring.since(position, CHUNK_MESSAGES)
+            if lost:  # fell behind the buffer: its reconnect will be told to reset
+                log.warning("event stream client %s dropped: behind", self.request.remote_ip)
+                return
+            out.extend(
+                sse(m.name, m.data, event_id(epoch, m.seq))
+                for m in messages
+                if matches(m, job_ids, run_ids)
+            )
+            if messages:
+                position = messages[-1].seq
+            if out:
+                if not send(self, "".join(out)):
+                    return
+                out, wrote_at = [], loop.time()
+            if len(messages) == CHUNK_MESSAGES:
+                continue
+            if not await _first(changed, self.gone, wrote_at + HEARTBEAT_SECS - loop.time()):
+                out.append(": keepalive\n\n")
+
+
+async def _first(a: asyncio.Event, b: asyncio.Event, timeout: float) -> bool:
+    """Wait for either event; False when `timeout` passed first."""
+    waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+    done, pending = await asyncio.wait(
+        waits, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED
+    )
+    for wait in pending:
+        wait.cancel()
+    return bool(done)

@@ -1,0 +1,212 @@
+"""The live stream end to end, through a real `bin/petit run`: /api/events read by a real SSE
+client loop, resumes across a restart of the API process and of the scheduler, filters, bad
+input, a client that never reads, and `watch` over the control socket with no API at all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+
+import psutil
+import pytest
+from api_client import request
+from processes import wait_until
+from sse_client import SseStream
+
+from petit.ipc.control import watch_socket
+
+DRIP = """id: drip
+name: drip job
+tasks:
+  - id: talk
+    type: shell
+    script: |
+      for i in $(seq 1 30); do echo "line $i"; sleep 0.05; done
+  - id: flaky
+    depends_on: [talk]
+    type: shell
+    retry:
+      max_attempts: 1
+      delay: 0s
+    script: |
+      if [ "$PETIT_ATTEMPT" = 1 ]; then echo "first attempt fails" >&2; exit 1; fi
+      echo recovered
+"""
+QUIET = """id: quiet
+name: quiet job
+tasks:
+  - id: t
+    type: shell
+    script: echo quiet
+"""
+
+
+def run_ended(run_id: str):
+    return lambda e: e.event == "run" and e.json()["id"] == run_id and e.json()["ended_at"]
+
+
+def seq(event_id: str) -> int:
+    return int(event_id.rpartition("-")[2])
+
+
+def wait_api_restarted(svc, restarts: int) -> None:
+    def back() -> bool:
+        api = svc.child("api")
+        return api["state"] == "running" and api["restarts"] == restarts
+
+    wait_until(back, timeout=20, message="the API process to be restarted")
+
+
+def test_a_client_that_reconnects_after_the_api_process_died_misses_nothing(service):
+    svc = service({"drip": DRIP, "quiet": QUIET}, api=True)
+    first = SseStream(svc.port, "/api/events")
+    assert first.status == 200 and first.headers["content-type"].startswith("text/event-stream")
+    run_id = svc.trigger("drip")
+    seen = first.until(lambda e: e.event == "log" and e.json()["run_id"] == run_id)
+    os.kill(svc.child("api")["pid"], signal.SIGKILL)  # mid-run, mid-stream
+    with pytest.raises((EOFError, ConnectionError)):
+        while True:
+            event = first.next(timeout=15)
+            if event.event is not None:
+                seen.append(event)
+    wait_api_restarted(svc, 1)
+    again = SseStream(svc.port, "/api/events", headers={"Last-Event-ID": first.last_id})
+    seen += again.until(run_ended(run_id), timeout=30)
+    assert "reset" not in [e.event for e in seen]
+
+    epoch = seen[0].id.rpartition("-")[0]
+    replay = SseStream(svc.port, f"/api/events?last_event_id={epoch}-0")
+    whole = replay.until(lambda e: e.id == seen[-1].id)
+    # the union of what the client saw is the stream itself: every event, once, in order
+    assert [e.id for e in seen] == [e.id for e in whole]
+    assert [seq(e.id) for e in whole] == list(range(1, len(whole) + 1))
+    ours = [e.json() for e in whole if e.event in ("run", "task", "log")]
+    assert [d["status"] for d in ours if "task_count" in d] == ["pending", "running", "completed"]
+    talk = [
+        line for d in ours if d.get("task_id") == "talk" and "lines" in d for line in d["lines"]
+    ]
+    assert talk == [f"line {n}" for n in range(1, 31)]
+    flaky = [
+        (d["status"], d["attempts"])
+        for d in ours
+        if d.get("task_id") == "flaky" and "lines" not in d
+    ]
+    assert flaky == [("running", 1), ("pending", 1), ("running", 2), ("completed", 2)]
+    assert {"child": "api", "exit_code": -9, "restarts": 1} in [
+        e.json() for e in whole if e.event == "child"
+    ]
+    for stream in (again, replay):
+        stream.close()
+
+
+def test_filters_resets_and_bad_input(service):
+    svc = service({"drip": DRIP, "quiet": QUIET}, api=True)
+    for path, status in [
+        ("/api/events?job_id=nope", 404),
+        ("/api/events?run_id=quiet-99", 404),
+        ("/api/events?run_id=../../etc", 404),
+    ]:
+        answer = request(svc.port, "GET", path)
+        assert answer.status == status and answer.json()["code"] == "NOT_FOUND", path
+    quiet_only = SseStream(svc.port, "/api/events?job_id=quiet")
+    everything = SseStream(svc.port, "/api/events")
+    drip_run = svc.trigger("drip")
+    quiet_run = svc.trigger("quiet")
+    everything.until(run_ended(drip_run), timeout=30)
+    got = quiet_only.until(run_ended(quiet_run))
+    assert {e.json().get("job_id") for e in got if e.event != "log"} == {"quiet"}
+    assert {e.json()["run_id"] for e in got if e.event == "log"} == {quiet_run}
+    by_run = SseStream(svc.port, f"/api/events?run_id={quiet_run}&last_event_id={got[0].id}")
+    assert by_run.until(run_ended(quiet_run))[-1].json()["status"] == "completed"
+
+    malformed = SseStream(svc.port, "/api/events", headers={"Last-Event-ID": "not-an-id"})
+    assert malformed.status == 200 and malformed.next().event == "reset"
+
+    svc.call("pause")
+    assert everything.until(lambda e: e.event == "scheduler")[-1].json() == {"state": "paused"}
+    old = everything.last_id
+    os.kill(svc.worker_pid(), signal.SIGKILL)  # a new epoch: what the worker had not sent is lost
+    assert everything.until(lambda e: e.event in ("reset", "child"))[-1].event == "reset"
+    stale = SseStream(svc.port, "/api/events", headers={"Last-Event-ID": old})
+    assert stale.next().event == "reset"
+    # an idle stream still hears from the server: a comment at least every 15 s
+    beat = quiet_only.next(timeout=15)
+    while beat.event is not None:
+        beat = quiet_only.next(timeout=15)
+    for stream in (quiet_only, everything, by_run, malformed, stale):
+        stream.close()
+
+
+CHATTY = """id: chatty
+name: chatty job
+tasks:
+  - id: t
+    type: shell
+    script: |
+      python3 -c 'import sys, time
+      line = "x" * 4000
+      for i in range(15000):
+          sys.stdout.write(line + "\\n")
+          if i % 50 == 0: time.sleep(0.01)'
+"""
+
+
+def test_a_client_that_never_reads_is_dropped_and_others_are_not_slowed(service):
+    svc = service({"chatty": CHATTY, "quiet": QUIET}, api=True)
+    api = psutil.Process(svc.child("api")["pid"])
+    before_fds = api.num_fds()
+    for _ in range(1000):  # connect, take the first bytes, hang up
+        with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
+            sock.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    wait_until(lambda: api.num_fds() <= before_fds, timeout=10, message="descriptors released")
+
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.connect(("127.0.0.1", svc.port))
+    stuck.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    reader = SseStream(svc.port, "/api/events")
+    rss_before = api.memory_info().rss
+    run_id = svc.trigger("chatty")
+    got = reader.until(run_ended(run_id), timeout=60)
+    assert (
+        sum(len(e.json()["lines"]) + e.json().get("dropped", 0) for e in got if e.event == "log")
+        == 15000
+    )
+    assert api.memory_info().rss - rss_before < 64 * 1024 * 1024
+    stuck.settimeout(20)
+    received = 0
+    while chunk := stuck.recv(1 << 20):  # what the kernel held, then the server's hang-up
+        received += len(chunk)
+    streamed = sum(len(e.data) for e in got)
+    assert received < streamed / 2, (received, streamed)
+    assert "event stream client 127.0.0.1 dropped: it does not read" in svc.log()
+    reader.close()
+    stuck.close()
+
+
+def test_watch_streams_events_over_the_control_socket_without_an_api(service):
+    svc = service({"drip": DRIP, "quiet": QUIET})  # --no-api
+    events = watch_socket(svc.socket, {"job_id": "quiet"}, tick_secs=0.2)
+    assert next(events) is None  # nothing yet: a tick
+    run_id = svc.trigger("quiet")
+    svc.trigger("drip")
+    got = []
+    for event in events:
+        if event is not None:
+            got.append(event)
+            if event["event"] == "run" and event["data"]["status"] == "completed":
+                break
+    assert {e["data"].get("job_id") or e["data"]["run_id"].split("-")[0] for e in got} == {"quiet"}
+    assert [e["data"]["status"] for e in got if e["event"] == "run"] == [
+        "pending",
+        "running",
+        "completed",
+    ]
+    assert ["quiet"] == [line for e in got if e["event"] == "log" for line in e["data"]["lines"]]
+    assert all(e["data"]["run_id"] == run_id for e in got if e["event"] != "run")
+    svc.stop()
+    with pytest.raises(StopIteration):  # the service stopped: the stream ends
+        while True:
+            next(events)
