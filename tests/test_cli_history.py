@@ -280,8 +280,8 @@ def test_a_missing_or_corrupt_db_is_one_line_from_the_launcher(tmp_path):
     result = petit(missing, "runs")
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == (
-        f"petit: {missing}: no petit database there; give --db the file `petit run` or "
-        "`petit trigger` uses\n"
+        f"petit: {missing}: no petit database there; give --db the same path as to petit run "
+        "or petit trigger\n"
     )
     assert not os.path.exists(missing)
     corrupt = tmp_path / "corrupt.db"
