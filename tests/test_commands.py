@@ -52,7 +52,9 @@ STATUS = {
         "state": "running",
         "jobs": 2,
         "running_runs": [{"run_id": "hello-3", "trigger": "manual"}],
-        "next_fires": {"sec": 1_000_000 + 2500},
+        # paris_morning: 2026-12-02 08:30 in Paris, 07:30 UTC
+        "next_fires": {"sec": 1_000_000 + 2500, "paris_morning": 1_796_196_600_000},
+        "next_fire_timezones": {"sec": "UTC", "paris_morning": "Europe/Paris"},
     },
 }
 
@@ -124,16 +126,21 @@ def test_ctl_prints_todays_lines(verb, text):
     assert COMMANDS[verb].render(SAMPLE_RESULTS[verb]) == text
 
 
-def test_status_text_lists_children_runs_and_next_fires():
-    assert status_text(STATUS, now_ms=1_000_000).splitlines() == [
-        "petit supervisor pid 10, up 61s, db /d/petit.db",
+def test_status_text_lists_children_runs_and_next_fires_in_words():
+    assert status_text(STATUS, now_ms=1_000_000).splitlines()[:-1] == [
+        "petit supervisor pid 10, up 1m 1s, db /d/petit.db",
         "jobs from /d/jobs",
-        "  scheduler  running   pid 11  up 60s, 0 restart(s)",
+        "  scheduler  running   pid 11  up 1m, 0 restart(s)",
         "  api        backoff   pid -  down, 2 restart(s)",
         "scheduler: running, 2 job(s), 1 run(s) in flight",
         "  running hello-3 (manual)",
-        "  next sec in 2.5s",
+        "  next sec in 2.5s (1970-01-01 00:16 UTC)",
     ]
+    paris = 1_796_196_600_000
+    now = paris - (14 * 3600 + 35 * 60 + 20) * 1000
+    assert status_text(STATUS, now_ms=now).splitlines()[-1] == (
+        "  next paris_morning in 14h 35m (2026-12-02 08:30 Europe/Paris)"
+    )
     silent = {**STATUS, "scheduler": None}
     assert status_text(silent).splitlines()[-1] == "scheduler: not answering"
 

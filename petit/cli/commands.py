@@ -1,5 +1,6 @@
-"""The commands behind `petit validate`, `list`, `trigger`, `run` and `ctl`. Each imports what
-it needs when it runs, so `petit ctl` never loads yaml or tinydb."""
+"""The commands behind `petit validate`, `list`, `trigger`, `run`, `ctl`, and the history
+commands `runs`, `show` and `logs`. Each imports what it needs when it runs, so `petit ctl`
+never loads yaml or tinydb."""
 
 from __future__ import annotations
 
@@ -160,3 +161,21 @@ def cmd_ctl(args: dict) -> int:
     from .ctl import run_ctl
 
     return run_ctl(args, socket_path(args))
+
+
+def cmd_runs(args: dict) -> int:
+    from .history import print_runs
+
+    return print_runs(args)
+
+
+def cmd_show(args: dict) -> int:
+    from .history import print_run
+
+    return print_run(args)
+
+
+def cmd_logs(args: dict) -> int:
+    from .history import print_logs
+
+    return print_logs(args)

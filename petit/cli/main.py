@@ -11,7 +11,16 @@ from docopt import DocoptExit, docopt
 
 from .. import __version__
 from ..errors import ConfigError, PetitError
-from .commands import cmd_ctl, cmd_list, cmd_run, cmd_trigger, cmd_validate
+from .commands import (
+    cmd_ctl,
+    cmd_list,
+    cmd_logs,
+    cmd_run,
+    cmd_runs,
+    cmd_show,
+    cmd_trigger,
+    cmd_validate,
+)
 
 EXIT_USAGE = 2
 _USAGE = """petit — a small, dependable job orchestrator for one machine.
@@ -23,6 +32,9 @@ Usage:
   petit validate JOBS_DIR
   petit list JOBS_DIR [--json]
   petit [--db PATH] trigger JOBS_DIR JOB_ID [--max-tasks N] [--keep-runs N]
+  petit [--db PATH] runs [JOB_ID] [--limit N] [--status STATUS] [--json]
+  petit [--db PATH] show RUN_ID [--json]
+  petit [--db PATH] logs RUN_ID [TASK_ID] [--attempt N]
 {ctl}
   petit (-h | --help)
   petit --version
@@ -43,6 +55,10 @@ Options:
   --socket PATH            Control socket (default <db>.sock).
   --shutdown-timeout SECS  On shutdown, how long running runs may take to finish (default 30).
   --log-level LEVEL        debug, info, warning or error (default info).
+  --limit N                Most runs listed, newest first (default 20).
+  --status STATUS          Only runs with this status: pending, running, completed, failed,
+                           interrupted or cancelled.
+  --attempt N              The attempt whose log is shown (default the latest).
   --json                   Machine-readable output.
 
 Exit codes: 0 success; 1 failure (invalid jobs, failed run, error reply); 2 bad usage;
@@ -74,8 +90,16 @@ def main(argv: list[str] | None = None) -> int:
         "list": cmd_list,
         "ctl": cmd_ctl,
         "trigger": cmd_trigger,
+        "runs": cmd_runs,
+        "show": cmd_show,
+        "logs": cmd_logs,
     }
-    command = next(name for name in ("ctl", "run", "validate", "list", "trigger") if args[name])
+    # ctl first: `petit ctl trigger JOB_ID` also sets "trigger"
+    command = next(
+        name
+        for name in ("ctl", "run", "validate", "list", "trigger", "runs", "show", "logs")
+        if args[name]
+    )
     try:
         return handlers[command](args)
     except ConfigError as exc:
@@ -86,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return exc.exit_code
     except PetitError as exc:
-        print(f"petit: {exc.message}", file=sys.stderr)
+        from ..core.text import one_line
+
+        # ids typed on the command line come back in messages: one line, whatever they hold
+        print(f"petit: {one_line(exc.message)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

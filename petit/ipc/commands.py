@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..core.text import duration_words, wall_clock
 from ..errors import BadRequest, PetitError, from_wire
 
 SUPERVISOR = "supervisor"
@@ -121,11 +122,14 @@ def status_text(status: dict, now_ms: float | None = None) -> str:
     now_ms = time.time() * 1000 if now_ms is None else now_ms
     sup = status["supervisor"]
     lines = [
-        f"petit supervisor pid {sup['pid']}, up {sup['uptime_secs']:.0f}s, db {sup['db']}",
+        f"petit supervisor pid {sup['pid']}, up {duration_words(sup['uptime_secs'])}, "
+        f"db {sup['db']}",
         f"jobs from {sup['jobs_dir']}" + ("  (shutting down)" if sup["shutting_down"] else ""),
     ]
     for child in status["children"]:
-        up = f"up {child['uptime_secs']:.0f}s" if child["uptime_secs"] is not None else "down"
+        up = (
+            "down" if child["uptime_secs"] is None else f"up {duration_words(child['uptime_secs'])}"
+        )
         lines.append(
             f"  {child['name']:<10} {child['state']:<9} pid {child['pid'] or '-'}  {up}, "
             f"{child['restarts']} restart(s)"
@@ -141,7 +145,11 @@ def status_text(status: dict, now_ms: float | None = None) -> str:
     for run in scheduler["running_runs"]:
         lines.append(f"  running {run['run_id']} ({run['trigger']})")
     for job_id, due in scheduler["next_fires"].items():
-        lines.append(f"  next {job_id} in {max(0.0, (due - now_ms) / 1000):.1f}s")
+        zone = scheduler["next_fire_timezones"][job_id]
+        lines.append(
+            f"  next {job_id} in {duration_words((due - now_ms) / 1000)} "
+            f"({wall_clock(due, zone, seconds=False)} {zone})"
+        )
     return "\n".join(lines)
 
 

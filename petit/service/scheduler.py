@@ -182,19 +182,22 @@ class Scheduler:
         self.runs.cancel(run_id, request_id)
 
     def status(self) -> dict:
+        next_fires = {
+            job_id: _ms(due)
+            for job_id in sorted(self.jobs)
+            if self.jobs[job_id].enabled
+            and not self.paused
+            and (due := self.timetable.next_fire_at(job_id)) is not None
+        }
         return {
             "pid": os.getpid(),
             "state": "paused" if self.paused else "running",
             "paused": self.paused,
             "jobs": len(self.jobs),
             "running_runs": self.runs.running(),
-            "next_fires": {
-                job_id: _ms(due)
-                for job_id in sorted(self.jobs)
-                if self.jobs[job_id].enabled
-                and not self.paused
-                and (due := self.timetable.next_fire_at(job_id)) is not None
-            },
+            "next_fires": next_fires,
+            # the zone each job's schedule is written in: a person reads its next fire there
+            "next_fire_timezones": {job_id: self.jobs[job_id].timezone for job_id in next_fires},
         }
 
     def stop_runs(self, grace_secs: float, hurry: threading.Event) -> None:

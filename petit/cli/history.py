@@ -1,0 +1,232 @@
+"""`petit runs`, `petit show` and `petit logs`: the run history read straight from the db,
+whether a service runs or not, through the Store and the JSON views the HTTP API reads with.
+The clock is read here, once per command, and handed to the pure text helpers as `now`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+
+from ..core.model import Run, RunStatus, TaskRun, now_ms
+from ..core.text import ago, duration_words, one_line, short_repr, wall_clock
+from ..core.views import run_json, task_json
+from ..errors import NotFound, RunNotFound, StorageError, TaskNotFound, UsageError
+from ..service.settings import db_path, whole_number
+from ..storage.store import Store
+
+DEFAULT_LIMIT = 20
+STDERR_MARK = "! "  # the start of a line a task wrote to stderr, after the task prefix if any
+
+
+# -- shared ---------------------------------------------------------------------------------------
+
+
+def open_store(args: dict) -> Store:
+    """The store of --db, checked: a db that does not exist is an error here, not an empty
+    history (the usual cause is a --db other than the service's)."""
+    path = db_path(args)
+    if not os.path.exists(path):
+        raise StorageError(
+            f"{path}: no petit database there; give --db the same path as to petit run "
+            "or petit trigger"
+        )
+    store = Store(path)
+    store.check()
+    return store
+
+
+def known_run(store: Store, run_id: str) -> Run:
+    run = store.get_run(run_id)
+    if run is None:
+        raise RunNotFound(run_id)
+    return run
+
+
+def whole_option(args: dict, option: str, default: int | None) -> int | None:
+    """A whole-number option of >= 1, or `default` when it is not given."""
+    return default if args[option] is None else whole_number(args, option)
+
+
+def table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """Left-aligned columns two spaces apart; the last column is not padded."""
+    widths = [max(len(row[i]) for row in (headers, *rows)) for i in range(len(headers))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+        for row in (headers, *rows)
+    ]
+
+
+def _moment(at_ms: int | None, now: int) -> str:
+    return "-" if at_ms is None else f"{wall_clock(at_ms)} ({ago(at_ms, now)})"
+
+
+def _took(duration_ms: int | None, started_at: int | None, now: int) -> str:
+    """A finished span, or how long it has been going for, or '-' when it never started."""
+    if duration_ms is not None:
+        return duration_words(duration_ms / 1000)
+    if started_at is None:
+        return "-"
+    return f"{duration_words((now - started_at) / 1000)} so far"
+
+
+def _print_json(value: dict) -> None:
+    print(json.dumps(value, indent=2))
+
+
+# -- petit runs -----------------------------------------------------------------------------------
+
+
+def print_runs(args: dict) -> int:
+    limit = whole_option(args, "--limit", DEFAULT_LIMIT)
+    status = _status_option(args["--status"])
+    store = open_store(args)
+    summaries = store.job_summaries()
+    job_id = args["JOB_ID"]
+    if job_id is not None and job_id not in summaries:
+        known = ", ".join(sorted(summaries)) or "none"
+        raise NotFound(
+            f"job {short_repr(job_id)} not found in {store.db_path}; known jobs: {known}"
+        )
+    runs = newest_runs(store, [job_id] if job_id else sorted(summaries), limit, status)
+    if args["--json"]:
+        _print_json({"runs": [run_json(run) for run in runs], "count": len(runs)})
+        return 0
+    if not runs:
+        print("no runs")
+        return 0
+    now = now_ms()
+    rows = [
+        (
+            run.id,
+            run.job_id,
+            run.status.value,
+            run.trigger.value,
+            _moment(run.started_at, now),
+            _took(run.duration_ms, run.started_at, now),
+        )
+        for run in runs
+    ]
+    for line in table(("RUN", "JOB", "STATUS", "TRIGGER", "STARTED", "DURATION"), rows):
+        print(line)
+    return 0
+
+
+def _status_option(raw: str | None) -> RunStatus | None:
+    if raw is None:
+        return None
+    try:
+        return RunStatus(raw)
+    except ValueError:
+        names = ", ".join(status.value for status in RunStatus)
+        raise UsageError(f"--status must be one of {names}, got {short_repr(raw)}") from None
+
+
+def newest_runs(
+    store: Store, job_ids: list[str], limit: int, status: RunStatus | None
+) -> list[Run]:
+    """The `limit` newest runs of these jobs together (with `status` only, when given)."""
+    runs = [run for job_id in job_ids for run in _job_runs(store, job_id, limit, status)]
+    runs.sort(key=lambda run: (run.created_at, run.id), reverse=True)
+    return runs[:limit]
+
+
+def _job_runs(store: Store, job_id: str, limit: int, status: RunStatus | None) -> list[Run]:
+    """Reads newest first in growing batches: most filters are met near the top of the history,
+    and a job with thousands of runs is not read whole for the last 20."""
+    batch = limit
+    while True:
+        runs = store.list_runs(job_id, batch)
+        matching = [run for run in runs if status is None or run.status is status]
+        if len(matching) >= limit or len(runs) < batch:
+            return matching[:limit]
+        batch *= 4
+
+
+# -- petit show -----------------------------------------------------------------------------------
+
+
+def print_run(args: dict) -> int:
+    run = known_run(open_store(args), args["RUN_ID"])
+    if args["--json"]:  # the API's Run, with the API's TaskState list of the run
+        _print_json({**run_json(run), "tasks": [task_json(task) for task in run.tasks]})
+        return 0
+    now = now_ms()
+    print(f"run {run.id} of job {run.job_id}: {run.status.value} ({run.trigger.value})")
+    facts = [
+        ("created", _moment(run.created_at, now)),
+        ("scheduled", run.scheduled_at and _moment(run.scheduled_at, now)),
+        ("started", _moment(run.started_at, now)),
+        ("ended", run.ended_at and _moment(run.ended_at, now)),
+        ("duration", _took(run.duration_ms, run.started_at, now)),
+        ("error", run.error and one_line(run.error)),
+    ]
+    for name, value in facts:
+        if value:
+            print(f"  {name:<11}{value}")
+    print()
+    rows = [
+        (
+            task.task_id,
+            task.status.value,
+            str(task.attempts),
+            "-" if task.exit_code is None else str(task.exit_code),
+            _took(task.duration_ms, task.started_at, now),
+            one_line(task.error or ""),
+        )
+        for task in run.tasks
+    ]
+    for line in table(("TASK", "STATUS", "ATTEMPTS", "EXIT", "DURATION", "ERROR"), rows):
+        print(line)
+    return 0
+
+
+# -- petit logs -----------------------------------------------------------------------------------
+
+
+def print_logs(args: dict) -> int:
+    attempt = whole_option(args, "--attempt", None)
+    store = open_store(args)
+    run = known_run(store, args["RUN_ID"])
+    task_id = args["TASK_ID"]
+    if task_id is None:  # every task that made that attempt, in DAG order (the run's order)
+        tasks = [task for task in run.tasks if attempt is None or attempt <= task.attempts]
+        what = f"run '{run.id}'"
+    else:
+        task = next((t for t in run.tasks if t.task_id == task_id), None)
+        if task is None:
+            raise TaskNotFound(run.id, task_id)
+        if attempt is not None and attempt > task.attempts:
+            raise NotFound(
+                f"task '{task_id}' of run '{run.id}' has no attempt {attempt}: "
+                f"it made {task.attempts}"
+            )
+        tasks = [task]
+        what = f"task '{task_id}' of run '{run.id}' ({task.status.value})"
+    printed = False
+    for task in tasks:
+        prefix = "" if task_id else f"[{task.task_id}] "
+        for line in stored_log(store, task, attempt, prefix):
+            print(line)
+            printed = True
+    if not printed:  # not an error: a skipped task, or one that printed nothing, has no log
+        print(f"no output recorded for {what}", file=sys.stderr)
+    return 0
+
+
+def stored_log(store: Store, task: TaskRun, attempt: int | None, prefix: str = "") -> Iterator[str]:
+    """The lines of one attempt's stored log (the latest when `attempt` is None), as printed."""
+    record = store.logs.read(task.run_id, task.task_id, attempt)
+    if record is None:
+        return
+    if record["truncated"]:  # the store keeps the end of a long output: its start is gone
+        yield f"{prefix}[truncated]"
+    for stream, text in record["lines"]:
+        yield log_line(stream, text, prefix)
+
+
+def log_line(stream: str, text: str, prefix: str = "") -> str:
+    """One captured line as `petit logs` prints it: stdout as it was, stderr marked. A follow
+    mode prints the lines of live `log` events with this same function."""
+    return f"{prefix}{STDERR_MARK if stream == 'stderr' else ''}{text}"
