@@ -35,6 +35,7 @@ from .handlers import (
     TaskLogsHandler,
     TriggerHandler,
 )
+from .metrics import MetricsHandler
 
 log = logging.getLogger("petit.api")
 # tornado's own cap, far above ours: it answers a bare, non-JSON 400 to a chunked body over its cap,
@@ -67,6 +68,7 @@ ROUTES = [
     (rf"/api/runs/{_RUN}/tasks/{_TASK}/logs", TaskLogsHandler),
     (rf"/api/runs/{_RUN}/cancel", CancelHandler),
     (r"/api/openapi\.json", OpenAPIHandler),
+    (r"/metrics", MetricsHandler),
 ]
 
 
