@@ -25,7 +25,7 @@ def read_processes(pids: dict[str, int]) -> dict[str, dict]:
                 cpu = proc.cpu_times()
                 found[name] = {
                     "resident_memory_bytes": proc.memory_info().rss,
-                    "cpu_seconds": cpu.user + cpu.system,
+                    "cpu_seconds": round(cpu.user + cpu.system, 2),  # in clock ticks
                     "open_fds": proc.num_fds(),
                     "start_time_seconds": proc.create_time(),
                 }
@@ -39,10 +39,11 @@ class MetricsHandler(BaseHandler):
         from .exposition import CONTENT_TYPE, render  # prometheus_client: at the first scrape
 
         snapshot, status = await asyncio.gather(self._ask("metrics"), self._ask("status"))
-        pids = {"api": os.getpid()}
+        pids = {}
         if status is not None:
             pids["supervisor"] = status["supervisor"]["pid"]
             pids.update({c["name"]: c["pid"] for c in status["children"] if c["pid"]})
+        pids.setdefault("api", os.getpid())
         body = render(snapshot, status, read_processes(pids))
         self.set_header("Content-Type", CONTENT_TYPE)
         self.finish(body)
