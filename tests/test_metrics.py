@@ -175,11 +175,13 @@ def test_runs_in_flight_and_the_last_success():
         *run_events("ok-2", "ok", at=1100),
         RunEnded(at=1500, run_id="ok-1", job_id="ok", status="completed", duration_ms=495),
         *run_events("gone-1", "gone", at=1200),  # a job a reload removed, still running
-        last_success_at={"tick": 500, "ok": 700},
+        last_success_at={"tick": 500, "ok": 700, "gone": 300},
     )
     snap = collector.snapshot(JOBS)
     assert snap["runs_active"] == {"ok": 1, "tick": 0, "gone": 1}
-    assert snap["last_success_at"] == {"ok": 1500, "tick": 500}  # tick's from the store
+    # tick's from the store; gone's is kept, but a job no longer defined is never overdue
+    assert snap["last_success_at"] == {"ok": 1500, "tick": 500}
+    assert collector.snapshot({**JOBS, "gone": JOBS["ok"]})["last_success_at"]["gone"] == 300
     collector.observe(RunEnded(at=1800, run_id="ok-2", job_id="ok", status="failed"))
     snap = collector.snapshot(JOBS)
     assert snap["runs_active"]["ok"] == 0 and snap["last_success_at"]["ok"] == 1500

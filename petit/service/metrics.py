@@ -162,7 +162,12 @@ class MetricsCollector:
                 "run_duration_seconds": _histograms(self._durations, jobs, DURATION_BUCKETS),
                 "fire_lateness_seconds": _histograms(self._lateness, scheduled, LATENESS_BUCKETS),
                 "runs_active": active,
-                "last_success_at": dict(sorted(self._last_success.items())),
+                # only defined jobs': a job removed from JOBS_DIR must not look overdue for ever
+                "last_success_at": {
+                    job_id: at
+                    for job_id, at in sorted(self._last_success.items())
+                    if job_id in jobs
+                },
             }
 
 

@@ -59,9 +59,9 @@ class Scheduler:
         }
         self.metrics = MetricsCollector(
             {
-                job_id: s["last_success_at"]
-                for job_id, s in summaries.items()
-                if s.get("last_success_at")
+                job_id: summary["last_success_at"]
+                for job_id, summary in summaries.items()
+                if summary.get("last_success_at")
             }
         )
         self.bus.subscribe(self.metrics.observe)
