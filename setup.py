@@ -22,6 +22,7 @@ setup(
         "tinydb>=4.8",
         "pyyaml>=6.0",
         "docopt-ng>=0.9",
+        "prometheus-client>=0.20",
     ],
     extras_require={"test": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff>=0.6"]},
     entry_points={"console_scripts": ["petit = petit.cli.main:main"]},

@@ -33,6 +33,8 @@ SAMPLE_RESULTS = {
     "trigger": {"run_id": "hello-2", "job_id": "hello", "message": "job 'hello' triggered"},
     "cancel": {"run_id": "hello-1", "status": "cancelled"},
     "reload": {"jobs": 2, "added": ["b"], "removed": []},
+    # the rest of a snapshot, and its text, are in test_metrics.py
+    "metrics": {"jobs": [], "runs_total": [], "fires_dropped_total": [], "paused": False},
     "watch": {"message": "watching", "epoch": "mx1x1", "last_seq": 4},
 }
 STATUS = {
@@ -68,6 +70,7 @@ def test_every_verb_declares_its_side_deadline_and_renderer():
         "shutdown",
         "trigger",
         "cancel",
+        "metrics",
         "watch",
     ]
     for verb, command in COMMANDS.items():
@@ -101,6 +104,7 @@ def test_each_side_implements_exactly_its_verbs():
         ("shutdown", 5.0, 6.0, 10.0),
         ("trigger", 5.0, 6.0, 10.0),
         ("cancel", 20.0, 21.0, 30.0),
+        ("metrics", 3.0, 6.0, 10.0),
     ],
 )
 def test_each_caller_waits_by_one_rule_from_the_verbs_deadline(verb, supervisor, api, ctl):

@@ -36,6 +36,7 @@ from .handlers import (
     TaskLogsHandler,
     TriggerHandler,
 )
+from .metrics import MetricsHandler
 from .stream import EventStreamHandler
 
 log = logging.getLogger("petit.api")
@@ -70,6 +71,7 @@ ROUTES = [
     (rf"/api/runs/{_RUN}/cancel", CancelHandler),
     (r"/api/events", EventStreamHandler),
     (r"/api/openapi\.json", OpenAPIHandler),
+    (r"/metrics", MetricsHandler),
 ]
 
 

@@ -324,6 +324,19 @@ PATHS = _with_head(
             )
         },
         "/api/events": {"get": EVENTS},
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text format; see docs/metrics.md)",
+                "parameters": [],
+                "responses": {
+                    "200": {
+                        "description": "the Prometheus text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **{s: _error(s) for s in _ANY_ROUTE},
+                },
+            }
+        },
         "/api/openapi.json": {
             "get": {
                 "summary": "This document",

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..core.text import duration_words, wall_clock
 from ..errors import BadRequest, PetitError, from_wire
@@ -153,8 +154,42 @@ def status_text(status: dict, now_ms: float | None = None) -> str:
     return "\n".join(lines)
 
 
+def metrics_text(snapshot: dict) -> str:
+    """`petit ctl metrics` for a human: per job, the runs ended since the worker started, how
+    many failed, the runs in flight, the dropped fires and the last success (local time). The
+    full counts are in `--json` and GET /metrics."""
+
+    def total(family: str, job_id: str, **match: str) -> int:
+        return sum(
+            s["value"]
+            for s in snapshot[family]
+            if s["job_id"] == job_id and all(s[k] == v for k, v in match.items())
+        )
+
+    width = max([len("job"), *(len(job_id) for job_id in snapshot["jobs"])])
+    lines = [
+        f"{'job':<{width}}  {'runs':>5}  {'failed':>6}  {'active':>6}  {'dropped':>7}  last success"
+    ]
+    for job_id in snapshot["jobs"]:
+        success = snapshot["last_success_at"].get(job_id)
+        when = (
+            datetime.fromtimestamp(success / 1000).strftime("%Y-%m-%d %H:%M:%S")
+            if success
+            else "never"
+        )
+        lines.append(
+            f"{job_id:<{width}}  {total('runs_total', job_id):>5}  "
+            f"{total('runs_total', job_id, status='failed'):>6}  "
+            f"{snapshot['runs_active'].get(job_id, 0):>6}  "
+            f"{total('fires_dropped_total', job_id):>7}  {when}"
+        )
+    lines.append(f"scheduler {'paused' if snapshot['paused'] else 'running'}")
+    return "\n".join(lines)
+
+
 # A cancel answers once the run stopped: kill grace, drain, sweep, write. A status waits only
-# briefly for the scheduler: the supervisor's half of the answer is worth having on its own.
+# briefly for the scheduler: the supervisor's half of the answer is worth having on its own. So
+# do metrics: a scrape that waits long is cut off by Prometheus's own timeout (10 s).
 COMMANDS: dict[str, Command] = {
     command.verb: command
     for command in (
@@ -166,6 +201,7 @@ COMMANDS: dict[str, Command] = {
         Command("shutdown", SUPERVISOR, 5.0, _message, (Arg("timeout", float, default=None),)),
         Command("trigger", SCHEDULER, 5.0, _triggered, (Arg("job_id", placeholder="JOB_ID"),)),
         Command("cancel", SCHEDULER, 20.0, _cancelled, (Arg("run_id", placeholder="RUN_ID"),)),
+        Command("metrics", SCHEDULER, 3.0, metrics_text),
         Command(
             "watch",
             SUPERVISOR,

@@ -19,6 +19,7 @@ from ..execution.engine import RunEngine
 from ..execution.recorder import RunRecorder
 from ..jobs.loader import load_jobs
 from ..storage.store import Store
+from .metrics import MetricsCollector
 from .runs import DropReason, RunManager
 from .timetable import Fire, Timetable
 
@@ -52,11 +53,20 @@ class Scheduler:
         self._track_run = track_run  # another follower of live runs (the event forwarder)
         self.max_tasks = max_tasks
         self.runs = RunManager(jobs, store, self._new_engine, max_jobs, send_reply)
+        summaries = store.job_summaries()
         last_fires = {
             job_id: _utc(summary["last_fire_at"])
-            for job_id, summary in store.job_summaries().items()
+            for job_id, summary in summaries.items()
             if summary.get("last_fire_at")
         }
+        self.metrics = MetricsCollector(
+            {
+                job_id: summary["last_success_at"]
+                for job_id, summary in summaries.items()
+                if summary.get("last_success_at")
+            }
+        )
+        self.bus.subscribe(self.metrics.observe)
         self.timetable = Timetable(jobs, last_fires, datetime.now(UTC), store.is_paused())
         self._publish_jobs()
 
@@ -182,13 +192,7 @@ class Scheduler:
         self.runs.cancel(run_id, request_id)
 
     def status(self) -> dict:
-        next_fires = {
-            job_id: _ms(due)
-            for job_id in sorted(self.jobs)
-            if self.jobs[job_id].enabled
-            and not self.paused
-            and (due := self.timetable.next_fire_at(job_id)) is not None
-        }
+        next_fires = self._next_fires()
         return {
             "pid": os.getpid(),
             "state": "paused" if self.paused else "running",
@@ -198,6 +202,24 @@ class Scheduler:
             "next_fires": next_fires,
             # the zone each job's schedule is written in: a person reads its next fire there
             "next_fire_timezones": {job_id: self.jobs[job_id].timezone for job_id in next_fires},
+        }
+
+    def metrics_snapshot(self) -> dict:
+        """The `metrics` verb's answer: the collector's counts, the pause and the next fires."""
+        return {
+            **self.metrics.snapshot(self.jobs),
+            "paused": self.paused,
+            "next_fire_at": self._next_fires(),
+        }
+
+    def _next_fires(self) -> dict[str, int]:
+        """Epoch ms of each job's next fire that will happen: none while paused."""
+        return {
+            job_id: _ms(due)
+            for job_id in sorted(self.jobs)
+            if self.jobs[job_id].enabled
+            and not self.paused
+            and (due := self.timetable.next_fire_at(job_id)) is not None
         }
 
     def stop_runs(self, grace_secs: float, hurry: threading.Event) -> None:

@@ -159,6 +159,10 @@ def _status(scheduler: Scheduler, settings: Settings, args: dict, now: datetime)
     return scheduler.status()
 
 
+def _metrics(scheduler: Scheduler, settings: Settings, args: dict, now: datetime) -> dict:
+    return scheduler.metrics_snapshot()
+
+
 def _pause(scheduler: Scheduler, settings: Settings, args: dict, now: datetime) -> dict:
     scheduler.set_paused(True, now)
     return {"message": "scheduler paused", "paused": True}
@@ -184,6 +188,7 @@ def _trigger(scheduler: Scheduler, settings: Settings, args: dict, now: datetime
 
 ACTIONS: dict[str, Callable[[Scheduler, Settings, dict, datetime], dict]] = {
     "status": _status,
+    "metrics": _metrics,
     "pause": _pause,
     "resume": _resume,
     "reload": _reload,
