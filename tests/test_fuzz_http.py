@@ -868,8 +868,11 @@ def send_http_client(case: Case, port: int) -> Outcome:
             conn.putheader(name, value.encode("latin-1"))
         conn.endheaders(case.body or None)
         response = conn.getresponse()
-        body = response.read()
         headers = {k.lower(): v for k, v in response.getheaders()}
+        if headers.get("content-type", "").startswith("text/event-stream"):
+            body = response.readline()  # a stream never ends: its first line (`retry: ...`)
+        else:
+            body = response.read()
         if response.status == 400 and not headers and not body:
             return Outcome(BARE_400)
         return Outcome(response.status, headers, body)
@@ -912,6 +915,9 @@ def _complete(data: bytes, method: str) -> bool:
     head, sep, body = data.partition(b"\r\n\r\n")
     if head.startswith(b"HTTP/1.1 100 "):
         return _complete(body, method)
+    if re.search(rb"(?im)^content-type:\s*text/event-stream", head) and sep:
+        # an event stream never ends: its first event (`retry: ...` and a blank line) will do
+        return method == "HEAD" or b"\n\n" in body
     match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
     return (
         bool(sep) and match is not None and (method == "HEAD" or len(body) >= int(match.group(1)))

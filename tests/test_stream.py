@@ -7,14 +7,16 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 
 import psutil
 import pytest
 from api_client import request
-from processes import wait_until
+from processes import PETIT, run_petit, wait_until
 from sse_client import SseStream
 
-from petit.ipc.control import watch_socket
+from petit.ipc.control import Watch
 
 DRIP = """id: drip
 name: drip job
@@ -188,8 +190,19 @@ def test_a_client_that_never_reads_is_dropped_and_others_are_not_slowed(service)
 
 def test_watch_streams_events_over_the_control_socket_without_an_api(service):
     svc = service({"drip": DRIP, "quiet": QUIET})  # --no-api
-    events = watch_socket(svc.socket, {"job_id": "quiet"}, tick_secs=0.2)
+    events = iter(Watch(svc.socket, {"job_id": "quiet"}, tick_secs=0.2))
     assert next(events) is None  # nothing yet: a tick
+    where = ("--db", svc.db, "--socket", svc.socket)
+    typo = run_petit(*where, "watch", "nope")
+    assert (typo.returncode, typo.stderr) == (1, "petit: job 'nope' not found\n")
+    cli = subprocess.Popen(
+        [sys.executable, PETIT, *where, "watch", "quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    svc.remember(cli.pid)
+    assert cli.stderr.readline() == f"petit: watching {svc.socket} (Ctrl-C to stop)\n"
     run_id = svc.trigger("quiet")
     svc.trigger("drip")
     got = []
@@ -206,6 +219,17 @@ def test_watch_streams_events_over_the_control_socket_without_an_api(service):
     ]
     assert ["quiet"] == [line for e in got if e["event"] == "log" for line in e["data"]["lines"]]
     assert all(e["data"]["run_id"] == run_id for e in got if e["event"] != "run")
+    printed = [cli.stdout.readline().split("  ", 1)[1].rstrip("\n") for _ in range(6)]
+    assert printed[:4] == [
+        f"run {run_id} pending (manual)",
+        f"run {run_id} running",
+        f"task {run_id} t running (attempt 1)",
+        f"log {run_id} t quiet",
+    ]
+    assert printed[4].startswith(f"task {run_id} t completed, exit code 0, "), printed
+    assert printed[5].startswith(f"run {run_id} completed in "), printed
+    cli.send_signal(signal.SIGINT)
+    assert cli.wait(timeout=10) == 0
     svc.stop()
     with pytest.raises(StopIteration):  # the service stopped: the stream ends
         while True:

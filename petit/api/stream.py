@@ -61,7 +61,9 @@ def _reset(epoch: str, seq: int, reason: str) -> str:
 
 
 class EventStreamHandler(BaseHandler):
-    gone: asyncio.Event
+    def initialize(self) -> None:
+        # before anything else: a client may hang up while the request is still being read
+        self.gone = asyncio.Event()
 
     @property
     def live(self) -> LiveEvents:
@@ -71,7 +73,6 @@ class EventStreamHandler(BaseHandler):
         self.gone.set()
 
     async def get(self) -> None:
-        self.gone = asyncio.Event()
         job_ids, run_ids = self._filters()
         last_id = self.request.headers.get("Last-Event-ID") or self.get_argument(
             "last_event_id", None

@@ -179,3 +179,10 @@ def cmd_logs(args: dict) -> int:
     from .history import print_logs
 
     return print_logs(args)
+
+
+def cmd_watch(args: dict) -> int:
+    from ..service.settings import socket_path
+    from .live import watch
+
+    return watch(args, socket_path(args))

@@ -20,6 +20,7 @@ from .commands import (
     cmd_show,
     cmd_trigger,
     cmd_validate,
+    cmd_watch,
 )
 
 EXIT_USAGE = 2
@@ -35,6 +36,7 @@ Usage:
   petit [--db PATH] runs [JOB_ID] [--limit N] [--status STATUS] [--json]
   petit [--db PATH] show RUN_ID [--json]
   petit [--db PATH] logs RUN_ID [TASK_ID] [--attempt N]
+  petit [--db PATH] watch [JOB_ID] [--socket PATH]
 {ctl}
   petit (-h | --help)
   petit --version
@@ -93,11 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         "runs": cmd_runs,
         "show": cmd_show,
         "logs": cmd_logs,
+        "watch": cmd_watch,
     }
     # ctl first: `petit ctl trigger JOB_ID` also sets "trigger"
     command = next(
         name
-        for name in ("ctl", "run", "validate", "list", "trigger", "runs", "show", "logs")
+        for name in ("ctl", "run", "validate", "list", "trigger", "runs", "show", "logs", "watch")
         if args[name]
     )
     try:

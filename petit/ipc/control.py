@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
@@ -31,70 +30,80 @@ def call_socket(
 ) -> dict:
     """Send one command over the control socket and return its result (or raise its error).
     `timeout` defaults to the verb's wait for `petit ctl` (the command table's rule)."""
-    with _request(path, cmd, args, timeout) as (_, result, _rest):
-        return result
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        return _exchange(sock, path, cmd, args, timeout)[0]
 
 
-def watch_socket(
-    path: str, args: dict | None = None, tick_secs: float | None = None
-) -> Iterator[dict | None]:
-    """The events a running petit streams to `watch` (filtered by `args`: job_id, run_id), as
-    dicts with id, event and data, until it stops (or the caller stops iterating). With
-    `tick_secs`, a None comes each time that long passes without an event."""
-    with _request(path, "watch", args, None) as (sock, _, rest):
-        sock.settimeout(tick_secs)
-        pending = bytearray(rest)
+class Watch:
+    """A `watch` connection to a running petit: connected when made (or raising as
+    call_socket does), then iterated for its events, as dicts with id, event and data, until
+    the service stops. With `tick_secs`, a None comes each time that long passes without one."""
+
+    def __init__(self, path: str, args: dict | None = None, tick_secs: float | None = None):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.result, rest = _exchange(self.sock, path, "watch", args, None)
+        except BaseException:
+            self.sock.close()
+            raise
+        self._path, self._pending = path, bytearray(rest)
+        self.sock.settimeout(tick_secs)
+
+    def __iter__(self) -> Iterator[dict | None]:
         while True:
+            *lines, rest = self._pending.split(b"\n")
+            self._pending = bytearray(rest)
+            for line in lines:
+                yield json.loads(line)
             try:
-                chunk = sock.recv(65536)
+                chunk = self.sock.recv(65536)
             except TimeoutError:
                 yield None
                 continue
             except OSError as exc:
-                raise Unavailable(f"connection to {path} failed: {exc.strerror or exc}") from None
+                raise Unavailable(
+                    f"connection to {self._path} failed: {exc.strerror or exc}"
+                ) from None
             if not chunk:
                 return  # the service stopped
-            pending += chunk
-            *lines, rest = pending.split(b"\n")
-            pending = bytearray(rest)
-            for line in lines:
-                yield json.loads(line)
+            self._pending += chunk
+
+    def close(self) -> None:
+        self.sock.close()
 
 
-@contextlib.contextmanager
-def _request(
-    path: str, cmd: str, args: dict | None, timeout: float | None
-) -> Iterator[tuple[socket.socket, dict, bytes]]:
-    """A connection that sent one command and read its reply: the socket, the result, and
-    what the server sent after the reply."""
+def _exchange(
+    sock: socket.socket, path: str, cmd: str, args: dict | None, timeout: float | None
+) -> tuple[dict, bytes]:
+    """Connect `sock`, send one command and read its reply: the result, and what the server
+    sent after the reply (a watch's first events)."""
     check_socket_path(path)
     if timeout is None:
         timeout = COMMANDS[cmd].wait_secs(FROM_CTL)
     message = request(cmd, args)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            _connect(sock, path, time.monotonic() + timeout)
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise NotListening(f"no petit is listening on {path} ({exc.strerror})") from None
-        except BlockingIOError:
-            raise Unavailable(
-                f"petit on {path} did not accept the connection within {timeout:g}s"
-            ) from None
-        except OSError as exc:
-            raise NotListening(f"cannot connect to {path}: {exc.strerror or exc}") from None
-        try:
-            sock.sendall(json.dumps(message).encode() + b"\n")
-            raw, rest = _read_line(sock)
-        except TimeoutError:
-            raise Unavailable(f"petit on {path} did not answer within {timeout:g}s") from None
-        except OSError as exc:
-            raise Unavailable(f"connection to {path} failed: {exc.strerror or exc}") from None
-        try:
-            reply = json.loads(raw)
-        except ValueError:
-            raise Unavailable(f"petit on {path} sent a malformed reply") from None
-        yield sock, unwrap(reply), rest
+    sock.settimeout(timeout)
+    try:
+        _connect(sock, path, time.monotonic() + timeout)
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        raise NotListening(f"no petit is listening on {path} ({exc.strerror})") from None
+    except BlockingIOError:
+        raise Unavailable(
+            f"petit on {path} did not accept the connection within {timeout:g}s"
+        ) from None
+    except OSError as exc:
+        raise NotListening(f"cannot connect to {path}: {exc.strerror or exc}") from None
+    try:
+        sock.sendall(json.dumps(message).encode() + b"\n")
+        raw, rest = _read_line(sock)
+    except TimeoutError:
+        raise Unavailable(f"petit on {path} did not answer within {timeout:g}s") from None
+    except OSError as exc:
+        raise Unavailable(f"connection to {path} failed: {exc.strerror or exc}") from None
+    try:
+        reply = json.loads(raw)
+    except ValueError:
+        raise Unavailable(f"petit on {path} sent a malformed reply") from None
+    return unwrap(reply), rest
 
 
 def _connect(sock: socket.socket, path: str, deadline: float) -> None:
