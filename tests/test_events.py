@@ -9,6 +9,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from processes import wait_until
 
 from petit.core.events import (
     FireDropped,
@@ -111,6 +112,19 @@ def test_output_is_grouped_by_stream_capped_per_batch_and_long_lines_are_cut():
         ("task", "a", None, None, None),
         ("log", "a", "stdout", ["y" * MAX_LIVE_LINE_CHARS + "... [904 more characters]"], None),
     ]
+
+
+def test_the_first_event_after_a_quiet_spell_goes_at_once_and_the_next_ones_wait_their_turn():
+    sent = Sent()
+    forwarder = EventForwarder(sent, interval_secs=30)
+    forwarder.start()
+    forwarder.publish(SchedulerPaused(at=1))
+    wait_until(lambda: sent.batches, timeout=5, message="the first event, without the 30 s wait")
+    forwarder.publish(SchedulerPaused(at=2))
+    forwarder.publish(SchedulerPaused(at=3))
+    assert len(sent.batches) == 1  # the next batch is 30 s away
+    forwarder.close()  # sends what is left, at once
+    assert [len(b["messages"]) for b in sent.batches] == [1, 2]
 
 
 def test_a_run_nobody_tracked_is_not_streamed_and_the_forwarder_survives_a_closed_queue(caplog):

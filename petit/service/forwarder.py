@@ -1,15 +1,17 @@
 """The scheduler worker's events, on their way out as the live stream: each bus event becomes a
 stream message as it is published (a `run` or `task` message carries the run's or task's JSON as
 it is at that instant, the same views the API serves), and the messages go to the supervisor in
-batches, one queue message every ~150 ms, so a busy run costs a few puts a second rather than
-one per event. A chatty task cannot flood the queues: past a cap of output lines per batch the
-rest are only counted, per task (the task log still has every line)."""
+batches: the first event after a quiet spell at once, then at most one queue message every
+~150 ms, so a busy run costs a few puts a second rather than one per event. A chatty task cannot
+flood the queues: past a cap of output lines per batch the rest are only counted, per task (the
+task log still has every line)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from ..core.events import (
@@ -89,6 +91,7 @@ class EventForwarder:
         self._output_lines = 0
         self._dropped: dict[tuple[str, str], _Lines] = {}  # (run id, task id) -> its count
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)  # the buffer got its first entry
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="petit-events")
 
@@ -98,6 +101,8 @@ class EventForwarder:
 
     def publish(self, event: Event) -> None:
         with self._lock:
+            if not self._buffer:
+                self._wake.notify()
             if isinstance(event, TaskOutput):
                 self._output(event)
                 return
@@ -149,12 +154,24 @@ class EventForwarder:
 
     def close(self) -> None:
         self._closed.set()
+        with self._wake:
+            self._wake.notify()
         if self._thread.is_alive():
             self._thread.join()
         self.flush()  # also what came after the thread's last flush, or with no thread at all
 
     def _run(self) -> None:
-        while not self._closed.wait(self._interval):
+        """The first event after a quiet spell goes out at once (a lone event is not delayed);
+        after that, at most one batch per interval, so a busy run's events are coalesced."""
+        last_sent = -self._interval
+        while not self._closed.is_set():
+            with self._wake:
+                while not self._buffer and not self._closed.is_set():
+                    self._wake.wait()
+            pause = last_sent + self._interval - time.monotonic()
+            if pause > 0 and self._closed.wait(pause):
+                return  # close() sends what is left
+            last_sent = time.monotonic()
             self.flush()
 
     def flush(self) -> None:
