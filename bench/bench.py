@@ -13,6 +13,7 @@ import asyncio
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import statistics
@@ -30,13 +31,17 @@ import psutil  # noqa: E402
 from api_client import try_request  # noqa: E402
 from harness import Service  # noqa: E402
 from processes import PETIT, wait_until  # noqa: E402
+from streams import StreamCrowd, arrivals, first_arrival, open_stream  # noqa: E402
 
 from petit.core.model import Run, RunStatus, TaskRun, TaskStatus, Trigger  # noqa: E402
+from petit.service.forwarder import FLUSH_INTERVAL_SECS  # noqa: E402
 from petit.storage.store import RUNS_PER_CHUNK, Store  # noqa: E402
 
 REPS = int(os.environ.get("BENCH_REPS", "5"))
 FIRES = int(os.environ.get("BENCH_FIRES", "62"))
 CONCURRENCY = 4
+STREAM_CLIENTS = 100
+FOLLOW_LINES = 50
 RESULTS = {}
 
 
@@ -155,12 +160,12 @@ def petit_tree(service: Service, with_tracker: bool = True) -> list[psutil.Proce
     ]
 
 
-def rss_mib(service: Service, with_tracker: bool = True) -> float:
-    return sum(p.memory_info().rss for p in petit_tree(service, with_tracker)) / 2**20
+def rss_mib(processes: list[psutil.Process]) -> float:
+    return sum(p.memory_info().rss for p in processes) / 2**20
 
 
-def pss_mib(service: Service) -> float:
-    return sum(p.memory_full_info().pss for p in petit_tree(service)) / 2**20
+def pss_mib(processes: list[psutil.Process]) -> float:
+    return sum(p.memory_full_info().pss for p in processes) / 2**20
 
 
 # -- measurements ---------------------------------------------------------------------------------
@@ -249,6 +254,162 @@ def bench_trigger_latency(work: str) -> None:
     log(
         f"trigger latency: p50 {statistics.median(p50s):.2f} ms  "
         f"p99 {statistics.median(p99s):.2f} ms"
+    )
+
+
+def bench_event_latency(work: str) -> None:
+    """A task's own start stamp -> its `task` event (running) parsed by a client of
+    GET /api/events, one trigger at a time."""
+    jobs_dir = os.path.join(work, "event_jobs")
+    os.makedirs(jobs_dir)
+    stamp_job(jobs_dir, "stamp")
+    p50s, p99s = [], []
+    with petit_service(
+        os.path.join(work, "event"), jobs_dir, os.path.join(work, "event.db")
+    ).running() as service:
+        client = KeepAlive(service.port)
+        stream = open_stream(service.port, "/api/events?job_id=stamp")
+        for _ in range(REPS):
+            samples = []
+            for _ in range(100):
+                # The worker sends its events in batches every FLUSH_INTERVAL_SECS: a trigger
+                # sent as soon as the previous run's event came would start its task at the same
+                # point of that cycle each time; a random pause spreads them over all of it.
+                time.sleep(random.uniform(0, FLUSH_INTERVAL_SECS))
+                run_id = client.trigger("stamp")
+                received = first_arrival(
+                    stream,
+                    lambda e: (
+                        e.event == "task"
+                        and (d := e.json())["run_id"] == run_id
+                        and d["status"] == "running"
+                    ),
+                    timeout=10,
+                )
+                finished(service, run_id)
+                samples.append(received - stamp_of(service, run_id))
+            p50s.append(percentile(samples, 50))
+            p99s.append(percentile(samples, 99))
+        stream.close()
+        client.close()
+    RESULTS["event_latency_ms"] = {"p50": spread(p50s), "p99": spread(p99s), "events": 100 * REPS}
+    log(
+        f"event latency: p50 {statistics.median(p50s):.1f} ms  p99 {statistics.median(p99s):.1f} ms"
+    )
+
+
+def bench_stream_clients(work: str) -> None:
+    """W1 over HTTP with STREAM_CLIENTS clients of GET /api/events connected and reading, against
+    W1 with none, interleaved on one service; then the API process's memory with and without
+    them."""
+    name = "W1_fanout_200"
+    tasks = workloads()[name]
+    jobs_dir = os.path.join(work, "crowd_jobs")
+    os.makedirs(jobs_dir)
+    with open(os.path.join(jobs_dir, f"{name}.yaml"), "w") as handle:
+        handle.write(job_yaml(name, tasks))
+    # each task's running and completed events are ~250 bytes apiece: a client that got less
+    # than this of a run did not read its events
+    least_bytes = 200 * len(tasks)
+    with petit_service(
+        os.path.join(work, "crowd"), jobs_dir, os.path.join(work, "crowd.db")
+    ).running() as service:
+        api = psutil.Process(service.child("api")["pid"])
+        client = KeepAlive(service.port)
+        timed_run(service, client, name)  # warm-up: the first run also pays for new files
+        idle_fds = api.num_fds()
+        # memory first: the API's allocator keeps what earlier clients freed, and reuses it
+        memory = {"rss_none": rss_mib([api]), "pss_none": pss_mib([api])}
+        with StreamCrowd(service.port, "/api/events", STREAM_CLIENTS) as crowd:
+            memory.update(rss_connected=rss_mib([api]), pss_connected=pss_mib([api]))
+            timed_run(service, client, name, crowd, least_bytes)
+            memory.update(rss_streamed=rss_mib([api]), pss_streamed=pss_mib([api]))
+        alone, crowded = [], []
+        for _ in range(REPS):
+            wait_until(  # a run alone must really be alone
+                lambda: api.num_fds() <= idle_fds,
+                timeout=10,
+                message="the API to close the stream clients' connections",
+            )
+            alone.append(timed_run(service, client, name))
+            with StreamCrowd(service.port, "/api/events", STREAM_CLIENTS) as crowd:
+                crowded.append(timed_run(service, client, name, crowd, least_bytes))
+        client.close()
+    RESULTS["stream_clients"] = {
+        "clients": STREAM_CLIENTS,
+        "w1_http_none_s": spread(alone),
+        "w1_http_clients_s": spread(crowded),
+        "ratio": statistics.median(crowded) / statistics.median(alone),
+        "api_memory_mib": memory,
+    }
+    log(
+        f"{name} with {STREAM_CLIENTS} stream clients: {statistics.median(crowded):.3f}s "
+        f"vs {statistics.median(alone):.3f}s alone; API memory {memory}"
+    )
+
+
+def timed_run(
+    service: Service,
+    client: KeepAlive,
+    job_id: str,
+    crowd: StreamCrowd | None = None,
+    least_bytes: int = 0,
+) -> float:
+    """One run of `job_id` triggered over HTTP: its duration in seconds. With `crowd`, returns
+    once each of its clients received `least_bytes` more (the run's events), and fails when the
+    server dropped any of them."""
+    before = list(crowd.received) if crowd else []
+    seconds = finished(service, client.trigger(job_id))["duration_ms"] / 1000
+    if crowd:
+        wait_until(
+            lambda: min(now - then for now, then in zip(crowd.received, before)) >= least_bytes,
+            timeout=30,
+            message=f"every stream client to receive the {job_id} run's events",
+        )
+        if crowd.closed_by_server:
+            raise RuntimeError(f"the API dropped {crowd.closed_by_server} reading client(s)")
+    return seconds
+
+
+def bench_follow_latency(work: str) -> None:
+    """A line a task prints (its own `date +%s%N`) -> that line parsed by a client following the
+    task's log (GET .../logs?follow=true), FOLLOW_LINES lines a run, one run per repetition."""
+    jobs_dir = os.path.join(work, "follow_jobs")
+    os.makedirs(jobs_dir)
+    # 0.11 s apart: not a divisor of the log's write and poll periods, so the lines land at
+    # every point of their cycles
+    script = f"for i in $(seq {FOLLOW_LINES}); do date +%s%N; sleep 0.11; done"
+    with open(os.path.join(jobs_dir, "printer.yaml"), "w") as handle:
+        handle.write(job_yaml("printer", [("print", [])], command="sh", args=["-c", script]))
+    p50s, p99s = [], []
+    with petit_service(
+        os.path.join(work, "follow"), jobs_dir, os.path.join(work, "follow.db")
+    ).running() as service:
+        client = KeepAlive(service.port)
+        for _ in range(REPS):
+            run_id = client.trigger("printer")
+            stream = open_stream(service.port, f"/api/runs/{run_id}/tasks/print/logs?follow=true")
+            samples, end = [], None
+            for received, event in arrivals(stream, timeout=FOLLOW_LINES * 0.11 + 30):
+                if event.event == "log":
+                    samples += [received - int(line) / 1e6 for line in event.json()["lines"]]
+                elif event.event == "end":
+                    end = event.json()
+                    break
+            stream.close()
+            if len(samples) != FOLLOW_LINES or end["status"] != "completed":
+                raise RuntimeError(f"followed {len(samples)} of {FOLLOW_LINES} lines, end {end}")
+            p50s.append(percentile(samples, 50))
+            p99s.append(percentile(samples, 99))
+        client.close()
+    RESULTS["follow_latency_ms"] = {
+        "p50": spread(p50s),
+        "p99": spread(p99s),
+        "lines": FOLLOW_LINES * REPS,
+    }
+    log(
+        f"log follow latency: p50 {statistics.median(p50s):.0f} ms  "
+        f"p99 {statistics.median(p99s):.0f} ms"
     )
 
 
@@ -437,9 +598,9 @@ def bench_api_and_memory(work: str) -> None:
     ).running() as service:
         time.sleep(1.0)  # let the children finish their imports before measuring idle memory
         idle_rss, idle_pss, idle_petit = (
-            rss_mib(service),
-            pss_mib(service),
-            rss_mib(service, with_tracker=False),
+            rss_mib(petit_tree(service)),
+            pss_mib(petit_tree(service)),
+            rss_mib(petit_tree(service, with_tracker=False)),
         )
         for path in ("/api/health", "/api/jobs"):
             rates, p50s, p99s = [], [], []
@@ -465,9 +626,9 @@ def bench_api_and_memory(work: str) -> None:
         }
         _many_runs(service, "one", 5000)
         after_rss, after_pss, after_petit = (
-            rss_mib(service),
-            pss_mib(service),
-            rss_mib(service, with_tracker=False),
+            rss_mib(petit_tree(service)),
+            pss_mib(petit_tree(service)),
+            rss_mib(petit_tree(service, with_tracker=False)),
         )
     RESULTS["memory_mib"] = {
         "idle_rss_petit": idle_petit,
@@ -589,6 +750,44 @@ def table() -> str:
             "",
         )
     )
+    events = RESULTS["event_latency_ms"]
+    rows.append(
+        (
+            "event latency p50 / p99 (stamp -> SSE task)",
+            f"{events['p50']['median']:.1f} / {events['p99']['median']:.1f} ms",
+            "p99 <= 50 ms",
+            "",
+        )
+    )
+    crowd = RESULTS["stream_clients"]
+    rows.append(
+        (
+            f"W1 HTTP, {crowd['clients']} SSE clients reading",
+            _s(crowd["w1_http_clients_s"]),
+            f"{crowd['w1_http_none_s']['median']:.3f}s (none); <= 1.10x",
+            f"{crowd['ratio']:.2f}x",
+        )
+    )
+    mem = crowd["api_memory_mib"]
+    for kind in ("rss", "pss"):
+        rows.append(
+            (
+                f"API {kind.upper()}: none / {crowd['clients']} clients / after a W1",
+                f"{mem[kind + '_none']:.1f} / {mem[kind + '_connected']:.1f} / "
+                f"{mem[kind + '_streamed']:.1f} MiB",
+                "",
+                f"{mem[kind + '_streamed'] - mem[kind + '_none']:+.1f} MiB",
+            )
+        )
+    follow = RESULTS["follow_latency_ms"]
+    rows.append(
+        (
+            "log follow latency p50 / p99 (line -> SSE)",
+            f"{follow['p50']['median']:.0f} / {follow['p99']['median']:.0f} ms",
+            "p99 <= 1500 ms",
+            "",
+        )
+    )
     fire = RESULTS["fire_lateness_ms"]
     rows.append(
         (
@@ -693,6 +892,9 @@ def main() -> int:
     try:
         bench_dags(work)
         bench_trigger_latency(work)
+        bench_event_latency(work)
+        bench_stream_clients(work)
+        bench_follow_latency(work)
         bench_history(work)
         bench_api_and_memory(work)
         bench_worker_restart(work)
