@@ -176,6 +176,11 @@ def cmd_show(args: dict) -> int:
 
 
 def cmd_logs(args: dict) -> int:
+    if args["--follow"]:
+        from ..service.settings import socket_path
+        from .live import follow_logs
+
+        return follow_logs(args, socket_path(args))
     from .history import print_logs
 
     return print_logs(args)

@@ -190,29 +190,37 @@ def print_logs(args: dict) -> int:
     store = open_store(args)
     run = known_run(store, args["RUN_ID"])
     task_id = args["TASK_ID"]
-    if task_id is None:  # every task that made that attempt, in DAG order (the run's order)
-        tasks = [task for task in run.tasks if attempt is None or attempt <= task.attempts]
-        what = f"run '{run.id}'"
-    else:
-        task = next((t for t in run.tasks if t.task_id == task_id), None)
-        if task is None:
-            raise TaskNotFound(run.id, task_id)
-        if attempt is not None and attempt > task.attempts:
-            raise NotFound(
-                f"task '{task_id}' of run '{run.id}' has no attempt {attempt}: "
-                f"it made {task.attempts}"
-            )
-        tasks = [task]
-        what = f"task '{task_id}' of run '{run.id}' ({task.status.value})"
     printed = False
-    for task in tasks:
-        prefix = "" if task_id else f"[{task.task_id}] "
-        for line in stored_log(store, task, attempt, prefix):
+    for task in logged_tasks(run, task_id, attempt):
+        for line in stored_log(store, task, attempt, log_prefix(task, task_id)):
             print(line)
             printed = True
     if not printed:  # not an error: a skipped task, or one that printed nothing, has no log
+        what = f"run '{run.id}'"
+        if task_id is not None:
+            what = f"task '{task_id}' of run '{run.id}' ({run.task(task_id).status.value})"
         print(f"no output recorded for {what}", file=sys.stderr)
     return 0
+
+
+def logged_tasks(run: Run, task_id: str | None, attempt: int | None) -> list[TaskRun]:
+    """The tasks `petit logs` shows: TASK_ID's, or every task that made that attempt, in DAG
+    order (the run's order). Raises for an unknown task or an attempt it never made."""
+    if task_id is None:
+        return [task for task in run.tasks if attempt is None or attempt <= task.attempts]
+    task = next((t for t in run.tasks if t.task_id == task_id), None)
+    if task is None:
+        raise TaskNotFound(run.id, task_id)
+    if attempt is not None and attempt > task.attempts:
+        raise NotFound(
+            f"task '{task_id}' of run '{run.id}' has no attempt {attempt}: it made {task.attempts}"
+        )
+    return [task]
+
+
+def log_prefix(task: TaskRun, task_id: str | None) -> str:
+    """A run's lines carry their task; one task's lines are bare."""
+    return "" if task_id else f"[{task.task_id}] "
 
 
 def stored_log(store: Store, task: TaskRun, attempt: int | None, prefix: str = "") -> Iterator[str]:

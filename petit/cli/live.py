@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import sys
 
-from ..core.model import now_ms
+from ..core.model import Run, TaskRun, now_ms
 from ..core.text import duration_words, one_line, wall_clock
 from ..errors import JobNotFound
 from ..ipc.control import Watch
-from .history import log_line, open_store
+from ..storage.store import Store
+from .history import known_run, log_line, log_prefix, logged_tasks, open_store, whole_option
 
 TICK_SECS = 0.5  # how often a follower looks at the log files when no event comes
 
@@ -100,3 +101,108 @@ def watch(args: dict, socket: str) -> int:
         stream.close()
     print("petit: the service stopped", file=sys.stderr)
     return 1
+
+
+# -- petit logs -f --------------------------------------------------------------------------------
+
+TERMINAL = ("completed", "failed", "skipped")
+
+
+class _Follower:
+    """One task's log as `logs -f` prints it: the attempt it follows and that attempt's tail."""
+
+    def __init__(self, store: Store, task: TaskRun, attempt: int, prefix: str) -> None:
+        self._store, self._task, self.prefix = store, task, prefix
+        self.task_id = task.task_id
+        self.attempt = attempt
+        self._tail = store.logs.tail(task.run_id, task.task_id, attempt)
+
+    def pump(self) -> None:
+        for stream, text in self._tail.read_new():
+            print(log_line(stream, text, self.prefix), flush=True)
+
+    def next_attempt(self, attempt: int) -> None:
+        """The task started `attempt`: the rest of the previous one's log first."""
+        self.pump()
+        self._tail.close()
+        self.attempt = attempt
+        print(f"{self.prefix}--- attempt {attempt} ---", flush=True)
+        self._tail = self._store.logs.tail(self._task.run_id, self._task.task_id, attempt)
+
+    def close(self) -> None:
+        self._tail.close()
+
+
+def follow_logs(args: dict, socket: str) -> int:
+    """`petit logs -f`: what was printed so far, then the rest as it comes, until the task
+    (TASK_ID) or the run ends (0), or the service stops first (1). The service says when output
+    arrives and when things end; the lines come from the log files, so none is ever skipped."""
+    store = open_store(args)
+    run = known_run(store, args["RUN_ID"])
+    task_id, fixed = args["TASK_ID"], whole_option(args, "--attempt", None)
+    tasks = logged_tasks(run, task_id, fixed)
+    # Subscribed before the state is read again: an end cannot fall between the two unseen.
+    stream = None if _over(run, task_id, fixed) else Watch(socket, {"run_id": run.id}, TICK_SECS)
+    run = known_run(store, run.id)
+    followers = [
+        _Follower(
+            store, task, fixed or max(1, run.task(task.task_id).attempts), log_prefix(task, task_id)
+        )
+        for task in tasks
+    ]
+    try:
+        ended = (
+            stream is None
+            or _over(run, task_id, fixed)
+            or _follow(stream, followers, task_id, fixed)
+        )
+        for follower in followers:
+            follower.pump()
+        if not ended:
+            print("petit: the service stopped before the run ended", file=sys.stderr)
+        return 0 if ended else 1
+    finally:
+        for follower in followers:
+            follower.close()
+        if stream is not None:
+            stream.close()
+
+
+def _follow(
+    stream: Watch, followers: list[_Follower], task_id: str | None, fixed: int | None
+) -> bool:
+    """Print new lines at each event and tick; True once the followed thing ended, False when
+    the stream ended first."""
+    by_task = {follower.task_id: follower for follower in followers}
+    for event in stream:
+        for follower in followers:
+            follower.pump()
+        name, data = (event or {}).get("event"), (event or {}).get("data") or {}
+        if name == "run" and data.get("ended_at") is not None:
+            return True
+        if name == "task" and data["task_id"] in by_task:
+            follower = by_task[data["task_id"]]
+            if fixed is None and data["attempts"] > follower.attempt:
+                follower.next_attempt(data["attempts"])
+            if task_id is not None and _attempt_over(data, fixed):
+                return True
+    return False
+
+
+def _attempt_over(task: dict, fixed: int | None) -> bool:
+    """Whether what is followed of this task is over: the task ended, or the fixed attempt did
+    (a later one started, or it failed and waits for its retry)."""
+    if task["status"] in TERMINAL:
+        return True
+    if fixed is None:
+        return False
+    return task["attempts"] > fixed or (task["attempts"] == fixed and task["status"] == "pending")
+
+
+def _over(run: Run, task_id: str | None, fixed: int | None) -> bool:
+    if run.status.is_terminal:
+        return True
+    if task_id is None:
+        return False
+    task = run.task(task_id)
+    return _attempt_over({"status": task.status.value, "attempts": task.attempts}, fixed)

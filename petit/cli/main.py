@@ -35,7 +35,7 @@ Usage:
   petit [--db PATH] trigger JOBS_DIR JOB_ID [--max-tasks N] [--keep-runs N]
   petit [--db PATH] runs [JOB_ID] [--limit N] [--status STATUS] [--json]
   petit [--db PATH] show RUN_ID [--json]
-  petit [--db PATH] logs RUN_ID [TASK_ID] [--attempt N]
+  petit [--db PATH] logs RUN_ID [TASK_ID] [--attempt N] [-f] [--socket PATH]
   petit [--db PATH] watch [JOB_ID] [--socket PATH]
 {ctl}
   petit (-h | --help)
@@ -61,6 +61,8 @@ Options:
   --status STATUS          Only runs with this status: pending, running, completed, failed,
                            interrupted or cancelled.
   --attempt N              The attempt whose log is shown (default the latest).
+  -f --follow              Go on printing the log as it grows, until the task or run ends
+                           (asks the running service, so it works with --no-api too).
   --json                   Machine-readable output.
 
 Exit codes: 0 success; 1 failure (invalid jobs, failed run, error reply); 2 bad usage;
