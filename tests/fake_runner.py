@@ -78,9 +78,6 @@ class FakeAttempt:
             error=error,
             timed_out=outcome.timed_out,
             cancelled=cancelled,
-            stdout="".join(f"{line}\n" for line in outcome.stdout),
-            stderr="".join(f"{line}\n" for line in outcome.stderr),
-            truncated=False,
             started_at=self.started_at,
             ended_at=now_ms(),
         )

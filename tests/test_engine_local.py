@@ -289,8 +289,10 @@ def test_a_running_retry_does_not_show_the_previous_attempts_end(store, stamps, 
         engine.cancel()
         thread.join(timeout=10)
         recorder.close()
-    log = store.logs.read(engine.run.id, "flaky")  # the last attempt's (empty) output, not "first"
-    assert (log["attempt"], log["stdout"]) == (2, "")
+    # each attempt has its own log: the second printed nothing, the first's is kept
+    assert store.logs.attempts(engine.run.id, "flaky") == [1]
+    assert store.logs.read(engine.run.id, "flaky", 1)["stdout"] == "first\n"
+    assert store.logs.read(engine.run.id, "flaky", 2) is None
     assert_none_left(marker)
 
 

@@ -1,6 +1,6 @@
-"""One task attempt through the local runner, with real subprocesses: exit codes, captured
-output, start failures, timeouts that kill the whole process group, bounded output, cancel, the
-environment, and the handle recovery uses."""
+"""One task attempt through the local runner, with real subprocesses: exit codes, output passed
+on line by line, start failures, timeouts that kill the whole process group, bounded lines,
+cancel, the environment, and the handle recovery uses."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import stat
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import psutil
 from conftest import MARK, assert_none_left, marked_alive, wait_until
@@ -49,6 +51,7 @@ def start(
     run_id: str = "job-1",
     attempt: int = 1,
     log_limit: int = DEFAULT_LOG_LIMIT,
+    on_line: Callable[[str, str], None] | None = None,
 ) -> TaskProcess:
     job = job_of(task, marker, job_env)
     cwd = None if task.working_dir is None else os.path.join(base_dir, task.working_dir)
@@ -62,12 +65,33 @@ def start(
         cwd=cwd,
         timeout_secs=task.timeout_secs,
         log_limit=log_limit,
+        on_line=on_line,
     )
     return LocalRunner().start(spec)
 
 
-def run(task: Task, marker: str, **kw) -> AttemptResult:
-    return start(task, marker, **kw).collect()
+@dataclass
+class Ran(AttemptResult):
+    """An attempt's result with the lines its on_line received."""
+
+    lines: list[tuple[str, str]] = field(default_factory=list)
+
+    def text(self, stream: str) -> str:
+        return "".join(f"{line}\n" for name, line in self.lines if name == stream)
+
+    @property
+    def stdout(self) -> str:
+        return self.text("stdout")
+
+    @property
+    def stderr(self) -> str:
+        return self.text("stderr")
+
+
+def run(task: Task, marker: str, **kw) -> Ran:
+    lines: list[tuple[str, str]] = []
+    result = start(task, marker, on_line=lambda *line: lines.append(line), **kw).collect()
+    return Ran(**vars(result), lines=lines)
 
 
 # -- exit codes and output ----------------------------------------------------------------------
@@ -79,7 +103,7 @@ def test_exit_code_and_both_streams_are_captured(marker):
     assert result.error == "exited with code 3"
     assert result.stdout == "to-out\n"
     assert result.stderr == "to-err\n"
-    assert not result.timed_out and not result.cancelled and not result.truncated
+    assert not result.timed_out and not result.cancelled
     assert result.started_at <= result.ended_at
 
 
@@ -193,36 +217,48 @@ def test_setsid_escapee_holding_the_pipe_does_not_hang_collect(marker):
     assert_none_left(marker)
 
 
-# -- bounded output -----------------------------------------------------------------------------
+# -- bounded lines ------------------------------------------------------------------------------
 
 
-def test_ten_megabytes_on_both_streams_does_not_deadlock_and_keeps_the_tail(marker):
+def test_ten_megabytes_on_both_streams_does_not_deadlock_and_every_line_arrives(marker):
     lines = 750_000  # "line 00000000\n" is 14 bytes: 10.5 MB per stream
     code = (
         "import sys\n"
         f"for i in range({lines}):\n"
         "    sys.stdout.write(f'line {i:08d}\\n')\n"
         "    if i % 2 == 0: sys.stderr.write(f'err {i:08d}\\n')\n"
-        "sys.stdout.write('THE-END\\n')\n"
+        "sys.stdout.write('THE-END')\n"  # no newline: it still arrives, at the end
     )
+    seen = {"stdout": [], "stderr": []}
+
+    def on_line(stream: str, line: str) -> None:
+        if len(seen[stream]) < 2:
+            seen[stream].append(line)
+        seen[stream + " count"] = seen.get(stream + " count", 0) + 1
+        seen[stream + " last"] = line
+
     began = time.monotonic()
-    result = run(Task(id="t", name="t", type=TaskType.PYTHON, inline=code, timeout_secs=40), marker)
+    task = Task(id="t", name="t", type=TaskType.PYTHON, inline=code, timeout_secs=40)
+    result = start(task, marker, on_line=on_line).collect()
     assert time.monotonic() - began < 30
     assert (result.exit_code, result.timed_out) == (0, False)
-    assert result.truncated
-    full = "".join(f"line {i:08d}\n" for i in range(lines)) + "THE-END\n"
-    tail = full[-DEFAULT_LOG_LIMIT:]
-    dropped = len(full) - DEFAULT_LOG_LIMIT
-    assert result.stdout == f"[... {dropped} bytes truncated ...]\n{tail}"
-    assert result.stderr.startswith("[... ") and result.stderr.endswith(f"err {lines - 2:08d}\n")
-    assert len(result.stderr) < DEFAULT_LOG_LIMIT + 100
+    assert seen["stdout"] == ["line 00000000", "line 00000001"]
+    assert (seen["stdout count"], seen["stdout last"]) == (lines + 1, "THE-END")
+    assert seen["stderr"] == ["err 00000000", "err 00000002"]
+    assert (seen["stderr count"], seen["stderr last"]) == (lines // 2, f"err {lines - 2:08d}")
 
 
-def test_small_limit_truncates_with_a_marker(marker):
-    result = run(shell("seq 1 1000"), marker, log_limit=20)
-    full = "".join(f"{i}\n" for i in range(1, 1001))
-    assert result.truncated
-    assert result.stdout == f"[... {len(full) - 20} bytes truncated ...]\n{full[-20:]}"
+def test_a_line_over_the_limit_comes_in_pieces_cut_between_characters(marker):
+    # "é" is two bytes: a cut after 5 bytes would split the third one in two
+    code = "import sys; sys.stdout.write('é' * 10 + '\\nshort\\n' + 'x' * 12)"
+    result = run(Task(id="t", name="t", type=TaskType.PYTHON, inline=code), marker, log_limit=5)
+    assert result.exit_code == 0
+    assert result.lines == [("stdout", "éé")] * 5 + [
+        ("stdout", "short"),
+        ("stdout", "xxxxx"),
+        ("stdout", "xxxxx"),
+        ("stdout", "xx"),
+    ]
 
 
 # -- cancel -------------------------------------------------------------------------------------

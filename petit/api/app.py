@@ -33,9 +33,9 @@ from .handlers import (
     RunHandler,
     RunTasksHandler,
     SchedulerStateHandler,
-    TaskLogsHandler,
     TriggerHandler,
 )
+from .logs import TaskLogsHandler
 from .metrics import MetricsHandler
 from .stream import EventStreamHandler
 

@@ -13,7 +13,6 @@ from ..errors import (
     NotFound,
     RunFinished,
     RunNotFound,
-    TaskNotFound,
     Unavailable,
 )
 from ..storage.store import Store, split_run_id
@@ -130,27 +129,6 @@ class RunTasksHandler(BaseHandler):
     def get(self, run_id: str) -> None:
         run = _known_run(self.store, run_id)
         self.reply({"tasks": [task_json(t) for t in run.tasks], "count": len(run.tasks)})
-
-
-class TaskLogsHandler(BaseHandler):
-    def get(self, run_id: str, task_id: str) -> None:
-        run = _known_run(self.store, run_id)
-        state = next((t for t in run.tasks if t.task_id == task_id), None)
-        if state is None:
-            raise TaskNotFound(run_id, task_id)
-        record = self.store.logs.read(run_id, task_id) or {}
-        self.reply(
-            {
-                "run_id": run_id,
-                "task_id": task_id,
-                "status": state.status.value,
-                "attempt": record.get("attempt", state.attempts),
-                "exit_code": state.exit_code,
-                "stdout": record.get("stdout", ""),
-                "stderr": record.get("stderr", ""),
-                "truncated": record.get("truncated", False),
-            }
-        )
 
 
 class CancelHandler(BaseHandler):

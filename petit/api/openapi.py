@@ -8,6 +8,7 @@ from .base import ID_CHARS, ID_MAX_CHARS
 
 _INT_OR_NULL = {"type": ["integer", "null"]}
 _STR_OR_NULL = {"type": ["string", "null"]}
+_STREAM = {"type": "string", "enum": ["stdout", "stderr"]}
 
 
 def _obj(required: dict, optional: dict | None = None) -> dict:
@@ -149,10 +150,40 @@ SCHEMAS = {
             "task_id": {"type": "string"},
             "status": {"type": "string"},
             "attempt": {"type": "integer"},
+            "attempts": {"type": "integer"},
             "exit_code": _INT_OR_NULL,
             "stdout": {"type": "string"},
             "stderr": {"type": "string"},
             "truncated": {"type": "boolean"},
+            "lines": {
+                "type": "array",
+                "items": {
+                    "type": "array",
+                    "prefixItems": [_STREAM, {"type": "string"}],
+                    "minItems": 2,
+                    "maxItems": 2,
+                },
+            },
+        }
+    ),
+    # the data of the `log` and `end` messages of ?follow=true (text/event-stream)
+    "LogLines": _obj(
+        {
+            "run_id": {"type": "string"},
+            "task_id": {"type": "string"},
+            "attempt": {"type": "integer"},
+            "stream": _STREAM,
+            "lines": {"type": "array", "items": {"type": "string"}},
+        }
+    ),
+    "LogEnd": _obj(
+        {
+            "status": {
+                "type": ["string", "null"],
+                "enum": ["pending", "running", "completed", "failed", "skipped", None],
+            },
+            "exit_code": _INT_OR_NULL,
+            "attempts": {"type": "integer"},
         }
     ),
     "Cancelled": _obj(
@@ -161,7 +192,8 @@ SCHEMAS = {
 }
 
 _ERROR_TEXT = {
-    "400": "bad request (a malformed Content-Length on any route; limit=abc on a job's runs)",
+    "400": "bad request (a malformed Content-Length on any route; limit=abc on a job's runs; "
+    "attempt=0, follow=maybe or a foreign Last-Event-ID on a task's logs)",
     "401": "missing or wrong bearer token (only with --api-token)",
     "403": "foreign Origin on a state-changing request, or a non-loopback Host header",
     "404": "unknown job, run, task or route",
@@ -231,6 +263,54 @@ LIMIT = {
     "description": "most runs to return, newest first (default 20, capped at 1000)",
     "schema": {"type": "integer", "minimum": 1, "default": 20},
 }
+ATTEMPT = {
+    "name": "attempt",
+    "in": "query",
+    "required": False,
+    "description": "the attempt whose log to return (default: the latest); 404 if the task never "
+    "had it; with follow=true only that attempt is followed",
+    "schema": {"type": "integer", "minimum": 1},
+}
+FOLLOW = {
+    "name": "follow",
+    "in": "query",
+    "required": False,
+    "description": "true: answer a text/event-stream of the log, live, until the task is over",
+    "schema": {"type": "boolean", "default": False},
+}
+LAST_EVENT_ID = {
+    "name": "Last-Event-ID",
+    "in": "header",
+    "required": False,
+    "description": "with follow=true: the id of the last `log` message received, "
+    "`<attempt>:<lines sent>`; the stream resumes after it",
+    "schema": {"type": "string", "pattern": "^[1-9][0-9]*:[0-9]+$"},
+}
+
+
+def _logs_op() -> dict:
+    """The log route answers JSON, or with ?follow=true a Server-Sent Events stream."""
+    op = _op(
+        "A task attempt's output so far (the latest attempt unless ?attempt=N), or followed live",
+        "TaskLogs",
+        ("404",),
+        (RUN_ID, TASK_ID, ATTEMPT, FOLLOW, LAST_EVENT_ID),
+    )
+    op["responses"]["200"]["content"]["text/event-stream"] = {
+        "schema": {
+            "type": "string",
+            "description": "with follow=true: `log` messages (id `<attempt>:<lines sent>`, data "
+            "LogLines), a `: keepalive` comment at least every 15 s, then one `end` message "
+            "(data LogEnd) once the task (or the pinned attempt) is over and its log sent; an "
+            "`error` message (data Error) if the log cannot be read mid-stream",
+        },
+        "x-events": {
+            "log": {"$ref": "#/components/schemas/LogLines"},
+            "end": {"$ref": "#/components/schemas/LogEnd"},
+            "error": {"$ref": "#/components/schemas/Error"},
+        },
+    }
+    return op
 
 
 def _head(get: dict) -> dict:
@@ -310,11 +390,7 @@ PATHS = _with_head(
         "/api/runs/{run_id}/tasks": {
             "get": _op("Task states of a run, in DAG order", "TaskList", ("404",), (RUN_ID,))
         },
-        "/api/runs/{run_id}/tasks/{task_id}/logs": {
-            "get": _op(
-                "Captured output of a task's last attempt", "TaskLogs", ("404",), (RUN_ID, TASK_ID)
-            )
-        },
+        "/api/runs/{run_id}/tasks/{task_id}/logs": {"get": _logs_op()},
         "/api/runs/{run_id}/cancel": {
             "post": _op(
                 "Cancel a running run; answers when it has stopped",

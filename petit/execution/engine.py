@@ -34,9 +34,11 @@ from ..core.model import (
     TaskStatus,
     now_ms,
 )
-from ..errors import StorageError, internal_error
+from ..errors import internal_error
+from ..storage.logs import LogWriter
 from ..storage.store import Store
 from .runners.base import (
+    DEFAULT_LOG_LIMIT,
     AttemptHandle,
     AttemptResult,
     AttemptSpec,
@@ -178,6 +180,7 @@ class RunEngine:
         state = self._states[task.id]
         state.start_attempt(now_ms())
         attempt = state.attempts
+        log_file = self._store.logs.writer(self.run.id, task.id, attempt, DEFAULT_LOG_LIMIT)
         spec = AttemptSpec(
             job_id=self.job.id,
             run_id=self.run.id,
@@ -189,14 +192,15 @@ class RunEngine:
             if task.working_dir is None
             else os.path.join(self._base_dir, task.working_dir),
             timeout_secs=task.timeout_secs,
-            on_line=functools.partial(self._output, task.id, attempt),
+            log_limit=DEFAULT_LOG_LIMIT,
+            on_line=functools.partial(self._output, task.id, attempt, log_file),
         )
         self._in_flight += 1
         threading.Thread(
-            target=self._attempt, args=(spec,), name=f"petit-task-{task.id}", daemon=True
+            target=self._attempt, args=(spec, log_file), name=f"petit-task-{task.id}", daemon=True
         ).start()
 
-    def _attempt(self, spec: AttemptSpec) -> None:
+    def _attempt(self, spec: AttemptSpec, log_file: LogWriter) -> None:
         # Exactly one report per attempt, whatever happens: the run waits for it before finishing.
         finished = _Finished(spec.task_id, spec.attempt, _internal_failure(None), internal=True)
         try:
@@ -205,6 +209,9 @@ class RunEngine:
             log.exception("run %s: task %s attempt %d", self.run.id, spec.task_id, spec.attempt)
             finished = _Finished(spec.task_id, spec.attempt, _internal_failure(exc), internal=True)
         finally:
+            # the log is complete on disk before the attempt's end is recorded: a follower that
+            # sees the end and reads once more has every line
+            log_file.close()
             self._events.put(finished)
 
     def _run_attempt(self, spec: AttemptSpec) -> AttemptResult:
@@ -221,35 +228,15 @@ class RunEngine:
         if stopping:
             handle.cancel()
         try:
-            result = handle.collect()
+            return handle.collect()
         finally:
             with self._handles_lock:
                 self._handles.pop(spec.task_id, None)
-        # A retry's log replaces the previous attempt's, even when empty, so it never lies.
-        if result.stdout or result.stderr or spec.attempt > 1:
-            self._write_log(spec, result)
-        return result
 
-    def _write_log(self, spec: AttemptSpec, result: AttemptResult) -> None:
-        try:
-            self._store.logs.write(
-                self.run.id,
-                spec.task_id,
-                {
-                    "task_id": spec.task_id,
-                    "run_id": self.run.id,
-                    "attempt": spec.attempt,
-                    "exit_code": result.exit_code,
-                    "stdout": result.stdout,
-                    "stderr": result.stderr,
-                    "truncated": result.truncated,
-                    "error": result.error,
-                },
-            )
-        except StorageError as exc:
-            log.error("run %s: %s", self.run.id, exc)
-
-    def _output(self, task_id: str, attempt: int, stream: str, line: str) -> None:
+    def _output(
+        self, task_id: str, attempt: int, log_file: LogWriter, stream: str, line: str
+    ) -> None:
+        log_file.append(stream, line)
         if not self._ended:
             self._publish(TaskOutput, task_id, attempt=attempt, stream=stream, line=line)
 
@@ -376,9 +363,6 @@ def _internal_failure(exc: BaseException | None) -> AttemptResult:
         error=error,
         timed_out=False,
         cancelled=False,
-        stdout="",
-        stderr="",
-        truncated=False,
         started_at=stamp,
         ended_at=stamp,
     )

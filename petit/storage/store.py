@@ -6,7 +6,7 @@ Layout for `--db petit.db`:
   petit.db.lock                 flock sidecar (shared for reads, exclusive for writes)
   petit.db.d/runs/<job>/<n>.json  run history, RUNS_PER_CHUNK runs per file, so a write costs the
                                 same with 10 or 10,000 runs stored
-  petit.db.d/logs/<run_id>/<task>.json  captured output, kept out of the hot files
+  petit.db.d/logs/<run_id>/<task>/<attempt>.log  task output, appended live (storage/logs.py)
 """
 
 from __future__ import annotations

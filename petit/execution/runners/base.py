@@ -12,6 +12,8 @@ from typing import Protocol
 
 from ...core.model import Job, Task, TaskType
 
+# An attempt's log keeps at least its last DEFAULT_LOG_LIMIT bytes (a segment of the file), and
+# a line longer than that reaches `on_line` in pieces of that size: memory stays bounded.
 DEFAULT_LOG_LIMIT = 1024 * 1024
 
 LineCallback = Callable[[str, str], None]  # (stream name, line without its newline)
@@ -20,7 +22,8 @@ LineCallback = Callable[[str, str], None]  # (stream name, line without its newl
 @dataclass(frozen=True)
 class AttemptSpec:
     """One attempt of one task. `env` is petit's part of the environment (job, task, PETIT_*);
-    a runner adds what its processes inherit. `on_line` gets every captured output line."""
+    a runner adds what its processes inherit. `on_line` gets every output line, without its
+    newline, as it comes: the runner keeps no output of its own."""
 
     job_id: str
     run_id: str
@@ -30,7 +33,7 @@ class AttemptSpec:
     env: Mapping[str, str]
     cwd: str | None = None
     timeout_secs: float | None = None
-    log_limit: int = DEFAULT_LOG_LIMIT  # bytes kept per stream (the tail)
+    log_limit: int = DEFAULT_LOG_LIMIT  # the longest line passed to on_line in one piece
     on_line: LineCallback | None = None
 
 
@@ -42,9 +45,6 @@ class AttemptResult:
     error: str | None
     timed_out: bool
     cancelled: bool
-    stdout: str
-    stderr: str
-    truncated: bool
     started_at: int
     ended_at: int
 

@@ -1,6 +1,6 @@
-"""The local runner: each attempt a process in its own session, bounded output capture, the
-timeout enforced on the whole process group, and sweeps for what escaped the group. A non-zero
-exit is data (a failed attempt), never an exception."""
+"""The local runner: each attempt a process in its own session, its output passed on line by
+line (the engine writes the log), the timeout enforced on the whole process group, and sweeps
+for what escaped the group. A non-zero exit is data (a failed attempt), never an exception."""
 
 from __future__ import annotations
 
@@ -28,41 +28,47 @@ SWEEP_KEYS = ("PETIT_RUN_ID", "PETIT_TASK_ID", "PETIT_DB")
 SWEEP_MAX_PASSES = 3
 
 
-class BoundedBuffer:
-    """Keeps the last `limit` bytes of a stream; remembers how much was dropped."""
+class LineSplitter:
+    """Cuts a stream into lines for `on_line` as its bytes come. A line is held until its newline
+    comes, up to `limit` bytes: a longer one goes out in pieces of that size (cut between
+    characters), so a stream that never prints a newline cannot grow memory."""
 
     def __init__(self, limit: int, on_line: Callable[[str], None] | None = None) -> None:
-        self.limit = limit
-        self.data = bytearray()
-        self.dropped = 0
+        self.limit = max(4, limit)  # room for one UTF-8 character
         self._on_line = on_line
         self._partial = bytearray()
 
     def feed(self, chunk: bytes) -> None:
-        self.data += chunk
-        if len(self.data) > 2 * self.limit:
-            cut = len(self.data) - self.limit
-            del self.data[:cut]
-            self.dropped += cut
-        if self._on_line is not None:
-            self._partial += chunk
-            *lines, rest = self._partial.split(b"\n")
-            for line in lines:
-                self._on_line(line.decode("utf-8", "replace"))
-            self._partial = bytearray(rest[-self.limit :])
+        if self._on_line is None:
+            return
+        self._partial += chunk
+        *lines, rest = self._partial.split(b"\n")
+        for line in lines:
+            self._on_line(self._send_pieces(line).decode("utf-8", "replace"))
+        self._partial = self._send_pieces(rest)
 
     def close(self) -> None:
-        if self._on_line is not None and self._partial:
+        """The last line, when the stream ended without a newline."""
+        if self._partial:
             self._on_line(self._partial.decode("utf-8", "replace"))
             self._partial = bytearray()
-        if len(self.data) > self.limit:
-            cut = len(self.data) - self.limit
-            del self.data[:cut]
-            self.dropped += cut
 
-    def text(self) -> str:
-        body = self.data.decode("utf-8", "replace")
-        return f"[... {self.dropped} bytes truncated ...]\n{body}" if self.dropped else body
+    def _send_pieces(self, data: bytearray) -> bytearray:
+        """Send the leading `limit`-long pieces of `data`; what is left is returned."""
+        while len(data) > self.limit:
+            cut = _char_start(data, self.limit)
+            self._on_line(data[:cut].decode("utf-8", "replace"))
+            del data[:cut]
+        return data
+
+
+def _char_start(data: bytearray, at: int) -> int:
+    """`at`, or up to 3 bytes before it: where a UTF-8 character starts (not a continuation
+    byte), so a cut line does not turn one character into two replacement marks."""
+    cut = at
+    while cut > at - 3 and data[cut] & 0xC0 == 0x80:
+        cut -= 1
+    return cut
 
 
 def sweep_match(
@@ -180,10 +186,10 @@ class TaskProcess:
         self._cancel_lock = threading.Lock()
         self._cancel_r, self._cancel_w = os.pipe()
         self._cancel_open = True
-        self._stdout = BoundedBuffer(
+        self._stdout = LineSplitter(
             log_limit, (lambda line: on_line("stdout", line)) if on_line else None
         )
-        self._stderr = BoundedBuffer(
+        self._stderr = LineSplitter(
             log_limit, (lambda line: on_line("stderr", line)) if on_line else None
         )
         self.error: str | None = None
@@ -342,9 +348,6 @@ class TaskProcess:
             error=error,
             timed_out=timed_out,
             cancelled=self._killed_on_cancel,
-            stdout=self._stdout.text(),
-            stderr=self._stderr.text(),
-            truncated=bool(self._stdout.dropped or self._stderr.dropped),
             started_at=self.started_at,
             ended_at=now_ms(),
         )
