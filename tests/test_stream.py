@@ -234,3 +234,63 @@ def test_watch_streams_events_over_the_control_socket_without_an_api(service):
     with pytest.raises(StopIteration):  # the service stopped: the stream ends
         while True:
             next(events)
+
+
+GATED = """id: gated
+name: gated job
+tasks:
+  - id: talk
+    type: shell
+    script: |
+      echo before
+      while [ ! -e "$GATE" ]; do sleep 0.05; done
+      echo after >&2
+  - id: flaky
+    depends_on: [talk]
+    type: shell
+    retry:
+      max_attempts: 1
+      delay: 0s
+    script: |
+      echo "attempt $PETIT_ATTEMPT"
+      [ "$PETIT_ATTEMPT" = 2 ]
+"""
+
+
+def test_logs_follow_prints_a_run_as_it_happens_until_it_ends_without_an_api(service, tmp_path):
+    gate = tmp_path / "gate"
+    svc = service({"gated": GATED}, env={"GATE": str(gate)})  # --no-api
+    where = ("--db", svc.db, "--socket", svc.socket)
+    run_id = svc.trigger("gated")
+    follow = subprocess.Popen(
+        [sys.executable, PETIT, *where, "logs", run_id, "-f"], stdout=subprocess.PIPE, text=True
+    )
+    svc.remember(follow.pid)
+    assert follow.stdout.readline() == "[talk] before\n"  # printed while the task still runs
+    assert svc.run(run_id).task("talk").status.value == "running"
+    gate.touch()
+    rest = follow.stdout.read()
+    assert follow.wait(timeout=30) == 0
+    assert rest.splitlines() == [
+        "[talk] ! after",
+        "[flaky] attempt 1",
+        "[flaky] --- attempt 2 ---",
+        "[flaky] attempt 2",
+    ]
+    assert svc.run(run_id).status.value == "completed"
+    finished = run_petit(*where, "logs", run_id, "flaky", "--attempt", "1", "-f")
+    assert (finished.returncode, finished.stdout) == (0, "attempt 1\n")  # over: at once
+
+    gate.unlink()
+    second = svc.trigger("gated")
+    follow = subprocess.Popen(
+        [sys.executable, PETIT, *where, "logs", second, "talk", "-f"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    svc.remember(follow.pid)
+    assert follow.stdout.readline() == "before\n"
+    svc.stop(signal.SIGKILL)  # the supervisor dies, the run never ends: the follower says so
+    assert follow.wait(timeout=30) == 1
+    assert "the service stopped before the run ended" in follow.stderr.read()
