@@ -5,7 +5,6 @@ attempt's log kept, and what a SIGKILLed worker's task printed still there after
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
@@ -17,6 +16,8 @@ from api_client import request
 from harness import Service
 from jobfiles import job_yaml
 from processes import wait_until
+from sse_client import SseStream
+from test_api import schema_problems
 
 from petit.api.logs import HEARTBEAT_SECS, MAX_LINES_PER_MESSAGE, LogFollow
 from petit.core.model import Trigger
@@ -241,7 +242,7 @@ def test_follow_goes_from_attempt_to_attempt_then_ends_with_the_task(store):
 
         state.wait_for_retry(outcome(1))
         store.save_runs([run])
-        assert follow.step(16.0) == "" and not follow.ended  # the task goes on: a retry is due
+        assert follow.step(HEARTBEAT_SECS + 0.5) == "" and not follow.ended  # a retry is due
         # pinned to attempt 1 (resumed after its first line): over while its retry waits
         assert [m["data"] for m in parse(pinned.step(0.0))] == [
             {"run_id": run.id, "task_id": TASK, "attempt": 1, "stream": "stdout", "lines": ["b"]},
@@ -311,41 +312,23 @@ def svc(tmp_path_factory):
         yield service
 
 
-class SSE:
-    """A real client loop over one streamed response: messages as the server sends them."""
+def follow(svc: Service, run_id: str, query: str = "", headers: dict | None = None) -> SseStream:
+    stream = SseStream(svc.port, f"/api/runs/{run_id}/tasks/t/logs?follow=true{query}", headers)
+    assert stream.status == 200 and stream.headers["content-type"].startswith("text/event-stream")
+    return stream
 
-    def __init__(self, port: int, path: str, headers: dict | None = None) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        self.conn.request("GET", path, headers=headers or {})
-        self.response = self.conn.getresponse()
-        assert self.response.status == 200, (self.response.status, self.response.read())
-        assert self.response.getheader("Content-Type").startswith("text/event-stream")
 
-    def next(self) -> dict | None:
-        """The next message, a comment included; None once the server closed the stream."""
-        fields: dict = {}
-        while True:
-            raw = self.response.readline()
-            if not raw:
-                assert not fields, f"stream cut inside a message: {fields}"
-                return None
-            line = raw.decode().rstrip("\r\n")
-            if not line:
-                if fields:
-                    if "data" in fields:
-                        fields["data"] = json.loads(fields["data"])
-                    return fields
-                continue
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "":
-                return {"comment": value}
-            if name == "data" and "data" in fields:  # a data field per line of a multi-line value
-                value = f"{fields['data']}\n{value}"
-            fields[name] = value
+def message(stream: SseStream) -> tuple[str, str | None, dict]:
+    """The next message, heartbeats skipped: (event, id, data)."""
+    while (event := stream.next(10)).event is None:
+        pass
+    return event.event, event.id, event.json()
 
-    def close(self) -> None:
-        self.conn.close()
+
+def assert_ended(stream: SseStream) -> None:
+    """The server ends the response after `end`."""
+    with pytest.raises(EOFError):
+        message(stream)
 
 
 def logs(svc: Service, run_id: str, query: str = "", **kwargs):
@@ -368,43 +351,48 @@ def test_a_running_task_is_read_and_followed_live(svc):
     assert (running["stdout"], running["stderr"]) == ("hello-live\n", "warn\n")
 
     api = svc.child("api")["pid"]
-    follower = SSE(svc.port, f"/api/runs/{run_id}/tasks/t/logs?follow=true")
-    leaver = SSE(svc.port, f"/api/runs/{run_id}/tasks/t/logs?follow=true")
+    follower, leaver = follow(svc, run_id), follow(svc, run_id)
     try:
-        first = [follower.next(), follower.next()]
-        assert [(m["event"], m["id"], m["data"]["stream"], m["data"]["lines"]) for m in first] == [
+        first = [message(follower), message(follower)]
+        assert [(name, at, data["stream"], data["lines"]) for name, at, data in first] == [
             ("log", "1:1", "stdout", ["hello-live"]),
             ("log", "1:2", "stderr", ["warn"]),
         ]
-        assert leaver.next()["event"] == "log"
+        assert first[0][2] == {
+            "run_id": run_id,
+            "task_id": "t",
+            "attempt": 1,
+            "stream": "stdout",
+            "lines": ["hello-live"],
+        }
+        assert message(leaver)[0] == "log"
         wait_until(lambda: len(log_fds(api, run_id)) == 2, timeout=5, message="two tails open")
         leaver.close()  # a client that leaves stops its loop: the tail's file is closed
         wait_until(lambda: len(log_fds(api, run_id)) == 1, timeout=5, message="one tail left")
 
-        go = os.path.join(svc.root, f"go-{run_id}")
-        open(go, "w").close()
+        open(os.path.join(svc.root, f"go-{run_id}"), "w").close()
         began = time.monotonic()
-        after = follower.next()
+        after = message(follower)
         assert time.monotonic() - began < 1.5, "a printed line took too long to arrive"
-        assert (after["event"], after["id"], after["data"]["lines"]) == ("log", "1:3", ["after"])
-        end = follower.next()
-        assert end["event"] == "end" and end["data"] == {
-            "status": "completed",
-            "exit_code": 0,
-            "attempts": 1,
-        }
-        assert follower.next() is None  # the server ends the response after `end`
+        assert (after[0], after[1], after[2]["lines"]) == ("log", "1:3", ["after"])
+        assert message(follower) == (
+            "end",
+            None,
+            {"status": "completed", "exit_code": 0, "attempts": 1},
+        )
+        assert_ended(follower)
     finally:
         follower.close()
         leaver.close()
     wait_until(lambda: not log_fds(api, run_id), timeout=5, message="no tail left open")
 
     # a reconnecting client resumes after the last id it got; a finished task: the rest, then end
-    resumed = SSE(svc.port, f"/api/runs/{run_id}/tasks/t/logs?follow=1", {"Last-Event-ID": "1:1"})
+    resumed = follow(svc, run_id, headers={"Last-Event-ID": "1:1"})
     try:
-        assert resumed.next()["data"]["lines"] == ["warn"]
-        assert resumed.next()["data"]["lines"] == ["after"]
-        assert resumed.next()["event"] == "end" and resumed.next() is None
+        assert message(resumed)[2]["lines"] == ["warn"]
+        assert message(resumed)[2]["lines"] == ["after"]
+        assert message(resumed)[0] == "end"
+        assert_ended(resumed)
     finally:
         resumed.close()
 
@@ -430,21 +418,24 @@ def test_every_attempt_keeps_its_log(svc):
     assert head.status == 200 and head.content_type.startswith("text/event-stream")
     assert head.body == b""
 
-    pinned = SSE(svc.port, f"/api/runs/{run_id}/tasks/t/logs?follow=true&attempt=1")
+    doc = svc.get("/api/openapi.json").json()
+    media = doc["paths"]["/api/runs/{run_id}/tasks/{task_id}/logs"]["get"]["responses"]["200"]
+    documented = media["content"]["text/event-stream"]["x-events"]
+    assert not schema_problems(doc, media["content"]["application/json"]["schema"], latest)
+    pinned = follow(svc, run_id, "&attempt=1")
     try:
-        message = pinned.next()
-        assert (message["id"], message["data"]["attempt"], message["data"]["lines"]) == (
-            "1:1",
-            1,
-            ["first"],
-        )
-        assert pinned.next()["data"] == {"status": "completed", "exit_code": 0, "attempts": 2}
+        name, at, data = message(pinned)
+        assert (name, at, data["attempt"], data["lines"]) == ("log", "1:1", 1, ["first"])
+        assert not schema_problems(doc, documented[name], data)
+        name, _, data = message(pinned)
+        assert (name, data) == ("end", {"status": "completed", "exit_code": 0, "attempts": 2})
+        assert not schema_problems(doc, documented[name], data)
     finally:
         pinned.close()
-    latest = SSE(svc.port, f"/api/runs/{run_id}/tasks/t/logs?follow=true")  # from the latest
+    latest = follow(svc, run_id)  # without attempt=N: from the latest
     try:
-        assert [latest.next()["data"].get("lines") for _ in range(2)] == [["second"], None]
-        assert latest.next() is None
+        assert message(latest)[2]["lines"] == ["second"] and message(latest)[0] == "end"
+        assert_ended(latest)
     finally:
         latest.close()
 

@@ -9,29 +9,21 @@ import json
 import re
 import time
 
-import tornado.iostream
-
 from ..core.model import TaskRun, TaskStatus
 from ..errors import BadRequest, NotFound, PetitError, TaskNotFound
 from ..storage.store import Store
 from .base import BaseHandler
 from .handlers import _known_run
+from .stream import HEARTBEAT_SECS, send, sse, start_stream
 
 POLL_SECS = 0.25  # a printed line is on disk within 0.5 s, so it reaches the client within ~1 s
 STATE_CHECK_SECS = 0.3  # the worker records a task's end within ~0.25 s
-HEARTBEAT_SECS = 15.0
 MAX_LINES_PER_MESSAGE = 500  # a big backlog goes out in messages a client can resume between
 _RESUME_ID = re.compile(r"([1-9][0-9]{0,8}):([0-9]{1,12})")
 _FLAGS = {"true": True, "1": True, "false": False, "0": False}
 
 
-def sse(event: str, data: dict, event_id: str | None = None) -> str:
-    """One Server-Sent Events message with one-line JSON data."""
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data)}\n\n"
-
-
-def parse_attempt(raw: str | None) -> int | None:
+def _parse_attempt(raw: str | None) -> int | None:
     if raw is None:
         return None
     if not (raw.isascii() and raw.isdigit()) or not raw.strip("0") or len(raw) > 9:
@@ -39,13 +31,13 @@ def parse_attempt(raw: str | None) -> int | None:
     return int(raw)
 
 
-def parse_flag(name: str, raw: str) -> bool:
+def _parse_flag(name: str, raw: str) -> bool:
     if raw.lower() not in _FLAGS:
         raise BadRequest(f"{name} must be true or false, got {raw[:40]!r}")
     return _FLAGS[raw.lower()]
 
 
-def parse_resume(raw: str | None) -> tuple[int, int] | None:
+def _parse_resume(raw: str | None) -> tuple[int, int] | None:
     """A Last-Event-ID this route gave out, `<attempt>:<lines sent>`, as (attempt, line)."""
     if raw is None:
         return None
@@ -57,7 +49,7 @@ def parse_resume(raw: str | None) -> tuple[int, int] | None:
     return int(match[1]), int(match[2])
 
 
-def end_data(state: TaskRun | None) -> dict:
+def _end_data(state: TaskRun | None) -> dict:
     if state is None:  # the run was removed (retention) while it was followed
         return {"status": None, "exit_code": None, "attempts": 0}
     return {"status": state.status.value, "exit_code": state.exit_code, "attempts": state.attempts}
@@ -98,7 +90,7 @@ class LogFollow:
             self._tail = self._store.logs.tail(self._run_id, self._task_id, self.attempt)
             parts += self._drain()
         if end is not None:
-            parts.append(sse("end", end))
+            parts.append(sse("end", json.dumps(end)))
             self.ended = True
         if parts:
             self._last_sent = now
@@ -115,12 +107,12 @@ class LogFollow:
         run = self._store.get_run(self._run_id)
         state = next((t for t in run.tasks if t.task_id == self._task_id), None) if run else None
         if state is None:
-            return end_data(None)
+            return _end_data(None)
         self._latest = max(self._latest, state.attempts)
         over = run.status.is_terminal or state.status.is_terminal
         if self._pinned:  # a later attempt began, or a retry of this one is waiting its delay
             over = over or state.attempts > self.attempt or state.status is TaskStatus.PENDING
-        return end_data(state) if over else None
+        return _end_data(state) if over else None
 
     def _drain(self) -> list[str]:
         """Every complete line on disk, as `log` messages of consecutive lines of one stream;
@@ -141,7 +133,7 @@ class LogFollow:
                     "stream": stream,
                     "lines": [text for _, text in lines[start:end]],
                 }
-                messages.append(sse("log", data, f"{self.attempt}:{number + end}"))
+                messages.append(sse("log", json.dumps(data), f"{self.attempt}:{number + end}"))
                 start = end
         return messages
 
@@ -152,13 +144,13 @@ class TaskLogsHandler(BaseHandler):
         state = next((t for t in run.tasks if t.task_id == task_id), None)
         if state is None:
             raise TaskNotFound(run_id, task_id)
-        attempt = parse_attempt(self.get_query_argument("attempt", None))
+        attempt = _parse_attempt(self.get_query_argument("attempt", None))
         if attempt is not None and attempt > state.attempts:
             raise NotFound(
                 f"task '{task_id}' of run '{run_id}' has no attempt {attempt} "
                 f"(it has {state.attempts})"
             )
-        if parse_flag("follow", self.get_query_argument("follow", "false")):
+        if _parse_flag("follow", self.get_query_argument("follow", "false")):
             await self._follow(run_id, task_id, state, attempt)
             return
         shown = attempt or state.attempts
@@ -180,12 +172,12 @@ class TaskLogsHandler(BaseHandler):
 
     async def _follow(self, run_id: str, task_id: str, state: TaskRun, attempt: int | None):
         first, start_line = attempt or max(1, state.attempts), 0
-        resume = parse_resume(self.request.headers.get("Last-Event-ID"))
+        resume = _parse_resume(self.request.headers.get("Last-Event-ID"))
         if resume is not None:
             if resume[0] > max(1, state.attempts) or attempt not in (None, resume[0]):
                 raise BadRequest(f"Last-Event-ID {resume[0]}:{resume[1]} is not of this stream")
             first, start_line = resume
-        self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
+        start_stream(self)
         if self.request.method == "HEAD":
             self.finish()
             return
@@ -193,22 +185,19 @@ class TaskLogsHandler(BaseHandler):
         follow = LogFollow(self.store, run_id, task_id, first, pinned, start_line, time.monotonic())
         self._gone = asyncio.Event()
         try:
-            while not follow.ended and not self._gone.is_set():
+            while not follow.ended:
                 try:
                     chunk = follow.step(time.monotonic())
                 except PetitError as exc:  # the headers are out: say it in the stream, then stop
-                    self.write(sse("error", exc.to_wire()))
+                    send(self, sse("error", json.dumps(exc.to_wire())))
                     break
-                if chunk:
-                    self.write(chunk)
-                    await self.flush()
+                if chunk and not send(self, chunk):
+                    return  # the client left, or stopped reading
                 if not follow.ended:
                     await _wait(self._gone, POLL_SECS)
-            if not self._gone.is_set():
-                self.finish()
-        except tornado.iostream.StreamClosedError:
-            pass  # the client left between two messages
-        finally:
+                if self._gone.is_set():
+                    return
+        finally:  # tornado finishes the response once get() returns
             follow.close()
 
     def on_connection_close(self) -> None:

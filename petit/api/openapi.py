@@ -9,6 +9,8 @@ from .base import ID_CHARS, ID_MAX_CHARS
 _INT_OR_NULL = {"type": ["integer", "null"]}
 _STR_OR_NULL = {"type": ["string", "null"]}
 _STREAM = {"type": "string", "enum": ["stdout", "stderr"]}
+_LINE = [_STREAM, {"type": "string"}]  # [stream, text]
+_WHOLE = {"type": "integer", "minimum": 1}
 
 
 def _obj(required: dict, optional: dict | None = None) -> dict:
@@ -155,15 +157,7 @@ SCHEMAS = {
             "stdout": {"type": "string"},
             "stderr": {"type": "string"},
             "truncated": {"type": "boolean"},
-            "lines": {
-                "type": "array",
-                "items": {
-                    "type": "array",
-                    "prefixItems": [_STREAM, {"type": "string"}],
-                    "minItems": 2,
-                    "maxItems": 2,
-                },
-            },
+            "lines": {"type": "array", "items": {"type": "array", "prefixItems": _LINE}},
         }
     ),
     # the data of the `log` and `end` messages of ?follow=true (text/event-stream)
@@ -177,14 +171,7 @@ SCHEMAS = {
         }
     ),
     "LogEnd": _obj(
-        {
-            "status": {
-                "type": ["string", "null"],
-                "enum": ["pending", "running", "completed", "failed", "skipped", None],
-            },
-            "exit_code": _INT_OR_NULL,
-            "attempts": {"type": "integer"},
-        }
+        {"status": _STR_OR_NULL, "exit_code": _INT_OR_NULL, "attempts": {"type": "integer"}}
     ),
     "Cancelled": _obj(
         {"run_id": {"type": "string"}, "status": _STR_OR_NULL, "message": {"type": "string"}}
@@ -263,54 +250,6 @@ LIMIT = {
     "description": "most runs to return, newest first (default 20, capped at 1000)",
     "schema": {"type": "integer", "minimum": 1, "default": 20},
 }
-ATTEMPT = {
-    "name": "attempt",
-    "in": "query",
-    "required": False,
-    "description": "the attempt whose log to return (default: the latest); 404 if the task never "
-    "had it; with follow=true only that attempt is followed",
-    "schema": {"type": "integer", "minimum": 1},
-}
-FOLLOW = {
-    "name": "follow",
-    "in": "query",
-    "required": False,
-    "description": "true: answer a text/event-stream of the log, live, until the task is over",
-    "schema": {"type": "boolean", "default": False},
-}
-LAST_EVENT_ID = {
-    "name": "Last-Event-ID",
-    "in": "header",
-    "required": False,
-    "description": "with follow=true: the id of the last `log` message received, "
-    "`<attempt>:<lines sent>`; the stream resumes after it",
-    "schema": {"type": "string", "pattern": "^[1-9][0-9]*:[0-9]+$"},
-}
-
-
-def _logs_op() -> dict:
-    """The log route answers JSON, or with ?follow=true a Server-Sent Events stream."""
-    op = _op(
-        "A task attempt's output so far (the latest attempt unless ?attempt=N), or followed live",
-        "TaskLogs",
-        ("404",),
-        (RUN_ID, TASK_ID, ATTEMPT, FOLLOW, LAST_EVENT_ID),
-    )
-    op["responses"]["200"]["content"]["text/event-stream"] = {
-        "schema": {
-            "type": "string",
-            "description": "with follow=true: `log` messages (id `<attempt>:<lines sent>`, data "
-            "LogLines), a `: keepalive` comment at least every 15 s, then one `end` message "
-            "(data LogEnd) once the task (or the pinned attempt) is over and its log sent; an "
-            "`error` message (data Error) if the log cannot be read mid-stream",
-        },
-        "x-events": {
-            "log": {"$ref": "#/components/schemas/LogLines"},
-            "end": {"$ref": "#/components/schemas/LogEnd"},
-            "error": {"$ref": "#/components/schemas/Error"},
-        },
-    }
-    return op
 
 
 def _head(get: dict) -> dict:
@@ -344,6 +283,34 @@ def _event_stream(summary: str, description: str, errors: tuple[str, ...], param
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
     return operation
+
+
+def _logs_op() -> dict:
+    """JSON, or with ?follow=true a Server-Sent Events stream whose messages' data are
+    LogLines, LogEnd and Error (the `x-events` extension names them)."""
+    op = _op(
+        "A task attempt's output so far (the latest attempt unless ?attempt=N), or followed live",
+        "TaskLogs",
+        ("404",),
+        (
+            RUN_ID,
+            TASK_ID,
+            _query("attempt", "which attempt (default: the latest)", _WHOLE),
+            _query("follow", "true: an event stream, live", {"type": "boolean", "default": False}),
+            {
+                **_query("Last-Event-ID", "with follow: resume after it", {"type": "string"}),
+                "in": "header",
+            },
+        ),
+    )
+    op["responses"]["200"]["content"]["text/event-stream"] = {
+        "schema": {"type": "string"},
+        "x-events": {
+            name: {"$ref": f"#/components/schemas/{schema}"}
+            for name, schema in (("log", "LogLines"), ("end", "LogEnd"), ("error", "Error"))
+        },
+    }
+    return op
 
 
 EVENTS = _event_stream(
