@@ -144,15 +144,19 @@ def test_the_ring_keeps_the_newest_by_count_and_bytes_and_says_when_a_reader_has
     ring.start_epoch("e1")
     for number in range(1, 6):
         assert ring.append("log", "j", "j-1", f'"{number}"').seq == number
-    assert [m.seq for m in ring.since(0)[0]] == [3, 4, 5] and ring.since(0)[1] is True
-    assert ring.since(2) == (ring.since(2)[0], False) and [m.seq for m in ring.since(3)[0]] == [
-        4,
-        5,
-    ]
-    assert ring.since(5) == ([], False)
-    assert [m.seq for m in ring.since(0, limit=2)[0]] == [3, 4]
+
+    def seqs(after: int, max_bytes: int | None = None) -> tuple[str, list[int], bool]:
+        epoch, messages, lost = ring.since(after, max_bytes)
+        return epoch, [m.seq for m in messages], lost
+
+    assert seqs(0) == ("e1", [3, 4, 5], True)  # 1 and 2 are gone
+    assert seqs(2) == ("e1", [3, 4, 5], False)
+    assert seqs(3) == ("e1", [4, 5], False)
+    assert seqs(5) == ("e1", [], False)
+    assert seqs(2, max_bytes=6) == ("e1", [3, 4], False)  # three bytes each
+    assert seqs(2, max_bytes=1) == ("e1", [3], False)  # at least one, whatever its size
     ring.append("log", "j", "j-1", '"' + "x" * 20 + '"')  # over the byte budget: alone
-    assert [m.seq for m in ring.since(0)[0]] == [6]
+    assert seqs(0) == ("e1", [6], True)
 
 
 @pytest.mark.parametrize(
@@ -169,6 +173,7 @@ def test_the_ring_keeps_the_newest_by_count_and_bytes_and_says_when_a_reader_has
         ("e1-", None),
         ("-3", None),
         ("e1-99999999999999999999", None),
+        ("e1-\u00b2", None),  # a digit to str.isdigit, not to int()
     ],
 )
 def test_where_a_client_resumes(last_id, expected):

@@ -113,7 +113,7 @@ def _parse_limit(raw: str) -> int:
     return MAX_LIMIT if len(digits) > len(str(MAX_LIMIT)) else min(int(digits), MAX_LIMIT)
 
 
-def _known_run(store: Store, run_id: str) -> Run:
+def known_run(store: Store, run_id: str) -> Run:
     run = store.get_run(run_id) if split_run_id(run_id) else None
     if run is None:
         raise RunNotFound(run_id)
@@ -122,18 +122,18 @@ def _known_run(store: Store, run_id: str) -> Run:
 
 class RunHandler(BaseHandler):
     def get(self, run_id: str) -> None:
-        self.reply(run_json(_known_run(self.store, run_id)))
+        self.reply(run_json(known_run(self.store, run_id)))
 
 
 class RunTasksHandler(BaseHandler):
     def get(self, run_id: str) -> None:
-        run = _known_run(self.store, run_id)
+        run = known_run(self.store, run_id)
         self.reply({"tasks": [task_json(t) for t in run.tasks], "count": len(run.tasks)})
 
 
 class CancelHandler(BaseHandler):
     async def post(self, run_id: str) -> None:
-        run = _known_run(self.store, run_id)
+        run = known_run(self.store, run_id)
         if run.status.is_terminal:  # a 409 needs no scheduler, so it holds while it is down too
             raise RunFinished(run_id, run.status.value)
         result = await self.commands.call("cancel", {"run_id": run_id})

@@ -13,7 +13,7 @@ from ..core.model import TaskRun, TaskStatus
 from ..errors import BadRequest, NotFound, PetitError, TaskNotFound
 from ..storage.store import Store
 from .base import BaseHandler
-from .handlers import _known_run
+from .handlers import known_run
 from .stream import HEARTBEAT_SECS, send, sse, start_stream
 
 POLL_SECS = 0.25  # a printed line is on disk within 0.5 s, so it reaches the client within ~1 s
@@ -140,7 +140,7 @@ class LogFollow:
 
 class TaskLogsHandler(BaseHandler):
     async def get(self, run_id: str, task_id: str) -> None:
-        run = _known_run(self.store, run_id)
+        run = known_run(self.store, run_id)
         state = next((t for t in run.tasks if t.task_id == task_id), None)
         if state is None:
             raise TaskNotFound(run_id, task_id)
@@ -189,9 +189,9 @@ class TaskLogsHandler(BaseHandler):
                 try:
                     chunk = follow.step(time.monotonic())
                 except PetitError as exc:  # the headers are out: say it in the stream, then stop
-                    send(self, sse("error", json.dumps(exc.to_wire())))
+                    await send(self, sse("error", json.dumps(exc.to_wire())))
                     break
-                if chunk and not send(self, chunk):
+                if chunk and not await send(self, chunk):
                     return  # the client left, or stopped reading
                 if not follow.ended:
                     await _wait(self._gone, POLL_SECS)

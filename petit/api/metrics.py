@@ -25,7 +25,7 @@ def read_processes(pids: dict[str, int]) -> dict[str, dict]:
                 cpu = proc.cpu_times()
                 found[name] = {
                     "resident_memory_bytes": proc.memory_info().rss,
-                    "cpu_seconds": round(cpu.user + cpu.system, 2),  # in clock ticks
+                    "cpu_seconds": round(cpu.user + cpu.system, 2),
                     "open_fds": proc.num_fds(),
                     "start_time_seconds": proc.create_time(),
                 }

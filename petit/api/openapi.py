@@ -316,8 +316,8 @@ def _logs_op() -> dict:
 EVENTS = _event_stream(
     "The live event stream (Server-Sent Events)",
     "messages `id:`, `event:` (run, task, log, scheduler, fire_dropped, child, reset) and one "
-    "line of JSON `data:`, and a comment at least every 15 s; see docs/events.md",
-    ("404", "503"),
+    "line of JSON `data:`, and a comment at least every 5 s; see docs/events.md",
+    ("400", "404", "503"),
     (
         _query("job_id", "only the events of these jobs", {"type": "string"}, repeat=True),
         _query("run_id", "only the events of these runs", {"type": "string"}, repeat=True),

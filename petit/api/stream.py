@@ -18,9 +18,11 @@ from .events import LiveEvents
 
 log = logging.getLogger("petit.api")
 HEARTBEAT_SECS = 5.0  # a comment at least this often: proxies and clients see a live line
-# What a client may leave unread (beyond the kernel's socket buffers) before it is dropped.
-CLIENT_BUFFER_BYTES = 4 * 1024 * 1024
-CHUNK_MESSAGES = 500  # written at a time
+# Written at a time, then flushed before the next: a reading client is never dropped for a
+# burst (a replay after a restart), and one client holds at most about this much of our memory.
+CHUNK_BYTES = 256 * 1024
+# A client that takes none of a chunk for this long does not read: it is dropped.
+WRITE_TIMEOUT_SECS = 10.0
 READY_WAIT_SECS = 5.0
 MAX_FILTERS = 100
 RETRY_MS = 1000
@@ -33,22 +35,20 @@ def sse(name: str, data: str, message_id: str | None = None) -> str:
 
 
 def start_stream(handler: BaseHandler) -> None:
-    """The headers of an event stream (the logs' follow mode sends one too), and the bound on
-    what the client may leave unread: past it the write fails and the client is dropped."""
+    """The headers of an event stream (the logs' follow mode sends one too)."""
     handler.set_header("Content-Type", "text/event-stream; charset=utf-8")
     handler.set_header("X-Accel-Buffering", "no")  # a proxy in front must not hold events back
-    handler.request.connection.stream.max_write_buffer_size = CLIENT_BUFFER_BYTES
 
 
-def send(handler: BaseHandler, text: str) -> bool:
-    """Write now, without waiting for the client to take it; False when the client is gone or
-    its unread bytes went over the bound (it is then dropped: one stuck client never holds the
-    server's memory or slows the others)."""
+async def send(handler: BaseHandler, text: str) -> bool:
+    """Write and wait until the client took it; False when it is gone, or took nothing for
+    WRITE_TIMEOUT_SECS (it is then dropped: a stuck client holds one chunk of the server's
+    memory, for a bounded time, and never slows the others)."""
     handler.write(text)
     try:
-        handler.flush()
+        await asyncio.wait_for(handler.flush(), WRITE_TIMEOUT_SECS)
         return True
-    except tornado.iostream.StreamBufferFullError:
+    except TimeoutError:
         log.warning("event stream client %s dropped: it does not read", handler.request.remote_ip)
         handler.request.connection.close()
         return False
@@ -112,12 +112,14 @@ class EventStreamHandler(BaseHandler):
         wrote_at = loop.time()
         while not self.gone.is_set():
             changed = self.live.changed
-            if ring.epoch != epoch:  # the scheduler restarted: what it had not sent is lost
-                epoch, position = ring.epoch, 0
+            now_epoch, messages, lost = ring.since(position, CHUNK_BYTES)
+            if now_epoch != epoch:  # the scheduler restarted: what it had not sent is lost
+                epoch, position = now_epoch, 0
                 out.append(_reset(epoch, position, "the scheduler restarted"))
-            messages, lost = ring.since(position, CHUNK_MESSAGES)
+                continue
             if lost:  # fell behind the buffer: its reconnect will be told to reset
                 log.warning("event stream client %s dropped: behind", self.request.remote_ip)
+                self.request.connection.close()
                 return
             out.extend(
                 sse(m.name, m.data, event_id(epoch, m.seq))
@@ -127,11 +129,11 @@ class EventStreamHandler(BaseHandler):
             if messages:
                 position = messages[-1].seq
             if out:
-                if not send(self, "".join(out)):
+                if not await send(self, "".join(out)):
                     return
                 out, wrote_at = [], loop.time()
-            if len(messages) == CHUNK_MESSAGES:
-                continue
+            if messages and position < ring.last_seq:
+                continue  # more is waiting: no need to wait for a wake-up
             if not await _first(changed, self.gone, wrote_at + HEARTBEAT_SECS - loop.time()):
                 out.append(": keepalive\n\n")
 

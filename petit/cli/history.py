@@ -224,8 +224,9 @@ def log_prefix(task: TaskRun, task_id: str | None) -> str:
 
 
 def stored_log(store: Store, task: TaskRun, attempt: int | None, prefix: str = "") -> Iterator[str]:
-    """The lines of one attempt's stored log (the latest when `attempt` is None), as printed."""
-    record = store.logs.read(task.run_id, task.task_id, attempt)
+    """The lines of one attempt's stored log (the task's last attempt when `attempt` is None,
+    even when that one printed nothing), as printed."""
+    record = store.logs.read(task.run_id, task.task_id, attempt or task.attempts or None)
     if record is None:
         return
     if record["truncated"]:  # the store keeps the end of a long output: its start is gone

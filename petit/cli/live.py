@@ -14,6 +14,7 @@ from ..storage.store import Store
 from .history import known_run, log_line, log_prefix, logged_tasks, open_store, whole_option
 
 TICK_SECS = 0.5  # how often a follower looks at the log files when no event comes
+RECHECK_SECS = 5.0  # and how often, when quiet, it asks the db whether the run ended unseen
 
 
 def event_lines(event: dict, now: int) -> list[str]:
@@ -154,7 +155,13 @@ def follow_logs(args: dict, socket: str) -> int:
         ended = (
             stream is None
             or _over(run, task_id, fixed)
-            or _follow(stream, followers, task_id, fixed)
+            or _follow(
+                stream,
+                followers,
+                task_id,
+                fixed,
+                lambda: _over(known_run(store, run.id), task_id, fixed),
+            )
         )
         for follower in followers:
             follower.pump()
@@ -169,15 +176,22 @@ def follow_logs(args: dict, socket: str) -> int:
 
 
 def _follow(
-    stream: Watch, followers: list[_Follower], task_id: str | None, fixed: int | None
+    stream: Watch, followers: list[_Follower], task_id: str | None, fixed: int | None, over
 ) -> bool:
     """Print new lines at each event and tick; True once the followed thing ended, False when
-    the stream ended first."""
+    the stream ended first. `over()` asks the db: after a `reset` (the scheduler restarted, and
+    recovery ended the run without an event) and every few seconds, whatever was missed."""
     by_task = {follower.task_id: follower for follower in followers}
+    quiet = 0
     for event in stream:
         for follower in followers:
             follower.pump()
+        quiet = quiet + 1 if event is None else 0
         name, data = (event or {}).get("event"), (event or {}).get("data") or {}
+        if name == "reset" or quiet * TICK_SECS >= RECHECK_SECS:
+            quiet = 0
+            if over():
+                return True
         if name == "run" and data.get("ended_at") is not None:
             return True
         if name == "task" and data["task_id"] in by_task:

@@ -42,7 +42,7 @@ class Watch:
     def __init__(self, path: str, args: dict | None = None, tick_secs: float | None = None):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self.result, rest = _exchange(self.sock, path, "watch", args, None)
+            _, rest = _exchange(self.sock, path, "watch", args, None)
         except BaseException:
             self.sock.close()
             raise

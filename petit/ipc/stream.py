@@ -45,7 +45,7 @@ def event_id(epoch: str, seq: int) -> str:
 def parse_event_id(text: str | None) -> tuple[str, int] | None:
     """(epoch, seq) of an id this stream gave out; None for anything else."""
     epoch, _, seq = (text or "").strip().rpartition("-")
-    if not epoch or not seq.isdigit() or len(seq) > 18:
+    if not epoch or not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
         return None
     return epoch, int(seq)
 
@@ -106,16 +106,22 @@ class EventRing:
         ):
             self._bytes -= len(self._messages.popleft().data)
 
-    def since(self, seq: int, limit: int | None = None) -> tuple[list[Message], bool]:
-        """Up to `limit` messages after `seq`, oldest first, and whether some that came after
-        `seq` are no longer held (the caller has a gap and must say so)."""
+    def since(self, seq: int, max_bytes: int | None = None) -> tuple[str, list[Message], bool]:
+        """The epoch, the messages after `seq` (oldest first; with `max_bytes`, as many as fit,
+        and at least one) and whether some that came after `seq` are no longer held (the
+        caller has a gap and must say so). One lock: the three always agree."""
         with self._lock:
             if not self._messages:
-                return [], seq < self._last_seq
+                return self.epoch, [], seq < self._last_seq
             first = self._messages[0].seq
-            start = max(0, seq + 1 - first)
-            end = len(self._messages) if limit is None else min(len(self._messages), start + limit)
-            return [self._messages[i] for i in range(start, end)], seq + 1 < first
+            taken, size = [], 0
+            for index in range(max(0, seq + 1 - first), len(self._messages)):
+                message = self._messages[index]
+                size += len(message.data)
+                if max_bytes is not None and taken and size > max_bytes:
+                    break
+                taken.append(message)
+            return self.epoch, taken, seq + 1 < first
 
     def resume_from(self, last_id: str | None) -> int | None:
         """Where a client that last saw `last_id` goes on from: the seq after which its replay

@@ -107,9 +107,12 @@ class Child:
                 return
 
     def _deliver(self, message: dict) -> None:
+        event = message.get("event")
+        if event == EVENT_BATCH:  # a dying worker's last events still count
+            self.on_events(self, message.get("messages") or [])
+            return
         if self.proc is None or self.proc.exitcode is not None:
             return  # read just before the child died: it is not ready, and nobody waits on it
-        event = message.get("event")
         if event == "ready":
             self.state = ChildState.RUNNING  # STARTING -> RUNNING
             self.ready_info = message
@@ -118,8 +121,6 @@ class Child:
             self.fatal = message.get("error") or {}
             if self.restarts:  # a first start's refusal is reported by run() to the user instead
                 log.error("%s cannot start: %s", self.name, self.fatal.get("error"))
-        elif event == EVENT_BATCH:
-            self.on_events(self, message.get("messages") or [])
         elif event is None and self.on_request is not None:
             self.on_request(self, message)
         elif event is None:

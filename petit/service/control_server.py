@@ -40,11 +40,11 @@ async def serve_client(
                 reply = error_reply(None, BadRequest("request is not valid JSON"))
             else:
                 reply = await dispatch(message)
-            await _send(writer, reply)
             if reply.get("ok") and COMMANDS[message["cmd"]].streams:
                 args = validate_request(message)["args"]
-                await hub.watch(reader, writer, *_filters(args))
+                await hub.watch(reader, writer, *_filters(args), _line(reply))
                 break
+            await _send(writer, reply)
     except (ConnectionError, OSError):
         pass
     finally:
@@ -55,6 +55,10 @@ def _filters(args: dict) -> tuple[frozenset[str], frozenset[str]]:
     return tuple(frozenset([args[key]] if args.get(key) else []) for key in ("job_id", "run_id"))
 
 
+def _line(reply: dict) -> bytes:
+    return json.dumps(reply).encode() + b"\n"
+
+
 async def _send(writer: asyncio.StreamWriter, reply: dict) -> None:
-    writer.write(json.dumps(reply).encode() + b"\n")
+    writer.write(_line(reply))
     await asyncio.wait_for(writer.drain(), CLIENT_IDLE_SECS)  # a client that never reads is dropped

@@ -34,6 +34,8 @@ from ..ipc.stream import worker_batch
 log = logging.getLogger("petit.scheduler")
 FLUSH_INTERVAL_SECS = 0.15
 MAX_OUTPUT_LINES = 500  # output lines per batch
+MAX_OUTPUT_CHARS = 512 * 1024  # and characters of them: a batch stays a few MiB at worst
+MAX_MESSAGE_CHARS = 64 * 1024  # in one `log` message (past that, the next message goes on)
 MAX_LIVE_LINE_CHARS = 4096
 RUN_EVENTS = (RunCreated, RunStarted, RunEnded)
 TASK_EVENTS = (TaskStarted, TaskRetrying, TaskEnded)
@@ -43,12 +45,13 @@ class _Lines:
     """Consecutive lines of one attempt's stream: one `log` message. `dropped` counts the
     task's lines past the cap (the message then carries the count, and no more lines)."""
 
-    __slots__ = ("job_id", "run_id", "task_id", "attempt", "stream", "lines", "dropped")
+    __slots__ = ("job_id", "run_id", "task_id", "attempt", "stream", "lines", "chars", "dropped")
 
     def __init__(self, event: TaskOutput) -> None:
         self.job_id, self.run_id, self.task_id = event.job_id, event.run_id, event.task_id
         self.attempt, self.stream = event.attempt, event.stream
         self.lines: list[str] = []
+        self.chars = 0
         self.dropped = 0
 
     def follows(self, event: TaskOutput) -> bool:
@@ -88,7 +91,7 @@ class EventForwarder:
         self._max_output = max_output_lines
         self._runs: dict[str, tuple[Run, dict]] = {}  # run id -> (run, task id -> its state)
         self._buffer: list[tuple | _Lines] = []
-        self._output_lines = 0
+        self._output_lines = self._output_chars = 0
         self._dropped: dict[tuple[str, str], _Lines] = {}  # (run id, task id) -> its count
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # the buffer got its first entry
@@ -134,7 +137,9 @@ class EventForwarder:
         return None
 
     def _output(self, event: TaskOutput) -> None:
-        if self._output_lines >= self._max_output:
+        line = _clipped(event.line)
+        full = self._output_lines >= self._max_output
+        if full or self._output_chars + len(line) > MAX_OUTPUT_CHARS:
             key = (event.run_id, event.task_id)
             counted = self._dropped.get(key)
             if counted is None:
@@ -143,11 +148,18 @@ class EventForwarder:
             counted.dropped += 1
             return
         self._output_lines += 1
+        self._output_chars += len(line)
         last = self._buffer[-1] if self._buffer else None
-        if not (isinstance(last, _Lines) and not last.dropped and last.follows(event)):
+        if not (
+            isinstance(last, _Lines)
+            and not last.dropped
+            and last.follows(event)
+            and last.chars + len(line) <= MAX_MESSAGE_CHARS
+        ):
             last = _Lines(event)
             self._buffer.append(last)
-        last.lines.append(_clipped(event.line))
+        last.lines.append(line)
+        last.chars += len(line)
 
     def start(self) -> None:
         self._thread.start()
@@ -177,7 +189,8 @@ class EventForwarder:
     def flush(self) -> None:
         with self._lock:
             pending = self._buffer
-            self._buffer, self._dropped, self._output_lines = [], {}, 0
+            self._buffer, self._dropped = [], {}
+            self._output_lines = self._output_chars = 0
         if not pending:
             return
         messages = []

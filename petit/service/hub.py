@@ -16,8 +16,9 @@ from ..ipc.stream import EventRing, event_id, matches, numbered_batch
 
 log = logging.getLogger("petit.supervisor")
 # A watcher whose unread output passes this is dropped: a stuck `petit watch` must not make the
-# supervisor hold a growing buffer.
-WATCH_BUFFER_LIMIT = 1024 * 1024
+# supervisor hold a growing buffer. (Checked before each write, and far above one batch, so a
+# watcher that reads is never dropped for a burst.)
+WATCH_BUFFER_LIMIT = 8 * 1024 * 1024
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -64,7 +65,8 @@ class EventHub:
 
     def api_started(self) -> None:
         """The new API process gets the whole replay buffer first, so resumes work at once."""
-        self._send_to_api(numbered_batch(self.ring.epoch, self.ring.since(0)[0]))
+        epoch, messages, _ = self.ring.since(0)
+        self._send_to_api(numbered_batch(epoch, messages))
 
     def publish(self, messages: list) -> None:
         """Number and pass on (name, job_id, run_id, data) messages, in order."""
@@ -86,13 +88,14 @@ class EventHub:
     def _write(self, watcher: Watcher, chunk: bytes) -> None:
         if watcher.gone.is_set():
             return
+        if watcher.writer.transport.get_write_buffer_size() > WATCH_BUFFER_LIMIT:
+            log.warning("a watcher that does not read was dropped")
+            watcher.writer.transport.abort()  # close() would wait for the unread bytes to go
+            watcher.gone.set()
+            return
         try:
             watcher.writer.write(chunk)
         except (ConnectionError, RuntimeError):  # closed meanwhile
-            watcher.gone.set()
-            return
-        if watcher.writer.transport.get_write_buffer_size() > WATCH_BUFFER_LIMIT:
-            log.warning("a watcher that does not read was dropped")
             watcher.gone.set()
 
     async def watch(
@@ -101,9 +104,12 @@ class EventHub:
         writer: asyncio.StreamWriter,
         job_ids: frozenset[str],
         run_ids: frozenset[str],
+        reply: bytes,
     ) -> None:
-        """Stream events to a control-socket client until it hangs up, is dropped for not
-        reading, or the supervisor stops (`close_watchers`)."""
+        """Send the watch's `reply`, then every event from that instant until the client hangs
+        up, is dropped for not reading, or the supervisor stops (`close_watchers`). The reply
+        and the registration happen before the first await: no event can fall between."""
+        writer.write(reply)
         watcher = Watcher(writer, job_ids, run_ids)
         self._watchers.add(watcher)
         hangup = asyncio.ensure_future(_until_eof(reader))

@@ -93,8 +93,7 @@ class Supervisor:
 
     async def _watch_command(self, args: dict) -> dict:
         """The reply before a watch's stream (serve_client then hands the client to the hub)."""
-        ring = self.hub.ring
-        return {"message": "watching", "epoch": ring.epoch, "last_seq": ring.last_seq}
+        return {"message": "watching"}
 
     async def status(self) -> dict:
         scheduler_state = None
