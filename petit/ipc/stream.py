@@ -11,13 +11,14 @@ refetch state (`reset`) when that is impossible."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import deque
 from typing import NamedTuple
 
 EVENT_BATCH = "events"  # the `event` of a queue message carrying stream messages
-DEFAULT_CAPACITY = 10_000  # messages kept for replay
-DEFAULT_MAX_BYTES = 8 * 1024 * 1024  # and at most this much of their data
+DEFAULT_CAPACITY = 5_000  # messages kept for replay (a 200-task run sends about 600)
+DEFAULT_MAX_BYTES = 4 * 1024 * 1024  # and at most this much of their data
 
 
 class Message(NamedTuple):
@@ -79,7 +80,7 @@ class EventRing:
 
     def append(self, name: str, job_id: str | None, run_id: str | None, data: str) -> Message:
         with self._lock:
-            message = Message(self._last_seq + 1, name, job_id, run_id, data)
+            message = _message(self._last_seq + 1, name, job_id, run_id, data)
             self._keep(message)
             return message
 
@@ -91,7 +92,7 @@ class EventRing:
         new = []
         with self._lock:
             for fields in messages:
-                message = Message(*fields)
+                message = _message(*fields)
                 if message.seq > self._last_seq:
                     self._keep(message)
                     new.append(message)
@@ -136,6 +137,18 @@ class EventRing:
                 return None
             first = self._messages[0].seq if self._messages else self._last_seq + 1
             return parsed[1] if parsed[1] + 1 >= first else None
+
+
+def _message(seq: int, name: str, job_id: str | None, run_id: str | None, data: str) -> Message:
+    """A message whose names and ids are shared with every other message holding the same ones
+    (a run's hundreds of messages keep one copy of its id, not hundreds)."""
+    return Message(
+        seq,
+        sys.intern(name),
+        job_id and sys.intern(job_id),
+        run_id and sys.intern(run_id),
+        data,
+    )
 
 
 def matches(message: Message, job_ids: frozenset[str], run_ids: frozenset[str]) -> bool:

@@ -2,9 +2,9 @@
 stream message as it is published (a `run` or `task` message carries the run's or task's JSON as
 it is at that instant, the same views the API serves), and the messages go to the supervisor in
 batches: the first event after a quiet spell at once, then at most one queue message every
-~150 ms, so a busy run costs a few puts a second rather than one per event. A chatty task cannot
-flood the queues: past a cap of output lines per batch the rest are only counted, per task (the
-task log still has every line)."""
+~30 ms, so a busy run costs a few dozen puts a second rather than one per event. A chatty task
+cannot flood the queues: past a cap of output lines per batch the rest are only counted, per
+task (the task log still has every line)."""
 
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ from ..core.views import run_json, task_json
 from ..ipc.stream import worker_batch
 
 log = logging.getLogger("petit.scheduler")
-FLUSH_INTERVAL_SECS = 0.15
-MAX_OUTPUT_LINES = 500  # output lines per batch
-MAX_OUTPUT_CHARS = 512 * 1024  # and characters of them: a batch stays a few MiB at worst
+FLUSH_INTERVAL_SECS = 0.03
+MAX_OUTPUT_LINES = 100  # output lines per batch: about 3,300 a second at most
+MAX_OUTPUT_CHARS = 128 * 1024  # and characters of them: a batch stays a MiB or two at worst
 MAX_MESSAGE_CHARS = 64 * 1024  # in one `log` message (past that, the next message goes on)
 MAX_LIVE_LINE_CHARS = 4096
 RUN_EVENTS = (RunCreated, RunStarted, RunEnded)
