@@ -14,7 +14,7 @@ import tornado.iostream
 from ..errors import BadRequest, JobNotFound, RunNotFound, Unavailable
 from ..ipc.stream import event_id, matches
 from .base import ID_MAX_CHARS, BaseHandler
-from .events import LiveEvents
+from .events import LiveEvents, sse
 
 log = logging.getLogger("petit.api")
 HEARTBEAT_SECS = 5.0  # a comment at least this often: proxies and clients see a live line
@@ -26,12 +26,6 @@ WRITE_TIMEOUT_SECS = 10.0
 READY_WAIT_SECS = 5.0
 MAX_FILTERS = 100
 RETRY_MS = 1000
-
-
-def sse(name: str, data: str, message_id: str | None = None) -> str:
-    """One Server-Sent Event; `data` is one line of JSON already."""
-    head = f"id: {message_id}\n" if message_id is not None else ""
-    return f"{head}event: {name}\ndata: {data}\n\n"
 
 
 def start_stream(handler: BaseHandler) -> None:
@@ -63,14 +57,17 @@ def _reset(epoch: str, seq: int, reason: str) -> str:
 class EventStreamHandler(BaseHandler):
     def initialize(self) -> None:
         # before anything else: a client may hang up while the request is still being read
-        self.gone = asyncio.Event()
+        self.gone = False
+        self._waiter: asyncio.Future | None = None
 
     @property
     def live(self) -> LiveEvents:
         return self.commands.events
 
     def on_connection_close(self) -> None:
-        self.gone.set()
+        self.gone = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def get(self) -> None:
         job_ids, run_ids = self._filters()
@@ -110,8 +107,8 @@ class EventStreamHandler(BaseHandler):
             out.append(_reset(epoch, position, "the events after that id are no longer held"))
         loop = asyncio.get_running_loop()
         wrote_at = loop.time()
-        while not self.gone.is_set():
-            changed = self.live.changed
+        while not self.gone:
+            self._waiter = self.live.waiter()
             now_epoch, messages, lost = ring.since(position, CHUNK_BYTES)
             if now_epoch != epoch:  # the scheduler restarted: what it had not sent is lost
                 epoch, position = now_epoch, 0
@@ -121,11 +118,7 @@ class EventStreamHandler(BaseHandler):
                 log.warning("event stream client %s dropped: behind", self.request.remote_ip)
                 self.request.connection.close()
                 return
-            out.extend(
-                sse(m.name, m.data, event_id(epoch, m.seq))
-                for m in messages
-                if matches(m, job_ids, run_ids)
-            )
+            out.extend(m.data for m in messages if matches(m, job_ids, run_ids))  # rendered
             if messages:
                 position = messages[-1].seq
             if out:
@@ -134,16 +127,9 @@ class EventStreamHandler(BaseHandler):
                 out, wrote_at = [], loop.time()
             if messages and position < ring.last_seq:
                 continue  # more is waiting: no need to wait for a wake-up
-            if not await _first(changed, self.gone, wrote_at + HEARTBEAT_SECS - loop.time()):
+            try:
+                await asyncio.wait_for(self._waiter, wrote_at + HEARTBEAT_SECS - loop.time())
+            except TimeoutError:
                 out.append(": keepalive\n\n")
-
-
-async def _first(a: asyncio.Event, b: asyncio.Event, timeout: float) -> bool:
-    """Wait for either event; False when `timeout` passed first."""
-    waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
-    done, pending = await asyncio.wait(
-        waits, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED
-    )
-    for wait in pending:
-        wait.cancel()
-    return bool(done)
+            finally:
+                self.live.forget(self._waiter)
