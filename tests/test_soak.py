@@ -2,7 +2,7 @@
 loop SIGKILLs the scheduler worker and the API process at random moments and, at the end, the
 supervisor. Then petit starts again on the same db and nothing may be lost, stuck or left alive.
 
-30 s in `make test`; PETIT_SOAK=1 (`make soak`) runs it for 10 minutes."""
+15 s in `make test`; PETIT_SOAK=1 (`make soak`) runs it for 10 minutes."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from processes import marked_processes, wait_until
 from petit.storage.store import Store
 
 SOAK = os.environ.get("PETIT_SOAK") == "1"
-DURATION_SECS = 600.0 if SOAK else 30.0
+DURATION_SECS = 600.0 if SOAK else 15.0
 SEED = int(os.environ.get("PETIT_SOAK_SEED", "20261125"))
 
 FIRING_JOBS = {
