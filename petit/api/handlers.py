@@ -59,7 +59,7 @@ class ResumeHandler(BaseHandler):
         self.reply({"message": "scheduler resumed"})
 
 
-def _known_job(store: Store, job_id: str) -> dict:
+def known_job(store: Store, job_id: str) -> dict:
     doc = store.job_summaries().get(job_id)
     if doc is None or not doc.get("defined", True):
         raise JobNotFound(job_id)
@@ -79,12 +79,12 @@ class JobsHandler(BaseHandler):
 
 class JobHandler(BaseHandler):
     def get(self, job_id: str) -> None:
-        self.reply(job_json(_known_job(self.store, job_id), self.store.is_paused()))
+        self.reply(job_json(known_job(self.store, job_id), self.store.is_paused()))
 
 
 class TriggerHandler(BaseHandler):
     async def post(self, job_id: str) -> None:
-        _known_job(self.store, job_id)  # an unknown job is a 404 even while the scheduler is down
+        known_job(self.store, job_id)  # an unknown job is a 404 even while the scheduler is down
         result = await self.commands.call("trigger", {"job_id": job_id})
         self.reply(
             {
@@ -97,7 +97,7 @@ class TriggerHandler(BaseHandler):
 
 class JobRunsHandler(BaseHandler):
     def get(self, job_id: str) -> None:
-        _known_job(self.store, job_id)
+        known_job(self.store, job_id)
         limit = _parse_limit(self.get_query_argument("limit", str(DEFAULT_LIMIT)))
         runs = self.store.list_runs(job_id, limit)
         self.reply({"runs": [run_json(run) for run in runs], "count": len(runs)})

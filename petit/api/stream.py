@@ -15,6 +15,7 @@ from ..errors import BadRequest, JobNotFound, RunNotFound, Unavailable
 from ..ipc.stream import event_id, matches
 from .base import ID_MAX_CHARS, BaseHandler
 from .events import LiveEvents, sse
+from .handlers import known_job, known_run
 
 log = logging.getLogger("petit.api")
 HEARTBEAT_SECS = 5.0  # a comment at least this often: proxies and clients see a live line
@@ -87,14 +88,14 @@ class EventStreamHandler(BaseHandler):
         run_ids = frozenset(self.get_arguments("run_id"))
         if len(job_ids) + len(run_ids) > MAX_FILTERS:
             raise BadRequest(f"at most {MAX_FILTERS} job_id and run_id filters")
-        summaries = self.store.job_summaries() if job_ids else {}
         for job_id in sorted(job_ids):
-            doc = summaries.get(job_id)
-            if len(job_id) > ID_MAX_CHARS["job_id"] or doc is None or not doc.get("defined", True):
+            if len(job_id) > ID_MAX_CHARS["job_id"]:  # the routes' own bound, quoted short
                 raise JobNotFound(job_id[:200])
+            known_job(self.store, job_id)
         for run_id in sorted(run_ids):
-            if len(run_id) > ID_MAX_CHARS["run_id"] or self.store.get_run(run_id) is None:
+            if len(run_id) > ID_MAX_CHARS["run_id"]:
                 raise RunNotFound(run_id[:200])
+            known_run(self.store, run_id)
         return job_ids, run_ids
 
     async def _stream(self, job_ids: frozenset, run_ids: frozenset, last_id: str | None) -> None:

@@ -16,7 +16,7 @@ log = logging.getLogger("petit.events")
 
 @dataclass(frozen=True)
 class Event:
-    """`at` is epoch milliseconds, like every stored time. `kind` is the wire name."""
+    """`at` is epoch milliseconds, like every stored time. `kind` names it in log lines."""
 
     kind: ClassVar[str] = ""
     at: int

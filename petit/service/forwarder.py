@@ -39,6 +39,7 @@ MAX_MESSAGE_CHARS = 64 * 1024  # in one `log` message (past that, the next messa
 MAX_LIVE_LINE_CHARS = 4096
 RUN_EVENTS = (RunCreated, RunStarted, RunEnded)
 TASK_EVENTS = (TaskStarted, TaskRetrying, TaskEnded)
+VIEWED_EVENTS = RUN_EVENTS + TASK_EVENTS  # their messages carry the live run's or task's view
 
 
 class _Lines:
@@ -116,7 +117,7 @@ class EventForwarder:
                 self._runs.pop(event.run_id, None)
 
     def _message(self, event: Event) -> tuple | None:
-        if isinstance(event, RUN_EVENTS + TASK_EVENTS):
+        if isinstance(event, VIEWED_EVENTS):
             tracked = self._runs.get(event.run_id)
             if tracked is None:
                 log.warning("%s of untracked run %s not streamed", event.kind, event.run_id)
