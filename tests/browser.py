@@ -106,6 +106,10 @@ class Browser:
         """The current URL without the origin."""
         return self.driver.current_url.removeprefix(self.base)
 
+    def path_of(self, url: str | None) -> str | None:
+        """A URL of the service (an href as the page resolved it) without its origin."""
+        return url.removeprefix(self.base) if url else url
+
     def js(self, script: str, *args: Any) -> Any:
         return self.driver.execute_script(script, *args)
 
@@ -208,10 +212,22 @@ def chromium() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def browser(chromium: Browser) -> Browser:
-    """The module's browser in a fresh tab."""
+def browser(chromium: Browser, request) -> Iterator[Browser]:
+    """The module's browser in a fresh tab. At teardown the test fails when the page logged a
+    script error, a CSP violation or a failed load, unless the message matches a pattern of the
+    test's `console_allows` marker (a 401 the login page expects, say)."""
     chromium.fresh_tab()
-    return chromium
+    yield chromium
+    marker = request.node.get_closest_marker("console_allows")
+    allowed = [re.compile(pattern) for pattern in (marker.args if marker else ())]
+    errors = [e for e in chromium.errors() if not any(p.search(e) for p in allowed)]
+    assert not errors, f"the page logged errors: {errors}"
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers", "console_allows(*patterns): console errors a browser test expects (regexes)"
+    )
 
 
 def pytest_collection_modifyitems(config, items) -> None:

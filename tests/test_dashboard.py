@@ -1,0 +1,464 @@
+"""End-to-end tests of the web dashboard (issue 11) in a real headless Chromium (tests/browser.py)
+against a real `bin/petit run`: the overview, "Run now" and live squares, the job graph, the live
+log viewer, pause and resume, hostile names and output rendered as text, the token prompt, deep
+links, back and forward, a phone-sized viewport and the keyboard, the security headers.
+
+One service serves every check that can share it (its jobs below); the token checks have their
+own. Each browser test runs in a fresh tab and fails when the page logged a console error (a
+script error, a CSP violation); a failing one leaves a screenshot under .pytest-screenshots/."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import pytest
+from api_client import request
+from harness import Service
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+}
+# Each payload would set window.__pwned (or open an alert) if the page ever treated it as HTML
+# or followed it as a URL.
+XSS_NAME = "<script>window.__pwned='name'</script><img src=x onerror=\"window.__pwned='img'\">"
+XSS_DESCRIPTION = (
+    "<a href=\"javascript:window.__pwned='href'\">docs</a> "
+    "<svg onload=\"window.__pwned='svg'\"></svg> javascript:alert(1)"
+)
+XSS_TASK_NAME = "<img src=x onerror=alert('task')>"
+XSS_STDOUT = "<script>window.__pwned='stdout'</script>"
+XSS_STDERR = "<img src=x onerror=\"window.__pwned='stderr'\">"
+XSS_COMMAND = "<img src=x onerror=alert('error')>"
+
+
+def job_files(gates: str) -> dict[str, str]:
+    """The shared service's jobs. `gated` prints a line, then waits until the test creates
+    GATES/<its run id>, then prints another: a run that stays running exactly as long as a test
+    needs."""
+    return {
+        "gated": f"""id: gated
+name: Gated job
+description: Prints a line, waits for its gate file, prints another.
+tasks:
+  - id: wait
+    type: shell
+    script: |
+      echo "first line of $PETIT_RUN_ID"
+      echo "a warning of $PETIT_RUN_ID" >&2
+      while [ ! -e "{gates}/$PETIT_RUN_ID" ]; do sleep 0.05; done
+      echo "second line of $PETIT_RUN_ID"
+  - id: after
+    depends_on: [wait]
+    command: echo
+    args: [done]
+""",
+        # every status but running, and a condition that is not the default
+        "diamond": """id: diamond
+name: Diamond
+description: Five quick tasks; c fails, d runs anyway, e runs because c failed.
+schedule: "@every 1h"
+tasks:
+  - {id: a, command: "true"}
+  - {id: b, command: "true", depends_on: [a]}
+  - {id: c, command: "false", depends_on: [a]}
+  - {id: d, command: "true", depends_on: [b, c], condition: all_done}
+  - {id: e, command: "true", depends_on: [c], condition: on_failure}
+""",
+        "xss": f"""id: xss
+name: {yaml_str(XSS_NAME)}
+description: {yaml_str(XSS_DESCRIPTION)}
+tasks:
+  - id: x.-_y
+    name: {yaml_str(XSS_TASK_NAME)}
+    type: shell
+    script: |
+      echo {shell_str(XSS_STDOUT)}
+      echo {shell_str(XSS_STDERR)} >&2
+      echo 'javascript:alert(document.domain)'
+  - id: bad
+    depends_on: [x.-_y]
+    command: {yaml_str(XSS_COMMAND)}
+""",
+    }
+
+
+def yaml_str(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def shell_str(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory, chromium):  # chromium first: no service starts where none can run
+    root = str(tmp_path_factory.mktemp("dashboard"))
+    gates = os.path.join(root, "gates")
+    os.makedirs(gates)
+    service = Service(root, jobs=job_files(gates))
+    service.gates = gates
+    with service.running():
+        yield service
+
+
+def open_gate(svc: Service, run_id: str) -> None:
+    with open(os.path.join(svc.gates, run_id), "w"):
+        pass
+
+
+def api(svc: Service, path: str, **kwargs) -> dict:
+    response = svc.get(path, **kwargs)
+    assert response.status == 200, (path, response.status, response.body[:300])
+    return response.json()
+
+
+def text(element) -> str:
+    return element.get_attribute("textContent")
+
+
+def nothing_executed(browser) -> None:
+    """No payload ran: no alert is open, window.__pwned was never set, no element carries an
+    event handler attribute or a javascript: link."""
+    try:
+        alert = browser.driver.switch_to.alert
+        pytest.fail(f"an alert is open: {alert.text!r}")
+    except NoAlertPresentException:
+        pass
+    assert browser.js("return typeof window.__pwned") == "undefined", browser.js(
+        "return window.__pwned"
+    )
+    handlers = browser.js(
+        """return [...document.querySelectorAll('*')].flatMap(el => [...el.attributes]
+             .filter(a => a.name.toLowerCase().startsWith('on')
+                          || /^\\s*javascript:/i.test(a.value) && /href|src|action/i.test(a.name))
+             .map(a => el.tagName + ' ' + a.name + '=' + a.value))"""
+    )
+    assert handlers == [], handlers
+
+
+# -- the overview ---------------------------------------------------------------------------------
+
+
+def test_overview_lists_every_job_with_its_schedule_and_health(browser, svc):
+    jobs = {job["id"]: job for job in api(svc, "/api/jobs")["jobs"]}
+    browser.open(svc.port, "/")
+    browser.wait_page("overview")
+    rows = {row.get_attribute("data-job-id"): row for row in browser.css("#jobs tr[data-job-id]")}
+    assert set(rows) == set(jobs)
+    for job_id, row in rows.items():
+        link = browser.one(".job-name a", row)
+        assert text(link) == jobs[job_id]["name"]
+        assert browser.path_of(link.get_attribute("href")) == f"/jobs/{job_id}"
+        assert browser.one("button.run-now", row).get_attribute("aria-label") == (
+            f"Run {jobs[job_id]['name']} now"
+        )
+    assert text(browser.one(".job-schedule", rows["diamond"])) == jobs["diamond"]["schedule_words"]
+    assert text(browser.one("#scheduler-state")) == "running"
+    scheduler = browser.one('#health li[data-child="scheduler"]')
+    assert "running" in text(scheduler)
+    assert browser.body("data-live") == "on"
+
+
+def test_run_now_turns_its_square_from_running_to_completed_without_a_reload(browser, svc):
+    browser.open(svc.port, "/")
+    browser.wait_page("overview")
+    browser.js("window.__sameDocument = true")
+    row = browser.one('#jobs tr[data-job-id="gated"]')
+    before = {r["id"] for r in api(svc, "/api/jobs/gated/runs?limit=100")["runs"]}
+    browser.one("button.run-now", row).click()
+    run_id = browser.wait(
+        lambda: next(
+            (
+                r["id"]
+                for r in api(svc, "/api/jobs/gated/runs?limit=5")["runs"]
+                if r["id"] not in before
+            ),
+            None,
+        ),
+        "the click to start a run",
+    )
+    square = f'#jobs tr[data-job-id="gated"] .recent a.square[data-run-id="{run_id}"]'
+    browser.wait(lambda: browser.css(f'{square}[data-status="running"]'), f"{square} running")
+    open_gate(svc, run_id)
+    browser.wait(lambda: browser.css(f'{square}[data-status="completed"]'), f"{square} completed")
+    assert browser.js("return window.__sameDocument") is True, "the page was reloaded"
+    element = browser.one(square)
+    assert browser.path_of(element.get_attribute("href")) == f"/runs/{run_id}"
+    assert element.get_attribute("title").startswith(f"{run_id} · completed · ")
+    status = browser.one('#jobs tr[data-job-id="gated"] .job-status')
+    browser.wait(
+        lambda: status.get_attribute("data-status") == "completed", "the job's status cell"
+    )
+    # oldest left: the squares read as the API's newest-first list reversed
+    shown = [
+        s.get_attribute("data-run-id")
+        for s in browser.css('#jobs tr[data-job-id="gated"] .recent a.square')
+    ]
+    newest = [r["id"] for r in api(svc, f"/api/jobs/gated/runs?limit={len(shown)}")["runs"]]
+    assert shown == newest[::-1]
+
+
+def test_pause_and_resume_change_the_page_and_the_scheduler(browser, svc):
+    browser.open(svc.port, "/")
+    browser.wait_page("overview")
+    state = browser.one("#scheduler-state")
+    pause, resume = browser.one("button#pause"), browser.one("button#resume")
+    assert (text(state), pause.is_enabled(), resume.is_enabled()) == ("running", True, False)
+    try:
+        pause.click()
+        browser.wait(lambda: text(state) == "paused", "#scheduler-state to read paused")
+        assert api(svc, "/api/scheduler/state")["state"] == "paused"
+        browser.wait(lambda: resume.is_enabled() and not pause.is_enabled(), "Resume enabled")
+        resume.click()
+        browser.wait(lambda: text(state) == "running", "#scheduler-state to read running")
+        assert api(svc, "/api/scheduler/state")["state"] == "running"
+        browser.wait(lambda: pause.is_enabled() and not resume.is_enabled(), "Pause enabled")
+    finally:
+        svc.post("/api/scheduler/resume")
+
+
+# -- the job and run pages ------------------------------------------------------------------------
+
+
+def test_job_page_draws_one_node_per_task_and_one_edge_per_dependency(browser, svc):
+    run = svc.wait_run(svc.trigger("diamond"))
+    statuses = {
+        t["task_id"]: t["status"] for t in api(svc, f"/api/runs/{run['id']}/tasks")["tasks"]
+    }
+    job = api(svc, "/api/jobs/diamond")
+    browser.open(svc.port, "/jobs/diamond")
+    browser.wait_page("job")
+    assert text(browser.one("h1#job-title")) == job["name"]
+    nodes = {n.get_attribute("data-task-id"): n for n in browser.css("svg#dag g.node")}
+    assert set(nodes) == {task["id"] for task in job["tasks"]}
+    edges = [
+        (e.get_attribute("data-from"), e.get_attribute("data-to"))
+        for e in browser.css("svg#dag path.edge")
+    ]
+    assert sorted(edges) == sorted(
+        (dep, task["id"]) for task in job["tasks"] for dep in task["depends_on"]
+    )
+    # coloured by the newest run, which is this one
+    assert {k: n.get_attribute("data-status") for k, n in nodes.items()} == statuses
+    assert "on_failure" in text(nodes["e"])
+    assert job["schedule_words"] in text(browser.one("dl#settings"))
+    assert browser.css(f'table#runs tr[data-run-id="{run["id"]}"]')
+    assert browser.css(f'svg#durations rect.bar[data-run-id="{run["id"]}"]')
+
+
+def test_run_page_tails_a_running_tasks_log_live(browser, svc):
+    run_id = svc.trigger("gated")
+    svc.wait_task_running(run_id, "wait")
+    browser.open(svc.port, f"/runs/{run_id}?task=wait")
+    browser.wait_page("run")
+    browser.js("window.__sameDocument = true")
+    lines = browser.one("#log-lines")
+    browser.wait(lambda: f"first line of {run_id}" in text(lines), "the first line")
+    assert browser.one("#run-status").get_attribute("data-status") == "running"
+    assert browser.one("button#cancel").is_displayed()
+    open_gate(svc, run_id)
+    browser.wait(lambda: f"second line of {run_id}" in text(lines), "the second line, live")
+    browser.wait(
+        lambda: browser.one("#run-status").get_attribute("data-status") == "completed",
+        "#run-status to turn completed",
+    )
+    assert int(lines.get_attribute("data-line-count")) >= 3  # two on stdout, one on stderr
+    assert browser.js("return window.__sameDocument") is True, "the page was reloaded"
+    row = browser.one('table#tasks tr[data-task-id="wait"]')
+    assert browser.one(".status", row).get_attribute("data-status") == "completed"
+    assert text(browser.one(".attempts", row)).strip() == "1"
+    assert browser.css('svg#gantt rect.attempt[data-task-id="wait"][data-attempt="1"]')
+
+
+def test_hostile_names_descriptions_and_output_are_shown_as_text(browser, svc):
+    run = svc.wait_run(svc.trigger("xss"))
+    assert run["status"] == "failed"
+    browser.open(svc.port, "/")
+    browser.wait_page("overview")
+    assert text(browser.one('tr[data-job-id="xss"] .job-name a')) == XSS_NAME
+    nothing_executed(browser)
+
+    browser.go("/jobs/xss")
+    browser.wait_page("job")
+    assert text(browser.one("h1#job-title")) == XSS_NAME
+    assert XSS_DESCRIPTION in browser.js("return document.body.innerText")
+    nothing_executed(browser)
+
+    browser.go(f"/runs/{run['id']}?task=x.-_y")
+    browser.wait_page("run")
+    lines = browser.one("#log-lines")
+    browser.wait(lambda: XSS_STDOUT in text(lines), "the hostile stdout line as text")
+    if not browser.one("#log-stderr").is_selected():
+        browser.one("#log-stderr").click()
+    browser.wait(lambda: XSS_STDERR in text(lines), "the hostile stderr line as text")
+    error = browser.one('table#tasks tr[data-task-id="bad"] .error')
+    assert XSS_COMMAND in text(error)
+    nothing_executed(browser)
+
+
+def test_deep_links_reload_and_back_and_forward(browser, svc):
+    run = svc.wait_run(svc.trigger("diamond"))
+    browser.open(svc.port, "/")
+    browser.wait_page("overview")
+    browser.one('tr[data-job-id="diamond"] .job-name a').click()
+    browser.wait_page("job")
+    assert browser.path == "/jobs/diamond"
+    browser.wait_css(f'table#runs tr[data-run-id="{run["id"]}"] a')[0].click()
+    browser.wait_page("run")
+    assert browser.path == f"/runs/{run['id']}"
+    assert run["id"] in text(browser.one("h1#run-title"))
+
+    browser.driver.back()
+    browser.wait_page("job")
+    assert text(browser.one("h1#job-title")) == "Diamond"
+    browser.driver.back()
+    browser.wait_page("overview")
+    browser.driver.forward()
+    browser.wait_page("job")
+    assert browser.path == "/jobs/diamond"
+
+    browser.driver.refresh()
+    browser.wait_page("job")
+    assert text(browser.one("h1#job-title")) == "Diamond"
+    assert len(browser.css("svg#dag g.node")) == 5
+    browser.go(f"/runs/{run['id']}?task=c&attempt=1")
+    browser.wait_page("run")
+    browser.driver.refresh()
+    browser.wait_page("run")
+    assert browser.one("select#log-task").get_attribute("value") == "c"
+    assert browser.one("select#log-attempt").get_attribute("value") == "1"
+    assert text(browser.one('table#tasks tr[data-task-id="c"] .exit-code')).strip() == "1"
+
+
+def test_phone_viewport_has_no_overflow_and_run_now_works_from_the_keyboard(browser, svc):
+    run = svc.wait_run(svc.trigger("diamond"))
+    browser.viewport(390, 844, mobile=True)
+    for path, page in (("/jobs/diamond", "job"), (f"/runs/{run['id']}", "run"), ("/", "overview")):
+        browser.open(svc.port, path)
+        browser.wait_page(page)
+        width = browser.js(
+            "return [document.documentElement.scrollWidth, document.body.scrollWidth,"
+            " window.innerWidth]"
+        )
+        assert max(width[:2]) <= width[2], f"{path} overflows the 390 px viewport: {width}"
+    wanted = browser.one('tr[data-job-id="diamond"] button.run-now')
+    keys = ActionChains(browser.driver)
+    for _ in range(200):  # Tab through the page until the button has the focus
+        if browser.js("return document.activeElement === arguments[0]", wanted):
+            break
+        keys.send_keys(Keys.TAB).perform()
+    else:
+        pytest.fail("Tab never reached the diamond job's Run now button")
+    before = api(svc, "/api/jobs/diamond/runs?limit=1")["runs"][0]["id"]
+    keys.send_keys(Keys.ENTER).perform()
+    browser.wait(
+        lambda: api(svc, "/api/jobs/diamond/runs?limit=1")["runs"][0]["id"] != before,
+        "Enter on Run now to start a run",
+    )
+
+
+def test_pages_and_assets_carry_the_security_headers(svc):
+    app = request(svc.port, "GET", "/static/js/app.js")
+    assert app.status == 200
+    assert app.content_type.startswith("text/javascript")
+    assert app.headers.get("cache-control") == "no-cache" and app.headers.get("etag")
+    for path in (
+        "/",
+        "/jobs/diamond",
+        "/runs/diamond-1",
+        "/static/js/app.js",
+        "/static/css/petit.css",
+        "/static/nothing.js",
+        "/api/jobs",
+    ):
+        response = request(svc.port, "GET", path)
+        headers = {name: response.headers.get(name) for name in SECURITY_HEADERS}
+        assert headers == SECURITY_HEADERS, path
+    page = request(svc.port, "GET", "/jobs/diamond")
+    assert page.status == 200 and page.content_type.startswith("text/html")
+    assert b"<script>" not in page.body and b" style=" not in page.body  # no inline script/style
+
+
+# -- the token ------------------------------------------------------------------------------------
+
+TOKEN = secrets.token_hex(16)
+HIDDEN = "Only with the token"
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory, chromium):
+    jobs = {
+        "hidden": f"""id: hidden
+name: {HIDDEN}
+tasks:
+  - {{id: t, command: "true"}}
+"""
+    }
+    service = Service(
+        str(tmp_path_factory.mktemp("locked")), jobs=jobs, env={"PETIT_API_TOKEN": TOKEN}
+    )
+    with service.running():
+        yield service
+
+
+def log_in(browser, token: str) -> None:
+    field = browser.one("input#token")
+    assert field.get_attribute("type") == "password"
+    field.clear()
+    field.send_keys(token)
+    browser.one("button#login-submit").click()
+
+
+def token_nowhere_but_session_storage(browser, service: Service) -> None:
+    assert TOKEN not in browser.driver.current_url
+    assert TOKEN not in browser.driver.page_source
+    urls = browser.js("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert not [url for url in urls if TOKEN in url]
+    assert browser.js("return sessionStorage.getItem('petit.token')") == TOKEN
+    assert TOKEN not in browser.js("return JSON.stringify(localStorage) + document.cookie")
+    assert TOKEN not in service.log()
+
+
+@pytest.mark.console_allows(r"status of 401")
+def test_token_prompt_before_any_data_then_session_storage_only(browser, locked):
+    browser.open(locked.port, "/")
+    browser.wait(lambda: browser.body("data-page") == "login", "the login form")
+    assert browser.one("form#login").is_displayed()
+    assert HIDDEN not in browser.driver.page_source and not browser.css("tr[data-job-id]")
+
+    log_in(browser, "wrong-" + TOKEN[:8])
+    error = browser.one("#login-error")
+    browser.wait(lambda: error.is_displayed() and text(error).strip(), "#login-error")
+    assert browser.body("data-page") == "login" and HIDDEN not in browser.driver.page_source
+
+    log_in(browser, TOKEN)
+    browser.wait_page("overview")
+    assert text(browser.one('tr[data-job-id="hidden"] .job-name a')) == HIDDEN
+    browser.wait(lambda: browser.body("data-live") == "on", "the event stream with the token")
+    token_nowhere_but_session_storage(browser, locked)
+
+    browser.go("/jobs/hidden")  # a full load: the token comes from sessionStorage
+    browser.wait_page("job")
+    token_nowhere_but_session_storage(browser, locked)
+
+    browser.one("button#logout").click()
+    browser.wait(lambda: browser.body("data-page") == "login", "the login form after logout")
+    assert browser.js("return sessionStorage.getItem('petit.token')") is None
+
+    log_in(browser, TOKEN)
+    browser.wait(lambda: browser.body("data-ready") == "1", "the data after logging in again")
+    assert browser.body("data-page") != "login"
+    browser.fresh_tab()  # a new browser tab is a new session: it asks again
+    browser.open(locked.port, "/")
+    browser.wait(lambda: browser.body("data-page") == "login", "the login form in a new tab")
