@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint soak bench clean
+.PHONY: run test lint soak bench screenshots clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -31,5 +31,9 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null || (apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y wrk >/dev/null 2>&1)) || echo "wrk unavailable: using the Python load client"
 	$(VENV)/bin/python bench/bench.py
 
+# docs/img/*.png, the README's pictures of the dashboard, from the example jobs (headless Chromium).
+screenshots: $(STAMP)
+	$(VENV)/bin/python docs/screenshots.py
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .pytest-screenshots

@@ -27,8 +27,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
+import dashboard  # noqa: E402
 import psutil  # noqa: E402
 from api_client import try_request  # noqa: E402
+from browser import Browser, missing  # noqa: E402
 from harness import Service  # noqa: E402
 from processes import PETIT, wait_until  # noqa: E402
 from streams import StreamCrowd, arrivals, first_arrival, open_stream  # noqa: E402
@@ -42,6 +44,8 @@ FIRES = int(os.environ.get("BENCH_FIRES", "62"))
 CONCURRENCY = 4
 STREAM_CLIENTS = 100
 FOLLOW_LINES = 50
+DASH_JOBS = 1000
+DASH_RUNS_PER_JOB = 10
 RESULTS = {}
 
 
@@ -723,6 +727,82 @@ def _many_runs(service: Service, job_id: str, count: int) -> None:
         time.sleep(0.1)
 
 
+def bench_dashboard(work: str) -> None:
+    """The dashboard in headless Chromium (bench/dashboard.py): the overview of DASH_JOBS jobs
+    with DASH_RUNS_PER_JOB stored runs each, then the job page of a 500-task DAG (drawn as a
+    graph) and of a 5,000-task DAG (shown as a list)."""
+    reason = missing()
+    if reason:
+        log(f"dashboard: skipped, {reason} (apt-get install -y chromium chromium-driver)")
+        RESULTS["dashboard"] = {"skipped": reason}
+        return
+    jobs_dir = os.path.join(work, "dash_jobs")
+    os.makedirs(jobs_dir)
+    db = os.path.join(work, "dash.db")
+    for number in range(DASH_JOBS):
+        job_id = f"job{number:04d}"
+        with open(os.path.join(jobs_dir, f"{job_id}.yaml"), "w") as handle:
+            every = "1h" if number % 2 else "6h"
+            handle.write(job_yaml(job_id, [("only", [])], extra=f'schedule: "@every {every}"'))
+        fill_history(db, job_id, DASH_RUNS_PER_JOB)
+    # the main file's per-job outcome (what the overview's status column reads): one write per
+    # job of its newest run, as the scheduler does when a run ends
+    store = Store(db, fsync=False)
+    store.save_runs(store.list_runs(f"job{n:04d}", 1)[0] for n in range(DASH_JOBS))
+    dags_dir = os.path.join(work, "dash_dags")
+    os.makedirs(dags_dir)
+    for size in (500, 5000):
+        with open(os.path.join(dags_dir, f"dag{size}.yaml"), "w") as handle:
+            handle.write(job_yaml(f"dag{size}", layered_dag(size)))
+    figures: dict = {"jobs": DASH_JOBS, "runs": DASH_JOBS * DASH_RUNS_PER_JOB}
+    browser = Browser()
+    try:
+        with petit_service(
+            os.path.join(work, "dash"), jobs_dir, db, "--keep-runs", "100000"
+        ).running() as service:
+            loads = [dashboard.load(browser, service.port, "/", "overview") for _ in range(REPS)]
+            figures["overview"] = {
+                "paint_ms": spread([x["paint_ms"] for x in loads]),
+                "ready_ms": spread([x["ready_ms"] for x in loads]),
+                "longest_task_ms": spread([x["longest_task_ms"] for x in loads]),
+                "heap_mib": dashboard.heap_mib(browser),
+            }
+        with petit_service(os.path.join(work, "dash_dag"), dags_dir, db + "-dags").running() as svc:
+            for size, view in ((500, "svg#dag g.node"), (5000, "ol#dag-list li")):
+                loads = [
+                    dashboard.load(browser, svc.port, f"/jobs/dag{size}", "job")
+                    for _ in range(REPS)
+                ]
+                if not browser.css(view):
+                    raise RuntimeError(f"the job page of dag{size} shows no {view!r}")
+                figures[f"dag{size}"] = {
+                    "view": view,
+                    "ready_ms": spread([x["ready_ms"] for x in loads]),
+                    "longest_task_ms": spread([x["longest_task_ms"] for x in loads]),
+                    "heap_mib": dashboard.heap_mib(browser),
+                    "scroll_ms": spread(
+                        [dashboard.scroll_ms(browser, view.split()[0]) for _ in range(REPS)]
+                    ),
+                    "round_trip_ms": spread(
+                        [dashboard.round_trip_ms(browser) for _ in range(REPS)]
+                    ),
+                }
+    finally:
+        browser.quit()
+    RESULTS["dashboard"] = figures
+    log(f"dashboard: {figures}")
+
+
+def layered_dag(size: int, width: int = 20) -> list[tuple[str, list[str]]]:
+    """`size` tasks in layers of `width`; each depends on two neighbours of the layer above."""
+    tasks = []
+    for n in range(size):
+        layer, i = divmod(n, width)
+        deps = [f"t{(layer - 1) * width + (i + k) % width}" for k in (0, 1)] if layer else []
+        tasks.append((f"t{n}", deps))
+    return tasks
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -872,6 +952,43 @@ def table() -> str:
             f"{mem['growth_pct_rss_petit']:+.1f}%",
         )
     )
+    dash = RESULTS["dashboard"]
+    if "skipped" in dash:
+        rows.append(("dashboard (headless Chromium)", f"skipped: {dash['skipped']}", "", ""))
+    else:
+        over = dash["overview"]
+        rows.append(
+            (
+                f"overview, {dash['jobs']:,} jobs / {dash['runs']:,} runs: first paint",
+                _ms(over["paint_ms"]),
+                "",
+                "",
+            )
+        )
+        rows.append(("  data rendered (data-ready)", _ms(over["ready_ms"]), "", ""))
+        rows.append(
+            (
+                "  longest main-thread task / JS heap",
+                f"{over['longest_task_ms']['median']:.0f} ms / {over['heap_mib']:.1f} MiB",
+                "",
+                "",
+            )
+        )
+        for size, target in ((500, "< 2000 ms"), (5000, "responsive (list view)")):
+            dag = dash[f"dag{size}"]
+            rows.append(
+                (f"job page, {size:,}-task DAG: data rendered", _ms(dag["ready_ms"]), target, "")
+            )
+            rows.append(
+                (
+                    "  longest task / heap / scroll+frame (round trip)",
+                    f"{dag['longest_task_ms']['median']:.0f} ms / {dag['heap_mib']:.1f} MiB / "
+                    f"{dag['scroll_ms']['median']:.1f} ms "
+                    f"({dag['round_trip_ms']['median']:.1f} ms)",
+                    "",
+                    "",
+                )
+            )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows
@@ -899,6 +1016,7 @@ def main() -> int:
         bench_api_and_memory(work)
         bench_worker_restart(work)
         bench_fire_accuracy(work)
+        bench_dashboard(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     RESULTS["meta"] = {
