@@ -21,6 +21,7 @@ const DUMMY_GAP = 8; // lanes of long edges may run closer together than boxes
 const DUMMY_WEIGHT = 4; // long edges pull harder toward straightness than a box toward its neighbours
 const MARGIN = 16;
 const ORDER_SWEEPS = 8;
+const TRANSPOSE_PASSES = 4;
 const PLACE_ROUNDS = 8;
 const DEFAULT_CONDITION = "all_success";
 
@@ -133,7 +134,7 @@ function indexPositions(graph) {
 }
 
 // Alternate downward sweeps (order by the mean position of the neighbours above) and upward
-// ones, keeping the order with the fewest crossings seen.
+// ones, each followed by adjacent swaps that barycenters miss, keeping the order with the fewest crossings seen.
 function orderLayers(graph) {
   indexPositions(graph);
   let best = graph.layers.map((l) => l.slice());
@@ -145,6 +146,7 @@ function orderLayers(graph) {
       const l = downward ? k : last - k;
       reorder(graph, graph.layers[l], downward ? graph.up : graph.down);
     }
+    transpose(graph);
     const crossings = countCrossings(graph);
     if (crossings < bestCrossings) {
       bestCrossings = crossings;
@@ -168,6 +170,38 @@ function reorder(graph, layer, neighbours) {
     layer[i] = v;
     pos[v] = i;
   });
+}
+
+// Swap neighbours in a layer while that removes crossings with both adjacent layers (dot's
+// "transpose"); a few passes at most, since each pass only ever lowers the count.
+function transpose(graph) {
+  const { layers, up, down, pos } = graph;
+  for (let pass = 0; pass < TRANSPOSE_PASSES; pass++) {
+    let improved = false;
+    for (const layer of layers) {
+      for (let i = 0; i + 1 < layer.length; i++) {
+        const a = layer[i];
+        const b = layer[i + 1];
+        const now = pairCrossings(pos, up[a], up[b]) + pairCrossings(pos, down[a], down[b]);
+        const swapped = pairCrossings(pos, up[b], up[a]) + pairCrossings(pos, down[b], down[a]);
+        if (swapped < now) {
+          layer[i] = b;
+          layer[i + 1] = a;
+          pos[a] = i + 1;
+          pos[b] = i;
+          improved = true;
+        }
+      }
+    }
+    if (!improved) return;
+  }
+}
+
+// Crossings between the edges of a vertex placed left (ends left) and one placed right of it.
+function pairCrossings(pos, left, right) {
+  let count = 0;
+  for (const u of left) for (const v of right) if (pos[u] > pos[v]) count++;
+  return count;
 }
 
 // Crossings between each pair of adjacent layers = inversions of the lower ends once the edges
