@@ -66,6 +66,11 @@ export function drawGantt(svg, tasks, now = Date.now()) {
       svgEl("text", { class: "gantt-label", x: PAD, y: y + ROW_H / 2, "dominant-baseline": "central" },
         svgEl("title", {}, `${id} · ${task.status}`), ellipsize(id, MAX_LABEL_CHARS)),
     );
+    if (!attempts.length) {
+      // A task that never started (pending, skipped) says so where its bar would be.
+      row.append(svgEl("text", { class: "gantt-idle", x: plotX + 4, y: y + ROW_H / 2,
+        "dominant-baseline": "central" }, task.status));
+    }
     for (const a of attempts) {
       const x = xOf(a.start);
       const title = `${id} #${a.attempt} · ${a.status} · ${formatDuration(a.end - a.start)}`;
