@@ -32,6 +32,8 @@ export class LogView {
     this.#spacer.append(this.#window);
     container.replaceChildren(this.#spacer);
     container.addEventListener("scroll", () => this.#onScroll(), { passive: true });
+    // A resized (or newly shown) box needs more or fewer rows, and the end again when following.
+    new ResizeObserver(() => this.#schedule()).observe(container);
     this.#schedule();
   }
 
