@@ -270,3 +270,78 @@ def test_a_handle_round_trips():
     state = running_task()
     state.attach({"runner": "fake", "id": "x"})
     assert TaskRun.from_dict(state.to_dict()) == state
+
+
+# -- attempt history ----------------------------------------------------------------------------
+
+
+def _ends(state: TaskRun) -> list[tuple]:
+    return [
+        (e["attempt"], e["started_at"], e["ended_at"], e["exit_code"], e["error"])
+        for e in state.attempt_history
+    ]
+
+
+def test_every_attempt_is_kept_with_its_own_times_and_outcome():
+    state = running_task(attempts=2)  # attempt 1 from T0 failed at T0+300; attempt 2 at T0+100
+    assert _ends(state) == [
+        (1, T0, T0 + 300, 2, "exited with code 2"),
+        (2, T0 + 100, None, None, None),  # in flight
+    ]
+    state.finish(Result())
+    assert _ends(state)[1] == (2, T0 + 100, T0 + 500, 0, None)
+    assert state.attempt_history[1]["duration_ms"] == 400
+    assert state.attempt_history[0]["duration_ms"] == 300
+
+
+def test_an_abandoned_attempt_ends_with_the_reason_and_a_waiting_retry_adds_none():
+    cut = running_task()
+    cut.abandon(CANCELLED, T0 + 400)
+    assert _ends(cut) == [(1, T0 + 100, T0 + 400, None, CANCELLED)]
+    waiting = running_task()
+    waiting.wait_for_retry(FAILED)
+    waiting.interrupt(INTERRUPTED, T0 + 900)  # no attempt in flight: the failed one stays as it was
+    assert _ends(waiting) == [(1, T0 + 100, T0 + 300, 2, "exited with code 2")]
+    skipped = TaskRun("t", "job-1")
+    skipped.skip("not reached")
+    assert skipped.attempt_history == []
+
+
+def test_attempt_history_round_trips_as_a_snapshot():
+    state = running_task(attempts=2)
+    data = state.to_dict()
+    state.finish(Result())  # the live task moves on; the written snapshot does not
+    assert data["attempt_history"][1]["ended_at"] is None
+    assert TaskRun.from_dict(state.to_dict()) == state
+
+
+@pytest.mark.parametrize(
+    "old, history",
+    [
+        ({"status": "pending", "attempts": 0}, []),
+        (
+            {
+                "status": "failed",
+                "attempts": 3,
+                "started_at": T0,
+                "ended_at": T0 + 900,
+                "duration_ms": 900,
+                "exit_code": 1,
+                "timed_out": False,
+                "error": "exited with code 1",
+            },
+            [(3, T0, T0 + 900, 1, "exited with code 1")],
+        ),
+        ({"status": "running", "attempts": 1, "started_at": T0}, [(1, T0, None, None, None)]),
+    ],
+    ids=["never-started", "finished", "running"],
+)
+def test_a_record_from_before_attempt_history_reads_as_one_attempt_over_its_span(old, history):
+    state = TaskRun.from_dict({"task_id": "t", "run_id": "job-1", **old})
+    assert _ends(state) == history
+
+
+@pytest.mark.parametrize("bad", [None, "x", [1], {"attempt": 1}], ids=repr)
+def test_a_malformed_attempt_history_is_refused(bad):
+    with pytest.raises(ValueError, match="attempt_history"):
+        TaskRun.from_dict({"task_id": "t", "run_id": "job-1", "attempt_history": bad})

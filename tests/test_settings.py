@@ -129,6 +129,47 @@ def test_bad_values_are_one_clear_usage_error(argv, error):
     assert caught.value.exit_code == 2
 
 
+@pytest.mark.parametrize(
+    "given, origin",
+    [
+        ("https://petit.example.com", "https://petit.example.com"),
+        ("HTTPS://Petit.Example.COM/", "https://petit.example.com"),  # as a browser sends Origin
+        ("https://petit.example.com:443", "https://petit.example.com"),  # the default port
+        ("http://petit.example.com:8080", "http://petit.example.com:8080"),
+        ("http://10.1.2.3:8565", "http://10.1.2.3:8565"),
+        ("http://[::1]:8565", "http://[::1]:8565"),
+    ],
+)
+def test_public_url_is_kept_as_the_origin_a_browser_sends(given, origin):
+    assert settings("--public-url", given).public_url == origin
+    assert settings(environ={"PETIT_PUBLIC_URL": given}).public_url == origin
+    assert settings().public_url is None
+
+
+@pytest.mark.parametrize(
+    "given, reason",
+    [
+        ("petit.example.com", "the scheme must be http or https"),
+        ("ftp://petit.example.com", "the scheme must be http or https"),
+        ("https://petit.example.com/petit", "an origin has no path, query or fragment"),
+        ("https://petit.example.com?x=1", "an origin has no path, query or fragment"),
+        ("https://petit.example.com#top", "an origin has no path, query or fragment"),
+        ("https://me:pw@petit.example.com", "no user or password may be given"),
+        ("https://", "a host name is needed"),
+        ("https://pe tit.example.com", "a host name is needed"),
+        ("https://petit.example.com:99999", "Port out of range"),
+        ("https://petit.example.com:http", "Port could not be cast"),
+    ],
+)
+def test_a_bad_public_url_is_one_clear_usage_error(given, reason):
+    with pytest.raises(UsageError) as caught:
+        settings("--public-url", given)
+    message = str(caught.value)
+    assert message.startswith("--public-url must be an origin like https://petit.example.com")
+    assert repr(given) in message and reason in message, message
+    assert caught.value.exit_code == 2
+
+
 def test_settings_are_frozen_and_cross_a_process_whole():
     built = settings("--api-token", "t")
     with pytest.raises(dataclasses.FrozenInstanceError):

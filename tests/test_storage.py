@@ -3,6 +3,7 @@ corrupt files, and crash safety against real writer processes killed at random m
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 from conftest import ROOT, wait_until
@@ -91,6 +93,57 @@ def test_history_across_several_chunks(db):
     assert fresh.list_runs("many", 0) == []
     assert fresh.list_runs("nobody", 5) == []
     assert len(fresh.active_runs()) == total
+
+
+def test_pages_of_older_runs_read_no_file_of_newer_ones(db):
+    store = Store(db, fsync=False)
+    total = 2 * RUNS_PER_CHUNK + 50
+    for _ in range(total):
+        store.create_run("many", ["t"], Trigger.MANUAL)
+    page = store.list_runs("many", 30, before_seq=RUNS_PER_CHUNK + 10)
+    assert [r.seq for r in page] == list(range(RUNS_PER_CHUNK + 9, RUNS_PER_CHUNK - 21, -1))
+    assert [r.seq for r in store.list_runs("many", 5, before_seq=3)] == [2, 1]
+    assert store.list_runs("many", 5, before_seq=1) == []
+    assert len(store.list_runs("many", 1000, before_seq=total + 500)) == total
+    # the newest file torn: a page below it never opens it, the first page names it
+    newest = os.path.join(store.data_dir, "runs", "many", "00000002.json")
+    with open(newest, "w") as handle:
+        handle.write("{torn")
+    assert len(Store(db).list_runs("many", 500, before_seq=2 * RUNS_PER_CHUNK)) == 2 * 100 - 1
+    with pytest.raises(StorageError, match=newest):
+        Store(db).list_runs("many", 5)
+
+
+def _stored_task(store: Store, run) -> tuple[str, dict, dict]:
+    """The history file of a run, its parsed content and the run's first task in it."""
+    path = store._chunk_path(run.job_id, run.seq)
+    with open(path) as handle:
+        data = json.load(handle)
+    (doc,) = [d for table in data.values() for d in table.values() if d.get("id") == run.id]
+    return path, data, doc["tasks"][0]
+
+
+def test_attempt_history_round_trips_and_old_records_read_without_it(db):
+    store = Store(db)
+    run = store.create_run("job", ["t"], Trigger.MANUAL)
+    run.start(run.created_at)
+    task = run.tasks[0]
+    task.start_attempt(run.created_at)
+    task.wait_for_retry(SimpleNamespace(exit_code=1, error="exit 1", timed_out=False, ended_at=9))
+    task.start_attempt(run.created_at + 50)
+    store.save_runs([run])
+    assert Store(db).get_run(run.id).tasks[0].attempt_history == task.attempt_history
+    path, data, stored = _stored_task(store, run)
+    del stored["attempt_history"]  # as an older petit wrote it
+    with open(path, "w") as handle:
+        json.dump(data, handle)
+    (entry,) = Store(db).get_run(run.id).tasks[0].attempt_history
+    assert (entry["attempt"], entry["started_at"], entry["ended_at"]) == (2, task.started_at, None)
+    stored["attempt_history"] = "garbage"
+    with open(path, "w") as handle:
+        json.dump(data, handle)
+    with pytest.raises(StorageError, match="attempt_history"):
+        Store(db).get_run(run.id)
 
 
 @pytest.mark.parametrize(

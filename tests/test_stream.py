@@ -109,15 +109,25 @@ def test_filters_resets_and_bad_input(service):
         ("/api/events?job_id=nope", 404),
         ("/api/events?run_id=quiet-99", 404),
         ("/api/events?run_id=../../etc", 404),
+        ("/api/events?event=run&event=logs", 400),
     ]:
         answer = request(svc.port, "GET", path)
-        assert answer.status == status and answer.json()["code"] == "NOT_FOUND", path
+        assert answer.status == status, path
+    assert "'logs'" in answer.json()["error"]
     quiet_only = SseStream(svc.port, "/api/events?job_id=quiet")
     everything = SseStream(svc.port, "/api/events")
+    runs_only = SseStream(svc.port, "/api/events?event=run&event=scheduler")
     drip_run = svc.trigger("drip")
     quiet_run = svc.trigger("quiet")
     everything.until(run_ended(drip_run), timeout=30)
     got = quiet_only.until(run_ended(quiet_run))
+    named = runs_only.until(run_ended(quiet_run))
+    assert {e.event for e in named} == {"run"}  # no task or log event came before the end
+    assert [e.json()["status"] for e in named if e.json()["id"] == quiet_run] == [
+        "pending",
+        "running",
+        "completed",
+    ]
     assert {e.json().get("job_id") for e in got if e.event != "log"} == {"quiet"}
     assert {e.json()["run_id"] for e in got if e.event == "log"} == {quiet_run}
     by_run = SseStream(svc.port, f"/api/events?run_id={quiet_run}&last_event_id={got[0].id}")
@@ -137,7 +147,8 @@ def test_filters_resets_and_bad_input(service):
     beat = quiet_only.next(timeout=8)
     while beat.event is not None:
         beat = quiet_only.next(timeout=8)
-    for stream in (quiet_only, everything, by_run, malformed, stale):
+    assert runs_only.until(lambda e: e.event != "run")[-1].event == "scheduler"
+    for stream in (quiet_only, everything, by_run, malformed, stale, runs_only):
         stream.close()
 
 

@@ -4,10 +4,12 @@ The API tests check the same shapes end to end; these pin every field and value.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import pytest
 
 from petit.core.model import (
+    Condition,
     DependencyCondition,
     Job,
     JobDependency,
@@ -16,8 +18,10 @@ from petit.core.model import (
     Task,
     TaskRun,
     TaskStatus,
+    TaskType,
     Trigger,
 )
+from petit.core.retry import RetryCondition, RetryPolicy
 from petit.core.views import job_definition, job_json, job_summary, run_json, task_json
 
 PIPELINE = Job(
@@ -33,10 +37,34 @@ PIPELINE = Job(
         JobDependency("feed", DependencyCondition.WITHIN_WINDOW, window_secs=3600.0),
     ),
     tasks=(
-        Task(id="extract", name="extract"),
-        Task(id="load", name="load", depends_on=("extract",)),
+        Task(id="extract", name="Extract", type=TaskType.SHELL, timeout_secs=30.0),
+        Task(
+            id="load",
+            name="load",
+            depends_on=("extract",),
+            condition=Condition.ALL_DONE,
+            retry=RetryPolicy(2, 1.5, RetryCondition.TRANSIENT_ONLY),
+        ),
     ),
 )
+EXTRACT = {
+    "id": "extract",
+    "depends_on": [],
+    "name": "Extract",
+    "type": "shell",
+    "condition": "all_success",
+    "timeout_secs": 30.0,
+    "retry": None,  # no retries is null, not a policy of zero attempts
+}
+LOAD = {
+    "id": "load",
+    "depends_on": ["extract"],
+    "name": "load",
+    "type": "command",
+    "condition": "all_done",
+    "timeout_secs": None,
+    "retry": {"max_attempts": 2, "delay_secs": 1.5, "condition": "transient_only"},
+}
 MANUAL = Job(id="manual", name="Manual", tasks=(Task(id="only", name="only"),), enabled=False)
 
 
@@ -55,7 +83,7 @@ def test_job_definition_has_every_field_of_the_job_file():
             {"job": "upstream", "condition": "last_success"},
             {"job": "feed", "condition": "within_window"},
         ],
-        "tasks": [{"id": "extract", "depends_on": []}, {"id": "load", "depends_on": ["extract"]}],
+        "tasks": [EXTRACT, LOAD],
     }
 
 
@@ -94,6 +122,7 @@ def test_job_json_from_a_stored_summary():
         "enabled": True,
         "scheduled": True,
         "schedule": "0 3 * * *",
+        "schedule_words": "every day at 03:00 (Europe/Paris)",
         "timezone": "Europe/Paris",
         "next_run_at": 1_700_000_000_000,
         "paused": False,
@@ -119,6 +148,7 @@ def test_job_json_of_a_sparse_doc_has_every_field():
         "enabled": True,
         "scheduled": False,
         "schedule": None,
+        "schedule_words": None,
         "timezone": None,
         "next_run_at": None,
         "paused": True,
@@ -130,6 +160,47 @@ def test_job_json_of_a_sparse_doc_has_every_field():
         "last_run_status": None,
         "last_success_at": None,
     }
+
+
+def test_job_json_of_a_summary_from_before_task_details_fills_them_with_null():
+    stored = {"id": "old", "tasks": [{"id": "a", "depends_on": []}]}
+    assert job_json(stored, paused=False)["tasks"] == [
+        {
+            "id": "a",
+            "depends_on": [],
+            "name": None,
+            "type": None,
+            "condition": None,
+            "timeout_secs": None,
+            "retry": None,
+        }
+    ]
+
+
+def test_job_json_with_recent_runs_lists_their_outcomes_only():
+    newest, older = _run(), Run(id="pipeline-2", job_id="pipeline", seq=2, created_at=7)
+    job = job_json(job_summary(PIPELINE, None), paused=False, recent=[newest, older])
+    assert job["recent_runs"] == [
+        {
+            "id": "pipeline-3",
+            "status": "failed",
+            "trigger": "schedule",
+            "created_at": 1000,
+            "started_at": 1001,
+            "ended_at": 3001,
+            "duration_ms": 2000,
+        },
+        {
+            "id": "pipeline-2",
+            "status": "pending",
+            "trigger": "manual",
+            "created_at": 7,
+            "started_at": None,
+            "ended_at": None,
+            "duration_ms": None,
+        },
+    ]
+    assert "recent_runs" not in job_json(job_summary(PIPELINE, None), paused=False)
 
 
 def test_job_json_shows_an_empty_description_as_null():
@@ -215,6 +286,44 @@ def test_task_json_leaves_the_process_identity_in_the_store():
         "ended_at": 2001,
         "duration_ms": 1000,
         "error": None,
+        "attempt_history": [],
     }
     assert task_json(load)["timed_out"] is True and task_json(load)["status"] == "failed"
     assert task_json(load)["error"] == "timed out after 1s"
+
+
+def test_task_json_lists_every_attempt_oldest_first():
+    @dataclass
+    class Outcome:
+        exit_code: int | None
+        error: str | None
+        timed_out: bool
+        ended_at: int
+
+    state = TaskRun(task_id="t", run_id="job-1")
+    state.start_attempt(100)
+    state.wait_for_retry(Outcome(None, "timed out after 1s", True, 1100))
+    state.start_attempt(1600)
+    history = task_json(state)["attempt_history"]
+    assert history == [
+        {
+            "attempt": 1,
+            "started_at": 100,
+            "ended_at": 1100,
+            "duration_ms": 1000,
+            "exit_code": None,
+            "timed_out": True,
+            "error": "timed out after 1s",
+        },
+        {
+            "attempt": 2,
+            "started_at": 1600,
+            "ended_at": None,  # in flight
+            "duration_ms": None,
+            "exit_code": None,
+            "timed_out": False,
+            "error": None,
+        },
+    ]
+    history[0]["error"] = "changed by a reader"  # a copy: the projection shares nothing
+    assert state.attempt_history[0]["error"] == "timed out after 1s"

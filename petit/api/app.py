@@ -15,10 +15,12 @@ import time
 import tornado.httpserver
 import tornado.web
 
+from ..ipc.binding import public_hosts
 from ..logconf import configure_logging
 from ..storage.store import Store
 from .base import ID_CHARS, ID_MAX_CHARS
 from .channel import CommandChannel
+from .dashboard import PageHandler, StaticHandler
 from .events import LiveEvents
 from .handlers import (
     CancelHandler,
@@ -33,6 +35,7 @@ from .handlers import (
     RunHandler,
     RunTasksHandler,
     SchedulerStateHandler,
+    StatusHandler,
     TriggerHandler,
 )
 from .logs import TaskLogsHandler
@@ -58,6 +61,7 @@ def _id(name: str) -> str:
 _JOB, _RUN, _TASK = _id("job_id"), _id("run_id"), _id("task_id")
 ROUTES = [
     (r"/api/health", HealthHandler),
+    (r"/api/status", StatusHandler),
     (r"/api/scheduler/state", SchedulerStateHandler),
     (r"/api/scheduler/pause", PauseHandler),
     (r"/api/scheduler/resume", ResumeHandler),
@@ -73,6 +77,14 @@ ROUTES = [
     (r"/api/openapi\.json", OpenAPIHandler),
     (r"/metrics", MetricsHandler),
 ]
+# The dashboard: one HTML shell for every page, and its files. Not API routes: the OpenAPI
+# document, and route_templates() that a test holds it against, describe ROUTES only.
+PAGE_ROUTES = [
+    (r"/", PageHandler),
+    (rf"/jobs/{_JOB}", PageHandler),
+    (rf"/runs/{_RUN}", PageHandler),
+    (r"/static/(?P<path>.*)", StaticHandler),
+]
 
 
 def route_templates() -> dict[str, list[str]]:
@@ -86,15 +98,22 @@ def route_templates() -> dict[str, list[str]]:
 
 
 def make_app(
-    store: Store, commands: CommandChannel | None, token: str | None, loopback_only: bool
+    store: Store,
+    commands: CommandChannel | None,
+    token: str | None,
+    loopback_only: bool,
+    public_url: str | None = None,
 ) -> tornado.web.Application:
+    """`public_url` is the origin Settings normalised (ipc/binding.public_origin)."""
     return tornado.web.Application(
-        ROUTES,
+        [*ROUTES, *PAGE_ROUTES],
         default_handler_class=NotFoundHandler,
         store=store,
         commands=commands,
         token=token or None,
         loopback_only=loopback_only,
+        public_origin=public_url,
+        public_hosts=public_hosts(public_url) if public_url else frozenset(),
         started=time.monotonic(),
         compress_response=False,
     )
@@ -124,7 +143,9 @@ async def _serve(settings, replies, requests) -> None:
     events = LiveEvents()
     events.bind(loop)  # before the channel's reader thread can receive the first batch
     channel = CommandChannel(replies, requests, events)
-    app = make_app(store, channel, settings.api_token, settings.api_loopback_only)
+    app = make_app(
+        store, channel, settings.api_token, settings.api_loopback_only, settings.public_url
+    )
     server = tornado.httpserver.HTTPServer(
         app,
         xheaders=False,

@@ -30,6 +30,17 @@ MAX_BODY_BYTES = 64 * 1024  # no endpoint reads a body; bigger ones get a JSON 4
 # maxLength are both built from this table (a run id is a job id, a dash and a sequence number)
 ID_MAX_CHARS = {"job_id": 128, "run_id": 160, "task_id": 128}
 ID_CHARS = "A-Za-z0-9_.-"
+# On every response, pages and errors alike: the dashboard runs only its own files (no inline
+# script or style, no eval), talks only to this origin, is never framed, leaks no Referer, and
+# nothing is sniffed into another type.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
 
 
 @tornado.web.stream_request_body
@@ -72,7 +83,8 @@ class BaseHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Content-Type-Options", "nosniff")
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
         self.clear_header("Server")
 
     def compute_etag(self):
@@ -83,14 +95,20 @@ class BaseHandler(tornado.web.RequestHandler):
         if len(self.request.path) > MAX_PATH_CHARS:
             raise NotFound("path too long")
         _check_body_size(self.request.headers.get("Content-Length", "0"))
-        if settings["loopback_only"] and not is_loopback_host(self.request.host):
+        host = self.request.host
+        if (
+            settings["loopback_only"]
+            and not is_loopback_host(host)
+            and host.lower() not in settings["public_hosts"]
+        ):
             raise Forbidden(
-                f"Host header {self.request.host[:100]!r} is not a loopback name; this API "
-                "only answers requests addressed to localhost (DNS-rebinding protection)"
+                f"Host header {host[:100]!r} is neither a loopback name nor the host of "
+                "--public-url; this API only answers requests addressed to those "
+                "(DNS-rebinding protection)"
             )
         origin = self.request.headers.get("Origin")
         if self.request.method not in ("GET", "HEAD") and origin is not None:
-            if origin != f"{self.request.protocol}://{self.request.host}":
+            if origin not in (f"{self.request.protocol}://{host}", settings["public_origin"]):
                 raise Forbidden(f"cross-origin request from {origin[:100]!r} refused")
         token = settings["token"]
         if token and not getattr(self, "public", False):

@@ -20,6 +20,7 @@ from .base import BaseHandler
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
+MAX_RECENT = 100
 
 
 class HealthHandler(BaseHandler):
@@ -35,15 +36,40 @@ class HealthHandler(BaseHandler):
         )
 
 
+async def service_status(commands) -> tuple[str, list[dict]]:
+    """The scheduler's state and the supervisor's children, from the `status` command; a
+    scheduler that does not answer is "stopped" (and no children are known without a reply)."""
+    try:
+        status = await commands.call("status")
+    except Unavailable:
+        return "stopped", []
+    scheduler = status.get("scheduler")
+    return (scheduler["state"] if scheduler else "stopped"), status.get("children", [])
+
+
 class SchedulerStateHandler(BaseHandler):
     async def get(self) -> None:
-        try:
-            status = await self.commands.call("status")
-            state = status["scheduler"]["state"] if status.get("scheduler") else "stopped"
-        except Unavailable:
-            state = "stopped"
+        state, _ = await service_status(self.commands)
         self.reply(
             {"state": state, "is_running": state == "running", "is_paused": state == "paused"}
+        )
+
+
+_CHILD_FIELDS = ("name", "state", "pid", "uptime_secs", "restarts")
+
+
+class StatusHandler(BaseHandler):
+    """What the dashboard's health panel shows; the paths and pids of the supervisor itself
+    stay with `petit ctl status`."""
+
+    async def get(self) -> None:
+        state, children = await service_status(self.commands)
+        self.reply(
+            {
+                "version": __version__,
+                "scheduler": {"state": state},
+                "children": [{k: child.get(k) for k in _CHILD_FIELDS} for child in children],
+            }
         )
 
 
@@ -68,9 +94,10 @@ def known_job(store: Store, job_id: str) -> dict:
 
 class JobsHandler(BaseHandler):
     def get(self) -> None:
+        recent = _parse_count("recent", self.get_query_argument("recent", "0"), 0, MAX_RECENT)
         paused = self.store.is_paused()
         jobs = [
-            job_json(doc, paused)
+            job_json(doc, paused, self.store.list_runs(doc["id"], recent) if recent else None)
             for doc in sorted(self.store.job_summaries().values(), key=lambda d: d["id"])
             if doc.get("defined", True)
         ]
@@ -98,19 +125,37 @@ class TriggerHandler(BaseHandler):
 class JobRunsHandler(BaseHandler):
     def get(self, job_id: str) -> None:
         known_job(self.store, job_id)
-        limit = _parse_limit(self.get_query_argument("limit", str(DEFAULT_LIMIT)))
-        runs = self.store.list_runs(job_id, limit)
-        self.reply({"runs": [run_json(run) for run in runs], "count": len(runs)})
+        limit = _parse_count("limit", self.get_query_argument("limit", str(DEFAULT_LIMIT)))
+        before = self.get_query_argument("before", None)
+        before_seq = None if before is None else _seq_of(job_id, before)
+        # one more than the page: whether an older page exists, without a second read
+        runs = self.store.list_runs(job_id, limit + 1, before_seq)
+        page = runs[:limit]
+        self.reply(
+            {
+                "runs": [run_json(run) for run in page],
+                "count": len(page),
+                "next_before": page[-1].id if len(runs) > limit else None,
+            }
+        )
 
 
-def _parse_limit(raw: str) -> int:
+def _parse_count(name: str, raw: str, minimum: int = 1, cap: int = MAX_LIMIT) -> int:
     """ASCII digits only: str.isdigit() alone also accepts '²' (which int() refuses: a 500) and
-    other scripts' digits. Past MAX_LIMIT the value is capped, never converted whole, since int()
+    other scripts' digits. Past `cap` the value is capped, never converted whole, since int()
     refuses strings of more than 4300 digits."""
-    if not (raw.isascii() and raw.isdigit()) or not raw.strip("0"):
-        raise BadRequest(f"limit must be a whole number >= 1, got {raw[:40]!r}")
-    digits = raw.lstrip("0")
-    return MAX_LIMIT if len(digits) > len(str(MAX_LIMIT)) else min(int(digits), MAX_LIMIT)
+    is_zero = not raw.strip("0")
+    if not (raw.isascii() and raw.isdigit()) or (is_zero and minimum > 0):
+        raise BadRequest(f"{name} must be a whole number >= {minimum}, got {raw[:40]!r}")
+    digits = raw.lstrip("0") or "0"
+    return cap if len(digits) > len(str(cap)) else min(int(digits), cap)
+
+
+def _seq_of(job_id: str, run_id: str) -> int:
+    parts = split_run_id(run_id)
+    if parts is None or parts[0] != job_id:
+        raise BadRequest(f"before must be a run id of job {job_id!r}, got {run_id[:100]!r}")
+    return parts[1]
 
 
 def known_run(store: Store, run_id: str) -> Run:

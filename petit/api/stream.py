@@ -12,7 +12,7 @@ import logging
 import tornado.iostream
 
 from ..errors import BadRequest, JobNotFound, RunNotFound, Unavailable
-from ..ipc.stream import event_id, matches
+from ..ipc.stream import EVENT_NAMES, event_id, matches
 from .base import ID_MAX_CHARS, BaseHandler
 from .events import LiveEvents, sse
 from .handlers import known_job, known_run
@@ -55,6 +55,16 @@ def _reset(epoch: str, seq: int, reason: str) -> str:
     return sse("reset", json.dumps({"reason": reason}), event_id(epoch, seq))
 
 
+def _names(given: list[str]) -> frozenset[str]:
+    """The `event` filter: names of events to send (all when none is given)."""
+    unknown = sorted(set(given) - set(EVENT_NAMES))
+    if unknown:
+        raise BadRequest(
+            f"unknown event name {unknown[0][:40]!r}; expected one of {', '.join(EVENT_NAMES)}"
+        )
+    return frozenset(given)
+
+
 class EventStreamHandler(BaseHandler):
     def initialize(self) -> None:
         # before anything else: a client may hang up while the request is still being read
@@ -72,6 +82,7 @@ class EventStreamHandler(BaseHandler):
 
     async def get(self) -> None:
         job_ids, run_ids = self._filters()
+        names = _names(self.get_arguments("event"))
         last_id = self.request.headers.get("Last-Event-ID") or self.get_argument(
             "last_event_id", None
         )
@@ -81,7 +92,7 @@ class EventStreamHandler(BaseHandler):
         if self.request.method == "HEAD":
             self.finish()
             return
-        await self._stream(job_ids, run_ids, last_id)
+        await self._stream(job_ids, run_ids, names, last_id)
 
     def _filters(self) -> tuple[frozenset[str], frozenset[str]]:
         job_ids = frozenset(self.get_arguments("job_id"))
@@ -98,7 +109,9 @@ class EventStreamHandler(BaseHandler):
             known_run(self.store, run_id)
         return job_ids, run_ids
 
-    async def _stream(self, job_ids: frozenset, run_ids: frozenset, last_id: str | None) -> None:
+    async def _stream(
+        self, job_ids: frozenset, run_ids: frozenset, names: frozenset, last_id: str | None
+    ) -> None:
         ring = self.live.ring
         epoch = ring.epoch
         position = ring.resume_from(last_id)
@@ -119,7 +132,7 @@ class EventStreamHandler(BaseHandler):
                 log.warning("event stream client %s dropped: behind", self.request.remote_ip)
                 self.request.connection.close()
                 return
-            out.extend(m.data for m in messages if matches(m, job_ids, run_ids))  # rendered
+            out.extend(m.data for m in messages if matches(m, job_ids, run_ids, names))
             if messages:
                 position = messages[-1].seq
             if out:

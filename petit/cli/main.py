@@ -28,8 +28,8 @@ _USAGE = """petit — a small, dependable job orchestrator for one machine.
 
 Usage:
   petit [--db PATH] run JOBS_DIR [--no-api] [--api-port PORT] [--api-host HOST] [--api-token TOKEN]
-                    [--max-jobs N] [--max-tasks N] [--keep-runs N] [--socket PATH]
-                    [--shutdown-timeout SECS] [--log-level LEVEL]
+                    [--public-url URL] [--max-jobs N] [--max-tasks N] [--keep-runs N]
+                    [--socket PATH] [--shutdown-timeout SECS] [--log-level LEVEL]
   petit validate JOBS_DIR
   petit list JOBS_DIR [--json]
   petit [--db PATH] trigger JOBS_DIR JOB_ID [--max-tasks N] [--keep-runs N]
@@ -49,6 +49,9 @@ Options:
                            (default 127.0.0.1).
   --api-token TOKEN        Require "Authorization: Bearer TOKEN" on the API
                            (or set PETIT_API_TOKEN).
+  --public-url URL         The origin a reverse proxy serves petit under, such as
+                           https://petit.example.com: its Host and Origin are accepted
+                           besides loopback ones (or set PETIT_PUBLIC_URL).
   --max-jobs N             Most runs in flight at once, all jobs together
                            (default 0 = no limit).
   --max-tasks N            Most tasks running at once within one run (default 4).

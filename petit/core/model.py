@@ -140,6 +140,9 @@ class TaskRun:
     # after a crash (the local runner's: {"runner": "local", "pid": ..., "created": ...});
     # None while no attempt is in flight.
     handle: dict | None = None
+    # One dict per attempt, oldest first (see _attempt_entry). An entry is replaced, never
+    # changed in place, so a writer thread copying the list never sees half an update.
+    attempt_history: list[dict] = field(default_factory=list)
 
     def start_attempt(self, now: int) -> None:
         # PENDING -> RUNNING (a first attempt, or a retry once its delay is over)
@@ -150,6 +153,7 @@ class TaskRun:
         # a retry is running again: the previous attempt's end no longer describes the task
         self.ended_at = self.duration_ms = self.exit_code = self.error = self.handle = None
         self.timed_out = False
+        self.attempt_history.append(_attempt_entry(self.attempts, now))
 
     def attach(self, handle: dict | None) -> None:
         """Record the runner's handle on the attempt that just started (status stays RUNNING)."""
@@ -183,6 +187,8 @@ class TaskRun:
         self.ended_at = now
         self.duration_ms = now - (self.started_at or now)
         self.handle = None
+        if self._has_open_attempt():
+            self._end_attempt(None, False, error, now)
 
     def interrupt(self, reason: str | None, now: int) -> None:
         """What the end of its run does to an unfinished task: one that had an attempt is
@@ -193,6 +199,10 @@ class TaskRun:
         else:
             self.skip(reason or "not reached")
 
+    def _has_open_attempt(self) -> bool:
+        """Whether the newest attempt started and has not ended: it is in flight."""
+        return bool(self.attempt_history) and self.attempt_history[-1]["ended_at"] is None
+
     def _record(self, result: AttemptOutcome) -> None:
         self.exit_code = result.exit_code
         self.timed_out = result.timed_out
@@ -200,6 +210,22 @@ class TaskRun:
         self.ended_at = result.ended_at
         self.duration_ms = result.ended_at - (self.started_at or result.ended_at)
         self.handle = None  # also while a retry waits: recovery must not aim at a finished attempt
+        if self._has_open_attempt():
+            self._end_attempt(result.exit_code, result.timed_out, result.error, result.ended_at)
+
+    def _end_attempt(
+        self, exit_code: int | None, timed_out: bool, error: str | None, now: int
+    ) -> None:
+        last = self.attempt_history[-1]
+        started = last["started_at"] if last["started_at"] is not None else now
+        self.attempt_history[-1] = {
+            **last,
+            "ended_at": now,
+            "duration_ms": now - started,
+            "exit_code": exit_code,
+            "timed_out": timed_out,
+            "error": error,
+        }
 
     def _move(self, allowed: tuple[TaskStatus, ...], to: TaskStatus) -> None:
         if self.status not in allowed:
@@ -212,6 +238,7 @@ class TaskRun:
     def to_dict(self) -> dict:
         data = dict(self.__dict__)
         data["status"] = self.status.value
+        data["attempt_history"] = list(self.attempt_history)  # a snapshot, not the live list
         return data
 
     @classmethod
@@ -226,7 +253,43 @@ class TaskRun:
                 "pid": data["pid"],
                 "created": data.get("pid_created"),
             }
+        if "attempt_history" in data:
+            history = data["attempt_history"]
+            if not isinstance(history, list) or not all(isinstance(e, dict) for e in history):
+                raise ValueError("attempt_history is not a list of objects")
+            kwargs["attempt_history"] = list(history)
+        else:
+            kwargs["attempt_history"] = _history_before_it_was_kept(kwargs)
         return cls(**kwargs)
+
+
+def _attempt_entry(attempt: int, started_at: int | None) -> dict:
+    return {
+        "attempt": attempt,
+        "started_at": started_at,
+        "ended_at": None,
+        "duration_ms": None,
+        "exit_code": None,
+        "timed_out": False,
+        "error": None,
+    }
+
+
+def _history_before_it_was_kept(task: dict) -> list[dict]:
+    """A record written before attempts were kept knows only the task's span and its latest
+    attempt's outcome: one entry that covers the span, numbered as the latest attempt."""
+    if not task.get("attempts"):
+        return []
+    entry = _attempt_entry(task["attempts"], task.get("started_at"))
+    if task.get("ended_at") is not None:
+        entry.update(
+            ended_at=task["ended_at"],
+            duration_ms=task.get("duration_ms"),
+            exit_code=task.get("exit_code"),
+            timed_out=bool(task.get("timed_out")),
+            error=task.get("error"),
+        )
+    return [entry]
 
 
 @dataclass

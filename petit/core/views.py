@@ -4,7 +4,22 @@ tool; fields are only ever added. Pure: values in, dicts out."""
 
 from __future__ import annotations
 
-from .model import Job, Run, TaskRun
+from .model import Job, Run, Task, TaskRun
+from .schedule_words import schedule_words
+
+# what a job's `recent_runs` holds of each run: enough for a row of coloured squares
+RECENT_RUN_FIELDS = (
+    "id",
+    "status",
+    "trigger",
+    "created_at",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+)
+# what the definition says of each task; a summary stored by an older petit lacks all but the
+# first two, so job_json() fills the rest with None
+_TASK_FIELDS = ("id", "depends_on", "name", "type", "condition", "timeout_secs", "retry")
 
 
 def job_definition(job: Job) -> dict:
@@ -20,7 +35,27 @@ def job_definition(job: Job) -> dict:
         "max_concurrency": job.max_concurrency,
         "source": job.source,
         "depends_on": [{"job": d.job_id, "condition": d.condition.value} for d in job.depends_on],
-        "tasks": [{"id": t.id, "depends_on": list(t.depends_on)} for t in job.tasks],
+        "tasks": [_task_definition(t) for t in job.tasks],
+    }
+
+
+def _task_definition(task: Task) -> dict:
+    retry = task.retry
+    return {
+        "id": task.id,
+        "depends_on": list(task.depends_on),
+        "name": task.name,
+        "type": task.type.value,
+        "condition": task.condition.value,
+        "timeout_secs": task.timeout_secs,
+        # no retries at all reads as null, not as a policy of zero attempts
+        "retry": {
+            "max_attempts": retry.max_attempts,
+            "delay_secs": retry.delay_secs,
+            "condition": retry.condition.value,
+        }
+        if retry.max_attempts
+        else None,
     }
 
 
@@ -30,27 +65,38 @@ def job_summary(job: Job, next_run_at: int | None) -> dict:
     return {**job_definition(job), "next_run_at": next_run_at}
 
 
-def job_json(summary: dict, paused: bool) -> dict:
+def job_json(summary: dict, paused: bool, recent: list[Run] | None = None) -> dict:
     """The API's Job, from a stored summary (which the store completes with the last run's
-    outcome). Every field is present; absent values are None."""
-    return {
+    outcome). Every field is present; absent values are None. With `recent` (its newest runs,
+    newest first) it gains `recent_runs`."""
+    job = {
         "id": summary["id"],
         "name": summary.get("name"),
         "description": summary.get("description") or None,
         "enabled": summary.get("enabled", True),
         "scheduled": summary.get("schedule") is not None,
         "schedule": summary.get("schedule"),
+        "schedule_words": schedule_words(summary.get("schedule"), summary.get("timezone")),
         "timezone": summary.get("timezone"),
         "next_run_at": summary.get("next_run_at"),
         "paused": paused,
         "task_count": summary.get("task_count"),
         "max_concurrency": summary.get("max_concurrency"),
         "depends_on": summary.get("depends_on", []),
-        "tasks": summary.get("tasks", []),
+        "tasks": [{name: t.get(name) for name in _TASK_FIELDS} for t in summary.get("tasks", [])],
         "last_run_id": summary.get("last_run_id"),
         "last_run_status": summary.get("last_status"),
         "last_success_at": summary.get("last_success_at"),
     }
+    if recent is not None:
+        job["recent_runs"] = [recent_run_json(run) for run in recent]
+    return job
+
+
+def recent_run_json(run: Run) -> dict:
+    """A run as a job's `recent_runs` lists it: its outcome and timings only."""
+    full = run_json(run)
+    return {name: full[name] for name in RECENT_RUN_FIELDS}
 
 
 def run_json(run: Run) -> dict:
@@ -83,6 +129,7 @@ def task_json(state: TaskRun) -> dict:
         "ended_at": state.ended_at,
         "duration_ms": state.duration_ms,
         "error": state.error,
+        "attempt_history": [dict(entry) for entry in state.attempt_history],
     }
 
 

@@ -4,11 +4,15 @@ port before anything is spawned. No tornado here: the supervisor uses it."""
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
+from urllib.parse import urlsplit
 
 from ..errors import BadRequest
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
 
 
 def is_loopback_host(host_header: str) -> bool:
@@ -54,3 +58,40 @@ def check_port_free(host: str, port: int) -> None:
                     f"cannot listen on {host}:{port}: {exc.strerror}; is another "
                     "service (or petit) using that port? choose one with --api-port"
                 ) from None
+
+
+def public_origin(url: str) -> str:
+    """--public-url as the Origin a browser sends from it: scheme and host in lower case, the
+    port only when it is not the scheme's default ('https://Petit.example.com:443/' ->
+    'https://petit.example.com'). Raises ValueError saying what is wrong."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port  # ValueError for a port that is not a number from 0 to 65535
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+    if parts.scheme not in _DEFAULT_PORTS:
+        raise ValueError("the scheme must be http or https")
+    if "@" in parts.netloc:
+        raise ValueError("no user or password may be given")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or url.strip().endswith("?"):
+        raise ValueError("an origin has no path, query or fragment")
+    host = parts.hostname or ""
+    if ":" in host:
+        try:
+            host = f"[{ipaddress.IPv6Address(host).compressed}]"
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+    elif not _HOST_NAME.fullmatch(host):
+        raise ValueError("a host name is needed (letters, digits, dots and dashes)")
+    if port is not None and port != _DEFAULT_PORTS[parts.scheme]:
+        host = f"{host}:{port}"
+    return f"{parts.scheme}://{host}"
+
+
+def public_hosts(origin: str) -> frozenset[str]:
+    """The Host headers of requests sent to a public_origin(): the host with its port, as a
+    browser sends it, and without (what nginx's `$host` forwards)."""
+    scheme, host = origin.split("://", 1)
+    if host.endswith("]") or ":" not in host:  # no port: the scheme's default one
+        return frozenset({host, f"{host}:{_DEFAULT_PORTS[scheme]}"})
+    return frozenset({host, host.rsplit(":", 1)[0]})

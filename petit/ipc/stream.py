@@ -151,9 +151,20 @@ def _message(seq: int, name: str, job_id: str | None, run_id: str | None, data: 
     )
 
 
-def matches(message: Message, job_ids: frozenset[str], run_ids: frozenset[str]) -> bool:
+# every name a stream carries; `reset` is the stream's own and always sent
+EVENT_NAMES = ("run", "task", "log", "scheduler", "fire_dropped", "child")
+
+
+def matches(
+    message: Message,
+    job_ids: frozenset[str],
+    run_ids: frozenset[str],
+    names: frozenset[str] = frozenset(),
+) -> bool:
     """A client's filters: with none, everything; with some, only the events of those jobs
-    and runs (an event about no job, like a pause, matches no filter)."""
+    and runs (an event about no job, like a pause, matches no filter) and of those names."""
+    if names and message.name not in names:
+        return False
     if job_ids and message.job_id not in job_ids:
         return False
     return not run_ids or message.run_id in run_ids

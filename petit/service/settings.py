@@ -10,9 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from ..errors import UsageError
+from ..ipc.binding import public_origin
 from ..logconf import LEVELS
 
 TOKEN_ENV = "PETIT_API_TOKEN"
+PUBLIC_URL_ENV = "PETIT_PUBLIC_URL"
 DEFAULT_DB = "./petit.db"
 MAX_PORT = 65535
 MAX_SHUTDOWN_SECS = 86400
@@ -32,6 +34,9 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8565
     api_token: str | None = None
+    # the origin a reverse proxy serves the API and dashboard under, normalised as a browser
+    # sends it in Origin (see ipc/binding.public_origin); None: loopback names only
+    public_url: str | None = None
     # whether the API answers only requests addressed to a loopback name: decided by the
     # supervisor once it resolved api_host
     api_loopback_only: bool = True
@@ -59,6 +64,7 @@ class Settings:
             api_host=_given(args, "--api-host"),
             api_port=port,
             api_token=args["--api-token"] or environ.get(TOKEN_ENV) or None,
+            public_url=_public_url(args.get("--public-url") or environ.get(PUBLIC_URL_ENV)),
         )
 
 
@@ -107,6 +113,18 @@ def seconds(args: Mapping, option: str) -> float:
     if not 0 <= value <= MAX_SHUTDOWN_SECS:
         raise UsageError(f"{option} must be between 0 and {MAX_SHUTDOWN_SECS} seconds, got {raw}")
     return value
+
+
+def _public_url(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    try:
+        return public_origin(raw)
+    except ValueError as exc:
+        raise UsageError(
+            f"--public-url must be an origin like https://petit.example.com (http or https, a "
+            f"host and an optional port; no path, query or user), got {raw[:200]!r}: {exc}"
+        ) from None
 
 
 def db_path(args: Mapping) -> str:

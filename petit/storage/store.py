@@ -365,15 +365,21 @@ class Store:
             doc = self._table(path, _CHUNK_RUNS).get(doc_id=seq)
         return run_from_doc(doc, path) if doc is not None else None
 
-    def list_runs(self, job_id: str, limit: int) -> list[Run]:
-        """Newest first, reading only as many history files as needed."""
+    def list_runs(self, job_id: str, limit: int, before_seq: int | None = None) -> list[Run]:
+        """Newest first (only those whose seq is below `before_seq` when given: the next page),
+        reading only as many history files as needed: none of those holding newer runs."""
         runs: list[Run] = []
         if limit <= 0:
             return runs
         with self.lock(exclusive=False):
             for path in reversed(self._job_chunks(job_id)):
+                first = int(os.path.basename(path).split(".")[0]) * RUNS_PER_CHUNK
+                if before_seq is not None and first >= before_seq:
+                    continue  # every run in it is newer than the page asked for
                 docs = self._table(path, _CHUNK_RUNS).all()
                 for doc in sorted(docs, key=lambda d: d.doc_id, reverse=True):
+                    if before_seq is not None and doc.doc_id >= before_seq:
+                        continue
                     runs.append(run_from_doc(doc, path))
                     if len(runs) >= limit:
                         return runs

@@ -1,0 +1,175 @@
+// The dashboard's shell: routes a path to its page, keeps the token prompt, the error banner
+// and the "live" mark, and gives each page what it shares (streams closed when it is left).
+
+import { AuthRequired, get, readStream, token } from "./api.js";
+import { $, button, fill, h } from "./dom.js";
+import * as jobPage from "./job.js";
+import * as overviewPage from "./overview.js";
+import * as runPage from "./run.js";
+
+const ROUTES = [
+  [/^\/$/, overviewPage],
+  [/^\/jobs\/([^/]+)$/, jobPage],
+  [/^\/runs\/([^/]+)$/, runPage],
+];
+
+let current = null; // the mounted page's context
+
+class PageContext {
+  constructor(name) {
+    this.name = name;
+    this.controller = new AbortController();
+    this.streams = 0;
+    this.connected = 0;
+  }
+
+  get signal() {
+    return this.controller.signal;
+  }
+
+  get active() {
+    return current === this && !this.signal.aborted;
+  }
+
+  /** Read an event stream while this page is shown; errors other than auth go to the banner. */
+  stream(url, onMessage, { once = false } = {}) {
+    let up = false;
+    const onState = (state) => {
+      if (state === up || !this.active) return;
+      up = state;
+      this.connected += state ? 1 : -1;
+      document.body.dataset.live = this.connected > 0 ? "on" : "off";
+    };
+    this.streams += 1;
+    return readStream(url, { signal: this.signal, onMessage, onState, once })
+      .catch((error) => this.fail(error))
+      .finally(() => onState(false));
+  }
+
+  ready() {
+    if (this.active) document.body.dataset.ready = "1";
+  }
+
+  /** Show an error (or the token prompt) unless the page was left meanwhile. */
+  fail(error) {
+    if (!this.active) return;
+    if (error instanceof AuthRequired) {
+      showLogin(token.get() ? "That token was refused." : null);
+    } else {
+      showError(error.message || String(error));
+    }
+  }
+
+  navigate(url) {
+    navigate(url, true);
+  }
+}
+
+export function showError(message) {
+  const banner = $("#error");
+  if (message) {
+    fill(banner, message, " ", button("Dismiss", () => showError(null), { class: "link" }));
+  }
+  banner.hidden = !message;
+}
+
+function unmount() {
+  if (current) current.controller.abort();
+  current = null;
+  document.body.dataset.live = "off";
+  document.body.dataset.ready = "0";
+}
+
+async function navigate(url, push) {
+  const target = new URL(url, location.href);
+  if (push) history.pushState(null, "", target.pathname + target.search);
+  unmount();
+  showError(null);
+  $("#logout").hidden = !token.get();
+  const main = $("#main");
+  for (const [pattern, page] of ROUTES) {
+    const match = pattern.exec(target.pathname);
+    if (!match) continue;
+    const context = new PageContext(page.NAME);
+    current = context;
+    document.body.dataset.page = page.NAME;
+    const params = match.slice(1).map(decodeURIComponent);
+    try {
+      await page.mount(main, params, target.searchParams, context);
+    } catch (error) {
+      context.fail(error);
+    }
+    return;
+  }
+  document.body.dataset.page = "notfound";
+  fill(main, h("h1", {}, "Not found"), h("p", {}, "No page here. ", h("a", { href: "/" }, "All jobs")));
+  document.body.dataset.ready = "1";
+}
+
+function showLogin(problem) {
+  unmount();
+  document.body.dataset.page = "login";
+  const input = h("input", {
+    id: "token",
+    type: "password",
+    autocomplete: "current-password",
+    required: true,
+    "aria-describedby": "login-help",
+  });
+  const error = h("p", { id: "login-error", role: "alert" }, problem || "");
+  error.hidden = !problem;
+  const form = h(
+    "form",
+    { id: "login", class: "card login" },
+    h("h1", {}, "Sign in"),
+    h("p", { id: "login-help" }, "This petit asks for its API token (petit run --api-token). "
+      + "It is kept for this browser tab only."),
+    h("label", { for: "token" }, "API token"),
+    input,
+    error,
+    h("button", { type: "submit", id: "login-submit" }, "Sign in"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const value = input.value.trim();
+    input.value = "";
+    if (!value) return;
+    token.set(value);
+    try {
+      await get("/api/status");
+    } catch (failure) {
+      token.forget();
+      error.textContent = failure instanceof AuthRequired ? "That token was refused." : failure.message;
+      error.hidden = false;
+      return;
+    }
+    navigate(location.href, false);
+  });
+  fill($("#main"), form);
+  $("#logout").hidden = true;
+  document.body.dataset.ready = "1";
+  input.focus();
+}
+
+function onClick(event) {
+  // links of this site change the page without a reload; a modified click opens a tab as usual
+  const link = event.target.closest("a[href]");
+  if (!link || event.defaultPrevented || event.button !== 0) return;
+  if (event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+  const href = link.getAttribute("href");
+  if (!href.startsWith("/") || href.startsWith("//") || href.startsWith("/api/")) return;
+  event.preventDefault();
+  navigate(href, true);
+}
+
+function start() {
+  document.addEventListener("click", onClick);
+  window.addEventListener("popstate", () => navigate(location.href, false));
+  $("#logout").addEventListener("click", () => {
+    token.forget();
+    showLogin(null);
+  });
+  navigate(location.href, false);
+}
+
+start();

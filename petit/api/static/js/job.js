@@ -1,0 +1,268 @@
+// A job: its DAG coloured by one run's task states, its settings, its run history (paged, newest
+// first) and a chart of recent durations. Live: the job's run and task events.
+
+import { get, post, query } from "./api.js";
+import { button, fill, h, path } from "./dom.js";
+import { clock, duration, elapsed, relative } from "./format.js";
+import { drawDurations } from "./chart.js";
+import { LIST_THRESHOLD, colourDag, drawDag, layoutDag } from "./dag.js";
+
+export const NAME = "job";
+const PAGE = 20;
+const CHART_RUNS = 50;
+
+export async function mount(main, [jobId], search, page) {
+  const view = new JobView(main, jobId, search.get("run"), page);
+  await view.load();
+  page.stream(`/api/events${query({ job_id: jobId, event: ["run", "task"] })}`, (name, data) => view.onEvent(name, data));
+}
+
+class JobView {
+  constructor(main, jobId, runId, page) {
+    this.main = main;
+    this.jobId = jobId;
+    this.pinned = runId; // a run chosen by the user (or the URL); null follows the newest
+    this.page = page;
+    this.cursors = [null]; // the `before` of each page shown so far; the last is this page's
+    this.states = new Map(); // task id -> status, for the selected run
+  }
+
+  get selected() {
+    return this.pinned || this.chartRuns?.[0]?.id || null;
+  }
+
+  async load() {
+    const base = path("api", "jobs", this.jobId);
+    const [job, chart] = await Promise.all([
+      get(base, this.page.signal),
+      get(`${base}/runs${query({ limit: CHART_RUNS })}`, this.page.signal),
+    ]);
+    if (!this.page.active) return;
+    this.job = job;
+    this.chartRuns = chart.runs;
+    this.render();
+    await Promise.all([this.loadRuns(), this.loadStates()]);
+    this.page.ready();
+  }
+
+  render() {
+    const job = this.job;
+    document.title = `${job.name || job.id} · petit`;
+    this.graph = h("div", { class: "graph scroll", "aria-label": "Task graph" });
+    this.selection = h("p", { class: "muted", id: "dag-run" });
+    this.runsBody = h("tbody");
+    this.older = button("Older", () => this.page_(+1), { id: "older" });
+    this.newer = button("Newer", () => this.page_(-1), { id: "newer" });
+    this.chart = h("div", { class: "chart" });
+    fill(
+      this.main,
+      h("p", { class: "crumbs" }, h("a", { href: "/" }, "Jobs"), " / ", job.id),
+      h("div", { class: "title-row" },
+        h("h1", { id: "job-title" }, job.name || job.id),
+        button("Run now", () => this.trigger(), { id: "run-now", "aria-label": `Run ${job.name || job.id} now` })),
+      job.description ? h("p", { class: "description" }, job.description) : null,
+      h("section", { class: "card", "aria-labelledby": "graph-h" },
+        h("h2", { id: "graph-h" }, "Tasks"), this.selection, this.graph),
+      h("div", { class: "columns" },
+        h("section", { class: "card", "aria-labelledby": "settings-h" },
+          h("h2", { id: "settings-h" }, "Settings"), settings(job)),
+        h("section", { class: "card", "aria-labelledby": "chart-h" },
+          h("h2", { id: "chart-h" }, `Duration of the last ${CHART_RUNS} runs`), this.chart)),
+      h("section", { class: "card", "aria-labelledby": "runs-h" },
+        h("h2", { id: "runs-h" }, "Runs"),
+        h("div", { class: "scroll" }, h("table", { id: "runs" },
+          h("thead", {}, h("tr", {},
+            ...["Run", "Status", "Trigger", "Started", "Duration", "Error", ""].map((t) => h("th", { scope: "col" }, t)))),
+          this.runsBody)),
+        h("div", { class: "pager" }, this.newer, this.older)),
+      taskTable(job),
+    );
+    this.drawGraph();
+    this.drawChart();
+  }
+
+  drawGraph() {
+    const tasks = this.job.tasks || [];
+    if (tasks.length > LIST_THRESHOLD) {
+      this.list = h("ol", { id: "dag-list", class: "dag-list" },
+        tasks.map((task) => h("li", { "data-task-id": task.id, "data-status": "none" },
+          h("strong", {}, task.id),
+          task.depends_on?.length ? ` ← ${task.depends_on.join(", ")}` : "",
+          task.condition && task.condition !== "all_success" ? ` (${task.condition})` : "")));
+      fill(this.graph, h("p", { class: "muted" }, `${tasks.length} tasks: too many to draw, shown as a list in DAG order.`), this.list);
+      return;
+    }
+    this.svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    this.svg.id = "dag";
+    this.svg.setAttribute("role", "img");
+    this.svg.setAttribute("aria-label", `Graph of the ${tasks.length} tasks of ${this.job.id}`);
+    fill(this.graph, this.svg);
+    drawDag(this.svg, layoutDag(tasks), new Map(tasks.map((t) => [t.id, t])));
+    this.svg.addEventListener("click", (event) => {
+      const node = event.target.closest("g.node");
+      if (node && this.selected) this.page.navigate(`${path("runs", this.selected)}${query({ task: node.dataset.taskId })}`);
+    });
+  }
+
+  drawChart() {
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.id = "durations";
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", "Run durations, oldest left");
+    fill(this.chart, this.chartRuns.length ? svg : h("p", { class: "muted" }, "No runs yet."));
+    if (this.chartRuns.length) drawDurations(svg, this.chartRuns, (runId) => this.select(runId));
+  }
+
+  async loadRuns() {
+    const before = this.cursors[this.cursors.length - 1];
+    const reply = await get(`${path("api", "jobs", this.jobId)}/runs${query({ limit: PAGE, before })}`, this.page.signal);
+    if (!this.page.active) return;
+    this.runs = reply.runs;
+    this.nextBefore = reply.next_before ?? null;
+    this.renderRuns();
+  }
+
+  renderRuns() {
+    const now = Date.now();
+    fill(this.runsBody, this.runs.length ? this.runs.map((run) => h("tr", {
+      "data-run-id": run.id,
+      class: run.id === this.selected ? "selected" : null,
+    },
+      h("td", {}, h("a", { href: path("runs", run.id) }, run.id)),
+      h("td", {}, h("span", { class: "badge", "data-status": run.status }, run.status)),
+      h("td", {}, run.trigger),
+      h("td", { title: run.started_at ? new Date(run.started_at).toISOString() : "" }, run.started_at ? `${clock(run.started_at, now)} (${relative(run.started_at, now)})` : "—"),
+      h("td", {}, duration(elapsed(run, now))),
+      h("td", { class: "error" }, run.error || ""),
+      h("td", {}, button("Show in graph", () => this.select(run.id), {
+        class: "select-run link",
+        "aria-label": `Colour the graph by run ${run.id}`,
+        "aria-pressed": run.id === this.selected ? "true" : "false",
+      })),
+    )) : h("tr", {}, h("td", { colspan: 7 }, "No runs on this page.")));
+    this.newer.disabled = this.cursors.length <= 1;
+    this.older.disabled = !this.nextBefore;
+  }
+
+  async page_(step) {
+    if (step > 0) this.cursors.push(this.nextBefore);
+    else this.cursors.pop();
+    try {
+      await this.loadRuns();
+    } catch (error) {
+      this.page.fail(error);
+    }
+  }
+
+  async loadStates() {
+    const runId = this.selected;
+    this.states.clear();
+    this.selection.textContent = runId ? `Coloured by run ${runId}.` : "No run yet: the graph shows the tasks only.";
+    if (runId) {
+      try {
+        const reply = await get(`${path("api", "runs", runId)}/tasks`, this.page.signal);
+        for (const task of reply.tasks) this.states.set(task.task_id, task.status);
+      } catch (error) {
+        if (error.status !== 404) throw error; // a run removed by retention: tasks uncoloured
+      }
+    }
+    this.colour();
+  }
+
+  colour() {
+    if (this.svg) colourDag(this.svg, this.states);
+    for (const item of this.list?.children || []) item.dataset.status = this.states.get(item.dataset.taskId) || "none";
+  }
+
+  async select(runId) {
+    this.pinned = runId;
+    const url = new URL(location.href);
+    url.searchParams.set("run", runId);
+    history.replaceState(null, "", url.pathname + url.search);
+    this.renderRuns();
+    try {
+      await this.loadStates();
+    } catch (error) {
+      this.page.fail(error);
+    }
+  }
+
+  async trigger() {
+    try {
+      await post(`${path("api", "jobs", this.jobId)}/trigger`, this.page.signal);
+    } catch (error) {
+      this.page.fail(error);
+    }
+  }
+
+  onEvent(name, data) {
+    if (name === "reset") {
+      this.load().catch((error) => this.page.fail(error));
+    } else if (name === "run") {
+      this.onRun(data);
+    } else if (name === "task" && data.run_id === this.selected) {
+      this.states.set(data.task_id, data.status);
+      this.colour();
+    }
+  }
+
+  onRun(run) {
+    const followed = this.selected;
+    upsert(this.chartRuns, run, CHART_RUNS);
+    if (this.cursors.length === 1) upsert(this.runs, run, PAGE);
+    this.drawChart();
+    this.renderRuns();
+    if (this.selected !== followed) this.loadStates().catch((error) => this.page.fail(error));
+  }
+}
+
+function upsert(runs, run, limit) {
+  const index = runs.findIndex((known) => known.id === run.id);
+  if (index >= 0) runs[index] = { ...runs[index], ...run };
+  else {
+    runs.unshift(run);
+    runs.length = Math.min(runs.length, limit);
+  }
+}
+
+function settings(job) {
+  const now = Date.now();
+  const rows = [
+    ["Id", job.id],
+    ["Schedule", job.schedule ? `${job.schedule_words || job.schedule}` : "none (manual or dependency only)"],
+    job.schedule ? ["Cron", job.schedule] : null,
+    ["Time zone", job.timezone || "UTC"],
+    ["Next fire", job.next_run_at ? `${clock(job.next_run_at, now)} (${relative(job.next_run_at, now)})` : job.paused ? "paused" : "—"],
+    ["Enabled", job.enabled ? "yes" : "no"],
+    ["Max concurrency", job.max_concurrency ?? "unlimited"],
+    ["Depends on jobs", job.depends_on?.length
+      ? job.depends_on.map((dep, i) => [i ? ", " : "", h("a", { href: path("jobs", dep.job) }, dep.job), ` (${dep.condition})`])
+      : "none"],
+    ["Tasks", String(job.task_count ?? (job.tasks || []).length)],
+  ].filter(Boolean);
+  return h("dl", { id: "settings", class: "settings" }, rows.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
+}
+
+function retryText(retry) {
+  if (!retry || !retry.max_attempts) return "none";
+  const delay = retry.delay_secs ? ` every ${duration(retry.delay_secs * 1000)}` : "";
+  const when = retry.condition && retry.condition !== "always" ? `, ${retry.condition}` : "";
+  return `${retry.max_attempts}×${delay}${when}`;
+}
+
+function taskTable(job) {
+  const tasks = job.tasks || [];
+  if (!tasks.length || tasks.length > LIST_THRESHOLD) return null;
+  return h("section", { class: "card", "aria-labelledby": "tasks-h" },
+    h("h2", { id: "tasks-h" }, "Task settings"),
+    h("div", { class: "scroll" }, h("table", { id: "task-settings" },
+      h("thead", {}, h("tr", {}, ...["Task", "Type", "Depends on", "Condition", "Retries", "Timeout"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, tasks.map((task) => h("tr", { "data-task-id": task.id },
+        h("td", {}, task.id, task.name && task.name !== task.id ? h("div", { class: "muted small" }, task.name) : null),
+        h("td", {}, task.type || "command"),
+        h("td", {}, (task.depends_on || []).join(", ") || "—"),
+        h("td", {}, task.condition || "all_success"),
+        h("td", {}, retryText(task.retry)),
+        h("td", {}, task.timeout_secs ? duration(task.timeout_secs * 1000) : "none"),
+      ))))));
+}

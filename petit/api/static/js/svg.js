@@ -1,0 +1,46 @@
+// Small DOM helpers shared by the dashboard's SVG widgets. Every string goes in through
+// setAttribute or a text node, never parsed as markup: task ids and names are untrusted.
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+/** Create an SVG element; attrs via setAttribute (null/undefined skipped), string children as text. */
+export function svgEl(name, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG_NS, name);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value !== null && value !== undefined) el.setAttribute(key, String(value));
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    el.append(typeof child === "string" ? document.createTextNode(child) : child);
+  }
+  return el;
+}
+
+/** Remove every child of node. */
+export function clear(node) {
+  node.replaceChildren();
+}
+
+/** "850 ms", "12.3 s", "4m 05s", "2h 03m": short enough for a tooltip or an axis label. */
+export function formatDuration(ms) {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "–";
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const secs = ms / 1000;
+  if (secs < 60) return `${secs < 10 ? secs.toFixed(1) : Math.round(secs)} s`;
+  const whole = Math.round(secs);
+  const h = Math.floor(whole / 3600);
+  const m = Math.floor((whole % 3600) / 60);
+  const s = whole % 60;
+  const pad = (n) => String(n).padStart(2, "0");
+  return h > 0 ? `${h}h ${pad(m)}m` : `${m}m ${pad(s)}s`;
+}
+
+/** The width an SVG widget should lay itself out to: its rendered width, or a fallback when hidden. */
+export function widthOf(svg, fallback = 900) {
+  return Math.round(svg.getBoundingClientRect().width) || fallback;
+}
+
+/** Cut a label to max characters with an ellipsis (the full text goes in a <title>). */
+export function ellipsize(text, max) {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
