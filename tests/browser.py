@@ -3,8 +3,8 @@ beside harness.py, and imported by bench/ and docs/screenshots.py (by path) to d
 browser the same way.
 
 The `browser` fixture is one Chromium per test module (Debian's /usr/bin/chromium through its
-/usr/bin/chromedriver and Selenium; nothing is downloaded), a fresh tab with no cookies and an
-empty sessionStorage for each test. The page's console is collected, so a test can assert that
+/usr/bin/chromedriver and Selenium; nothing is downloaded), reset for each test to a blank page
+with no cookies and empty storage. The page's console is collected, so a test can assert that
 no script error or CSP violation happened. A failing browser test saves a screenshot under
 .pytest-screenshots/ and its report names it. Without chromium or chromedriver the browser tests
 are skipped, and the run ends with one line saying how many and how to install them."""
@@ -88,7 +88,7 @@ class Browser:
         self.driver.set_page_load_timeout(PAGE_LOAD_SECS)
         self.driver.set_script_timeout(PAGE_LOAD_SECS)
         self.base = ""
-        self.console: list[dict] = []  # every entry since the last fresh_tab()
+        self.console: list[dict] = []  # every entry since the last reset()
         self.viewport(*window)
 
     # -- pages --------------------------------------------------------------------------------
@@ -162,25 +162,34 @@ class Browser:
 
     # -- state --------------------------------------------------------------------------------
 
+    def reset(self) -> None:
+        """A blank page with nothing kept from the last test: the current origin's
+        sessionStorage and localStorage cleared, no cookies, the default viewport, a cleared
+        console. Pages the tab keeps in its back/forward cache stay alive (with their open
+        connections): fresh_tab() ends them too."""
+        if self.driver.current_url.startswith("http"):
+            self.js("sessionStorage.clear(); localStorage.clear()")
+        self.driver.get("about:blank")
+        self.driver.delete_all_cookies()
+        self.viewport(*self.window)
+        self.read_console()
+        self.console = []
+
     def fresh_tab(self) -> None:
-        """A new tab in place of the old one: an empty sessionStorage (it lives per tab), no
-        cookies, the default viewport, a cleared console."""
+        """A new tab in place of the old one, as a user opens one: a new sessionStorage (it
+        lives per tab) with nothing in it, then reset()."""
         old = self.driver.current_window_handle
         self.driver.switch_to.new_window("tab")
         new = self.driver.current_window_handle
         self.driver.switch_to.window(old)
         self.driver.close()
         self.driver.switch_to.window(new)
-        self.driver.delete_all_cookies()
-        self.viewport(*self.window)
-        with contextlib.suppress(Exception):
-            self.driver.get_log("browser")  # what the old tab logged
-        self.console = []
+        self.reset()
 
     def viewport(self, width: int, height: int, mobile: bool = False) -> None:
         """Make the page's viewport exactly WIDTHxHEIGHT CSS pixels (a window's size includes
         the browser's frame, and a desktop window cannot be phone-narrow); `mobile` also turns
-        on the phone's meta-viewport handling. Lasts until the next fresh_tab()."""
+        on the phone's meta-viewport handling. Lasts until the next reset()."""
         self.driver.execute_cdp_cmd(
             "Emulation.setDeviceMetricsOverride",
             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile},
@@ -213,9 +222,10 @@ def chromium() -> Iterator[Browser]:
 
 @pytest.fixture
 def browser(chromium: Browser, request) -> Iterator[Browser]:
-    """The module's browser in a fresh tab. At teardown the test fails when the page logged a
-    script error, a CSP violation or a failed load, unless the message matches a pattern of the
-    test's `console_allows` marker (a 401 the login page expects, say)."""
+    """The module's browser in a fresh tab (nothing stored, no page kept alive in the back/forward
+    cache). At teardown the test fails when the page logged a script error, a CSP violation or a
+    failed load, unless the message matches a pattern of the test's `console_allows` marker (a
+    401 the login page expects, say)."""
     chromium.fresh_tab()
     yield chromium
     marker = request.node.get_closest_marker("console_allows")

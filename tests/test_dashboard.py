@@ -4,8 +4,9 @@ log viewer, pause and resume, hostile names and output rendered as text, the tok
 links, back and forward, a phone-sized viewport and the keyboard, the security headers.
 
 One service serves every check that can share it (its jobs below); the token checks have their
-own. Each browser test runs in a fresh tab and fails when the page logged a console error (a
-script error, a CSP violation); a failing one leaves a screenshot under .pytest-screenshots/."""
+own. Each browser test starts in a fresh tab with nothing stored, and fails when the page
+logged a console error (a script error, a CSP violation); a failing one leaves a screenshot
+under .pytest-screenshots/."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import secrets
 
 import pytest
 from api_client import request
+from browser import PAGE_LOAD_SECS
 from harness import Service
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, TimeoutException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
@@ -341,6 +343,37 @@ def test_deep_links_reload_and_back_and_forward(browser, svc):
     assert text(browser.one('table#tasks tr[data-task-id="c"] .exit-code')).strip() == "1"
 
 
+def test_full_page_loads_release_the_connections_of_the_pages_left(browser, svc):
+    """A page left by a full load (a typed URL, a reload) may stay in the back/forward cache. If
+    it kept its event streams open there, Chromium's 6 connections per host would be used up
+    after a few loads and the next page would never load; back must bring a cached page back
+    live."""
+    run = svc.wait_run(svc.trigger("diamond"))
+    pages = [("/", "overview"), ("/jobs/diamond", "job"), (f"/runs/{run['id']}", "run")]
+    browser.driver.set_page_load_timeout(5)
+    try:
+        for number in range(9):
+            path, page = pages[number % 3]
+            try:
+                browser.open(svc.port, path)
+                stuck = False
+            except TimeoutException:
+                stuck = True  # failed below, without the driver's traceback
+            if stuck:
+                pytest.fail(
+                    f"full load #{number + 1} ({path}) never started: the pages left before still "
+                    "hold the browser's connections to the host (6 at most)",
+                    pytrace=False,
+                )
+            browser.wait_page(page)
+            browser.wait(lambda: browser.body("data-live") == "on", f"{path} live")
+    finally:
+        browser.driver.set_page_load_timeout(PAGE_LOAD_SECS)
+    browser.driver.back()
+    browser.wait_page("job")
+    browser.wait(lambda: browser.body("data-live") == "on", "the page back from the cache, live")
+
+
 def test_phone_viewport_has_no_overflow_and_run_now_works_from_the_keyboard(browser, svc):
     run = svc.wait_run(svc.trigger("diamond"))
     browser.viewport(390, 844, mobile=True)
@@ -457,8 +490,10 @@ def test_token_prompt_before_any_data_then_session_storage_only(browser, locked)
     assert browser.js("return sessionStorage.getItem('petit.token')") is None
 
     log_in(browser, TOKEN)
-    browser.wait(lambda: browser.body("data-ready") == "1", "the data after logging in again")
-    assert browser.body("data-page") != "login"
+    browser.wait(
+        lambda: browser.body("data-page") != "login" and browser.body("data-ready") == "1",
+        "the data after logging in again",
+    )
     browser.fresh_tab()  # a new browser tab is a new session: it asks again
     browser.open(locked.port, "/")
     browser.wait(lambda: browser.body("data-page") == "login", "the login form in a new tab")
