@@ -50,7 +50,7 @@ def main() -> int:
             browser = Browser()
             try:
                 for name, path, page in shots:
-                    browser.fresh_tab()
+                    browser.reset()
                     browser.open(service.port, path)
                     browser.wait_page(page)
                     browser.wait(lambda: browser.body("data-live") == "on", "the live stream")

@@ -12,6 +12,7 @@ are skipped, and the run ends with one line saying how many and how to install t
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -77,7 +78,8 @@ class Browser:
         options.add_argument(f"--user-data-dir={self.profile}")
         # the window is larger than the viewport by its frame; viewport() sets the page's size
         options.add_argument(f"--window-size={window[0]},{window[1] + 200}")
-        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        # browser: the console; performance: DevTools' network events (every URL requested)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
         try:
             self.driver = webdriver.Chrome(
                 service=DriverService(executable_path=CHROMEDRIVER), options=options
@@ -89,6 +91,7 @@ class Browser:
         self.driver.set_script_timeout(PAGE_LOAD_SECS)
         self.base = ""
         self.console: list[dict] = []  # every entry since the last reset()
+        self.requested: list[str] = []  # every URL requested since the last reset()
         self.viewport(*window)
 
     # -- pages --------------------------------------------------------------------------------
@@ -156,6 +159,16 @@ class Browser:
             self.console += self.driver.get_log("browser")
         return self.console
 
+    def request_urls(self) -> list[str]:
+        """Every URL the tab requested so far (documents, assets, fetches, streams still open:
+        the page's own resource timing lists a request only once it has ended)."""
+        with contextlib.suppress(Exception):
+            for entry in self.driver.get_log("performance"):
+                message = json.loads(entry["message"])["message"]
+                if message.get("method") == "Network.requestWillBeSent":
+                    self.requested.append(message["params"]["request"]["url"])
+        return self.requested
+
     def errors(self) -> list[str]:
         """Script errors, failed loads and CSP violations, which Chromium logs as SEVERE."""
         return [e["message"] for e in self.read_console() if e.get("level") == "SEVERE"]
@@ -164,16 +177,17 @@ class Browser:
 
     def reset(self) -> None:
         """A blank page with nothing kept from the last test: the current origin's
-        sessionStorage and localStorage cleared, no cookies, the default viewport, a cleared
-        console. Pages the tab keeps in its back/forward cache stay alive (with their open
-        connections): fresh_tab() ends them too."""
+        sessionStorage and localStorage cleared, no cookies, the default viewport, the console
+        and the requests forgotten. Pages the tab keeps in its back/forward cache stay alive
+        (with their open connections): fresh_tab() ends them too."""
         if self.driver.current_url.startswith("http"):
             self.js("sessionStorage.clear(); localStorage.clear()")
         self.driver.get("about:blank")
         self.driver.delete_all_cookies()
         self.viewport(*self.window)
         self.read_console()
-        self.console = []
+        self.request_urls()
+        self.console, self.requested = [], []
 
     def fresh_tab(self) -> None:
         """A new tab in place of the old one, as a user opens one: a new sessionStorage (it
