@@ -44,7 +44,7 @@ def main() -> int:
             shots = (
                 ("overview.png", "/", "overview"),
                 ("job.png", f"/jobs/failing_job?run={runs['failing_job'][-1]}", "job"),
-                ("run.png", f"/runs/{runs['retry_demo'][0]}?task=flaky", "run"),
+                ("run.png", f"/runs/{runs['data_pipeline'][-1]}?task=load", "run"),
             )
             errors = []
             browser = Browser()
