@@ -14,7 +14,9 @@ const CHART_RUNS = 50;
 export async function mount(main, [jobId], search, page) {
   const view = new JobView(main, jobId, search.get("run"), page);
   await view.load();
-  page.stream(`/api/events${query({ job_id: jobId, event: ["run", "task"] })}`, (name, data) => view.onEvent(name, data));
+  page.stream(`/api/events${query({ job_id: jobId, event: ["run", "task"] })}`, (name, data) => view.onEvent(name, data), {
+    settle: () => view.refresh(),
+  });
 }
 
 class JobView {
@@ -43,6 +45,15 @@ class JobView {
     this.render();
     await Promise.all([this.loadRuns(), this.loadStates()]);
     this.page.ready();
+  }
+
+  /** Re-read the runs and the graph's states (the job's definition changes only on a reload). */
+  async refresh() {
+    const reply = await get(`${path("api", "jobs", this.jobId)}/runs${query({ limit: CHART_RUNS })}`, this.page.signal);
+    if (!this.page.active) return;
+    this.chartRuns = reply.runs;
+    this.drawChart();
+    await Promise.all([this.loadRuns(), this.loadStates()]);
   }
 
   render() {
@@ -197,7 +208,7 @@ class JobView {
 
   onEvent(name, data) {
     if (name === "reset") {
-      this.load().catch((error) => this.page.fail(error));
+      this.refresh().catch((error) => this.page.fail(error));
     } else if (name === "run") {
       this.onRun(data);
     } else if (name === "task" && data.run_id === this.selected) {
