@@ -1,10 +1,10 @@
 // The job page's task graph: a layered (Sugiyama-style) layout, left to right, drawn as SVG.
 // Layers are longest paths from the roots; edges longer than one layer get a dummy node per
 // layer they cross, so they are ordered and placed like nodes and run in lanes between them
-// instead of cutting through boxes. A few barycenter sweeps order each layer (the best order
-// by crossing count is kept), then an isotonic regression per layer places nodes as close to
+// instead of cutting through boxes. A few barycenter sweeps, each followed by adjacent swaps,
+// order each layer (the order with the fewest crossings is kept), then an isotonic regression per layer places nodes as close to
 // their neighbours as the spacing allows, so chains come out straight.
-import { clear, ellipsize, svgEl } from "./svg.js";
+import { clear, ellipsize, round1, svgEl } from "./svg.js";
 
 /** Above this many tasks the page shows a list instead: a graph that size cannot be read. */
 export const LIST_THRESHOLD = 400;
@@ -134,7 +134,7 @@ function indexPositions(graph) {
 }
 
 // Alternate downward sweeps (order by the mean position of the neighbours above) and upward
-// ones, each followed by adjacent swaps that barycenters miss, keeping the order with the fewest crossings seen.
+// ones, each followed by adjacent swaps that the means miss, keeping the order with the fewest crossings seen.
 function orderLayers(graph) {
   indexPositions(graph);
   let best = graph.layers.map((l) => l.slice());
@@ -310,16 +310,9 @@ function placeLayer(layer, wishes) {
 function output(graph, columns) {
   const { verts, chains } = graph;
   const real = verts.filter((x) => !x.dummy);
-  const nodes = real.map((x) => ({
-    id: x.id,
-    x: x.x,
-    y: x.cy - x.h / 2,
-    w: x.w,
-    h: x.h,
-    layer: x.layer,
-    label: x.label,
-    condition: x.condition,
-  }));
+  const nodes = real.map(({ id, x, cy, w, h, layer, label, condition }) => {
+    return { id, x, y: cy - h / 2, w, h, layer, label, condition };
+  });
   const edges = chains.map((chain) => ({
     from: verts[chain[0]].id,
     to: verts[chain[chain.length - 1]].id,
@@ -341,7 +334,7 @@ function edgePath(chain, columns) {
     points.push([col.x, vert.cy], [col.x + col.w, vert.cy]);
   }
   points.push([lastVert.x, lastVert.cy]);
-  const r = (n) => Math.round(n * 10) / 10;
+  const r = round1;
   let d = `M${r(points[0][0])},${r(points[0][1])}`;
   for (let i = 1; i < points.length; i++) {
     const [px, py] = points[i - 1];
@@ -377,26 +370,20 @@ export function drawDag(svg, layout, tasksById = {}) {
   const conditionById = new Map(layout.nodes.map((n) => [n.id, n.condition]));
   const edges = svgEl("g", { class: "edges" });
   for (const edge of layout.edges) {
-    edges.append(
-      svgEl("path", {
-        class: "edge",
-        d: edge.d,
-        "data-from": edge.from,
-        "data-to": edge.to,
-        "data-condition": conditionById.get(edge.to) || DEFAULT_CONDITION,
-        "marker-end": `url(#${markerId})`,
-      }),
-    );
+    const condition = conditionById.get(edge.to) || DEFAULT_CONDITION;
+    edges.append(svgEl("path", { class: "edge", d: edge.d, "data-from": edge.from, "data-to": edge.to,
+      "data-condition": condition, "marker-end": `url(#${markerId})` }));
   }
   const nodes = svgEl("g", { class: "nodes" });
   for (const node of layout.nodes) {
-    const task = lookup(tasksById, node.id) || {};
+    const name = (lookup(tasksById, node.id) || {}).name;
+    const who = name && name !== node.id ? `${node.id} (${name})` : node.id;
     const mid = node.condition ? 18 : node.h / 2;
     const g = svgEl(
       "g",
       { class: "node", transform: `translate(${node.x},${node.y})`, "data-task-id": node.id,
         "data-status": "none", "data-condition": node.condition || DEFAULT_CONDITION },
-      svgEl("title", {}, nodeTitle(node.id, task.name, "none")),
+      svgEl("title", {}, `${who} · none`),
       svgEl("rect", { class: "node-box", width: node.w, height: node.h, rx: 6 }),
       svgEl("rect", { class: "node-mark", width: 5, height: node.h, rx: 2 }),
       svgEl("text", { class: "node-label", x: PAD_X, y: mid, "dominant-baseline": "central" },
@@ -426,9 +413,4 @@ export function colourDag(svg, statusById) {
 function lookup(table, key) {
   if (!table) return undefined;
   return table instanceof Map ? table.get(key) : Object.hasOwn(table, key) ? table[key] : undefined;
-}
-
-function nodeTitle(id, name, status) {
-  const who = name && name !== id ? `${id} (${name})` : id;
-  return `${who} · ${status}`;
 }

@@ -1,7 +1,7 @@
 // The run page's timeline: one row per task, one bar per attempt, so a retried task shows each
 // try (and the delay between them) on its row. Times are epoch milliseconds; the axis counts
 // from the run's first start.
-import { clear, ellipsize, formatDuration, svgEl, widthOf } from "./svg.js";
+import { clear, ellipsize, formatDuration, round1, svgEl, widthOf } from "./svg.js";
 
 const ROW_H = 24;
 const BAR_H = 14;
@@ -80,8 +80,8 @@ export function drawGantt(svg, tasks, now = Date.now()) {
       row.append(
         svgEl(
           "rect",
-          { class: "attempt", x: round(x), y: y + (ROW_H - BAR_H) / 2, height: BAR_H, rx: 3,
-            width: round(Math.max(MIN_BAR_W, xOf(a.end) - x)), "data-task-id": id,
+          { class: "attempt", x: round1(x), y: y + (ROW_H - BAR_H) / 2, height: BAR_H, rx: 3,
+            width: round1(Math.max(MIN_BAR_W, xOf(a.end) - x)), "data-task-id": id,
             "data-attempt": a.attempt, "data-status": a.status },
           svgEl("title", {}, title),
         ),
@@ -91,7 +91,7 @@ export function drawGantt(svg, tasks, now = Date.now()) {
   });
   svg.append(axis, body);
   if (spans.some((a) => a.status === "running")) {
-    svg.append(svgEl("line", { class: "gantt-now", x1: round(xOf(now)), x2: round(xOf(now)),
+    svg.append(svgEl("line", { class: "gantt-now", x1: round1(xOf(now)), x2: round1(xOf(now)),
       y1: AXIS_H - 4, y2: height }));
   }
 }
@@ -103,7 +103,7 @@ function drawAxis(spanMs, plotX, plotW, height) {
   const step = TICK_STEPS_MS.find((s) => spanMs / s <= wanted) ?? TICK_STEPS_MS.at(-1);
   const axis = svgEl("g", { class: "gantt-axis" });
   for (let t = 0; t <= spanMs; t += step) {
-    const x = round(plotX + (t / spanMs) * plotW);
+    const x = round1(plotX + (t / spanMs) * plotW);
     axis.append(
       svgEl("line", { class: "gantt-tick", x1: x, x2: x, y1: AXIS_H - 4, y2: height }),
       svgEl("text", { class: "gantt-tick-label", x, y: AXIS_H - 10, "text-anchor": "middle" },
@@ -111,8 +111,4 @@ function drawAxis(spanMs, plotX, plotW, height) {
     );
   }
   return axis;
-}
-
-function round(n) {
-  return Math.round(n * 10) / 10;
 }

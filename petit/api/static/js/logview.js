@@ -37,7 +37,7 @@ export class LogView {
     this.#schedule();
   }
 
-  /** Forget every line (a new task or attempt was picked). */
+  /** Forget every line and the truncated mark (a new task or attempt was picked). */
   clear() {
     this.#lines = [];
     this.#shown = [];
@@ -48,9 +48,14 @@ export class LogView {
   /** Add lines [{stream: "stdout"|"stderr", text}]; drawn at the next animation frame. */
   append(lines) {
     for (const line of lines) {
-      // A loop, not push(...lines): spreading 100k+ arguments overflows the stack.
-      if (this.#streams[line.stream] !== false) this.#shown.push(this.#lines.length);
-      this.#lines.push(line);
+      const text = String(line.text ?? "");
+      // One row is one line: a text holding newlines would overflow its fixed-height row.
+      const parts = text.includes("\n") ? text.split("\n") : [text];
+      for (const part of parts) {
+        // A loop, not push(...lines): spreading 100k+ arguments overflows the stack.
+        if (this.#streams[line.stream] !== false) this.#shown.push(this.#lines.length);
+        this.#lines.push({ stream: line.stream, text: part });
+      }
     }
     this.#schedule();
   }
@@ -158,7 +163,7 @@ export class LogView {
     const stream = line.stream === "stderr" ? "stderr" : "stdout";
     row.className = stream === "stderr" ? "logview-line stderr" : "logview-line";
     row.setAttribute("data-stream", stream);
-    const text = String(line.text ?? "");
+    const text = line.text;
     // textContent: a log line is untrusted and must never be parsed as markup.
     row.textContent =
       text.length > MAX_LINE_CHARS
