@@ -17,6 +17,8 @@ export class LogView {
   #frame = 0;
   #lastTop = 0;
   #rows = []; // pooled row elements, in display order
+  #drawnFirst = -1; // the row range now in the DOM, so a scroll within one row draws nothing
+  #drawnLast = -1;
   #spacer;
   #window;
 
@@ -124,9 +126,6 @@ export class LogView {
     return this.#shown.length + (this.#truncated ? 1 : 0);
   }
 
-  #drawnFirst = -1;
-  #drawnLast = -1;
-
   // Fill the pooled rows with the lines from just above to just below the visible window.
   #drawWindow(force = false) {
     const box = this.container;
@@ -141,7 +140,9 @@ export class LogView {
     const count = Math.max(0, last - first);
     while (this.#rows.length < count) this.#rows.push(this.#newRow());
     for (let i = 0; i < count; i++) this.#fill(this.#rows[i], first + i);
-    if (this.#window.childElementCount !== count) this.#window.replaceChildren(...this.#rows.slice(0, count));
+    if (this.#window.childElementCount !== count) {
+      this.#window.replaceChildren(...this.#rows.slice(0, count));
+    }
   }
 
   #newRow() {
