@@ -106,7 +106,7 @@ function buildLayeredGraph(tasks, preds, layerOf) {
     }
   });
   const layerCount = tasks.length ? Math.max(...layerOf) + 1 : 0;
-  return { verts, up, down, chains, layers: initialOrder(verts, down, layerCount), pos: [] };
+  return { verts, up, down, chains, layers: initialOrder(verts, down, layerCount) };
 }
 
 // Depth-first visiting order from the roots: siblings start next to each other.
@@ -134,12 +134,14 @@ function indexPositions(graph) {
 }
 
 // Alternate downward sweeps (order by the mean position of the neighbours above) and upward
-// ones, each followed by adjacent swaps that the means miss, keeping the order with the fewest crossings seen.
+// ones, each followed by adjacent swaps that the means miss; keep the order with the fewest
+// crossings, and stop once a down-and-up pair of sweeps found nothing better.
 function orderLayers(graph) {
   indexPositions(graph);
   let best = graph.layers.map((l) => l.slice());
   let bestCrossings = countCrossings(graph);
-  for (let sweep = 0; sweep < ORDER_SWEEPS && bestCrossings > 0; sweep++) {
+  let stale = 0;
+  for (let sweep = 0; sweep < ORDER_SWEEPS && bestCrossings > 0 && stale < 2; sweep++) {
     const downward = sweep % 2 === 0;
     const last = graph.layers.length - 1;
     for (let k = 1; k <= last; k++) {
@@ -148,9 +150,11 @@ function orderLayers(graph) {
     }
     transpose(graph);
     const crossings = countCrossings(graph);
+    stale++;
     if (crossings < bestCrossings) {
       bestCrossings = crossings;
       best = graph.layers.map((layer) => layer.slice());
+      stale = 0;
     }
   }
   graph.layers = best;
@@ -173,22 +177,21 @@ function reorder(graph, layer, neighbours) {
 }
 
 // Swap neighbours in a layer while that removes crossings with both adjacent layers (dot's
-// "transpose"); a few passes at most, since each pass only ever lowers the count.
+// "transpose"); a few passes at most, since each swap strictly lowers the count.
 function transpose(graph) {
   const { layers, up, down, pos } = graph;
+  const tally = { kept: 0, swapped: 0 };
   for (let pass = 0; pass < TRANSPOSE_PASSES; pass++) {
     let improved = false;
     for (const layer of layers) {
       for (let i = 0; i + 1 < layer.length; i++) {
         const a = layer[i];
         const b = layer[i + 1];
-        const now = pairCrossings(pos, up[a], up[b]) + pairCrossings(pos, down[a], down[b]);
-        const swapped = pairCrossings(pos, up[b], up[a]) + pairCrossings(pos, down[b], down[a]);
-        if (swapped < now) {
-          layer[i] = b;
-          layer[i + 1] = a;
-          pos[a] = i + 1;
-          pos[b] = i;
+        tally.kept = tally.swapped = 0;
+        pairCrossings(pos, up[a], up[b], tally);
+        pairCrossings(pos, down[a], down[b], tally);
+        if (tally.swapped < tally.kept) {
+          [layer[i], layer[i + 1], pos[a], pos[b]] = [b, a, i + 1, i];
           improved = true;
         }
       }
@@ -197,31 +200,38 @@ function transpose(graph) {
   }
 }
 
-// Crossings between the edges of a vertex placed left (ends left) and one placed right of it.
-function pairCrossings(pos, left, right) {
-  let count = 0;
-  for (const u of left) for (const v of right) if (pos[u] > pos[v]) count++;
-  return count;
+// Adds to tally the crossings between the edges of the left vertex and those of the right one
+// as they are (kept) and if the two swapped places (swapped); a shared neighbour crosses neither.
+function pairCrossings(pos, left, right, tally) {
+  for (const u of left) {
+    for (const v of right) {
+      if (pos[u] > pos[v]) tally.kept++;
+      else if (pos[u] < pos[v]) tally.swapped++;
+    }
+  }
 }
 
 // Crossings between each pair of adjacent layers = inversions of the lower ends once the edges
-// are sorted by their upper ends, counted with a Fenwick tree: O(E log V).
+// are sorted by (upper end, lower end), counted with a Fenwick tree: O(E log V). Edges are
+// packed as numbers in a typed array so the sort needs no comparator and makes no garbage.
 function countCrossings(graph) {
   const { layers, down, pos } = graph;
   let total = 0;
   for (let l = 0; l + 1 < layers.length; l++) {
-    const ends = [];
-    for (const u of layers[l]) {
-      const lows = down[u].map((v) => pos[v]).sort((a, b) => a - b);
-      for (const p of lows) ends.push(p);
-    }
     const size = layers[l + 1].length;
+    let count = 0;
+    for (const u of layers[l]) count += down[u].length;
+    const keys = new Float64Array(count);
+    let k = 0;
+    for (const u of layers[l]) for (const v of down[u]) keys[k++] = pos[u] * size + pos[v];
+    keys.sort();
     const tree = new Int32Array(size + 1);
-    for (let i = 0; i < ends.length; i++) {
-      let greater = i; // edges seen so far minus those ending at or before ends[i]
-      for (let j = ends[i] + 1; j > 0; j -= j & -j) greater -= tree[j];
+    for (let i = 0; i < count; i++) {
+      const end = keys[i] % size;
+      let greater = i; // edges seen so far minus those ending at or before this one's end
+      for (let j = end + 1; j > 0; j -= j & -j) greater -= tree[j];
       total += greater;
-      for (let j = ends[i] + 1; j <= size; j += j & -j) tree[j]++;
+      for (let j = end + 1; j <= size; j += j & -j) tree[j]++;
     }
   }
   return total;
@@ -361,12 +371,9 @@ export function drawDag(svg, layout, tasksById = {}) {
   svg.setAttribute("width", layout.width);
   svg.setAttribute("height", layout.height);
   const markerId = `${svg.id || "dag"}-arrow`;
-  const marker = svgEl(
-    "marker",
-    { id: markerId, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7,
-      markerUnits: "userSpaceOnUse", orient: "auto" },
-    svgEl("path", { d: "M0,1 L9,5 L0,9 Z", class: "dag-arrowhead" }),
-  );
+  const marker = svgEl("marker", { id: markerId, viewBox: "0 0 10 10", refX: 9, refY: 5,
+    markerWidth: 7, markerHeight: 7, markerUnits: "userSpaceOnUse", orient: "auto" },
+  svgEl("path", { d: "M0,1 L9,5 L0,9 Z", class: "dag-arrowhead" }));
   const conditionById = new Map(layout.nodes.map((n) => [n.id, n.condition]));
   const edges = svgEl("g", { class: "edges" });
   for (const edge of layout.edges) {
@@ -411,6 +418,5 @@ export function colourDag(svg, statusById) {
 }
 
 function lookup(table, key) {
-  if (!table) return undefined;
-  return table instanceof Map ? table.get(key) : Object.hasOwn(table, key) ? table[key] : undefined;
+  return table instanceof Map ? table.get(key) : table && Object.hasOwn(table, key) ? table[key] : undefined;
 }
