@@ -5,7 +5,8 @@ import { get, post, query } from "./api.js";
 import { button, fill, h, path } from "./dom.js";
 import { clock, duration, elapsed, relative } from "./format.js";
 import { drawDurations } from "./chart.js";
-import { LIST_THRESHOLD, colourDag, drawDag, layoutDag } from "./dag.js";
+import { LIST_THRESHOLD, layoutDag } from "./dag.js";
+import { colourDag, drawDag } from "./dagdraw.js";
 
 export const NAME = "job";
 const PAGE = 20;
@@ -121,7 +122,7 @@ class JobView {
     svg.setAttribute("role", "img");
     svg.setAttribute("aria-label", "Run durations, oldest left");
     fill(this.chart, this.chartRuns.length ? svg : h("p", { class: "muted" }, "No runs yet."));
-    if (this.chartRuns.length) drawDurations(svg, this.chartRuns, (runId) => this.select(runId));
+    if (this.chartRuns.length) drawDurations(svg, this.chartRuns, (runId) => this.select(runId), this.selected);
   }
 
   async loadRuns() {
@@ -191,6 +192,7 @@ class JobView {
     url.searchParams.set("run", runId);
     history.replaceState(null, "", url.pathname + url.search);
     this.renderRuns();
+    this.drawChart();
     try {
       await this.loadStates();
     } catch (error) {
