@@ -253,26 +253,19 @@ class LogWriter:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             self._fd = _create(self.path)
         raw = _encode("".join(chunks))
-        while True:
+        while raw:
             room = max(0, self.limit - self._size)
-            if len(raw) <= room:  # the usual case: the rest fits in the current segment
-                self._put(raw)
-                return
-            cut = raw.rfind(b"\n", 0, room) + 1  # after the last whole record that fits
+            # all of it (the usual case), else up to the end of the last whole record that fits
+            cut = len(raw) if len(raw) <= room else raw.rfind(b"\n", 0, room) + 1
             if not cut and not self._size:  # a record longer than the limit: a segment of its own
                 cut = raw.index(b"\n") + 1
-            if cut:
-                self._put(raw[:cut])
-                raw = raw[cut:]
-                if not raw:
-                    return
-            self._rotate()
-
-    def _put(self, records: bytes) -> None:
-        """Write whole records to the current segment."""
-        _write_all(self._fd, records)
-        self._size += len(records)
-        self._lines += records.count(b"\n")
+            if not cut:
+                self._rotate()
+                continue
+            _write_all(self._fd, raw[:cut])
+            self._size += cut
+            self._lines += raw.count(b"\n", 0, cut)
+            raw = raw[cut:]
 
     def _rotate(self) -> None:
         """The full segment becomes `.1` (the one before it goes) and a new one begins with the
