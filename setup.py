@@ -14,6 +14,8 @@ setup(
     version=VERSION,
     description="A small, dependable job orchestrator for one machine",
     packages=find_packages(include=["petit", "petit.*"]),
+    # the dashboard's page and files, served by the API process (petit/api/dashboard.py)
+    package_data={"petit.api": ["static/**/*"]},
     python_requires=">=3.11",
     install_requires=[
         "tornado>=6.3",

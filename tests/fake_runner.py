@@ -55,9 +55,8 @@ class FakeAttempt:
         if outcome.raises == "collect":
             raise RuntimeError(f"fake runner broke collecting {spec.task_id}")
         for stream, lines in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
-            for line in lines:
-                if spec.on_line is not None:
-                    spec.on_line(stream, line)
+            if lines and spec.on_lines is not None:
+                spec.on_lines(stream, list(lines))  # one batch per stream, as one read would be
         if outcome.hang:
             self._runner.hanging.release()  # tell the test this attempt is in flight
             if not self._cancelled.wait(30):

@@ -25,7 +25,7 @@ from petit import __version__
 from petit.api.app import ROUTES, route_templates
 from petit.api.channel import REPLY_DEADLINE_SECS
 from petit.api.handlers import MAX_LIMIT
-from petit.core.model import DependencyCondition
+from petit.core.model import Condition, DependencyCondition
 
 RUN_FIELDS = {"id", "job_id", "status", "trigger", "started_at", "ended_at", "duration_ms", "error"}
 TASK_FIELDS = {
@@ -456,7 +456,7 @@ def test_cancel_running_run_then_409(svc, openapi):
         ("GET", "/api/runs/hello_world-" + "9" * 40),
         ("GET", "/api/runs/" + quote("hello world-1")),
         ("GET", "/api/nothing/here"),  # unknown routes
-        ("GET", "/"),
+        ("GET", "/index.html"),  # the dashboard's shell is served at / only
         ("GET", "/api"),
         ("GET", "/api/jobs/hello_world/runs/extra"),
         ("POST", "/api/scheduler/explode"),
@@ -549,9 +549,9 @@ def test_unknown_method_on_no_route_is_still_405(svc):
 
 
 # what HEAD and GET may answer differently: the date, and the length of bodies that change between
-# two requests (the uptime; the scheduled ten_seconds job's last run in the job list; the
-# processes' memory and CPU in the metrics)
-_VOLATILE_LENGTH = {"/api/health", "/api/jobs", "/metrics"}
+# two requests (the uptime; the children's uptimes; the scheduled ten_seconds job's last run in
+# the job list; the processes' memory and CPU in the metrics)
+_VOLATILE_LENGTH = {"/api/health", "/api/status", "/api/jobs", "/metrics"}
 _STREAMS = {"/api/events"}
 
 
@@ -576,7 +576,7 @@ def test_head_answers_like_get_without_a_body(svc, finished_pipeline):
         if template not in _VOLATILE_LENGTH:
             assert int(head.headers["content-length"]) == len(get.body), path
         checked += 1
-    assert checked == 10, checked
+    assert checked == 11, checked
 
 
 @pytest.mark.parametrize(
@@ -1028,17 +1028,23 @@ def test_openapi_job_lists_have_item_schemas(openapi):
     schemas = openapi["components"]["schemas"]
     job = schemas["Job"]["properties"]
     task = _resolve(openapi, job["tasks"]["items"])
-    assert task["required"] == ["depends_on", "id"]
-    assert task["properties"] == {
-        "id": {"type": "string"},
-        "depends_on": {"type": "array", "items": {"type": "string"}},
-    }
+    assert task["required"] == sorted(
+        ["id", "depends_on", "name", "type", "condition", "timeout_secs", "retry"]
+    )
+    assert task["properties"]["id"] == {"type": "string"}
+    assert task["properties"]["depends_on"] == {"type": "array", "items": {"type": "string"}}
+    assert task["properties"]["condition"]["enum"] == [c.value for c in Condition] + [None]
     dependency = _resolve(openapi, job["depends_on"]["items"])
     assert dependency["required"] == ["condition", "job"]
     assert dependency["properties"]["job"] == {"type": "string"}
     assert dependency["properties"]["condition"]["enum"] == [c.value for c in DependencyCondition]
     # the schemas bite: a wrong item is reported (real responses pass in the test above)
     assert schema_problems(openapi, job["tasks"], [{"id": "a", "depends_on": [1]}])
+    task_fields = {"name": None, "type": None, "condition": None, "timeout_secs": None}
+    good = {"id": "a", "depends_on": [], **task_fields, "retry": None}
+    assert not schema_problems(openapi, job["tasks"], [good])
+    assert schema_problems(openapi, job["tasks"], [{**good, "retry": {"max_attempts": 1}}])
+    assert schema_problems(openapi, job["tasks"], [{**good, "condition": "sometimes"}])
     assert schema_problems(openapi, job["depends_on"], [{"job": "a", "condition": "sometimes"}])
     assert schema_problems(openapi, job["depends_on"], [{"condition": "last_success"}])
 

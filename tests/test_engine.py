@@ -288,7 +288,7 @@ def test_events_are_causal_within_a_run(tmp_path):
     )
     assert statuses(run) == {"a": "completed", "b": "failed", "c": "skipped", "d": "completed"}
     assert_causal(h.events, run)
-    lines = [(e.attempt, e.stream, e.line) for e in h.of(TaskOutput, "a")]
+    lines = [(e.attempt, e.stream, line) for e in h.of(TaskOutput, "a") for line in e.lines]
     assert lines == [(1, "stdout", "try 1"), (2, "stdout", "try 2"), (2, "stderr", "w")]
     assert [(e.task_id, e.attempt) for e in h.of(TaskStarted)][:2] == [("a", 1), ("a", 2)]
     assert all(e.run_id == run.id and e.job_id == "job" for e in h.events)

@@ -35,7 +35,9 @@ def a_run() -> Run:
 
 
 def output(task_id: str, number: int, stream: str = "stdout") -> TaskOutput:
-    return TaskOutput(at=100, **IDS, task_id=task_id, attempt=1, stream=stream, line=f"l{number}")
+    return TaskOutput(
+        at=100, **IDS, task_id=task_id, attempt=1, stream=stream, lines=(f"l{number}",)
+    )
 
 
 class Sent:
@@ -95,7 +97,7 @@ def test_output_is_grouped_by_stream_capped_per_batch_and_long_lines_are_cut():
     forwarder.publish(TaskEnded(at=200, **IDS, task_id="a", attempt=1, status="completed"))
     forwarder.flush()
     forwarder.publish(
-        TaskOutput(at=300, **IDS, task_id="a", attempt=1, stream="stdout", line="y" * 5000)
+        TaskOutput(at=300, **IDS, task_id="a", attempt=1, stream="stdout", lines=("y" * 5000,))
     )
     forwarder.close()
     got = [
@@ -111,6 +113,27 @@ def test_output_is_grouped_by_stream_capped_per_batch_and_long_lines_are_cut():
         ("log", "a", "stdout", [], 3),  # l7, l9, l11
         ("task", "a", None, None, None),
         ("log", "a", "stdout", ["y" * MAX_LIVE_LINE_CHARS + "... [904 more characters]"], None),
+    ]
+
+
+def test_one_event_of_many_lines_is_split_by_the_same_caps_as_many_events():
+    sent = Sent()
+    forwarder = EventForwarder(sent, max_output_lines=40)
+    lines = ("l1", "l2", *["y" * 5000] * 32, "short", *[f"n{i}" for i in range(10)])
+    forwarder.publish(TaskOutput(at=1, **IDS, task_id="a", attempt=1, stream="stdout", lines=lines))
+    forwarder.close()
+    got = [
+        (len(data["lines"]), data["lines"][-1][:2] if data["lines"] else None, data.get("dropped"))
+        for _, data in sent.messages()
+    ]
+    # a line cut to 4,121 characters: 15 fill a 64 Ki message and 31 the 128 Ki of a batch, so
+    # the 32nd is dropped while "short" still fits; then the line cap (40) drops n6 to n9
+    assert got == [
+        (17, "yy", None),
+        (15, "yy", None),
+        (1, "yy", None),
+        (0, None, 5),
+        (7, "n5", None),
     ]
 
 

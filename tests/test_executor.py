@@ -1,5 +1,5 @@
 """One task attempt through the local runner, with real subprocesses: exit codes, output passed
-on line by line, start failures, timeouts that kill the whole process group, bounded lines,
+on in batches of lines, start failures, timeouts that kill the whole process group, bounded lines,
 cancel, the environment, and the handle recovery uses."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psutil
+import pytest
 from conftest import MARK, assert_none_left, marked_alive, wait_until
 
 from petit.core.model import Job, Task, TaskType
@@ -24,7 +25,7 @@ from petit.execution.runners.base import (
     build_argv,
     build_env,
 )
-from petit.execution.runners.local import KILL_GRACE_SECS, LocalRunner, TaskProcess
+from petit.execution.runners.local import KILL_GRACE_SECS, LineSplitter, LocalRunner, TaskProcess
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -51,7 +52,7 @@ def start(
     run_id: str = "job-1",
     attempt: int = 1,
     log_limit: int = DEFAULT_LOG_LIMIT,
-    on_line: Callable[[str, str], None] | None = None,
+    on_lines: Callable[[str, list[str]], None] | None = None,
 ) -> TaskProcess:
     job = job_of(task, marker, job_env)
     cwd = None if task.working_dir is None else os.path.join(base_dir, task.working_dir)
@@ -65,14 +66,14 @@ def start(
         cwd=cwd,
         timeout_secs=task.timeout_secs,
         log_limit=log_limit,
-        on_line=on_line,
+        on_lines=on_lines,
     )
     return LocalRunner().start(spec)
 
 
 @dataclass
 class Ran(AttemptResult):
-    """An attempt's result with the lines its on_line received."""
+    """An attempt's result with the lines its on_lines received."""
 
     lines: list[tuple[str, str]] = field(default_factory=list)
 
@@ -90,7 +91,9 @@ class Ran(AttemptResult):
 
 def run(task: Task, marker: str, **kw) -> Ran:
     lines: list[tuple[str, str]] = []
-    result = start(task, marker, on_line=lambda *line: lines.append(line), **kw).collect()
+    result = start(
+        task, marker, on_lines=lambda stream, batch: lines.extend((stream, b) for b in batch), **kw
+    ).collect()
     return Ran(**vars(result), lines=lines)
 
 
@@ -231,15 +234,15 @@ def test_ten_megabytes_on_both_streams_does_not_deadlock_and_every_line_arrives(
     )
     seen = {"stdout": [], "stderr": []}
 
-    def on_line(stream: str, line: str) -> None:
-        if len(seen[stream]) < 2:
-            seen[stream].append(line)
-        seen[stream + " count"] = seen.get(stream + " count", 0) + 1
-        seen[stream + " last"] = line
+    def on_lines(stream: str, lines: list[str]) -> None:
+        assert lines  # a read that completed no line is no call
+        seen[stream] += lines[: 2 - len(seen[stream])]
+        seen[stream + " count"] = seen.get(stream + " count", 0) + len(lines)
+        seen[stream + " last"] = lines[-1]
 
     began = time.monotonic()
     task = Task(id="t", name="t", type=TaskType.PYTHON, inline=code, timeout_secs=40)
-    result = start(task, marker, on_line=on_line).collect()
+    result = start(task, marker, on_lines=on_lines).collect()
     assert time.monotonic() - began < 30
     assert (result.exit_code, result.timed_out) == (0, False)
     assert seen["stdout"] == ["line 00000000", "line 00000001"]
@@ -259,6 +262,24 @@ def test_a_line_over_the_limit_comes_in_pieces_cut_between_characters(marker):
         ("stdout", "xxxxx"),
         ("stdout", "xx"),
     ]
+
+
+# Every case at a cut or a chunk boundary: 2-, 3- and 4-byte characters, an invalid byte, a
+# character whose end is missing before its newline, empty lines, no newline at the end.
+STREAM = "é€𝄞é€\n\nabcdefgh€\nok\n".encode() + b"\xffab\xe2\x82\nxy\xe2\x82\xacz\xe2"
+CUT_AT_5 = ["é€", "𝄞", "é€", "", "abcde", "fgh", "€", "ok", "\ufffdab\ufffd", "xy€", "z\ufffd"]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, len(STREAM)], ids=lambda size: f"chunks-of-{size}")
+def test_lines_are_cut_the_same_whatever_the_chunks_and_each_chunk_is_one_batch(size):
+    batches: list[list[str]] = []
+    splitter = LineSplitter(5, batches.append)
+    chunks = [STREAM[at : at + size] for at in range(0, len(STREAM), size)]
+    for chunk in chunks:
+        splitter.feed(chunk)
+    splitter.close()
+    assert [line for batch in batches for line in batch] == CUT_AT_5
+    assert all(batches) and len(batches) <= len(chunks) + 1  # no empty call, one per chunk at most
 
 
 # -- cancel -------------------------------------------------------------------------------------

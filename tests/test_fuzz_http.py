@@ -41,8 +41,9 @@ from api_client import request
 from harness import TERMINAL, Service
 from processes import wait_until
 
-from petit.api.app import ROUTES, route_templates
+from petit.api.app import PAGE_ROUTES, ROUTES, route_templates
 from petit.api.base import MAX_BODY_BYTES, MAX_PATH_CHARS, BaseHandler
+from petit.api.dashboard import PageHandler
 from petit.storage.store import DEFAULT_KEEP_RUNS, JOB_STATE_KEYS, Store, split_run_id
 
 SEED = int(os.environ.get("PETIT_FUZZ_SEED", "20240606"))
@@ -240,9 +241,23 @@ _ROUTES = [
 ]
 
 
+# the dashboard's pages (the generator reaches `/` among its odd paths; /static/ it never asks)
+_PAGES = [
+    (re.compile(pattern + "$"), pattern)
+    for pattern, handler in PAGE_ROUTES
+    if handler is PageHandler
+]
+PAGE_MEDIA_TYPE = "text/html"
+
+
 def route_of(path: str) -> str | None:
     """The OpenAPI template a raw request path is served by, matched the way tornado does."""
     return next((template for regex, template in _ROUTES if regex.match(path)), None)
+
+
+def page_of(path: str) -> str | None:
+    """The page route pattern a raw request path is served by (a dashboard page: the HTML)."""
+    return next((pattern for regex, pattern in _PAGES if regex.match(path)), None)
 
 
 @dataclass
@@ -314,6 +329,8 @@ def expect(
         return outcomes | {403}
     if case.method not in ("GET", "HEAD") and origin_kind == "foreign":
         return outcomes | {403}
+    if page_of(path) is not None:  # public, and the same shell whatever the query
+        return outcomes | ({200} if case.method in ("GET", "HEAD") else {405})
     template = route_of(path)
     if template is None:
         return outcomes | {404}
@@ -663,7 +680,8 @@ def make_case(
     if BARE_400 in case.expected and case.body:
         case.expected.add(CLOSED)  # closed with the body unread: the reset may beat the answer
         case.why.setdefault(CLOSED, "bare 400 with our body unread: the reset may beat the answer")
-    template = route_of(case.target.partition("?")[0])
+    path = case.target.partition("?")[0]
+    template = route_of(path) or page_of(path)
     case.label = (
         "(unsupported method)" if case.method not in SUPPORTED else template or "(unrouted)"
     )
@@ -980,8 +998,10 @@ def problems_with(case: Case, outcome: Outcome, doc: dict) -> list[str]:
 
 
 def documented_media_type(case: Case, status: int, doc: dict) -> str:
-    """The media type the document gives the answer (errors, and unrouted paths: JSON). A HEAD
-    answers the headers of its GET."""
+    """The media type the document gives the answer (errors, and unrouted paths: JSON; a page:
+    HTML). A HEAD answers the headers of its GET."""
+    if status == 200 and case.label in {pattern for _, pattern in _PAGES}:
+        return PAGE_MEDIA_TYPE
     method = "get" if case.method == "HEAD" else case.method.lower()
     operation = doc["paths"].get(case.label, {}).get(method, {})
     content = operation.get("responses", {}).get(str(status), {}).get("content")

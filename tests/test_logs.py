@@ -5,6 +5,7 @@ attempt's log kept, and what a SIGKILLed worker's task printed still there after
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -35,9 +36,14 @@ def store(tmp_path) -> Store:
 
 def write(store: Store, lines, attempt: int = 1, limit: int = 1 << 20, run_id: str = RUN) -> None:
     writer = store.logs.writer(run_id, TASK, attempt, limit)
-    for stream, text in lines:
-        writer.append(stream, text)
+    append(writer, lines)
     writer.close()
+
+
+def append(writer, lines) -> None:
+    """`(stream, text)` pairs, each run of one stream in one batch, as the runner hands them."""
+    for stream, run in itertools.groupby(lines, key=lambda line: line[0]):
+        writer.append_lines(stream, [text for _, text in run])
 
 
 def numbered(count: int, start: int = 0) -> list[tuple[str, str]]:
@@ -85,14 +91,16 @@ def test_every_attempt_keeps_its_own_log_and_none_is_the_latest(store):
 def test_lines_reach_the_file_within_the_flush_interval_or_at_once_when_big(store):
     writer = store.logs.writer(RUN, TASK, 1, 1 << 20)
     try:
-        writer.append("stdout", "soon")  # the flusher writes it, with no close and no more lines
+        writer.append_lines(
+            "stdout", ["soon"]
+        )  # the flusher writes it, with no close and no more lines
         wait_until(lambda: store.logs.read(RUN, TASK), timeout=5, message="the flusher's write")
         big = "x" * FLUSH_BYTES
-        writer.append("stderr", big)  # no wait: a big buffer is written by append itself
+        writer.append_lines("stderr", [big])  # no wait: a big buffer is written by append itself
         assert store.logs.read(RUN, TASK)["lines"] == [["stdout", "soon"], ["stderr", big]]
     finally:
         writer.close()
-    writer.append("stdout", "after close")  # dropped, not an error
+    writer.append_lines("stdout", ["after close"])  # dropped, not an error
     assert len(store.logs.read(RUN, TASK)["lines"]) == 2
 
 
@@ -109,6 +117,26 @@ def test_rotation_keeps_two_segments_and_says_what_was_dropped(store):
     assert all(len(raw) <= 60 + 60 for raw in on_disk.values())  # a segment, plus its marker
     log = store.logs.read(RUN, TASK)
     assert log["lines"] == [list(line) for line in lines[90:]] and log["truncated"] is True
+
+
+def test_one_batch_rotates_where_its_records_cross_the_limit_and_a_newline_splits_a_line(store):
+    lines = [text for _, text in numbered(12)]  # 12 bytes a record: 5 per 60-byte segment
+    writer = store.logs.writer(RUN, TASK, 1, 60)
+    writer.append_lines("stdout", lines[:3])
+    writer.flush()
+    writer.append_lines("stdout", lines[3:])  # crosses the limit twice: two rotations
+    writer.append_lines("stderr", ["two\nrecords"])  # never from the runner, still two lines
+    with pytest.raises(TypeError, match="not a str"):
+        writer.append_lines("stdout", "a str would be a line per character")
+    writer.close()
+    on_disk = files(store)
+    assert on_disk["1.log.1"] == b"# rotated: 5 lines, 60 bytes before this segment\n" + b"".join(
+        f"o {text}\n".encode() for text in lines[5:10]
+    )
+    assert on_disk["1.log"].startswith(b"# rotated: 10 lines, 120 bytes before this segment\n")
+    log = store.logs.read(RUN, TASK)
+    expected = [["stdout", t] for t in lines[5:]] + [["stderr", "two"], ["stderr", "records"]]
+    assert log["lines"] == expected and log["truncated"] is True
 
 
 def test_a_line_longer_than_the_limit_gets_a_segment_of_its_own(store):
@@ -133,12 +161,10 @@ def test_tail_follows_across_rotations_and_tells_a_gap(store):
     tail = store.logs.tail(RUN, TASK, 1)
     try:
         assert tail.read_new() == []  # nothing written yet
-        for line in lines[:3]:
-            writer.append(*line)
+        append(writer, lines[:3])
         writer.flush()
         assert tail.read_new() == lines[:3]
-        for line in lines[3:8]:  # one rotation between two reads: nothing lost
-            writer.append(*line)
+        append(writer, lines[3:8])  # one rotation between two reads: nothing lost
         writer.flush()
         got = []
         while batch := tail.read_new():
@@ -146,8 +172,7 @@ def test_tail_follows_across_rotations_and_tells_a_gap(store):
         assert got == lines[3:8] and tail.position == 8
         # four rotations between two reads: the tail ends the file it held, then goes to the
         # newest segment, and its position says how many lines it could not see
-        for line in lines[8:30]:
-            writer.append(*line)
+        append(writer, lines[8:30])
         writer.flush()
         assert tail.read_new() == lines[8:10] and tail.position == 10
         assert tail.read_new() == lines[25:30] and tail.position == 30

@@ -182,7 +182,7 @@ def test_split_run_id_takes_the_last_dash():
 
 def write_log(store: Store, run_id: str, line: str) -> None:
     writer = store.logs.writer(run_id, "t", 1, 1024)
-    writer.append("stdout", line)
+    writer.append_lines("stdout", [line])
     writer.close()
 
 

@@ -3,186 +3,16 @@ checks real responses against the documented fields, so it cannot drift silently
 
 from __future__ import annotations
 
-from ..core.model import DependencyCondition
 from .base import ID_CHARS, ID_MAX_CHARS
-
-_INT_OR_NULL = {"type": ["integer", "null"]}
-_STR_OR_NULL = {"type": ["string", "null"]}
-_STREAM = {"type": "string", "enum": ["stdout", "stderr"]}
-_LINE = [_STREAM, {"type": "string"}]  # [stream, text]
-_WHOLE = {"type": "integer", "minimum": 1}
-
-
-def _obj(required: dict, optional: dict | None = None) -> dict:
-    props = {**required, **(optional or {})}
-    return {"type": "object", "required": sorted(required), "properties": props}
-
-
-SCHEMAS = {
-    "Error": _obj(
-        {
-            "error": {"type": "string"},
-            "code": {
-                "type": "string",
-                "enum": [
-                    "BAD_REQUEST",
-                    "UNAUTHORIZED",
-                    "FORBIDDEN",
-                    "NOT_FOUND",
-                    "METHOD_NOT_ALLOWED",
-                    "CONFLICT",
-                    "PAYLOAD_TOO_LARGE",
-                    "TOO_MANY_REQUESTS",
-                    "SERVICE_UNAVAILABLE",
-                    "INTERNAL_ERROR",
-                    "STORAGE_ERROR",
-                ],
-            },
-        }
-    ),
-    "Health": _obj(
-        {
-            "status": {"type": "string"},
-            "version": {"type": "string"},
-            "uptime_secs": {"type": "number"},
-        }
-    ),
-    "SchedulerState": _obj(
-        {
-            "state": {"type": "string", "enum": ["running", "paused", "stopped"]},
-            "is_running": {"type": "boolean"},
-            "is_paused": {"type": "boolean"},
-        }
-    ),
-    "Message": _obj({"message": {"type": "string"}}),
-    "Job": _obj(
-        {
-            "id": {"type": "string"},
-            "name": {"type": "string"},
-            "description": _STR_OR_NULL,
-            "enabled": {"type": "boolean"},
-            "scheduled": {"type": "boolean"},
-            "schedule": _STR_OR_NULL,
-            "timezone": {"type": "string"},
-            "next_run_at": _INT_OR_NULL,
-            "paused": {"type": "boolean"},
-            "task_count": {"type": "integer"},
-            "max_concurrency": _INT_OR_NULL,
-            "depends_on": {
-                "type": "array",
-                "items": {"$ref": "#/components/schemas/JobDependency"},
-            },
-            "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/JobTask"}},
-            "last_run_id": _STR_OR_NULL,
-            "last_run_status": _STR_OR_NULL,
-            "last_success_at": _INT_OR_NULL,
-        }
-    ),
-    "JobTask": _obj(
-        {
-            "id": {"type": "string"},
-            "depends_on": {"type": "array", "items": {"type": "string"}},
-        }
-    ),
-    "JobDependency": _obj(
-        {
-            "job": {"type": "string"},
-            "condition": {"type": "string", "enum": [c.value for c in DependencyCondition]},
-        }
-    ),
-    "JobList": _obj(
-        {
-            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
-            "count": {"type": "integer"},
-        }
-    ),
-    "Triggered": _obj(
-        {"run_id": {"type": "string"}, "job_id": {"type": "string"}, "message": {"type": "string"}}
-    ),
-    "Run": _obj(
-        {
-            "id": {"type": "string"},
-            "job_id": {"type": "string"},
-            "status": {
-                "type": "string",
-                "enum": ["pending", "running", "completed", "failed", "interrupted", "cancelled"],
-            },
-            "trigger": {"type": "string", "enum": ["manual", "schedule"]},
-            "created_at": {"type": "integer"},
-            "scheduled_at": _INT_OR_NULL,
-            "started_at": _INT_OR_NULL,
-            "ended_at": _INT_OR_NULL,
-            "duration_ms": _INT_OR_NULL,
-            "error": _STR_OR_NULL,
-            "task_count": {"type": "integer"},
-        }
-    ),
-    "RunList": _obj(
-        {
-            "runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
-            "count": {"type": "integer"},
-        }
-    ),
-    "TaskState": _obj(
-        {
-            "task_id": {"type": "string"},
-            "run_id": {"type": "string"},
-            "status": {
-                "type": "string",
-                "enum": ["pending", "running", "completed", "failed", "skipped"],
-            },
-            "attempts": {"type": "integer"},
-            "exit_code": _INT_OR_NULL,
-            "timed_out": {"type": "boolean"},
-            "started_at": _INT_OR_NULL,
-            "ended_at": _INT_OR_NULL,
-            "duration_ms": _INT_OR_NULL,
-            "error": _STR_OR_NULL,
-        }
-    ),
-    "TaskList": _obj(
-        {
-            "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/TaskState"}},
-            "count": {"type": "integer"},
-        }
-    ),
-    "TaskLogs": _obj(
-        {
-            "run_id": {"type": "string"},
-            "task_id": {"type": "string"},
-            "status": {"type": "string"},
-            "attempt": {"type": "integer"},
-            "attempts": {"type": "integer"},
-            "exit_code": _INT_OR_NULL,
-            "stdout": {"type": "string"},
-            "stderr": {"type": "string"},
-            "truncated": {"type": "boolean"},
-            "lines": {"type": "array", "items": {"type": "array", "prefixItems": _LINE}},
-        }
-    ),
-    # the data of the `log` and `end` messages of ?follow=true (text/event-stream)
-    "LogLines": _obj(
-        {
-            "run_id": {"type": "string"},
-            "task_id": {"type": "string"},
-            "attempt": {"type": "integer"},
-            "stream": _STREAM,
-            "lines": {"type": "array", "items": {"type": "string"}},
-        }
-    ),
-    "LogEnd": _obj(
-        {"status": _STR_OR_NULL, "exit_code": _INT_OR_NULL, "attempts": {"type": "integer"}}
-    ),
-    "Cancelled": _obj(
-        {"run_id": {"type": "string"}, "status": _STR_OR_NULL, "message": {"type": "string"}}
-    ),
-}
+from .schemas import SCHEMAS, WHOLE
 
 _ERROR_TEXT = {
-    "400": "bad request (a malformed Content-Length on any route; limit=abc on a job's runs; "
-    "attempt=0, follow=maybe or a foreign Last-Event-ID on a task's logs)",
+    "400": "bad request (a malformed Content-Length on any route; recent=abc on the jobs; "
+    "limit=abc or a before= of another job on a job's runs; attempt=0, follow=maybe or a "
+    "foreign Last-Event-ID on a task's logs)",
     "401": "missing or wrong bearer token (only with --api-token)",
-    "403": "foreign Origin on a state-changing request, or a non-loopback Host header",
+    "403": "foreign Origin on a state-changing request, or a Host header that is neither a "
+    "loopback name nor the host of --public-url",
     "404": "unknown job, run, task or route",
     "405": "method not allowed (the Allow header lists the ones the route implements)",
     "409": "conflict (dependency not satisfied, or the run already finished)",
@@ -250,6 +80,22 @@ LIMIT = {
     "description": "most runs to return, newest first (default 20, capped at 1000)",
     "schema": {"type": "integer", "minimum": 1, "default": 20},
 }
+RECENT = {
+    "name": "recent",
+    "in": "query",
+    "required": False,
+    "description": "give every job `recent_runs`: its newest N runs, newest first (default 0: "
+    "none; capped at 100)",
+    "schema": {"type": "integer", "minimum": 0, "default": 0},
+}
+BEFORE = {
+    "name": "before",
+    "in": "query",
+    "required": False,
+    "description": "only runs older than this run id of the job (the `next_before` of the "
+    "previous page)",
+    "schema": {"type": "string"},
+}
 
 
 def _head(get: dict) -> dict:
@@ -295,7 +141,7 @@ def _logs_op() -> dict:
         (
             RUN_ID,
             TASK_ID,
-            _query("attempt", "which attempt (default: the latest)", _WHOLE),
+            _query("attempt", "which attempt (default: the latest)", WHOLE),
             _query("follow", "true: an event stream, live", {"type": "boolean", "default": False}),
             {
                 **_query("Last-Event-ID", "with follow: resume after it", {"type": "string"}),
@@ -335,12 +181,17 @@ PATHS = _with_head(
         "/api/health": {
             "get": {**_op("Liveness of the API process", "Health", ()), "security": _PUBLIC}
         },
+        "/api/status": {
+            "get": _op(
+                "The version, the scheduler's state and the service's children", "Status", ()
+            )
+        },
         "/api/scheduler/state": {"get": _op("Scheduler state", "SchedulerState", ())},
         "/api/scheduler/pause": {
             "post": _op("Pause scheduled fires (manual triggers still run)", "Message", ("503",))
         },
         "/api/scheduler/resume": {"post": _op("Resume scheduled fires", "Message", ("503",))},
-        "/api/jobs": {"get": _op("All jobs, sorted by id", "JobList", ())},
+        "/api/jobs": {"get": _op("All jobs, sorted by id", "JobList", ("400",), (RECENT,))},
         "/api/jobs/{job_id}": {"get": _op("One job", "Job", ("404",), (JOB_ID,))},
         "/api/jobs/{job_id}/trigger": {
             "post": _op(
@@ -351,7 +202,12 @@ PATHS = _with_head(
             )
         },
         "/api/jobs/{job_id}/runs": {
-            "get": _op("Runs of a job, newest first", "RunList", ("404",), (JOB_ID, LIMIT))
+            "get": _op(
+                "Runs of a job, newest first, a page at a time",
+                "RunList",
+                ("404",),
+                (JOB_ID, LIMIT, BEFORE),
+            )
         },
         "/api/runs/{run_id}": {"get": _op("One run", "Run", ("404",), (RUN_ID,))},
         "/api/runs/{run_id}/tasks": {

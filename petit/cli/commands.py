@@ -107,9 +107,10 @@ def cmd_trigger(args: dict) -> int:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
     def show(event) -> None:
-        if isinstance(event, TaskOutput):
+        if isinstance(event, TaskOutput):  # one print per batch of lines, not per line
+            prefix = f"[{event.task_id}] "
             say(
-                f"[{event.task_id}] {event.line}",
+                prefix + f"\n{prefix}".join(event.lines),
                 sys.stderr if event.stream == "stderr" else sys.stdout,
             )
         elif isinstance(event, TaskStarted):

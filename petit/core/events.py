@@ -87,7 +87,8 @@ class TaskEnded(Event):
 
 @dataclass(frozen=True)
 class TaskOutput(Event):
-    """One line a task wrote (without its newline); `stream` is stdout or stderr."""
+    """Lines a task wrote to one stream (stdout or stderr), in order and without their newlines:
+    the lines of one read, so a task printing millions of lines costs one event per read."""
 
     kind: ClassVar[str] = "task_output"
     run_id: str
@@ -95,7 +96,7 @@ class TaskOutput(Event):
     task_id: str
     attempt: int
     stream: str
-    line: str
+    lines: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -193,7 +193,7 @@ class RunEngine:
             else os.path.join(self._base_dir, task.working_dir),
             timeout_secs=task.timeout_secs,
             log_limit=DEFAULT_LOG_LIMIT,
-            on_line=functools.partial(self._output, task.id, attempt, log_file),
+            on_lines=functools.partial(self._output, task.id, attempt, log_file),
         )
         self._in_flight += 1
         threading.Thread(
@@ -234,11 +234,11 @@ class RunEngine:
                 self._handles.pop(spec.task_id, None)
 
     def _output(
-        self, task_id: str, attempt: int, log_file: LogWriter, stream: str, line: str
+        self, task_id: str, attempt: int, log_file: LogWriter, stream: str, lines: list[str]
     ) -> None:
-        log_file.append(stream, line)
+        log_file.append_lines(stream, lines)
         if not self._ended:
-            self._publish(TaskOutput, task_id, attempt=attempt, stream=stream, line=line)
+            self._publish(TaskOutput, task_id, attempt=attempt, stream=stream, lines=tuple(lines))
 
     def _settle(self, finished: _Finished) -> TaskStatus | None:
         """Record an attempt's outcome; None means 'retry later', else the task's final status.

@@ -138,29 +138,37 @@ class EventForwarder:
         return None
 
     def _output(self, event: TaskOutput) -> None:
-        line = _clipped(event.line)
-        full = self._output_lines >= self._max_output
-        if full or self._output_chars + len(line) > MAX_OUTPUT_CHARS:
-            key = (event.run_id, event.task_id)
-            counted = self._dropped.get(key)
-            if counted is None:
-                counted = self._dropped[key] = _Lines(event)
-                self._buffer.append(counted)
-            counted.dropped += 1
-            return
-        self._output_lines += 1
-        self._output_chars += len(line)
-        last = self._buffer[-1] if self._buffer else None
-        if not (
-            isinstance(last, _Lines)
-            and not last.dropped
-            and last.follows(event)
-            and last.chars + len(line) <= MAX_MESSAGE_CHARS
-        ):
-            last = _Lines(event)
-            self._buffer.append(last)
-        last.lines.append(line)
-        last.chars += len(line)
+        lines = event.lines
+        for index, line in enumerate(lines):
+            if self._output_lines >= self._max_output:  # the batch is full: count the rest
+                self._drop(event, len(lines) - index)
+                return
+            line = _clipped(line)
+            if self._output_chars + len(line) > MAX_OUTPUT_CHARS:
+                self._drop(event, 1)  # a shorter line after it may still fit
+                continue
+            self._output_lines += 1
+            self._output_chars += len(line)
+            last = self._buffer[-1] if self._buffer else None
+            if not (
+                isinstance(last, _Lines)
+                and not last.dropped
+                and last.follows(event)
+                and last.chars + len(line) <= MAX_MESSAGE_CHARS
+            ):
+                last = _Lines(event)
+                self._buffer.append(last)
+            last.lines.append(line)
+            last.chars += len(line)
+
+    def _drop(self, event: TaskOutput, count: int) -> None:
+        """Count `count` lines of the event's task past the cap, where its first was dropped."""
+        key = (event.run_id, event.task_id)
+        counted = self._dropped.get(key)
+        if counted is None:
+            counted = self._dropped[key] = _Lines(event)
+            self._buffer.append(counted)
+        counted.dropped += count
 
     def start(self) -> None:
         self._thread.start()

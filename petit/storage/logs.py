@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import BinaryIO
 
 from ..errors import StorageError
@@ -186,7 +186,7 @@ def _read_segment(path: str) -> _Segment | None:
 
 
 class LogWriter:
-    """Appends one attempt's output lines to its log. `append()` comes from the attempt's
+    """Appends one attempt's output lines to its log. `append_lines()` comes from the attempt's
     thread, `flush()` from the flusher's as well: one lock keeps the records in order. Nothing
     is fsynced: the page cache outlives a SIGKILL of the worker, and a power cut may cost the
     end of a log, never the db. A log that cannot be written stops there; the task goes on."""
@@ -195,24 +195,30 @@ class LogWriter:
         self.path = path
         self.limit = max(1, limit)
         self._lock = threading.Lock()
-        self._pending: list[str] = []  # records, encoded at the flush: one encode per batch
+        self._pending: list[str] = []  # batches of records, encoded at the flush: one encode each
         self._pending_chars = 0
         self._fd: int | None = None
         self._size = self._lines = 0  # of the current segment
         self._bytes_before = self._lines_before = 0  # of the attempt's log, before this segment
         self._registered = self._closed = self._broken = False
 
-    def append(self, stream: str, line: str) -> None:
-        if "\n" in line:  # never from the runner; one would make two lines of the file
-            for part in line.split("\n"):
-                self.append(stream, part)
+    def append_lines(self, stream: str, lines: Sequence[str]) -> None:
+        """Append `lines` of one stream, in order, under one lock: a task printing millions of
+        lines costs a lock and a string join per batch, not per line. Raises TypeError for a
+        str (a str is a sequence too: it would become one line per character)."""
+        if isinstance(lines, str):
+            raise TypeError("append_lines() takes a sequence of lines, not a str")
+        if not lines:
             return
-        record = f"{STREAM_TAGS[stream]} {line}\n"
+        tag = f"{STREAM_TAGS[stream]} "
+        # A newline inside a line (never from the runner) starts a record of its own: one would
+        # otherwise make a line of the file without its tag.
+        records = tag + "\n".join(lines).replace("\n", "\n" + tag) + "\n"
         with self._lock:
             if self._closed or self._broken:
                 return
-            self._pending.append(record)
-            self._pending_chars += len(record)
+            self._pending.append(records)
+            self._pending_chars += len(records)
             big = self._pending_chars >= FLUSH_BYTES
             if self._registered and not big:  # the usual case: the flusher writes it soon
                 return
@@ -242,26 +248,24 @@ class LogWriter:
             self._close_fd()
         FLUSHER.discard(self)
 
-    def _write(self, records: list[str]) -> None:
+    def _write(self, chunks: list[str]) -> None:
         if self._fd is None:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             self._fd = _create(self.path)
-        raw = _encode("".join(records))
-        if self._size + len(raw) <= self.limit:  # the usual case: no loop over the records
-            _write_all(self._fd, raw)
-            self._size += len(raw)
-            self._lines += len(records)
-            return
-        batch = bytearray()
-        for record in map(_encode, records):
-            if self._size and self._size + len(record) > self.limit:
-                _write_all(self._fd, batch)
-                batch.clear()
+        raw = _encode("".join(chunks))
+        while raw:
+            room = max(0, self.limit - self._size)
+            # all of it (the usual case), else up to the end of the last whole record that fits
+            cut = len(raw) if len(raw) <= room else raw.rfind(b"\n", 0, room) + 1
+            if not cut and not self._size:  # a record longer than the limit: a segment of its own
+                cut = raw.index(b"\n") + 1
+            if not cut:
                 self._rotate()
-            batch += record
-            self._size += len(record)
-            self._lines += 1
-        _write_all(self._fd, batch)
+                continue
+            _write_all(self._fd, raw[:cut])
+            self._size += cut
+            self._lines += raw.count(b"\n", 0, cut)
+            raw = raw[cut:]
 
     def _rotate(self) -> None:
         """The full segment becomes `.1` (the one before it goes) and a new one begins with the

@@ -13,17 +13,19 @@ from typing import Protocol
 from ...core.model import Job, Task, TaskType
 
 # An attempt's log keeps at least its last DEFAULT_LOG_LIMIT bytes (a segment of the file), and
-# a line longer than that reaches `on_line` in pieces of that size: memory stays bounded.
+# a line longer than that reaches `on_lines` in pieces of that size: memory stays bounded.
 DEFAULT_LOG_LIMIT = 1024 * 1024
 
-LineCallback = Callable[[str, str], None]  # (stream name, line without its newline)
+# (stream name, the lines of one read of that stream, without their newlines): one call per
+# read, not per line, because a task printing millions of lines must not cost a call for each
+LineCallback = Callable[[str, list[str]], None]
 
 
 @dataclass(frozen=True)
 class AttemptSpec:
     """One attempt of one task. `env` is petit's part of the environment (job, task, PETIT_*);
-    a runner adds what its processes inherit. `on_line` gets every output line, without its
-    newline, as it comes: the runner keeps no output of its own."""
+    a runner adds what its processes inherit. `on_lines` gets every output line, without its
+    newline, as it comes (a batch per read): the runner keeps no output of its own."""
 
     job_id: str
     run_id: str
@@ -33,8 +35,8 @@ class AttemptSpec:
     env: Mapping[str, str]
     cwd: str | None = None
     timeout_secs: float | None = None
-    log_limit: int = DEFAULT_LOG_LIMIT  # the longest line passed to on_line in one piece
-    on_line: LineCallback | None = None
+    log_limit: int = DEFAULT_LOG_LIMIT  # the longest line passed to on_lines in one piece
+    on_lines: LineCallback | None = None
 
 
 @dataclass

@@ -1,9 +1,11 @@
-"""The local runner: each attempt a process in its own session, its output passed on line by
-line (the engine writes the log), the timeout enforced on the whole process group, and sweeps
-for what escaped the group. A non-zero exit is data (a failed attempt), never an exception."""
+"""The local runner: each attempt a process in its own session, its output passed on as the
+lines of each read (the engine writes the log), the timeout enforced on the whole process group,
+and sweeps for what escaped the group. A non-zero exit is data (a failed attempt), never an
+exception."""
 
 from __future__ import annotations
 
+import functools
 import os
 import selectors
 import signal
@@ -29,40 +31,61 @@ SWEEP_MAX_PASSES = 3
 
 
 class LineSplitter:
-    """Cuts a stream into lines for `on_line` as its bytes come. A line is held until its newline
-    comes, up to `limit` bytes: a longer one goes out in pieces of that size (cut between
-    characters), so a stream that never prints a newline cannot grow memory."""
+    """Cuts a stream into lines for `on_lines` as its bytes come, one call with every line a
+    chunk completed. A line is held until its newline comes, up to `limit` bytes: a longer one
+    goes out in pieces of that size (cut between characters), so a stream that never prints a
+    newline cannot grow memory."""
 
-    def __init__(self, limit: int, on_line: Callable[[str], None] | None = None) -> None:
+    def __init__(self, limit: int, on_lines: Callable[[list[str]], None] | None = None) -> None:
         self.limit = max(4, limit)  # room for one UTF-8 character
-        self._on_line = on_line
+        self._on_lines = on_lines
         self._partial = bytearray()
 
     def feed(self, chunk: bytes) -> None:
-        if self._on_line is None:
+        if self._on_lines is None:
             return
         self._partial += chunk
-        *lines, rest = self._partial.split(b"\n")
-        for line in lines:
-            self._on_line(self._send_pieces(line).decode("utf-8", "replace"))
-        self._partial = self._send_pieces(rest)
+        lines: list[str] = []
+        end = self._partial.rfind(b"\n")
+        if end >= 0:
+            complete = self._partial[:end]
+            del self._partial[: end + 1]
+            raw = complete.split(b"\n")
+            if max(map(len, raw)) <= self.limit:
+                # the usual case, all in C: a newline never falls inside a UTF-8 character, so
+                # the lines decode as one text exactly as they would one by one
+                lines = complete.decode("utf-8", "replace").split("\n")
+            else:
+                lines = [_decode(piece) for line in raw for piece in self._pieces(line)]
+        if len(self._partial) > self.limit:
+            *pieces, rest = self._pieces(self._partial)
+            lines += map(_decode, pieces)
+            self._partial = bytearray(rest)
+        if lines:
+            self._on_lines(lines)
 
     def close(self) -> None:
         """The last line, when the stream ended without a newline."""
         if self._partial:
-            self._on_line(self._partial.decode("utf-8", "replace"))
+            self._on_lines([_decode(self._partial)])
             self._partial = bytearray()
 
-    def _send_pieces(self, data: bytearray) -> bytearray:
-        """Send the leading `limit`-long pieces of `data`; what is left is returned."""
-        while len(data) > self.limit:
-            cut = _char_start(data, self.limit)
-            self._on_line(data[:cut].decode("utf-8", "replace"))
-            del data[:cut]
-        return data
+    def _pieces(self, data: bytes | bytearray) -> list[bytes | bytearray]:
+        """`data` cut into pieces of at most `limit` bytes (the last one may be shorter)."""
+        pieces, start = [], 0
+        while len(data) - start > self.limit:
+            cut = _char_start(data, start + self.limit)
+            pieces.append(data[start:cut])
+            start = cut
+        pieces.append(data[start:])
+        return pieces
 
 
-def _char_start(data: bytearray, at: int) -> int:
+def _decode(data: bytes | bytearray) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def _char_start(data: bytes | bytearray, at: int) -> int:
     """`at`, or up to 3 bytes before it: where a UTF-8 character starts (not a continuation
     byte), so a cut line does not turn one character into two replacement marks."""
     cut = at
@@ -141,7 +164,7 @@ class LocalRunner:
         env.pop("PETIT_API_TOKEN", None)  # a secret of the service, not of the tasks it runs
         env.update(spec.env)
         return TaskProcess(
-            list(spec.argv), env, spec.cwd, spec.timeout_secs, spec.log_limit, spec.on_line
+            list(spec.argv), env, spec.cwd, spec.timeout_secs, spec.log_limit, spec.on_lines
         )
 
     def sweep_run(self, run_id: str, db_path: str) -> int:
@@ -176,7 +199,7 @@ class TaskProcess:
         cwd: str | None,
         timeout_secs: float | None,
         log_limit: int = DEFAULT_LOG_LIMIT,
-        on_line: LineCallback | None = None,
+        on_lines: LineCallback | None = None,
     ) -> None:
         self.started_at = now_ms()
         self._timeout_secs = timeout_secs
@@ -187,10 +210,10 @@ class TaskProcess:
         self._cancel_r, self._cancel_w = os.pipe()
         self._cancel_open = True
         self._stdout = LineSplitter(
-            log_limit, (lambda line: on_line("stdout", line)) if on_line else None
+            log_limit, functools.partial(on_lines, "stdout") if on_lines else None
         )
         self._stderr = LineSplitter(
-            log_limit, (lambda line: on_line("stderr", line)) if on_line else None
+            log_limit, functools.partial(on_lines, "stderr") if on_lines else None
         )
         self.error: str | None = None
         self.proc: subprocess.Popen | None = None

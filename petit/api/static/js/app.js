@@ -14,6 +14,7 @@ const ROUTES = [
 ];
 
 let current = null; // the mounted page's context
+const SETTLE_MS = 400; // more than the recorder's 0.25 s between writes of a live run
 
 class PageContext {
   constructor(name) {
@@ -31,11 +32,22 @@ class PageContext {
     return current === this && !this.signal.aborted;
   }
 
-  /** Read an event stream while this page is shown; errors other than auth go to the banner. */
-  stream(url, onMessage, { once = false } = {}) {
+  /**
+   * Read an event stream while this page is shown; errors other than auth go to the banner.
+   * A stream starts from "now", and the store lags the events by up to the recorder's interval
+   * (0.25 s): what changed just before it connected may be neither in the page's first read nor
+   * in the stream. So `settle` (a re-read) runs once SETTLE_MS after the first connection;
+   * events after it arrive in order and leave the page as current as the last of them.
+   */
+  stream(url, onMessage, { once = false, settle = null } = {}) {
     let up = false;
+    let settled = !settle;
     const onState = (state) => {
       if (state === up || !this.active) return;
+      if (state && !settled) {
+        settled = true;
+        setTimeout(() => this.active && settle().catch((error) => this.fail(error)), SETTLE_MS);
+      }
       up = state;
       this.connected += state ? 1 : -1;
       document.body.dataset.live = this.connected > 0 ? "on" : "off";

@@ -1,6 +1,6 @@
 // The job page's duration chart: one bar per run, oldest left, height = duration. Bars are
 // focusable buttons so the keyboard can pick a run like the mouse does.
-import { clear, formatDuration, svgEl, widthOf } from "./svg.js";
+import { clear, formatDuration, round1, svgEl, widthOf } from "./svg.js";
 
 const HEIGHT = 140;
 const AXIS_W = 56; // left gutter for the max-value label
@@ -45,8 +45,8 @@ export function drawDurations(svg, runs, onSelect, selectedId = null) {
     const title = `${run.id} · ${run.status} · ${formatDuration(run.duration_ms)}`;
     const bar = svgEl(
       "rect",
-      { class: "bar", x: round(AXIS_W + i * slot + (slot - barW) / 2), y: round(baseY - h),
-        width: round(barW), height: round(h), "data-run-id": run.id, "data-status": run.status,
+      { class: "bar", x: round1(AXIS_W + i * slot + (slot - barW) / 2), y: round1(baseY - h),
+        width: round1(barW), height: round1(h), "data-run-id": run.id, "data-status": run.status,
         tabindex: 0, role: "button", "aria-label": title,
         "aria-pressed": selectedId == null ? null : String(run.id === selectedId) },
       svgEl("title", {}, title),
@@ -65,8 +65,4 @@ export function drawDurations(svg, runs, onSelect, selectedId = null) {
     onSelect(bar.getAttribute("data-run-id"));
   };
   svg.append(axis, bars);
-}
-
-function round(n) {
-  return Math.round(n * 10) / 10;
 }

@@ -1,17 +1,19 @@
-// The job page's task graph: a layered (Sugiyama-style) layout, left to right, drawn as SVG.
-// Layers are longest paths from the roots; edges longer than one layer get a dummy node per
-// layer they cross, so they are ordered and placed like nodes and run in lanes between them
-// instead of cutting through boxes. A few barycenter sweeps order each layer (the best order
-// by crossing count is kept), then an isotonic regression per layer places nodes as close to
-// their neighbours as the spacing allows, so chains come out straight.
-import { clear, ellipsize, svgEl } from "./svg.js";
+// The job page's task graph: a layered (Sugiyama-style) layout, left to right (dagdraw.js draws
+// it as SVG). Layers are longest paths from the roots; edges longer than one layer get a dummy
+// node per layer they cross, so they are ordered and placed like nodes and run in lanes between
+// them instead of cutting through boxes. A few barycenter sweeps, each followed by adjacent swaps,
+// order each layer (the order with the fewest crossings is kept), then an isotonic regression per
+// layer places nodes as close to their neighbours as the spacing allows, so chains come out
+// straight.
+
+import { ellipsize, round1 } from "./svg.js";
 
 /** Above this many tasks the page shows a list instead: a graph that size cannot be read. */
 export const LIST_THRESHOLD = 400;
 
 const CHAR_W = 7.25; // advance of widgets.css's 12px monospace node font, so no DOM measuring
 const MAX_CHARS = 32; // longer ids are cut with an ellipsis; the <title> has the whole id
-const PAD_X = 14; // left pad includes the 5px status stripe
+export const PAD_X = 14; // left pad includes the 5px status stripe
 const NODE_H = 30;
 const COND_NODE_H = 44; // room for the condition line under the id
 const MIN_W = 56;
@@ -23,7 +25,7 @@ const MARGIN = 16;
 const ORDER_SWEEPS = 8;
 const TRANSPOSE_PASSES = 4;
 const PLACE_ROUNDS = 8;
-const DEFAULT_CONDITION = "all_success";
+export const DEFAULT_CONDITION = "all_success";
 
 /**
  * Lay out tasks [{id, name?, depends_on: [ids], condition?}] as a left-to-right layered graph.
@@ -106,7 +108,7 @@ function buildLayeredGraph(tasks, preds, layerOf) {
     }
   });
   const layerCount = tasks.length ? Math.max(...layerOf) + 1 : 0;
-  return { verts, up, down, chains, layers: initialOrder(verts, down, layerCount), pos: [] };
+  return { verts, up, down, chains, layers: initialOrder(verts, down, layerCount) };
 }
 
 // Depth-first visiting order from the roots: siblings start next to each other.
@@ -134,12 +136,14 @@ function indexPositions(graph) {
 }
 
 // Alternate downward sweeps (order by the mean position of the neighbours above) and upward
-// ones, each followed by adjacent swaps that barycenters miss, keeping the order with the fewest crossings seen.
+// ones, each followed by adjacent swaps that the means miss; keep the order with the fewest
+// crossings, and stop once a down-and-up pair of sweeps found nothing better.
 function orderLayers(graph) {
   indexPositions(graph);
   let best = graph.layers.map((l) => l.slice());
   let bestCrossings = countCrossings(graph);
-  for (let sweep = 0; sweep < ORDER_SWEEPS && bestCrossings > 0; sweep++) {
+  let stale = 0;
+  for (let sweep = 0; sweep < ORDER_SWEEPS && bestCrossings > 0 && stale < 2; sweep++) {
     const downward = sweep % 2 === 0;
     const last = graph.layers.length - 1;
     for (let k = 1; k <= last; k++) {
@@ -148,9 +152,11 @@ function orderLayers(graph) {
     }
     transpose(graph);
     const crossings = countCrossings(graph);
+    stale++;
     if (crossings < bestCrossings) {
       bestCrossings = crossings;
       best = graph.layers.map((layer) => layer.slice());
+      stale = 0;
     }
   }
   graph.layers = best;
@@ -173,22 +179,21 @@ function reorder(graph, layer, neighbours) {
 }
 
 // Swap neighbours in a layer while that removes crossings with both adjacent layers (dot's
-// "transpose"); a few passes at most, since each pass only ever lowers the count.
+// "transpose"); a few passes at most, since each swap strictly lowers the count.
 function transpose(graph) {
   const { layers, up, down, pos } = graph;
+  const tally = { kept: 0, swapped: 0 };
   for (let pass = 0; pass < TRANSPOSE_PASSES; pass++) {
     let improved = false;
     for (const layer of layers) {
       for (let i = 0; i + 1 < layer.length; i++) {
         const a = layer[i];
         const b = layer[i + 1];
-        const now = pairCrossings(pos, up[a], up[b]) + pairCrossings(pos, down[a], down[b]);
-        const swapped = pairCrossings(pos, up[b], up[a]) + pairCrossings(pos, down[b], down[a]);
-        if (swapped < now) {
-          layer[i] = b;
-          layer[i + 1] = a;
-          pos[a] = i + 1;
-          pos[b] = i;
+        tally.kept = tally.swapped = 0;
+        pairCrossings(pos, up[a], up[b], tally);
+        pairCrossings(pos, down[a], down[b], tally);
+        if (tally.swapped < tally.kept) {
+          [layer[i], layer[i + 1], pos[a], pos[b]] = [b, a, i + 1, i];
           improved = true;
         }
       }
@@ -197,31 +202,38 @@ function transpose(graph) {
   }
 }
 
-// Crossings between the edges of a vertex placed left (ends left) and one placed right of it.
-function pairCrossings(pos, left, right) {
-  let count = 0;
-  for (const u of left) for (const v of right) if (pos[u] > pos[v]) count++;
-  return count;
+// Adds to tally the crossings between the edges of the left vertex and those of the right one
+// as they are (kept) and if the two swapped places (swapped); a shared neighbour crosses neither.
+function pairCrossings(pos, left, right, tally) {
+  for (const u of left) {
+    for (const v of right) {
+      if (pos[u] > pos[v]) tally.kept++;
+      else if (pos[u] < pos[v]) tally.swapped++;
+    }
+  }
 }
 
 // Crossings between each pair of adjacent layers = inversions of the lower ends once the edges
-// are sorted by their upper ends, counted with a Fenwick tree: O(E log V).
+// are sorted by (upper end, lower end), counted with a Fenwick tree: O(E log V). Edges are
+// packed as numbers in a typed array so the sort needs no comparator and makes no garbage.
 function countCrossings(graph) {
   const { layers, down, pos } = graph;
   let total = 0;
   for (let l = 0; l + 1 < layers.length; l++) {
-    const ends = [];
-    for (const u of layers[l]) {
-      const lows = down[u].map((v) => pos[v]).sort((a, b) => a - b);
-      for (const p of lows) ends.push(p);
-    }
     const size = layers[l + 1].length;
+    let count = 0;
+    for (const u of layers[l]) count += down[u].length;
+    const keys = new Float64Array(count);
+    let k = 0;
+    for (const u of layers[l]) for (const v of down[u]) keys[k++] = pos[u] * size + pos[v];
+    keys.sort();
     const tree = new Int32Array(size + 1);
-    for (let i = 0; i < ends.length; i++) {
-      let greater = i; // edges seen so far minus those ending at or before ends[i]
-      for (let j = ends[i] + 1; j > 0; j -= j & -j) greater -= tree[j];
+    for (let i = 0; i < count; i++) {
+      const end = keys[i] % size;
+      let greater = i; // edges seen so far minus those ending at or before this one's end
+      for (let j = end + 1; j > 0; j -= j & -j) greater -= tree[j];
       total += greater;
-      for (let j = ends[i] + 1; j <= size; j += j & -j) tree[j]++;
+      for (let j = end + 1; j <= size; j += j & -j) tree[j]++;
     }
   }
   return total;
@@ -310,16 +322,9 @@ function placeLayer(layer, wishes) {
 function output(graph, columns) {
   const { verts, chains } = graph;
   const real = verts.filter((x) => !x.dummy);
-  const nodes = real.map((x) => ({
-    id: x.id,
-    x: x.x,
-    y: x.cy - x.h / 2,
-    w: x.w,
-    h: x.h,
-    layer: x.layer,
-    label: x.label,
-    condition: x.condition,
-  }));
+  const nodes = real.map(({ id, x, cy, w, h, layer, label, condition }) => {
+    return { id, x, y: cy - h / 2, w, h, layer, label, condition };
+  });
   const edges = chains.map((chain) => ({
     from: verts[chain[0]].id,
     to: verts[chain[chain.length - 1]].id,
@@ -341,7 +346,7 @@ function edgePath(chain, columns) {
     points.push([col.x, vert.cy], [col.x + col.w, vert.cy]);
   }
   points.push([lastVert.x, lastVert.cy]);
-  const r = (n) => Math.round(n * 10) / 10;
+  const r = round1;
   let d = `M${r(points[0][0])},${r(points[0][1])}`;
   for (let i = 1; i < points.length; i++) {
     const [px, py] = points[i - 1];
@@ -354,81 +359,4 @@ function edgePath(chain, columns) {
     }
   }
   return d;
-}
-
-/**
- * Fill svg (svg#dag) with layout: one g.node[data-task-id][data-status="none"] per task (id as
- * text, non-default condition shown under it) and one path.edge[data-from][data-to] per
- * dependency with an arrowhead. The svg gets the layout's size, so its container scrolls to pan.
- */
-export function drawDag(svg, layout, tasksById = {}) {
-  clear(svg);
-  svg.classList.add("dag");
-  svg.setAttribute("viewBox", `0 0 ${layout.width} ${layout.height}`);
-  svg.setAttribute("width", layout.width);
-  svg.setAttribute("height", layout.height);
-  const markerId = `${svg.id || "dag"}-arrow`;
-  const marker = svgEl(
-    "marker",
-    { id: markerId, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7,
-      markerUnits: "userSpaceOnUse", orient: "auto" },
-    svgEl("path", { d: "M0,1 L9,5 L0,9 Z", class: "dag-arrowhead" }),
-  );
-  const conditionById = new Map(layout.nodes.map((n) => [n.id, n.condition]));
-  const edges = svgEl("g", { class: "edges" });
-  for (const edge of layout.edges) {
-    edges.append(
-      svgEl("path", {
-        class: "edge",
-        d: edge.d,
-        "data-from": edge.from,
-        "data-to": edge.to,
-        "data-condition": conditionById.get(edge.to) || DEFAULT_CONDITION,
-        "marker-end": `url(#${markerId})`,
-      }),
-    );
-  }
-  const nodes = svgEl("g", { class: "nodes" });
-  for (const node of layout.nodes) {
-    const task = lookup(tasksById, node.id) || {};
-    const mid = node.condition ? 18 : node.h / 2;
-    const g = svgEl(
-      "g",
-      { class: "node", transform: `translate(${node.x},${node.y})`, "data-task-id": node.id,
-        "data-status": "none", "data-condition": node.condition || DEFAULT_CONDITION },
-      svgEl("title", {}, nodeTitle(node.id, task.name, "none")),
-      svgEl("rect", { class: "node-box", width: node.w, height: node.h, rx: 6 }),
-      svgEl("rect", { class: "node-mark", width: 5, height: node.h, rx: 2 }),
-      svgEl("text", { class: "node-label", x: PAD_X, y: mid, "dominant-baseline": "central" },
-        node.label),
-    );
-    if (node.condition) {
-      g.append(svgEl("text", { class: "node-condition", x: PAD_X, y: node.h - 11,
-        "dominant-baseline": "central" }, `⤷ ${node.condition}`));
-    }
-    nodes.append(g);
-  }
-  svg.append(svgEl("defs", {}, marker), edges, nodes);
-}
-
-/** Set each node's data-status (and its title) from statusById (a Map or an object); absent = "none". */
-export function colourDag(svg, statusById) {
-  for (const g of svg.querySelectorAll("g.node")) {
-    const id = g.getAttribute("data-task-id");
-    const status = lookup(statusById, id) || "none";
-    if (g.getAttribute("data-status") === status) continue;
-    g.setAttribute("data-status", status);
-    const title = g.querySelector("title");
-    title.textContent = title.textContent.replace(/ · [^·]*$/, ` · ${status}`);
-  }
-}
-
-function lookup(table, key) {
-  if (!table) return undefined;
-  return table instanceof Map ? table.get(key) : Object.hasOwn(table, key) ? table[key] : undefined;
-}
-
-function nodeTitle(id, name, status) {
-  const who = name && name !== id ? `${id} (${name})` : id;
-  return `${who} · ${status}`;
 }

@@ -1,7 +1,7 @@
 // The run page's timeline: one row per task, one bar per attempt, so a retried task shows each
 // try (and the delay between them) on its row. Times are epoch milliseconds; the axis counts
 // from the run's first start.
-import { clear, ellipsize, formatDuration, svgEl, widthOf } from "./svg.js";
+import { clear, ellipsize, formatDuration, round1, svgEl, widthOf } from "./svg.js";
 
 const ROW_H = 24;
 const BAR_H = 14;
@@ -45,9 +45,12 @@ export function drawGantt(svg, tasks, now = Date.now()) {
   const spans = rows.flatMap((r) => r.attempts);
   const t0 = spans.length ? Math.min(...spans.map((a) => a.start)) : now;
   const t1 = spans.length ? Math.max(t0 + 1, ...spans.map((a) => a.end)) : now + 1;
-  const labelChars = Math.min(MAX_LABEL_CHARS, Math.max(4, ...tasks.map((t) => String(t.task_id).length)));
+  const width = Math.max(widthOf(svg), 320);
+  // Ids take at most a third of a narrow (phone) chart, so the bars keep most of it.
+  const fitChars = Math.floor(width / 3 / CHAR_W);
+  const longest = Math.max(4, ...tasks.map((t) => String(t.task_id).length));
+  const labelChars = Math.min(MAX_LABEL_CHARS, fitChars, longest);
   const plotX = PAD + Math.ceil(labelChars * CHAR_W) + PAD;
-  const width = Math.max(widthOf(svg), plotX + 200);
   const plotW = width - plotX - 3 * PAD; // room for the last tick label
   const height = AXIS_H + rows.length * ROW_H + 4;
   const xOf = (t) => plotX + ((t - t0) / (t1 - t0)) * plotW;
@@ -64,7 +67,7 @@ export function drawGantt(svg, tasks, now = Date.now()) {
       { class: "gantt-row", "data-task-id": id, "data-status": task.status },
       svgEl("rect", { class: "gantt-band", x: 0, y, width, height: ROW_H }),
       svgEl("text", { class: "gantt-label", x: PAD, y: y + ROW_H / 2, "dominant-baseline": "central" },
-        svgEl("title", {}, `${id} · ${task.status}`), ellipsize(id, MAX_LABEL_CHARS)),
+        svgEl("title", {}, `${id} · ${task.status}`), ellipsize(id, labelChars)),
     );
     if (!attempts.length) {
       // A task that never started (pending, skipped) says so where its bar would be.
@@ -77,8 +80,8 @@ export function drawGantt(svg, tasks, now = Date.now()) {
       row.append(
         svgEl(
           "rect",
-          { class: "attempt", x: round(x), y: y + (ROW_H - BAR_H) / 2, height: BAR_H, rx: 3,
-            width: round(Math.max(MIN_BAR_W, xOf(a.end) - x)), "data-task-id": id,
+          { class: "attempt", x: round1(x), y: y + (ROW_H - BAR_H) / 2, height: BAR_H, rx: 3,
+            width: round1(Math.max(MIN_BAR_W, xOf(a.end) - x)), "data-task-id": id,
             "data-attempt": a.attempt, "data-status": a.status },
           svgEl("title", {}, title),
         ),
@@ -88,7 +91,7 @@ export function drawGantt(svg, tasks, now = Date.now()) {
   });
   svg.append(axis, body);
   if (spans.some((a) => a.status === "running")) {
-    svg.append(svgEl("line", { class: "gantt-now", x1: round(xOf(now)), x2: round(xOf(now)),
+    svg.append(svgEl("line", { class: "gantt-now", x1: round1(xOf(now)), x2: round1(xOf(now)),
       y1: AXIS_H - 4, y2: height }));
   }
 }
@@ -96,11 +99,11 @@ export function drawGantt(svg, tasks, now = Date.now()) {
 // Ticks at a round step (1 s, 5 s, 1 min, ...) about TICK_TARGET_PX apart, labelled as offsets
 // from the first start: "0", "30 s", "1m 00s".
 function drawAxis(spanMs, plotX, plotW, height) {
-  const wanted = Math.max(1, Math.floor(plotW / TICK_TARGET_PX));
+  const wanted = Math.max(2, Math.floor(plotW / TICK_TARGET_PX));
   const step = TICK_STEPS_MS.find((s) => spanMs / s <= wanted) ?? TICK_STEPS_MS.at(-1);
   const axis = svgEl("g", { class: "gantt-axis" });
   for (let t = 0; t <= spanMs; t += step) {
-    const x = round(plotX + (t / spanMs) * plotW);
+    const x = round1(plotX + (t / spanMs) * plotW);
     axis.append(
       svgEl("line", { class: "gantt-tick", x1: x, x2: x, y1: AXIS_H - 4, y2: height }),
       svgEl("text", { class: "gantt-tick-label", x, y: AXIS_H - 10, "text-anchor": "middle" },
@@ -108,8 +111,4 @@ function drawAxis(spanMs, plotX, plotW, height) {
     );
   }
   return axis;
-}
-
-function round(n) {
-  return Math.round(n * 10) / 10;
 }

@@ -5,7 +5,8 @@ import { get, post, query } from "./api.js";
 import { button, fill, h, path } from "./dom.js";
 import { clock, duration, elapsed, relative } from "./format.js";
 import { drawDurations } from "./chart.js";
-import { LIST_THRESHOLD, colourDag, drawDag, layoutDag } from "./dag.js";
+import { LIST_THRESHOLD, layoutDag } from "./dag.js";
+import { colourDag, drawDag } from "./dagdraw.js";
 
 export const NAME = "job";
 const PAGE = 20;
@@ -14,7 +15,9 @@ const CHART_RUNS = 50;
 export async function mount(main, [jobId], search, page) {
   const view = new JobView(main, jobId, search.get("run"), page);
   await view.load();
-  page.stream(`/api/events${query({ job_id: jobId, event: ["run", "task"] })}`, (name, data) => view.onEvent(name, data));
+  page.stream(`/api/events${query({ job_id: jobId, event: ["run", "task"] })}`, (name, data) => view.onEvent(name, data), {
+    settle: () => view.refresh(),
+  });
 }
 
 class JobView {
@@ -43,6 +46,15 @@ class JobView {
     this.render();
     await Promise.all([this.loadRuns(), this.loadStates()]);
     this.page.ready();
+  }
+
+  /** Re-read the runs and the graph's states (the job's definition changes only on a reload). */
+  async refresh() {
+    const reply = await get(`${path("api", "jobs", this.jobId)}/runs${query({ limit: CHART_RUNS })}`, this.page.signal);
+    if (!this.page.active) return;
+    this.chartRuns = reply.runs;
+    this.drawChart();
+    await Promise.all([this.loadRuns(), this.loadStates()]);
   }
 
   render() {
@@ -110,7 +122,7 @@ class JobView {
     svg.setAttribute("role", "img");
     svg.setAttribute("aria-label", "Run durations, oldest left");
     fill(this.chart, this.chartRuns.length ? svg : h("p", { class: "muted" }, "No runs yet."));
-    if (this.chartRuns.length) drawDurations(svg, this.chartRuns, (runId) => this.select(runId));
+    if (this.chartRuns.length) drawDurations(svg, this.chartRuns, (runId) => this.select(runId), this.selected);
   }
 
   async loadRuns() {
@@ -180,6 +192,7 @@ class JobView {
     url.searchParams.set("run", runId);
     history.replaceState(null, "", url.pathname + url.search);
     this.renderRuns();
+    this.drawChart();
     try {
       await this.loadStates();
     } catch (error) {
@@ -197,7 +210,7 @@ class JobView {
 
   onEvent(name, data) {
     if (name === "reset") {
-      this.load().catch((error) => this.page.fail(error));
+      this.refresh().catch((error) => this.page.fail(error));
     } else if (name === "run") {
       this.onRun(data);
     } else if (name === "task" && data.run_id === this.selected) {

@@ -17,6 +17,8 @@ export class LogView {
   #frame = 0;
   #lastTop = 0;
   #rows = []; // pooled row elements, in display order
+  #drawnFirst = -1; // the row range now in the DOM, so a scroll within one row draws nothing
+  #drawnLast = -1;
   #spacer;
   #window;
 
@@ -37,7 +39,7 @@ export class LogView {
     this.#schedule();
   }
 
-  /** Forget every line (a new task or attempt was picked). */
+  /** Forget every line and the truncated mark (a new task or attempt was picked). */
   clear() {
     this.#lines = [];
     this.#shown = [];
@@ -48,9 +50,14 @@ export class LogView {
   /** Add lines [{stream: "stdout"|"stderr", text}]; drawn at the next animation frame. */
   append(lines) {
     for (const line of lines) {
-      // A loop, not push(...lines): spreading 100k+ arguments overflows the stack.
-      if (this.#streams[line.stream] !== false) this.#shown.push(this.#lines.length);
-      this.#lines.push(line);
+      const text = String(line.text ?? "");
+      // One row is one line: a text holding newlines would overflow its fixed-height row.
+      const parts = text.includes("\n") ? text.split("\n") : [text];
+      for (const part of parts) {
+        // A loop, not push(...lines): spreading 100k+ arguments overflows the stack.
+        if (this.#streams[line.stream] !== false) this.#shown.push(this.#lines.length);
+        this.#lines.push({ stream: line.stream, text: part });
+      }
     }
     this.#schedule();
   }
@@ -119,9 +126,6 @@ export class LogView {
     return this.#shown.length + (this.#truncated ? 1 : 0);
   }
 
-  #drawnFirst = -1;
-  #drawnLast = -1;
-
   // Fill the pooled rows with the lines from just above to just below the visible window.
   #drawWindow(force = false) {
     const box = this.container;
@@ -136,7 +140,9 @@ export class LogView {
     const count = Math.max(0, last - first);
     while (this.#rows.length < count) this.#rows.push(this.#newRow());
     for (let i = 0; i < count; i++) this.#fill(this.#rows[i], first + i);
-    if (this.#window.childElementCount !== count) this.#window.replaceChildren(...this.#rows.slice(0, count));
+    if (this.#window.childElementCount !== count) {
+      this.#window.replaceChildren(...this.#rows.slice(0, count));
+    }
   }
 
   #newRow() {
@@ -158,7 +164,7 @@ export class LogView {
     const stream = line.stream === "stderr" ? "stderr" : "stdout";
     row.className = stream === "stderr" ? "logview-line stderr" : "logview-line";
     row.setAttribute("data-stream", stream);
-    const text = String(line.text ?? "");
+    const text = line.text;
     // textContent: a log line is untrusted and must never be parsed as markup.
     row.textContent =
       text.length > MAX_LINE_CHARS

@@ -14,7 +14,9 @@ const LIVE_EVENTS = ["run", "scheduler", "child"];
 export async function mount(main, _params, _search, page) {
   const view = new Overview(main, page);
   await view.load();
-  page.stream(`/api/events${query({ event: LIVE_EVENTS })}`, (name, data) => view.onEvent(name, data));
+  page.stream(`/api/events${query({ event: LIVE_EVENTS })}`, (name, data) => view.onEvent(name, data), {
+    settle: () => view.load(),
+  });
   const timer = setInterval(() => view.tick(), 1000);
   page.signal.addEventListener("abort", () => clearInterval(timer));
 }

@@ -13,7 +13,9 @@ export const NAME = "run";
 export async function mount(main, [runId], search, page) {
   const view = new RunView(main, runId, search, page);
   await view.load();
-  page.stream(`/api/events${query({ run_id: runId, event: ["run", "task"] })}`, (name, data) => view.onEvent(name, data));
+  page.stream(`/api/events${query({ run_id: runId, event: ["run", "task"] })}`, (name, data) => view.onEvent(name, data), {
+    settle: () => view.refresh(),
+  });
   const timer = setInterval(() => view.tick(), 1000);
   page.signal.addEventListener("abort", () => {
     clearInterval(timer);
@@ -40,6 +42,16 @@ class RunView {
     this.tasks = new Map(tasks.tasks.map((task) => [task.task_id, task]));
     this.render();
     this.page.ready();
+  }
+
+  /** Re-read the run and its tasks; the log viewer goes on with its own stream. */
+  async refresh() {
+    const base = path("api", "runs", this.runId);
+    const [run, tasks] = await Promise.all([get(base, this.page.signal), get(`${base}/tasks`, this.page.signal)]);
+    if (!this.page.active) return;
+    this.run = run;
+    for (const task of tasks.tasks) this.tasks.set(task.task_id, task);
+    this.followLatest();
   }
 
   render() {
@@ -239,21 +251,26 @@ class RunView {
 
   onEvent(name, data) {
     if (name === "reset") {
-      this.stopLog();
-      this.load().catch((error) => this.page.fail(error));
+      this.refresh().catch((error) => this.page.fail(error));
       return;
     }
     if (name === "run") this.run = { ...this.run, ...data };
     else if (name === "task") {
       const { job_id: _job, retry_delay_secs: _delay, ...task } = data;
       this.tasks.set(task.task_id, { ...this.tasks.get(task.task_id), ...task });
-      // the latest attempt of the task on show began: follow it (unless one was picked)
-      if (task.task_id === this.logTask && !this.pinnedAttempt && task.attempts && task.attempts !== this.logAttempt) {
-        this.showLog(task.task_id, null, true);
-        return;
-      }
     }
-    this.update();
+    this.followLatest();
+  }
+
+  /** Update the page; when a new attempt of the task on show began, follow it (unless an
+   * attempt was picked). */
+  followLatest() {
+    const task = this.tasks.get(this.logTask);
+    if (task && !this.pinnedAttempt && task.attempts && task.attempts !== this.logAttempt) {
+      this.showLog(task.task_id, null, true); // updates the page too
+    } else {
+      this.update();
+    }
   }
 
   /** Once a second while the run goes on, without the network: the running durations. */
