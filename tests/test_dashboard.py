@@ -104,7 +104,7 @@ def shell_str(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def svc(tmp_path_factory, chromium):  # chromium first: no service starts where none can run
+def svc(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("dashboard"))
     gates = os.path.join(root, "gates")
     os.makedirs(gates)
@@ -430,7 +430,7 @@ HIDDEN = "Only with the token"
 
 
 @pytest.fixture(scope="module")
-def locked(tmp_path_factory, chromium):
+def locked(tmp_path_factory):
     jobs = {
         "hidden": f"""id: hidden
 name: {HIDDEN}
