@@ -42,6 +42,7 @@ XSS_TASK_NAME = "<img src=x onerror=alert('task')>"
 XSS_STDOUT = "<script>window.__pwned='stdout'</script>"
 XSS_STDERR = "<img src=x onerror=\"window.__pwned='stderr'\">"
 XSS_COMMAND = "<img src=x onerror=alert('error')>"
+GATES = "gates"  # in the service's folder: the files the gated job's runs wait for
 
 
 def job_files(gates: str) -> dict[str, str]:
@@ -106,16 +107,14 @@ def shell_str(text: str) -> str:
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("dashboard"))
-    gates = os.path.join(root, "gates")
-    os.makedirs(gates)
-    service = Service(root, jobs=job_files(gates))
-    service.gates = gates
+    os.makedirs(os.path.join(root, GATES))
+    service = Service(root, jobs=job_files(os.path.join(root, GATES)))
     with service.running():
         yield service
 
 
 def open_gate(svc: Service, run_id: str) -> None:
-    with open(os.path.join(svc.gates, run_id), "w"):
+    with open(os.path.join(svc.root, GATES, run_id), "w"):
         pass
 
 
