@@ -1,6 +1,7 @@
 // The job page's duration chart: one bar per run, oldest left, height = duration. Bars are
 // focusable buttons so the keyboard can pick a run like the mouse does.
-import { clear, formatDuration, round1, svgEl, widthOf } from "./svg.js";
+import { clear, round1, svgEl, widthOf } from "./svg.js";
+import { duration } from "./format.js";
 
 const HEIGHT = 140;
 const AXIS_W = 56; // left gutter for the max-value label
@@ -35,14 +36,14 @@ export function drawDurations(svg, runs, onSelect, selectedId = null) {
     svgEl("line", { class: "durations-grid", x1: AXIS_W, x2: width - PAD, y1: TOP, y2: TOP }),
     svgEl("line", { class: "durations-base", x1: AXIS_W, x2: width - PAD, y1: baseY, y2: baseY }),
     svgEl("text", { class: "durations-label", x: AXIS_W - 6, y: TOP, "text-anchor": "end",
-      "dominant-baseline": "central" }, max > 0 ? formatDuration(max) : "0"),
+      "dominant-baseline": "central" }, max > 0 ? duration(max) : "0"),
     svgEl("text", { class: "durations-label", x: AXIS_W - 6, y: baseY, "text-anchor": "end",
       "dominant-baseline": "central" }, "0"),
   );
   const bars = svgEl("g", { class: "durations-bars" });
   ordered.forEach((run, i) => {
     const h = max > 0 ? Math.max(MIN_BAR_H, ((run.duration_ms ?? 0) / max) * plotH) : MIN_BAR_H;
-    const title = `${run.id} · ${run.status} · ${formatDuration(run.duration_ms)}`;
+    const title = `${run.id} · ${run.status} · ${duration(run.duration_ms)}`;
     const bar = svgEl(
       "rect",
       { class: "bar", x: round1(AXIS_W + i * slot + (slot - barW) / 2), y: round1(baseY - h),

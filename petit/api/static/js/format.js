@@ -8,7 +8,7 @@ const UNITS = [
 ];
 
 export function duration(ms) {
-  if (ms === null || ms === undefined) return "";
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "–";
   ms = Math.max(0, Math.round(ms));
   if (ms < 1000) return `${ms}ms`;
   if (ms < 10000) return `${Math.floor(ms / 1000)}.${Math.floor((ms % 1000) / 100)}s`;
@@ -21,6 +21,11 @@ export function duration(ms) {
     }
   }
   return `${whole}s`;
+}
+
+/** "1 line", "2 lines" */
+export function plural(count, noun) {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }
 
 /** "in 3m 10s", "2m ago", "now" (epoch milliseconds, both). */

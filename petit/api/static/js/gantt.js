@@ -1,7 +1,8 @@
 // The run page's timeline: one row per task, one bar per attempt, so a retried task shows each
 // try (and the delay between them) on its row. Times are epoch milliseconds; the axis counts
 // from the run's first start.
-import { clear, ellipsize, formatDuration, round1, svgEl, widthOf } from "./svg.js";
+import { clear, ellipsize, round1, svgEl, widthOf } from "./svg.js";
+import { duration } from "./format.js";
 
 const ROW_H = 24;
 const BAR_H = 14;
@@ -12,7 +13,7 @@ const PAD = 12;
 const MIN_BAR_W = 2; // an attempt of a few milliseconds stays visible
 const TICK_TARGET_PX = 90;
 const TICK_STEPS_MS = [
-  100, 200, 500, 1e3, 2e3, 5e3, 10e3, 15e3, 30e3, 60e3, 120e3, 300e3, 600e3, 900e3, 1800e3,
+  1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 10e3, 15e3, 30e3, 60e3, 120e3, 300e3, 600e3, 900e3, 1800e3,
   3600e3, 7200e3, 3 * 3600e3, 6 * 3600e3, 12 * 3600e3, 24 * 3600e3,
 ];
 
@@ -76,7 +77,7 @@ export function drawGantt(svg, tasks, now = Date.now()) {
     }
     for (const a of attempts) {
       const x = xOf(a.start);
-      const title = `${id} #${a.attempt} · ${a.status} · ${formatDuration(a.end - a.start)}`;
+      const title = `${id} #${a.attempt} · ${a.status} · ${duration(a.end - a.start)}`;
       row.append(
         svgEl(
           "rect",
@@ -107,7 +108,7 @@ function drawAxis(spanMs, plotX, plotW, height) {
     axis.append(
       svgEl("line", { class: "gantt-tick", x1: x, x2: x, y1: AXIS_H - 4, y2: height }),
       svgEl("text", { class: "gantt-tick-label", x, y: AXIS_H - 10, "text-anchor": "middle" },
-        t === 0 ? "0" : formatDuration(t)),
+        t === 0 ? "0" : duration(t)),
     );
   }
   return axis;

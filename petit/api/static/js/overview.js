@@ -4,7 +4,7 @@
 
 import { get, post, query } from "./api.js";
 import { button, fill, h, path } from "./dom.js";
-import { clock, duration, elapsed, isTerminal, relative } from "./format.js";
+import { clock, duration, elapsed, isTerminal, plural, relative } from "./format.js";
 
 export const NAME = "overview";
 const RECENT = 20;
@@ -113,7 +113,7 @@ class Overview {
     fill(this.health, (status.children || []).map((child) => h("li", { "data-child": child.name },
       h("strong", {}, child.name), `: ${child.state}`,
       child.uptime_secs !== null && child.uptime_secs !== undefined ? `, up ${duration(child.uptime_secs * 1000)}` : "",
-      `, ${child.restarts} restart${child.restarts === 1 ? "" : "s"}`)));
+      `, ${plural(child.restarts, "restart")}`)));
   }
 
   setState(state) {

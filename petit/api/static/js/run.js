@@ -4,7 +4,7 @@
 
 import { get, post, query, readStream } from "./api.js";
 import { button, fill, h, path } from "./dom.js";
-import { clock, duration, elapsed, isTerminal } from "./format.js";
+import { clock, duration, elapsed, isTerminal, plural } from "./format.js";
 import { drawGantt } from "./gantt.js";
 import { LogView } from "./logview.js";
 
@@ -217,9 +217,9 @@ class RunView {
         if (Number.isFinite(sent) && sent - data.lines.length > received) this.markTruncated();
         received = Number.isFinite(sent) ? sent : received + data.lines.length;
         this.log.append(data.lines.map((text) => ({ stream: data.stream, text })));
-        this.logState.textContent = `${this.log.lineCount} lines, live`;
+        this.logState.textContent = `${plural(this.log.lineCount, "line")}, live`;
       } else if (name === "end") {
-        this.logState.textContent = `${this.log.lineCount} lines${data.status ? `, ${data.status}` : ""}`;
+        this.logState.textContent = `${plural(this.log.lineCount, "line")}${data.status ? `, ${data.status}` : ""}`;
         controller.abort();
       }
     };

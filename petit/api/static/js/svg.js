@@ -21,20 +21,6 @@ export function clear(node) {
   node.replaceChildren();
 }
 
-/** "850 ms", "12.3 s", "4m 05s", "2h 03m": short enough for a tooltip or an axis label. */
-export function formatDuration(ms) {
-  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "–";
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  const secs = ms / 1000;
-  if (secs < 60) return `${secs < 10 ? secs.toFixed(1) : Math.round(secs)} s`;
-  const whole = Math.round(secs);
-  const h = Math.floor(whole / 3600);
-  const m = Math.floor((whole % 3600) / 60);
-  const s = whole % 60;
-  const pad = (n) => String(n).padStart(2, "0");
-  return h > 0 ? `${h}h ${pad(m)}m` : `${m}m ${pad(s)}s`;
-}
-
 /** The width an SVG widget should lay itself out to: its rendered width, or a fallback when hidden. */
 export function widthOf(svg, fallback = 900) {
   return Math.round(svg.getBoundingClientRect().width) || fallback;
