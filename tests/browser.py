@@ -145,6 +145,31 @@ class Browser:
         assert len(found) == 1, f"{len(found)} elements match {selector!r} at {self.path}"
         return found[0]
 
+    # Values read through a fresh query each time: the page replaces elements as events come
+    # (a job's row, the health list), so a WebDriver element held across a wait can go stale.
+
+    def text(self, selector: str) -> str:
+        """The textContent of the first element matching `selector` ("" when there is none)."""
+        return self.js(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent : ''",
+            selector,
+        )
+
+    def attr(self, selector: str, name: str) -> str | None:
+        """An attribute of the first element matching `selector` (None when it has none)."""
+        return self.js(
+            "const e = document.querySelector(arguments[0]);"
+            " return e && e.getAttribute(arguments[1])",
+            selector,
+            name,
+        )
+
+    def enabled(self, selector: str) -> bool | None:
+        """Whether the first element matching `selector` is enabled (None when there is none)."""
+        return self.js(
+            "const e = document.querySelector(arguments[0]); return e && !e.disabled", selector
+        )
+
     def wait_css(self, selector: str, timeout: float = 10.0) -> list:
         """The elements matching `selector`, once there is at least one."""
         return self.wait(

@@ -124,10 +124,6 @@ def api(svc: Service, path: str, **kwargs) -> dict:
     return response.json()
 
 
-def text(element) -> str:
-    return element.get_attribute("textContent")
-
-
 def nothing_executed(browser) -> None:
     """No payload ran: no alert is open, window.__pwned was never set, no element carries an
     event handler attribute or a javascript: link."""
@@ -155,19 +151,21 @@ def test_overview_lists_every_job_with_its_schedule_and_health(browser, svc):
     jobs = {job["id"]: job for job in api(svc, "/api/jobs")["jobs"]}
     browser.open(svc.port, "/")
     browser.wait_page("overview")
-    rows = {row.get_attribute("data-job-id"): row for row in browser.css("#jobs tr[data-job-id]")}
-    assert set(rows) == set(jobs)
-    for job_id, row in rows.items():
-        link = browser.one(".job-name a", row)
-        assert text(link) == jobs[job_id]["name"]
-        assert browser.path_of(link.get_attribute("href")) == f"/jobs/{job_id}"
-        assert browser.one("button.run-now", row).get_attribute("aria-label") == (
-            f"Run {jobs[job_id]['name']} now"
-        )
-    assert text(browser.one(".job-schedule", rows["diamond"])) == jobs["diamond"]["schedule_words"]
-    assert text(browser.one("#scheduler-state")) == "running"
-    scheduler = browser.one('#health li[data-child="scheduler"]')
-    assert "running" in text(scheduler)
+    rows = browser.js(
+        """return Object.fromEntries([...document.querySelectorAll('#jobs tr[data-job-id]')]
+             .map(row => [row.dataset.jobId, {
+               name: row.querySelector('.job-name a').textContent,
+               href: row.querySelector('.job-name a').getAttribute('href'),
+               label: row.querySelector('button.run-now').getAttribute('aria-label')}]))"""
+    )
+    assert rows == {
+        job_id: {"name": job["name"], "href": f"/jobs/{job_id}", "label": f"Run {job['name']} now"}
+        for job_id, job in jobs.items()
+    }
+    schedule = browser.text('tr[data-job-id="diamond"] .job-schedule')
+    assert schedule == jobs["diamond"]["schedule_words"]
+    assert browser.text("#scheduler-state") == "running"
+    assert "running" in browser.text('#health li[data-child="scheduler"]')
     browser.wait(lambda: browser.body("data-live") == "on", "the event stream to connect")
 
 
@@ -175,9 +173,8 @@ def test_run_now_turns_its_square_from_running_to_completed_without_a_reload(bro
     browser.open(svc.port, "/")
     browser.wait_page("overview")
     browser.js("window.__sameDocument = true")
-    row = browser.one('#jobs tr[data-job-id="gated"]')
     before = {r["id"] for r in api(svc, "/api/jobs/gated/runs?limit=100")["runs"]}
-    browser.one("button.run-now", row).click()
+    browser.one('#jobs tr[data-job-id="gated"] button.run-now').click()
     run_id = browser.wait(
         lambda: next(
             (
@@ -194,13 +191,10 @@ def test_run_now_turns_its_square_from_running_to_completed_without_a_reload(bro
     open_gate(svc, run_id)
     browser.wait(lambda: browser.css(f'{square}[data-status="completed"]'), f"{square} completed")
     assert browser.js("return window.__sameDocument") is True, "the page was reloaded"
-    element = browser.one(square)
-    assert browser.path_of(element.get_attribute("href")) == f"/runs/{run_id}"
-    assert element.get_attribute("title").startswith(f"{run_id} · completed · ")
-    status = browser.one('#jobs tr[data-job-id="gated"] .job-status')
-    browser.wait(
-        lambda: status.get_attribute("data-status") == "completed", "the job's status cell"
-    )
+    assert browser.attr(square, "href") == f"/runs/{run_id}"
+    assert browser.attr(square, "title").startswith(f"{run_id} · completed · ")
+    status = '#jobs tr[data-job-id="gated"] .job-status'
+    browser.wait(lambda: browser.attr(status, "data-status") == "completed", status)
     # oldest left: the squares read as the API's newest-first list reversed
     shown = [
         s.get_attribute("data-run-id")
@@ -213,18 +207,22 @@ def test_run_now_turns_its_square_from_running_to_completed_without_a_reload(bro
 def test_pause_and_resume_change_the_page_and_the_scheduler(browser, svc):
     browser.open(svc.port, "/")
     browser.wait_page("overview")
-    state = browser.one("#scheduler-state")
-    pause, resume = browser.one("button#pause"), browser.one("button#resume")
-    assert (text(state), pause.is_enabled(), resume.is_enabled()) == ("running", True, False)
+
+    def shown() -> tuple:
+        return (
+            browser.text("#scheduler-state"),
+            browser.enabled("#pause"),
+            browser.enabled("#resume"),
+        )
+
+    assert shown() == ("running", True, False)
     try:
-        pause.click()
-        browser.wait(lambda: text(state) == "paused", "#scheduler-state to read paused")
+        browser.one("button#pause").click()
+        browser.wait(lambda: shown() == ("paused", False, True), "the page to show paused")
         assert api(svc, "/api/scheduler/state")["state"] == "paused"
-        browser.wait(lambda: resume.is_enabled() and not pause.is_enabled(), "Resume enabled")
-        resume.click()
-        browser.wait(lambda: text(state) == "running", "#scheduler-state to read running")
+        browser.one("button#resume").click()
+        browser.wait(lambda: shown() == ("running", True, False), "the page to show running")
         assert api(svc, "/api/scheduler/state")["state"] == "running"
-        browser.wait(lambda: pause.is_enabled() and not resume.is_enabled(), "Pause enabled")
     finally:
         svc.post("/api/scheduler/resume")
 
@@ -240,7 +238,7 @@ def test_job_page_draws_one_node_per_task_and_one_edge_per_dependency(browser, s
     job = api(svc, "/api/jobs/diamond")
     browser.open(svc.port, "/jobs/diamond")
     browser.wait_page("job")
-    assert text(browser.one("h1#job-title")) == job["name"]
+    assert browser.text("h1#job-title") == job["name"]
     nodes = {n.get_attribute("data-task-id"): n for n in browser.css("svg#dag g.node")}
     assert set(nodes) == {task["id"] for task in job["tasks"]}
     edges = [
@@ -252,8 +250,8 @@ def test_job_page_draws_one_node_per_task_and_one_edge_per_dependency(browser, s
     )
     # coloured by the newest run, which is this one
     assert {k: n.get_attribute("data-status") for k, n in nodes.items()} == statuses
-    assert "on_failure" in text(nodes["e"])
-    assert job["schedule_words"] in text(browser.one("dl#settings"))
+    assert "on_failure" in browser.text('svg#dag g.node[data-task-id="e"]')
+    assert job["schedule_words"] in browser.text("dl#settings")
     assert browser.css(f'table#runs tr[data-run-id="{run["id"]}"]')
     assert browser.css(f'svg#durations rect.bar[data-run-id="{run["id"]}"]')
 
@@ -264,21 +262,24 @@ def test_run_page_tails_a_running_tasks_log_live(browser, svc):
     browser.open(svc.port, f"/runs/{run_id}?task=wait")
     browser.wait_page("run")
     browser.js("window.__sameDocument = true")
-    lines = browser.one("#log-lines")
-    browser.wait(lambda: f"first line of {run_id}" in text(lines), "the first line")
-    assert browser.one("#run-status").get_attribute("data-status") == "running"
+    browser.wait(lambda: f"first line of {run_id}" in browser.text("#log-lines"), "the first line")
+    assert browser.attr("#run-status", "data-status") == "running"
     assert browser.one("button#cancel").is_displayed()
     open_gate(svc, run_id)
-    browser.wait(lambda: f"second line of {run_id}" in text(lines), "the second line, live")
     browser.wait(
-        lambda: browser.one("#run-status").get_attribute("data-status") == "completed",
+        lambda: f"second line of {run_id}" in browser.text("#log-lines"), "the second line, live"
+    )
+    browser.wait(
+        lambda: browser.attr("#run-status", "data-status") == "completed",
         "#run-status to turn completed",
     )
-    assert int(lines.get_attribute("data-line-count")) >= 3  # two on stdout, one on stderr
+    assert int(browser.attr("#log-lines", "data-line-count")) >= 3  # 2 on stdout, 1 on stderr
     assert browser.js("return window.__sameDocument") is True, "the page was reloaded"
-    row = browser.one('table#tasks tr[data-task-id="wait"]')
-    assert browser.one(".status", row).get_attribute("data-status") == "completed"
-    assert text(browser.one(".attempts", row)).strip() == "1"
+    row = 'table#tasks tr[data-task-id="wait"]'
+    browser.wait(
+        lambda: browser.attr(f"{row} .status", "data-status") == "completed", "the task's row"
+    )
+    assert browser.text(f"{row} .attempts").strip() == "1"
     assert browser.css('svg#gantt rect.attempt[data-task-id="wait"][data-attempt="1"]')
 
 
@@ -287,24 +288,22 @@ def test_hostile_names_descriptions_and_output_are_shown_as_text(browser, svc):
     assert run["status"] == "failed"
     browser.open(svc.port, "/")
     browser.wait_page("overview")
-    assert text(browser.one('tr[data-job-id="xss"] .job-name a')) == XSS_NAME
+    assert browser.text('tr[data-job-id="xss"] .job-name a') == XSS_NAME
     nothing_executed(browser)
 
     browser.go("/jobs/xss")
     browser.wait_page("job")
-    assert text(browser.one("h1#job-title")) == XSS_NAME
+    assert browser.text("h1#job-title") == XSS_NAME
     assert XSS_DESCRIPTION in browser.js("return document.body.innerText")
     nothing_executed(browser)
 
     browser.go(f"/runs/{run['id']}?task=x.-_y")
     browser.wait_page("run")
-    lines = browser.one("#log-lines")
-    browser.wait(lambda: XSS_STDOUT in text(lines), "the hostile stdout line as text")
+    browser.wait(lambda: XSS_STDOUT in browser.text("#log-lines"), "the stdout line as text")
     if not browser.one("#log-stderr").is_selected():
         browser.one("#log-stderr").click()
-    browser.wait(lambda: XSS_STDERR in text(lines), "the hostile stderr line as text")
-    error = browser.one('table#tasks tr[data-task-id="bad"] .error')
-    assert XSS_COMMAND in text(error)
+    browser.wait(lambda: XSS_STDERR in browser.text("#log-lines"), "the stderr line as text")
+    assert XSS_COMMAND in browser.text('table#tasks tr[data-task-id="bad"] .error')
     nothing_executed(browser)
 
 
@@ -318,11 +317,11 @@ def test_deep_links_reload_and_back_and_forward(browser, svc):
     browser.wait_css(f'table#runs tr[data-run-id="{run["id"]}"] a')[0].click()
     browser.wait_page("run")
     assert browser.path == f"/runs/{run['id']}"
-    assert run["id"] in text(browser.one("h1#run-title"))
+    assert run["id"] in browser.text("h1#run-title")
 
     browser.driver.back()
     browser.wait_page("job")
-    assert text(browser.one("h1#job-title")) == "Diamond"
+    assert browser.text("h1#job-title") == "Diamond"
     browser.driver.back()
     browser.wait_page("overview")
     browser.driver.forward()
@@ -331,15 +330,15 @@ def test_deep_links_reload_and_back_and_forward(browser, svc):
 
     browser.driver.refresh()
     browser.wait_page("job")
-    assert text(browser.one("h1#job-title")) == "Diamond"
+    assert browser.text("h1#job-title") == "Diamond"
     assert len(browser.css("svg#dag g.node")) == 5
     browser.go(f"/runs/{run['id']}?task=c&attempt=1")
     browser.wait_page("run")
     browser.driver.refresh()
     browser.wait_page("run")
-    assert browser.one("select#log-task").get_attribute("value") == "c"
-    assert browser.one("select#log-attempt").get_attribute("value") == "1"
-    assert text(browser.one('table#tasks tr[data-task-id="c"] .exit-code')).strip() == "1"
+    assert browser.js("return document.querySelector('select#log-task').value") == "c"
+    assert browser.js("return document.querySelector('select#log-attempt').value") == "1"
+    assert browser.text('table#tasks tr[data-task-id="c"] .exit-code').strip() == "1"
 
 
 def test_full_page_loads_release_the_connections_of_the_pages_left(browser, svc):
@@ -384,10 +383,10 @@ def test_phone_viewport_has_no_overflow_and_run_now_works_from_the_keyboard(brow
             " window.innerWidth]"
         )
         assert max(width[:2]) <= width[2], f"{path} overflows the 390 px viewport: {width}"
-    wanted = browser.one('tr[data-job-id="diamond"] button.run-now')
+    wanted = 'tr[data-job-id="diamond"] button.run-now'
     keys = ActionChains(browser.driver)
     for _ in range(200):  # Tab through the page until the button has the focus
-        if browser.js("return document.activeElement === arguments[0]", wanted):
+        if browser.js("return document.activeElement.matches(arguments[0])", wanted):
             break
         keys.send_keys(Keys.TAB).perform()
     else:
@@ -469,13 +468,15 @@ def test_token_prompt_before_any_data_then_session_storage_only(browser, locked)
     assert HIDDEN not in browser.driver.page_source and not browser.css("tr[data-job-id]")
 
     log_in(browser, "wrong-" + TOKEN[:8])
-    error = browser.one("#login-error")
-    browser.wait(lambda: error.is_displayed() and text(error).strip(), "#login-error")
+    browser.wait(
+        lambda: browser.one("#login-error").is_displayed() and browser.text("#login-error").strip(),
+        "#login-error",
+    )
     assert browser.body("data-page") == "login" and HIDDEN not in browser.driver.page_source
 
     log_in(browser, TOKEN)
     browser.wait_page("overview")
-    assert text(browser.one('tr[data-job-id="hidden"] .job-name a')) == HIDDEN
+    assert browser.text('tr[data-job-id="hidden"] .job-name a') == HIDDEN
     browser.wait(lambda: browser.body("data-live") == "on", "the event stream with the token")
     token_nowhere_but_session_storage(browser, locked)
 
