@@ -125,6 +125,12 @@ def api(svc: Service, path: str, **kwargs) -> dict:
     return response.json()
 
 
+def press(browser, key: str) -> None:
+    """One key press on the focused element (an ActionChains keeps its earlier actions and
+    replays them at each perform(): one chain per press)."""
+    ActionChains(browser.driver).send_keys(key).perform()
+
+
 def nothing_executed(browser) -> None:
     """No payload ran: no alert is open, window.__pwned was never set, no element carries an
     event handler attribute or a javascript: link."""
@@ -386,15 +392,14 @@ def test_phone_viewport_has_no_overflow_and_run_now_works_from_the_keyboard(brow
         )
         assert max(widths) <= PHONE[0], f"{path} is wider than a {PHONE[0]} px phone: {widths}"
     wanted = 'tr[data-job-id="diamond"] button.run-now'
-    keys = ActionChains(browser.driver)
-    for _ in range(200):  # Tab through the page until the button has the focus
+    for _ in range(60):  # Tab through the page until the button has the focus
         if browser.js("return document.activeElement.matches(arguments[0])", wanted):
             break
-        keys.send_keys(Keys.TAB).perform()
+        press(browser, Keys.TAB)
     else:
         pytest.fail("Tab never reached the diamond job's Run now button")
     before = api(svc, "/api/jobs/diamond/runs?limit=1")["runs"][0]["id"]
-    keys.send_keys(Keys.ENTER).perform()
+    press(browser, Keys.ENTER)
     browser.wait(
         lambda: api(svc, "/api/jobs/diamond/runs?limit=1")["runs"][0]["id"] != before,
         "Enter on Run now to start a run",
