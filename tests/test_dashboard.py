@@ -348,41 +348,13 @@ def test_deep_links_reload_and_back_and_forward(browser, svc):
     assert browser.text('table#tasks tr[data-task-id="c"] .exit-code').strip() == "1"
 
 
-def test_full_page_loads_release_the_connections_of_the_pages_left(browser, svc):
-    """A page left by a full load (a typed URL, a reload) may stay in the back/forward cache. If
-    it kept its event streams open there, Chromium's 6 connections per host would be used up
-    after a few loads and the next page would never load; back must bring a cached page back
-    live."""
-    run = svc.wait_run(svc.trigger("diamond"))
-    pages = [("/", "overview"), ("/jobs/diamond", "job"), (f"/runs/{run['id']}", "run")]
-    browser.driver.set_page_load_timeout(5)
-    try:
-        for number in range(8):
-            path, page = pages[number % 3]
-            try:
-                browser.open(svc.port, path)
-                stuck = False
-            except TimeoutException:
-                stuck = True  # failed below, without the driver's traceback
-            if stuck:
-                pytest.fail(
-                    f"full load #{number + 1} ({path}) never started: the pages left before still "
-                    "hold the browser's connections to the host (6 at most)",
-                    pytrace=False,
-                )
-            browser.wait_page(page)
-            browser.wait(lambda: browser.body("data-live") == "on", f"{path} live")
-    finally:
-        browser.driver.set_page_load_timeout(PAGE_LOAD_SECS)
-    browser.driver.back()
-    browser.wait_page("job")
-    browser.wait(lambda: browser.body("data-live") == "on", "the page back from the cache, live")
-
-
 def test_phone_viewport_has_no_overflow_and_run_now_works_from_the_keyboard(browser, svc):
     run = svc.wait_run(svc.trigger("diamond"))
-    browser.viewport(*PHONE, mobile=True)
     for path, page in (("/jobs/diamond", "job"), (f"/runs/{run['id']}", "run"), ("/", "overview")):
+        # a tab per page: no page left in the back/forward cache holds a connection the next
+        # one needs (test_full_page_loads_release_the_connections_of_the_pages_left)
+        browser.fresh_tab()
+        browser.viewport(*PHONE, mobile=True)
         browser.open(svc.port, path)
         browser.wait_page(page)
         # a phone widens its layout viewport (innerWidth) to content wider than the screen
@@ -503,3 +475,37 @@ def test_token_prompt_before_any_data_then_session_storage_only(browser, locked)
     browser.fresh_tab()  # a new browser tab is a new session: it asks again
     browser.open(locked.port, "/")
     browser.wait(lambda: browser.body("data-page") == "login", "the login form in a new tab")
+
+
+# -- full page loads (last: a page that fails this leaves connections behind) ---------------------
+
+
+def test_full_page_loads_release_the_connections_of_the_pages_left(browser, svc):
+    """A page left by a full load (a typed URL, a reload) may stay in the back/forward cache. If
+    it kept its event streams open there, Chromium's 6 connections per host would be used up
+    after a few loads and the next page would never load; back must bring a cached page back
+    live."""
+    run = svc.wait_run(svc.trigger("diamond"))
+    pages = [("/", "overview"), ("/jobs/diamond", "job"), (f"/runs/{run['id']}", "run")]
+    browser.driver.set_page_load_timeout(5)
+    try:
+        for number in range(8):
+            path, page = pages[number % 3]
+            try:
+                browser.open(svc.port, path)
+                stuck = False
+            except TimeoutException:
+                stuck = True  # failed below, without the driver's traceback
+            if stuck:
+                pytest.fail(
+                    f"full load #{number + 1} ({path}) never started: the pages left before still "
+                    "hold the browser's connections to the host (6 at most)",
+                    pytrace=False,
+                )
+            browser.wait_page(page)
+            browser.wait(lambda: browser.body("data-live") == "on", f"{path} live")
+    finally:
+        browser.driver.set_page_load_timeout(PAGE_LOAD_SECS)
+    browser.driver.back()
+    browser.wait_page("job")
+    browser.wait(lambda: browser.body("data-live") == "on", "the page back from the cache, live")
