@@ -97,11 +97,14 @@ class JobsHandler(BaseHandler):
         recent = _parse_count("recent", self.get_query_argument("recent", "0"), 0, MAX_RECENT)
         paused = self.store.is_paused()
         jobs = [
-            job_json(doc, paused, self.store.list_runs(doc["id"], recent) if recent else None)
+            job_json(doc, paused, self._recent(doc["id"], recent))
             for doc in sorted(self.store.job_summaries().values(), key=lambda d: d["id"])
             if doc.get("defined", True)
         ]
         self.reply({"jobs": jobs, "count": len(jobs)})
+
+    def _recent(self, job_id: str, count: int) -> list[Run] | None:
+        return self.store.list_runs(job_id, count, with_tasks=False) if count else None
 
 
 class JobHandler(BaseHandler):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field, fields
 from enum import Enum
@@ -9,6 +10,13 @@ from typing import Protocol
 
 from ..errors import InvalidTransition
 from .retry import RetryPolicy
+
+
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    # read back for every stored run and task: dataclasses.fields() costs more than the rest
+    return frozenset(f.name for f in fields(cls))
+
 
 # Why a run's unfinished tasks ended, when a stop ended it (also the run's own error).
 CANCELLED = "cancelled"
@@ -243,7 +251,7 @@ class TaskRun:
 
     @classmethod
     def from_dict(cls, data: dict) -> TaskRun:
-        known = {f.name for f in fields(cls)}
+        known = _field_names(cls)
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["status"] = TaskStatus(kwargs.get("status", "pending"))
         if "handle" not in data and data.get("pid"):
@@ -360,7 +368,7 @@ class Run:
 
     @classmethod
     def from_dict(cls, data: dict) -> Run:
-        known = {f.name for f in fields(cls)}
+        known = _field_names(cls)
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["status"] = RunStatus(kwargs.get("status", "pending"))
         kwargs["trigger"] = Trigger(kwargs.get("trigger", "manual"))

@@ -45,10 +45,11 @@ def main_file_problem(meta: list[dict], jobs: list[dict]) -> str | None:
     return None
 
 
-def run_from_doc(doc: dict, path: str) -> Run:
-    """A history record that does not read back as a run is a corrupt file, said as such."""
+def run_from_doc(doc: dict, path: str, with_tasks: bool = True) -> Run:
+    """A history record that does not read back as a run is a corrupt file, said as such.
+    Without its tasks (`with_tasks` False) it reads several times faster: a list of outcomes."""
     try:
-        return Run.from_dict(doc)
+        return Run.from_dict(doc if with_tasks else {k: v for k, v in doc.items() if k != "tasks"})
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise corrupt_file(
             path,

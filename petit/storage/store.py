@@ -365,9 +365,12 @@ class Store:
             doc = self._table(path, _CHUNK_RUNS).get(doc_id=seq)
         return run_from_doc(doc, path) if doc is not None else None
 
-    def list_runs(self, job_id: str, limit: int, before_seq: int | None = None) -> list[Run]:
+    def list_runs(
+        self, job_id: str, limit: int, before_seq: int | None = None, with_tasks: bool = True
+    ) -> list[Run]:
         """Newest first (only those whose seq is below `before_seq` when given: the next page),
-        reading only as many history files as needed: none of those holding newer runs."""
+        reading only as many history files as needed: none of those holding newer runs. Without
+        their tasks (`with_tasks` False: their `tasks` is empty) for lists of outcomes."""
         runs: list[Run] = []
         if limit <= 0:
             return runs
@@ -380,7 +383,7 @@ class Store:
                 for doc in sorted(docs, key=lambda d: d.doc_id, reverse=True):
                     if before_seq is not None and doc.doc_id >= before_seq:
                         continue
-                    runs.append(run_from_doc(doc, path))
+                    runs.append(run_from_doc(doc, path, with_tasks))
                     if len(runs) >= limit:
                         return runs
         return runs

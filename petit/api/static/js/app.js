@@ -177,6 +177,12 @@ function onClick(event) {
 function start() {
   document.addEventListener("click", onClick);
   window.addEventListener("popstate", () => navigate(location.href, false));
+  // A page left by a full load may wait in the back/forward cache with its streams open, and a
+  // browser allows only 6 connections per host: close them as the page goes, reopen on return.
+  window.addEventListener("pagehide", () => unmount());
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) navigate(location.href, false);
+  });
   $("#logout").addEventListener("click", () => {
     token.forget();
     showLogin(null);

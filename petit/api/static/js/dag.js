@@ -9,7 +9,7 @@
 import { ellipsize, round1 } from "./svg.js";
 
 /** Above this many tasks the page shows a list instead: a graph that size cannot be read. */
-export const LIST_THRESHOLD = 400;
+export const LIST_THRESHOLD = 1000;
 
 const CHAR_W = 7.25; // advance of widgets.css's 12px monospace node font, so no DOM measuring
 const MAX_CHARS = 32; // longer ids are cut with an ellipsis; the <title> has the whole id

@@ -58,9 +58,14 @@ class Overview {
       get("/api/status", this.page.signal),
     ]);
     if (!this.page.active) return;
-    this.jobs = new Map(jobs.jobs.map((job) => [job.id, job]));
+    const fresh = new Map(jobs.jobs.map((job) => [job.id, job]));
+    const sameJobs = fresh.size === this.jobs.size && [...fresh.keys()].every((id) => this.rows.has(id));
+    const changed = [...fresh.values()].filter((job) => JSON.stringify(job) !== JSON.stringify(this.jobs.get(job.id)));
+    this.jobs = fresh;
     this.showStatus(status);
-    this.renderAll();
+    // a re-read (settle, reset) redraws only the rows that changed: the rest keep their focus
+    if (sameJobs) changed.forEach((job) => this.rerender(job.id));
+    else this.renderAll();
     this.page.ready();
   }
 
@@ -145,7 +150,9 @@ class Overview {
   }
 
   async trigger(job, target) {
-    target.disabled = true;
+    // busy, not disabled: a disabled button loses the keyboard focus
+    if (target.getAttribute("aria-busy") === "true") return;
+    target.setAttribute("aria-busy", "true");
     try {
       const reply = await post(`${path("api", "jobs", job.id)}/trigger`, this.page.signal);
       // the run's own events may have come first: never move a run back to pending
@@ -155,7 +162,7 @@ class Overview {
     } catch (error) {
       this.page.fail(error);
     } finally {
-      target.disabled = false;
+      target.removeAttribute("aria-busy");
     }
   }
 
