@@ -26,6 +26,14 @@ setup(
         "docopt-ng>=0.9",
         "prometheus-client>=0.20",
     ],
-    extras_require={"test": ["pytest>=7.4", "pytest-timeout>=2.2", "pytest-xdist>=3.5", "ruff>=0.6", "selenium>=4.20"]},
+    extras_require={
+        "test": [
+            "pytest>=7.4",
+            "pytest-timeout>=2.2",
+            "pytest-xdist>=3.5",
+            "ruff>=0.6",
+            "selenium>=4.20",
+        ]
+    },
     entry_points={"console_scripts": ["petit = petit.cli.main:main"]},
 )

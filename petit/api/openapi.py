@@ -3,6 +3,7 @@ checks real responses against the documented fields, so it cannot drift silently
 
 from __future__ import annotations
 
+from ..ipc.stream import EVENT_NAMES
 from .base import ID_CHARS, ID_MAX_CHARS
 from .schemas import SCHEMAS, WHOLE
 
@@ -167,6 +168,12 @@ EVENTS = _event_stream(
     (
         _query("job_id", "only the events of these jobs", {"type": "string"}, repeat=True),
         _query("run_id", "only the events of these runs", {"type": "string"}, repeat=True),
+        _query(
+            "event",
+            "only the events of these names (reset is always sent)",
+            {"type": "string", "enum": list(EVENT_NAMES)},
+            repeat=True,
+        ),
         _query(
             "last_event_id",
             "resume after this id (or the Last-Event-ID header)",

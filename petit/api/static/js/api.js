@@ -61,7 +61,8 @@ export function query(params) {
 
 /**
  * Reads a Server-Sent Events stream until `signal` aborts: onMessage(event, data, id) per
- * message, onState(true|false) as the connection comes and goes. Reconnects after the server's
+ * message, onState(connected, resumed) as the connection comes and goes (`resumed`: it went on
+ * after the last id seen, so nothing was missed). Reconnects after the server's
  * `retry:` delay, resuming from the last id seen (Last-Event-ID), as EventSource would. Returns
  * when the stream ends for good: aborted, or (with `once`) after the server closed it.
  */
@@ -83,7 +84,7 @@ export async function readStream(url, { signal, onMessage, onState = () => {}, o
         }
         throw new ApiError(response.status, body);
       }
-      onState(true);
+      onState(true, lastId !== null); // resumed: the server replays what this client missed
       await parse(response.body, signal, (field) => {
         if (field.retry !== undefined) retryMs = field.retry;
         if (field.id !== undefined) lastId = field.id;
@@ -104,7 +105,18 @@ export async function readStream(url, { signal, onMessage, onState = () => {}, o
 
 async function parse(body, signal, dispatch) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-  signal.addEventListener("abort", () => reader.cancel().catch(() => {}), { once: true });
+  const cancel = () => reader.cancel().catch(() => {});
+  signal.addEventListener("abort", cancel, { once: true });
+  try {
+    await readMessages(reader, dispatch);
+  } finally {
+    // also when a handler threw: an abandoned body would hold one of the browser's 6 connections
+    signal.removeEventListener("abort", cancel);
+    cancel();
+  }
+}
+
+async function readMessages(reader, dispatch) {
   let buffer = "";
   let event = { data: [] };
   for (;;) {
@@ -143,10 +155,12 @@ async function parse(body, signal, dispatch) {
 
 function pause(ms, signal) {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
+    const done = () => {
       clearTimeout(timer);
+      signal.removeEventListener("abort", done);
       resolve();
-    }, { once: true });
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
   });
 }

@@ -15,6 +15,7 @@ const ROUTES = [
 
 let current = null; // the mounted page's context
 const SETTLE_MS = 400; // more than the recorder's 0.25 s between writes of a live run
+const REPLAY_MS = 1500; // how far back reread() applies events again: well past the store's lag
 
 class PageContext {
   constructor(name) {
@@ -22,6 +23,8 @@ class PageContext {
     this.controller = new AbortController();
     this.streams = 0;
     this.connected = 0;
+    this.recent = []; // {at, name, data, onMessage} of the events of the last REPLAY_MS, for reread()
+    this.replaying = false;
   }
 
   get signal() {
@@ -36,26 +39,61 @@ class PageContext {
    * Read an event stream while this page is shown; errors other than auth go to the banner.
    * A stream starts from "now", and the store lags the events by up to the recorder's interval
    * (0.25 s): what changed just before it connected may be neither in the page's first read nor
-   * in the stream. So `settle` (a re-read) runs once SETTLE_MS after the first connection;
-   * events after it arrive in order and leave the page as current as the last of them.
+   * in the stream. So `settle` (a re-read, through reread()) runs SETTLE_MS after every
+   * connection that did not resume from an id (the first one, and any after a drop before the
+   * first event).
    */
   stream(url, onMessage, { once = false, settle = null } = {}) {
     let up = false;
-    let settled = !settle;
-    const onState = (state) => {
-      if (state === up || !this.active) return;
-      if (state && !settled) {
-        settled = true;
-        setTimeout(() => this.active && settle().catch((error) => this.fail(error)), SETTLE_MS);
+    const handle = (name, data, id) => {
+      this.recent.push({ at: Date.now(), name, data, onMessage });
+      if (this.recent.length > 2000 || Date.now() - this.recent[0].at > REPLAY_MS) this.prune();
+      onMessage(name, data, id);
+    };
+    const onState = (state, resumed) => {
+      if (!this.active) return;
+      if (state && !resumed && settle) {
+        setTimeout(() => this.active && this.reread(settle), SETTLE_MS);
       }
+      if (state === up) return;
       up = state;
       this.connected += state ? 1 : -1;
       document.body.dataset.live = this.connected > 0 ? "on" : "off";
     };
     this.streams += 1;
-    return readStream(url, { signal: this.signal, onMessage, onState, once })
+    return readStream(url, { signal: this.signal, onMessage: handle, onState, once })
       .catch((error) => this.fail(error))
       .finally(() => onState(false));
+  }
+
+  prune() {
+    const since = Date.now() - REPLAY_MS;
+    this.recent = this.recent.filter((event) => event.at >= since);
+  }
+
+  /**
+   * Run `read` (a GET of state, applied to the page), then apply again the events of the last
+   * REPLAY_MS: a read can return the store from before events the page already showed (the
+   * store lags), and must not undo them. Events apply idempotently, in order; while they are
+   * replayed, `replaying` is true so handlers start no re-read of their own.
+   */
+  async reread(read) {
+    const since = Date.now() - REPLAY_MS;
+    try {
+      await read();
+    } catch (error) {
+      this.fail(error);
+      return;
+    }
+    if (!this.active) return;
+    this.replaying = true;
+    try {
+      for (const event of this.recent) {
+        if (event.at >= since && event.name !== "reset") event.onMessage(event.name, event.data);
+      }
+    } finally {
+      this.replaying = false;
+    }
   }
 
   ready() {
@@ -124,7 +162,7 @@ function showLogin(problem) {
   const input = h("input", {
     id: "token",
     type: "password",
-    autocomplete: "current-password",
+    autocomplete: "off", // a password manager would keep it past the tab
     required: true,
     "aria-describedby": "login-help",
   });

@@ -157,27 +157,33 @@ class JobView {
   }
 
   async page_(step) {
+    if (this.paging) return; // one page at a time: a second click would skip a page
+    this.paging = true;
     if (step > 0) this.cursors.push(this.nextBefore);
     else this.cursors.pop();
     try {
       await this.loadRuns();
     } catch (error) {
       this.page.fail(error);
+    } finally {
+      this.paging = false;
     }
   }
 
   async loadStates() {
     const runId = this.selected;
-    this.states.clear();
-    this.selection.textContent = runId ? `Coloured by run ${runId}.` : "No run yet: the graph shows the tasks only.";
+    const states = new Map();
     if (runId) {
       try {
         const reply = await get(`${path("api", "runs", runId)}/tasks`, this.page.signal);
-        for (const task of reply.tasks) this.states.set(task.task_id, task.status);
+        for (const task of reply.tasks) states.set(task.task_id, task.status);
       } catch (error) {
         if (error.status !== 404) throw error; // a run removed by retention: tasks uncoloured
       }
     }
+    if (runId !== this.selected || !this.page.active) return; // another run was picked meanwhile
+    this.states = states;
+    this.selection.textContent = runId ? `Coloured by run ${runId}.` : "No run yet: the graph shows the tasks only.";
     this.colour();
   }
 
@@ -193,11 +199,7 @@ class JobView {
     history.replaceState(null, "", url.pathname + url.search);
     this.renderRuns();
     this.drawChart();
-    try {
-      await this.loadStates();
-    } catch (error) {
-      this.page.fail(error);
-    }
+    await this.page.reread(() => this.loadStates());
   }
 
   async trigger() {
@@ -210,7 +212,7 @@ class JobView {
 
   onEvent(name, data) {
     if (name === "reset") {
-      this.refresh().catch((error) => this.page.fail(error));
+      this.page.reread(() => this.refresh());
     } else if (name === "run") {
       this.onRun(data);
     } else if (name === "task" && data.run_id === this.selected) {
@@ -222,20 +224,26 @@ class JobView {
   onRun(run) {
     const followed = this.selected;
     upsert(this.chartRuns, run, CHART_RUNS);
-    if (this.cursors.length === 1) upsert(this.runs, run, PAGE);
+    if (this.cursors.length === 1 && upsert(this.runs, run, PAGE)) {
+      this.nextBefore = this.runs[this.runs.length - 1].id; // the row pushed off is on the next page
+    }
     this.drawChart();
     this.renderRuns();
-    if (this.selected !== followed) this.loadStates().catch((error) => this.page.fail(error));
+    if (this.selected !== followed && !this.page.replaying) this.page.reread(() => this.loadStates());
   }
 }
 
+/** Merge a run into a newest-first list of at most `limit`; true when one fell off its end. */
 function upsert(runs, run, limit) {
   const index = runs.findIndex((known) => known.id === run.id);
-  if (index >= 0) runs[index] = { ...runs[index], ...run };
-  else {
-    runs.unshift(run);
-    runs.length = Math.min(runs.length, limit);
+  if (index >= 0) {
+    runs[index] = { ...runs[index], ...run };
+    return false;
   }
+  runs.unshift(run);
+  const full = runs.length > limit;
+  runs.length = Math.min(runs.length, limit);
+  return full;
 }
 
 function settings(job) {

@@ -17,6 +17,7 @@ export async function mount(main, _params, _search, page) {
   page.stream(`/api/events${query({ event: LIVE_EVENTS })}`, (name, data) => view.onEvent(name, data), {
     settle: () => view.load(),
   });
+  if (page.signal.aborted) return; // left while it loaded
   const timer = setInterval(() => view.tick(), 1000);
   page.signal.addEventListener("abort", () => clearInterval(timer));
 }
@@ -80,7 +81,8 @@ class Overview {
     const now = Date.now();
     const runs = job.recent_runs || [];
     const active = runs.find((run) => !isTerminal(run.status));
-    const status = active ? active.status : job.last_run_status || "none";
+    // the newest run's outcome as the events told it: the stored summary may lag behind it
+    const status = active ? active.status : runs[0]?.status || job.last_run_status || "none";
     const squares = runs.slice().reverse().map((run) => square(run, now));
     const row = h("tr", { "data-job-id": job.id },
       h("td", { class: "job-name" },
@@ -141,12 +143,8 @@ class Overview {
   }
 
   refreshPaused(paused) {
-    for (const job of this.jobs.values()) {
-      if (job.paused !== paused) {
-        job.paused = paused;
-        this.reread(job.id); // the next fire changes with the pause
-      }
-    }
+    const changed = [...this.jobs.values()].some((job) => job.paused !== paused);
+    if (changed && !this.page.replaying) this.page.reread(() => this.load()); // next fires move too
   }
 
   async trigger(job, target) {
@@ -172,13 +170,13 @@ class Overview {
       this.setState(data.state);
       this.refreshPaused(data.state === "paused");
     } else if (name === "child") this.rereadStatus();
-    else if (name === "reset") this.load().catch((error) => this.page.fail(error));
+    else if (name === "reset") this.page.reread(() => this.load());
   }
 
   onRun(run) {
     const job = this.jobs.get(run.job_id);
     if (!job) {
-      this.load().catch((error) => this.page.fail(error)); // a job added by a reload
+      if (!this.page.replaying) this.page.reread(() => this.load()); // a job added by a reload
       return;
     }
     const runs = job.recent_runs || (job.recent_runs = []);
@@ -193,21 +191,19 @@ class Overview {
       job.last_run_id = run.id;
       job.last_run_status = run.status;
     }
-    if (run.trigger !== "manual") this.reread(job.id); // a fire: the next one has moved on
+    if (run.trigger !== "manual" && !this.page.replaying) this.reread(job.id); // the next fire moved
     this.rerender(job.id);
   }
 
-  async reread(jobId) {
+  reread(jobId) {
     this.rereads.set(jobId, Date.now());
-    try {
+    return this.page.reread(async () => {
       const fresh = await get(path("api", "jobs", jobId), this.page.signal);
       const job = this.jobs.get(jobId);
       if (!job || !this.page.active) return;
       this.jobs.set(jobId, { ...fresh, recent_runs: job.recent_runs });
       this.rerender(jobId);
-    } catch (error) {
-      this.page.fail(error);
-    }
+    });
   }
 
   async rereadStatus() {

@@ -16,6 +16,7 @@ export async function mount(main, [runId], search, page) {
   page.stream(`/api/events${query({ run_id: runId, event: ["run", "task"] })}`, (name, data) => view.onEvent(name, data), {
     settle: () => view.refresh(),
   });
+  if (page.signal.aborted) return; // left while it loaded
   const timer = setInterval(() => view.tick(), 1000);
   page.signal.addEventListener("abort", () => {
     clearInterval(timer);
@@ -107,8 +108,11 @@ class RunView {
     this.taskSelect.addEventListener("change", () => this.showLog(this.taskSelect.value, null));
     this.attemptSelect.addEventListener("change", () => this.showLog(this.logTask, Number(this.attemptSelect.value)));
     this.update();
-    const first = this.wantTask && this.tasks.has(this.wantTask) ? this.wantTask : this.defaultTask();
-    if (first) this.showLog(first, this.wantAttempt, true);
+    const linked = this.wantTask && this.tasks.has(this.wantTask);
+    const first = linked ? this.wantTask : this.defaultTask();
+    // an attempt from the address only with its task, and only one that exists
+    const attempt = linked && this.wantAttempt <= this.tasks.get(first).attempts ? this.wantAttempt : null;
+    if (first) this.showLog(first, attempt, true);
   }
 
   defaultTask() {
@@ -218,6 +222,10 @@ class RunView {
         received = Number.isFinite(sent) ? sent : received + data.lines.length;
         this.log.append(data.lines.map((text) => ({ stream: data.stream, text })));
         this.logState.textContent = `${plural(this.log.lineCount, "line")}, live`;
+      } else if (name === "error") {
+        this.logState.textContent = "the log cannot be read";
+        controller.abort(); // the route said why; reconnecting would only say it again
+        this.page.fail(new Error(data?.error || "the log cannot be read"));
       } else if (name === "end") {
         this.logState.textContent = `${plural(this.log.lineCount, "line")}${data.status ? `, ${data.status}` : ""}`;
         controller.abort();
@@ -251,7 +259,7 @@ class RunView {
 
   onEvent(name, data) {
     if (name === "reset") {
-      this.refresh().catch((error) => this.page.fail(error));
+      this.page.reread(() => this.refresh());
       return;
     }
     if (name === "run") this.run = { ...this.run, ...data };
