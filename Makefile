@@ -14,10 +14,11 @@ run: $(STAMP)
 	bin/petit run examples/jobs
 
 # Two pytest workers (pytest-xdist): most tests wait on subprocesses, so two at a time use the
-# 2 cores of CI and halve the wall time. TEST_WORKERS=0 runs them one by one.
+# 2 cores of CI and halve the wall time; the CPU-heaviest modules share one worker (their
+# xdist_group). TEST_WORKERS=0 runs them one by one.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # ruff (rules and line length in ruff.toml): lint, and the one code format.
 lint: $(STAMP)

@@ -21,6 +21,10 @@ from selenium.common.exceptions import NoAlertPresentException, TimeoutException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
+# the CPU-heaviest modules share one pytest-xdist worker (make test: --dist loadgroup), so
+# their time bounds never meet each other's load
+pytestmark = pytest.mark.xdist_group("cpu")
+
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"

@@ -21,6 +21,10 @@ from processes import marked_processes, wait_until
 
 from petit.storage.store import Store
 
+# the CPU-heaviest modules share one pytest-xdist worker (make test: --dist loadgroup), so
+# their time bounds never meet each other's load
+pytestmark = pytest.mark.xdist_group("cpu")
+
 SOAK = os.environ.get("PETIT_SOAK") == "1"
 DURATION_SECS = 600.0 if SOAK else 15.0
 SEED = int(os.environ.get("PETIT_SOAK_SEED", "20261125"))

@@ -55,6 +55,10 @@ class PageContext {
       if (state && !resumed && settle) {
         setTimeout(() => this.active && this.reread(settle), SETTLE_MS);
       }
+      if (state && !this.connectedOnce) {
+        this.connectedOnce = true;
+        this.showReady();
+      }
       if (state === up) return;
       up = state;
       this.connected += state ? 1 : -1;
@@ -96,8 +100,17 @@ class PageContext {
     }
   }
 
+  /** The page's data is on screen; it says so (data-ready) once its streams are live too, so
+   * what happens from then on is shown. */
   ready() {
-    if (this.active) document.body.dataset.ready = "1";
+    this.rendered = true;
+    this.showReady();
+  }
+
+  showReady() {
+    if (this.active && this.rendered && (this.streams === 0 || this.connectedOnce)) {
+      document.body.dataset.ready = "1";
+    }
   }
 
   /** Show an error (or the token prompt) unless the page was left meanwhile. */

@@ -14,10 +14,11 @@ const CHART_RUNS = 50;
 
 export async function mount(main, [jobId], search, page) {
   const view = new JobView(main, jobId, search.get("run"), page);
-  await view.load();
-  page.stream(`/api/events${query({ job_id: jobId, event: ["run", "task"] })}`, (name, data) => view.onEvent(name, data), {
+  // the stream first: the events that come while the page loads are applied once it has
+  page.stream(`/api/events${query({ job_id: jobId, event: ["run", "task"] })}`, (name, data) => view.loaded && view.onEvent(name, data), {
     settle: () => view.refresh(),
   });
+  await page.reread(() => view.load());
 }
 
 class JobView {
@@ -45,6 +46,7 @@ class JobView {
     this.chartRuns = chart.runs;
     this.render();
     await Promise.all([this.loadRuns(), this.loadStates()]);
+    this.loaded = true;
     this.page.ready();
   }
 

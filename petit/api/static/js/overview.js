@@ -9,15 +9,19 @@ import { clock, duration, elapsed, isTerminal, plural, relative } from "./format
 export const NAME = "overview";
 const RECENT = 20;
 const STALE_MS = 3000; // a next fire this far past with no run event: re-read the job
+// A run shown in flight with no news for this long is re-read: a safety net, should an event
+// have been missed while the stream (re)connected, so a square never stays "running" for good.
+const SILENT_MS = 5000;
 const LIVE_EVENTS = ["run", "scheduler", "child"];
 
 export async function mount(main, _params, _search, page) {
   const view = new Overview(main, page);
-  await view.load();
-  page.stream(`/api/events${query({ event: LIVE_EVENTS })}`, (name, data) => view.onEvent(name, data), {
+  // the stream first: the events that come while the page loads are applied once it has
+  page.stream(`/api/events${query({ event: LIVE_EVENTS })}`, (name, data) => view.loaded && view.onEvent(name, data), {
     settle: () => view.load(),
   });
-  if (page.signal.aborted) return; // left while it loaded
+  await page.reread(() => view.load());
+  if (!view.loaded || page.signal.aborted) return; // failed, or left while it loaded
   const timer = setInterval(() => view.tick(), 1000);
   page.signal.addEventListener("abort", () => clearInterval(timer));
 }
@@ -28,6 +32,7 @@ class Overview {
     this.jobs = new Map(); // id -> job JSON with recent_runs, newest first
     this.rows = new Map(); // id -> tr
     this.rereads = new Map(); // id -> when the job was last re-read
+    this.heard = new Map(); // run id -> when it was last updated, for runs in flight
     this.stateText = h("strong", { id: "scheduler-state" }, "…");
     this.pauseButton = button("Pause scheduler", () => this.act("/api/scheduler/pause"), { id: "pause" });
     this.resumeButton = button("Resume scheduler", () => this.act("/api/scheduler/resume"), { id: "resume" });
@@ -63,6 +68,7 @@ class Overview {
     const sameJobs = fresh.size === this.jobs.size && [...fresh.keys()].every((id) => this.rows.has(id));
     const changed = [...fresh.values()].filter((job) => JSON.stringify(job) !== JSON.stringify(this.jobs.get(job.id)));
     this.jobs = fresh;
+    this.loaded = true;
     this.showStatus(status);
     // a re-read (settle, reset) redraws only the rows that changed: the rest keep their focus
     if (sameJobs) changed.forEach((job) => this.rerender(job.id));
@@ -174,6 +180,8 @@ class Overview {
   }
 
   onRun(run) {
+    if (isTerminal(run.status)) this.heard.delete(run.id);
+    else this.heard.set(run.id, Date.now());
     const job = this.jobs.get(run.job_id);
     if (!job) {
       if (!this.page.replaying) this.page.reread(() => this.load()); // a job added by a reload
@@ -225,7 +233,17 @@ class Overview {
       if (next.textContent !== text) next.textContent = text;
       const overdue = job.next_run_at && now - job.next_run_at > STALE_MS;
       if (overdue && now - (this.rereads.get(id) || 0) > 10 * STALE_MS) this.reread(id);
+      for (const run of job.recent_runs || []) {
+        if (isTerminal(run.status)) continue;
+        if (!this.heard.has(run.id)) this.heard.set(run.id, now);
+        else if (now - this.heard.get(run.id) > SILENT_MS) this.rereadRun(run.id);
+      }
     }
+  }
+
+  rereadRun(runId) {
+    this.heard.set(runId, Date.now());
+    return this.page.reread(async () => this.onRun(await get(path("api", "runs", runId), this.page.signal)));
   }
 }
 

@@ -12,11 +12,12 @@ export const NAME = "run";
 
 export async function mount(main, [runId], search, page) {
   const view = new RunView(main, runId, search, page);
-  await view.load();
-  page.stream(`/api/events${query({ run_id: runId, event: ["run", "task"] })}`, (name, data) => view.onEvent(name, data), {
+  // the stream first: the events that come while the page loads are applied once it has
+  page.stream(`/api/events${query({ run_id: runId, event: ["run", "task"] })}`, (name, data) => view.loaded && view.onEvent(name, data), {
     settle: () => view.refresh(),
   });
-  if (page.signal.aborted) return; // left while it loaded
+  await page.reread(() => view.load());
+  if (!view.loaded || page.signal.aborted) return; // failed, or left while it loaded
   const timer = setInterval(() => view.tick(), 1000);
   page.signal.addEventListener("abort", () => {
     clearInterval(timer);
@@ -42,6 +43,7 @@ class RunView {
     this.run = run;
     this.tasks = new Map(tasks.tasks.map((task) => [task.task_id, task]));
     this.render();
+    this.loaded = true;
     this.page.ready();
   }
 
