@@ -7,6 +7,7 @@ import { clock, duration, elapsed, relative } from "./format.js";
 import { drawDurations } from "./chart.js";
 import { LIST_THRESHOLD, layoutDag } from "./dag.js";
 import { colourDag, drawDag } from "./dagdraw.js";
+import { svgEl } from "./svg.js";
 
 export const NAME = "job";
 const PAGE = 20;
@@ -54,8 +55,9 @@ class JobView {
   async refresh() {
     const reply = await get(`${path("api", "jobs", this.jobId)}/runs${query({ limit: CHART_RUNS })}`, this.page.signal);
     if (!this.page.active) return;
+    const same = JSON.stringify(reply.runs) === JSON.stringify(this.chartRuns);
     this.chartRuns = reply.runs;
-    this.drawChart();
+    if (!same) this.drawChart();
     await Promise.all([this.loadRuns(), this.loadStates()]);
   }
 
@@ -106,10 +108,7 @@ class JobView {
       fill(this.graph, h("p", { class: "muted" }, `${tasks.length} tasks: too many to draw, shown as a list in DAG order.`), this.list);
       return;
     }
-    this.svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-    this.svg.id = "dag";
-    this.svg.setAttribute("role", "img");
-    this.svg.setAttribute("aria-label", `Graph of the ${tasks.length} tasks of ${this.job.id}`);
+    this.svg = svgEl("svg", { id: "dag", role: "img", "aria-label": `Graph of the ${tasks.length} tasks of ${this.job.id}` });
     fill(this.graph, this.svg);
     drawDag(this.svg, layoutDag(tasks), new Map(tasks.map((t) => [t.id, t])));
     this.svg.addEventListener("click", (event) => {
@@ -119,10 +118,7 @@ class JobView {
   }
 
   drawChart() {
-    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-    svg.id = "durations";
-    svg.setAttribute("role", "img");
-    svg.setAttribute("aria-label", "Run durations, oldest left");
+    const svg = svgEl("svg", { id: "durations", role: "img", "aria-label": "Run durations, oldest left" });
     fill(this.chart, this.chartRuns.length ? svg : h("p", { class: "muted" }, "No runs yet."));
     if (this.chartRuns.length) drawDurations(svg, this.chartRuns, (runId) => this.select(runId), this.selected);
   }
@@ -131,9 +127,12 @@ class JobView {
     const before = this.cursors[this.cursors.length - 1];
     const reply = await get(`${path("api", "jobs", this.jobId)}/runs${query({ limit: PAGE, before })}`, this.page.signal);
     if (!this.page.active) return;
+    const same = this.runs && JSON.stringify(reply.runs) === JSON.stringify(this.runs);
     this.runs = reply.runs;
     this.nextBefore = reply.next_before ?? null;
-    this.renderRuns();
+    // a re-read that found nothing new leaves the rows (and a click landing on one) alone
+    if (!same) this.renderRuns();
+    else this.showPager();
   }
 
   renderRuns() {
@@ -154,6 +153,10 @@ class JobView {
         "aria-pressed": run.id === this.selected ? "true" : "false",
       })),
     )) : h("tr", {}, h("td", { colspan: 7 }, "No runs on this page.")));
+    this.showPager();
+  }
+
+  showPager() {
     this.newer.disabled = this.cursors.length <= 1;
     this.older.disabled = !this.nextBefore;
   }

@@ -7,6 +7,7 @@ import { button, fill, h, path } from "./dom.js";
 import { clock, duration, elapsed, isTerminal, plural } from "./format.js";
 import { drawGantt } from "./gantt.js";
 import { LogView } from "./logview.js";
+import { svgEl } from "./svg.js";
 
 export const NAME = "run";
 
@@ -36,12 +37,18 @@ class RunView {
     this.drawPending = false;
   }
 
-  async load() {
+  /** The run and its tasks from the API into this.run and this.tasks; false if the page went. */
+  async read() {
     const base = path("api", "runs", this.runId);
     const [run, tasks] = await Promise.all([get(base, this.page.signal), get(`${base}/tasks`, this.page.signal)]);
-    if (!this.page.active) return;
+    if (!this.page.active) return false;
     this.run = run;
-    this.tasks = new Map(tasks.tasks.map((task) => [task.task_id, task]));
+    for (const task of tasks.tasks) this.tasks.set(task.task_id, task);
+    return true;
+  }
+
+  async load() {
+    if (!(await this.read())) return;
     this.render();
     this.loaded = true;
     this.page.ready();
@@ -49,12 +56,7 @@ class RunView {
 
   /** Re-read the run and its tasks; the log viewer goes on with its own stream. */
   async refresh() {
-    const base = path("api", "runs", this.runId);
-    const [run, tasks] = await Promise.all([get(base, this.page.signal), get(`${base}/tasks`, this.page.signal)]);
-    if (!this.page.active) return;
-    this.run = run;
-    for (const task of tasks.tasks) this.tasks.set(task.task_id, task);
-    this.followLatest();
+    if (await this.read()) this.followLatest();
   }
 
   render() {
@@ -64,10 +66,7 @@ class RunView {
     this.summary = h("p", { class: "muted", id: "run-summary" });
     this.cancel = button("Cancel run", () => this.cancelRun(), { id: "cancel", class: "danger", "aria-label": `Cancel run ${run.id}` });
     this.tasksBody = h("tbody");
-    this.gantt = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-    this.gantt.id = "gantt";
-    this.gantt.setAttribute("role", "img");
-    this.gantt.setAttribute("aria-label", "Timeline of the task attempts");
+    this.gantt = svgEl("svg", { id: "gantt", role: "img", "aria-label": "Timeline of the task attempts" });
     this.taskSelect = h("select", { id: "log-task", "aria-label": "Task" });
     this.attemptSelect = h("select", { id: "log-attempt", "aria-label": "Attempt" });
     this.stdout = h("input", { type: "checkbox", id: "log-stdout", checked: true });
