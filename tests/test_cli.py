@@ -19,7 +19,7 @@ from petit.jobs.loader import load_jobs
 from petit.storage.store import Store
 
 EXAMPLE_IDS = sorted(load_jobs(EXAMPLES))
-UNSCHEDULED = sorted(job.id for job in load_jobs(EXAMPLES).values() if job.schedule is None)
+UNSCHEDULED = sorted(job.id for job in load_jobs(EXAMPLES).values() if not job.scheduled)
 
 
 # -- helpers ------------------------------------------------------------------------------------

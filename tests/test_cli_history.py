@@ -253,7 +253,7 @@ def test_history_without_a_service(triggered):
         (
             ("runs", "--status", "done"),
             2,
-            "--status must be one of pending, running, completed, failed, interrupted, "
+            "--status must be one of queued, pending, running, completed, failed, interrupted, "
             "cancelled, got 'done'",
         ),
         (("runs", "--limit", "0"), 2, "--limit must be at least 1, got 0"),

@@ -54,6 +54,7 @@ STATUS = {
         "state": "running",
         "jobs": 2,
         "running_runs": [{"run_id": "hello-3", "trigger": "manual"}],
+        "queued_runs": [{"run_id": "hello-4", "trigger": "schedule"}],
         # paris_morning: 2026-12-02 08:30 in Paris, 07:30 UTC
         "next_fires": {"sec": 1_000_000 + 2500, "paris_morning": 1_796_196_600_000},
         "next_fire_timezones": {"sec": "UTC", "paris_morning": "Europe/Paris"},
@@ -136,8 +137,9 @@ def test_status_text_lists_children_runs_and_next_fires_in_words():
         "jobs from /d/jobs",
         "  scheduler  running   pid 11  up 1m, 0 restart(s)",
         "  api        backoff   pid -  down, 2 restart(s)",
-        "scheduler: running, 2 job(s), 1 run(s) in flight",
+        "scheduler: running, 2 job(s), 1 run(s) in flight, 1 queued",
         "  running hello-3 (manual)",
+        "  queued  hello-4 (schedule)",
         "  next sec in 2.5s (1970-01-01 00:16 UTC)",
     ]
     paris = 1_796_196_600_000

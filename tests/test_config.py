@@ -12,6 +12,7 @@ from conftest import EXAMPLES, write_job
 
 from petit.core.model import Condition, DependencyCondition, TaskType
 from petit.core.retry import RetryCondition
+from petit.core.timing import ScheduleSpec
 from petit.errors import ConfigError
 from petit.jobs.loader import load_jobs
 from petit.jobs.reader import MAX_FILE_BYTES
@@ -80,19 +81,14 @@ def test_examples_load_without_error():
     files = sorted(n for n in os.listdir(EXAMPLES) if n.endswith((".yaml", ".yml")))
     assert len(jobs) == len(files)
     assert sorted(os.path.basename(j.source) for j in jobs.values()) == files
-    assert jobs["paris_morning"].timezone == "Europe/Paris"
+    assert jobs["paris_morning"].schedules[0].timezone == "Europe/Paris"
     assert jobs["paris_morning"].depends_on[0].window_secs == 86400
-    assert jobs["ten_seconds"].schedule == "*/10 * * * * *"
+    assert jobs["ten_seconds"].schedules == (ScheduleSpec("*/10 * * * * *"),)
 
 
 def test_minimal_job_gets_the_documented_defaults(tmp_path):
     loaded = load_one(tmp_path, BASE_JOB)
-    assert (loaded.name, loaded.enabled, loaded.schedule, loaded.timezone) == (
-        "Demo",
-        True,
-        None,
-        "UTC",
-    )
+    assert (loaded.name, loaded.enabled, loaded.schedules) == ("Demo", True, ())
     assert (loaded.max_concurrency, loaded.config, loaded.environment, loaded.depends_on) == (
         None,
         {},
@@ -156,9 +152,8 @@ def test_full_job_is_parsed_into_the_model(tmp_path):
     )
     loaded = load_one(tmp_path, data)
     assert (loaded.description, loaded.enabled, loaded.max_concurrency) == ("all keys", False, 2)
-    assert (loaded.schedule, loaded.timezone, loaded.config) == (
-        "30 7 * * 1-5",
-        "Europe/Paris",
+    assert (loaded.schedules, loaded.config) == (
+        (ScheduleSpec("30 7 * * 1-5", "Europe/Paris"),),
         {"k": [1, 2]},
     )
     assert loaded.environment == {"A": "x", "N": "5", "F": "1.5", "B": "true"}
@@ -254,7 +249,7 @@ def test_not_a_directory(tmp_path):
 )
 def test_schedule_forms(tmp_path, schedule, expression, zone):
     loaded = load_one(tmp_path, job(schedule=schedule))
-    assert (loaded.schedule, loaded.timezone) == (expression, zone)
+    assert loaded.schedules == (ScheduleSpec(expression, zone),)
 
 
 @pytest.mark.parametrize(
@@ -419,9 +414,9 @@ JOB_ERRORS = [
         "schedule-map-without-cron",
         job(schedule={"timezone": "UTC"}),
         "job 'demo': schedule",
-        "cron string or a map",
+        "cron string, a map",
     ),
-    ("schedule-number", job(schedule=5), "job 'demo': schedule", "cron string or a map"),
+    ("schedule-number", job(schedule=5), "job 'demo': schedule", "cron string, a map"),
     ("schedule-empty", job(schedule=""), "job 'demo': schedule", "non-empty"),
 ]
 

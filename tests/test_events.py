@@ -81,7 +81,14 @@ def test_messages_are_views_of_the_live_run_at_the_instant_of_each_event():
         1,
         2.5,
     )
-    assert got[4][1] == {"job_id": "pair", "scheduled_at": 5, "reason": "busy"}
+    assert got[4][1] == {
+        "job_id": "pair",
+        "scheduled_at": 5,
+        "reason": "busy",
+        "until": None,
+        "count": 1,
+        "error": None,
+    }
     assert got[5][1] == {"state": "paused"}
     assert [b["messages"][0][1:3] for b in sent.batches] == [("pair", "pair-1")]  # filter keys
 

@@ -230,9 +230,9 @@ def accepted_job_problems(job) -> list[str]:
                 problems.append(f"a string for exec() holds a NUL: {text[:60]!r}")
         except UnicodeEncodeError:
             problems.append(f"a string for exec() cannot be encoded: {text[:60]!r}")
-    if job.schedule is not None:
+    for spec in job.schedules:
         try:
-            Schedule.parse(job.schedule, job.timezone).next_fire(datetime.now(UTC))
+            Schedule.parse(spec.cron, spec.timezone).next_fire(datetime.now(UTC))
         except Exception as exc:  # noqa: BLE001 - cmd_validate would print a traceback
             problems.append(f"its schedule fails: {type(exc).__name__}: {str(exc)[:200]}")
     return problems

@@ -36,9 +36,11 @@ def test_fail_all_answers_waiting_callers_and_skips_cancelled_ones():
 
 def test_only_declared_arguments_are_forwarded():
     message = validate_request({"id": "1", "cmd": "trigger", "args": {"job_id": "a", "x": [[[]]]}})
-    assert message["args"] == {"job_id": "a"}
+    assert message["args"] == {"job_id": "a", "queue": False}  # the declared default
     with pytest.raises(BadRequest):
         validate_request({"id": "1", "cmd": "trigger", "args": {}})
+    with pytest.raises(BadRequest, match="'queue' must be true or false"):
+        validate_request({"id": "1", "cmd": "trigger", "args": {"job_id": "a", "queue": "yes"}})
 
 
 def test_the_instance_lock_admits_one_holder_per_db(tmp_path):

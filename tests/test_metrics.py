@@ -31,6 +31,7 @@ from petit.core.events import (
     TaskStarted,
 )
 from petit.core.model import Job, Task
+from petit.core.timing import ScheduleSpec
 from petit.ipc.commands import metrics_text
 from petit.service.metrics import DURATION_BUCKETS, LATENESS_BUCKETS, MetricsCollector
 
@@ -38,7 +39,7 @@ TOKEN = "s3cret-metrics-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 JOBS = {
     "ok": Job("ok", "ok", (Task("t", "t"),)),
-    "tick": Job("tick", "tick", (), schedule="@every 1s"),
+    "tick": Job("tick", "tick", (), schedules=(ScheduleSpec("@every 1s"),)),
 }
 
 
@@ -208,7 +209,7 @@ PROCESSES = {
 
 
 def a_snapshot() -> dict:
-    jobs = {**JOBS, "odd.job-1": Job("odd.job-1", "odd", (), schedule="@daily")}
+    jobs = {**JOBS, "odd.job-1": Job("odd.job-1", "odd", (), schedules=(ScheduleSpec("@daily"),))}
     collector = fed(
         *run_events("odd.job-1-1", "odd.job-1", at=1000, trigger="schedule", scheduled_at=990),
         attempt("odd.job-1-1", "odd.job-1", 1, None),

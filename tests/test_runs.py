@@ -22,8 +22,9 @@ from petit.core.model import (
     Trigger,
     now_ms,
 )
+from petit.core.timing import DropReason, ScheduleSpec
 from petit.errors import Conflict, JobNotFound, RunFinished, RunNotFound, TooManyRuns
-from petit.service.runs import DropReason, RunManager, unmet_dependency
+from petit.service.runs import RunManager, unmet_dependency
 from petit.service.scheduler import Scheduler
 from petit.storage.store import Store
 
@@ -38,7 +39,7 @@ def job(
         id=job_id,
         name=job_id,
         tasks=(Task(id="t", name="t", command="true"),),
-        schedule=schedule,
+        schedules=(ScheduleSpec(schedule),) if schedule else (),
         max_concurrency=max_concurrency,
         depends_on=depends_on,
     )
@@ -350,14 +351,14 @@ def scheduler_with_events(store):
         scheduler.stop_runs(0, threading.Event())
 
 
-def an_hour_later() -> datetime:
-    # the Scheduler arms its timetable from the clock: an hour on, an `@every 1m` job is due
-    return datetime.now(UTC) + timedelta(hours=1)
+def a_minute_later() -> datetime:
+    # the Scheduler arms its timetable from the clock: a minute on, an `@every 1m` job is due once
+    return datetime.now(UTC) + timedelta(seconds=61)
 
 
 def test_pause_and_resume_are_published_and_paused_fires_dropped(scheduler_with_events, store):
     scheduler, events = scheduler_with_events([job("j", schedule="@every 1m")])
-    now = an_hour_later()
+    now = a_minute_later()
     scheduler.set_paused(True, now)
     scheduler.fire(now)
     scheduler.set_paused(False, now)
@@ -372,7 +373,7 @@ def test_a_fire_with_an_unmet_dependency_is_dropped_with_its_reason(scheduler_wi
     scheduler, events = scheduler_with_events(
         [job("j", schedule="@every 1m", depends_on=(UPSTREAM,)), job("up")]
     )
-    scheduler.fire(an_hour_later())
+    scheduler.fire(a_minute_later())
     assert [(e.job_id, e.reason) for e in events] == [("j", "dependency")]
     assert store.list_runs("j", 10) == []
     assert store.job_summaries()["j"]["next_run_at"] is not None  # the new next fire is shown
@@ -381,6 +382,6 @@ def test_a_fire_with_an_unmet_dependency_is_dropped_with_its_reason(scheduler_wi
 def test_a_fire_after_shutdown_is_dropped(scheduler_with_events, store):
     scheduler, events = scheduler_with_events([job("j", schedule="@every 1m")])
     scheduler.stop_runs(0, threading.Event())
-    scheduler.fire(an_hour_later())
+    scheduler.fire(a_minute_later())
     assert [(e.job_id, e.reason) for e in events] == [("j", "shutting_down")]
     assert store.list_runs("j", 10) == []

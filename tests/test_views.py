@@ -22,15 +22,21 @@ from petit.core.model import (
     Trigger,
 )
 from petit.core.retry import RetryCondition, RetryPolicy
+from petit.core.timing import CatchupPolicy, OverlapPolicy, ScheduleSpec
 from petit.core.views import job_definition, job_json, job_summary, run_json, task_json
 
 PIPELINE = Job(
     id="pipeline",
     name="Pipeline",
     description="extract then load",
-    schedule="0 3 * * *",
-    timezone="Europe/Paris",
+    schedules=(ScheduleSpec("0 3 * * *", "Europe/Paris"),),
     max_concurrency=2,
+    catchup=CatchupPolicy.LATEST,
+    catchup_window_secs=7200.0,
+    overlap=OverlapPolicy.QUEUE,
+    max_queued=3,
+    jitter_secs=30.0,
+    timeout_secs=3600.0,
     source="/jobs/pipeline.yaml",
     depends_on=(
         JobDependency("upstream"),
@@ -76,8 +82,15 @@ def test_job_definition_has_every_field_of_the_job_file():
         "enabled": True,
         "schedule": "0 3 * * *",
         "timezone": "Europe/Paris",
+        "schedules": [{"cron": "0 3 * * *", "timezone": "Europe/Paris"}],
         "task_count": 2,
         "max_concurrency": 2,
+        "catchup": "latest",
+        "catchup_window_secs": 7200.0,
+        "overlap": "queue",
+        "max_queued": 3,
+        "jitter_secs": 30.0,
+        "timeout_secs": 3600.0,
         "source": "/jobs/pipeline.yaml",
         "depends_on": [
             {"job": "upstream", "condition": "last_success"},
@@ -92,6 +105,9 @@ def test_job_definition_defaults_and_plain_json():
     assert definition["enabled"] is False and definition["schedule"] is None
     assert definition["description"] == "" and definition["max_concurrency"] is None
     assert definition["depends_on"] == [] and definition["timezone"] == "UTC"
+    assert definition["schedules"] == [] and definition["catchup"] == "none"
+    assert (definition["overlap"], definition["max_queued"]) == ("skip", 10)
+    assert definition["jitter_secs"] is None and definition["timeout_secs"] is None
     # plain JSON types only: the store and `list --json` serialise it as it is
     assert json.loads(json.dumps(definition)) == definition
 
@@ -109,7 +125,8 @@ def test_job_json_from_a_stored_summary():
     stored = {
         **job_summary(PIPELINE, 1_700_000_000_000),
         "next_seq": 4,
-        "active": [],
+        "active": ["pipeline-4", "pipeline-5"],
+        "queued": ["pipeline-5"],
         "defined": True,
         "last_run_id": "pipeline-3",
         "last_status": "completed",
@@ -122,12 +139,20 @@ def test_job_json_from_a_stored_summary():
         "enabled": True,
         "scheduled": True,
         "schedule": "0 3 * * *",
+        "schedules": [{"cron": "0 3 * * *", "timezone": "Europe/Paris"}],
         "schedule_words": "every day at 03:00 (Europe/Paris)",
         "timezone": "Europe/Paris",
         "next_run_at": 1_700_000_000_000,
         "paused": False,
         "task_count": 2,
         "max_concurrency": 2,
+        "catchup": "latest",
+        "catchup_window_secs": 7200.0,
+        "overlap": "queue",
+        "max_queued": 3,
+        "jitter_secs": 30.0,
+        "timeout_secs": 3600.0,
+        "queued_runs": 1,
         "depends_on": stored["depends_on"],
         "tasks": stored["tasks"],
         "last_run_id": "pipeline-3",
@@ -148,12 +173,20 @@ def test_job_json_of_a_sparse_doc_has_every_field():
         "enabled": True,
         "scheduled": False,
         "schedule": None,
+        "schedules": [],
         "schedule_words": None,
         "timezone": None,
         "next_run_at": None,
         "paused": True,
         "task_count": None,
         "max_concurrency": None,
+        "catchup": "none",
+        "catchup_window_secs": None,
+        "overlap": "skip",
+        "max_queued": 10,
+        "jitter_secs": None,
+        "timeout_secs": None,
+        "queued_runs": 0,
         "depends_on": [],
         "tasks": [],
         "last_run_id": None,
@@ -259,6 +292,7 @@ def test_run_json():
         "trigger": "schedule",
         "created_at": 1000,
         "scheduled_at": 900,
+        "jitter_ms": None,
         "started_at": 1001,
         "ended_at": 3001,
         "duration_ms": 2000,

@@ -18,20 +18,42 @@ def cmd_validate(args: dict) -> int:
 
     jobs = load_jobs(args["JOBS_DIR"])
     for job in jobs.values():  # a file name may hold a newline or escape codes: one line each
-        tasks = f"{len(job.tasks)} task(s)"
-        print(f"ok  {job.id}: {tasks}, {_schedule_text(job)}  ({one_line(job.source)})")
+        parts = [f"{len(job.tasks)} task(s)", _schedule_text(job), _policy_text(job)]
+        print(f"ok  {job.id}: {', '.join(p for p in parts if p)}  ({one_line(job.source)})")
     print(f"{len(jobs)} job(s) valid in {args['JOBS_DIR']}")
     return 0
 
 
 def _schedule_text(job, now: datetime | None = None) -> str:
-    from ..core.schedule import Schedule
+    from ..core.schedule_set import ScheduleSet
 
-    if job.schedule is None:
+    if not job.scheduled:
         return "manual"
-    schedule = Schedule.parse(job.schedule, job.timezone)
-    upcoming = schedule.next_fire(now or datetime.now(UTC)).astimezone(schedule.zone)
-    return f"{schedule.describe()}, next {upcoming.isoformat()}"
+    schedules = ScheduleSet.of(job.schedules)
+    upcoming = schedules.next_fire(now or datetime.now(UTC))
+    zone = schedules.schedules[0].zone
+    return f"{schedules.describe()}, next {upcoming.astimezone(zone).isoformat()}"
+
+
+def _policy_text(job) -> str:
+    """The catch-up and overlap policies, the jitter and the run timeout, when not defaults."""
+    from ..core.text import duration_words
+    from ..core.timing import CatchupPolicy, OverlapPolicy
+
+    parts = []
+    if job.catchup is not CatchupPolicy.NONE:
+        parts.append(
+            f"catchup {job.catchup.value} within {duration_words(job.catchup_window_secs)}"
+        )
+    if job.overlap is not OverlapPolicy.SKIP:
+        parts.append(f"overlap {job.overlap.value}")
+    if job.max_concurrency is not None:
+        parts.append(f"max_concurrency {job.max_concurrency}")
+    if job.jitter_secs:
+        parts.append(f"jitter {duration_words(job.jitter_secs)}")
+    if job.timeout_secs:
+        parts.append(f"timeout {duration_words(job.timeout_secs)}")
+    return ", ".join(parts)
 
 
 def cmd_list(args: dict) -> int:
@@ -46,6 +68,8 @@ def cmd_list(args: dict) -> int:
         state = "enabled" if job.enabled else "disabled"
         print(f"{job.id}  ({job.name}, {state})")
         print(f"  schedule: {_schedule_text(job, now)}")
+        if policies := _policy_text(job):
+            print(f"  policies: {policies}")
         for dep in job.depends_on:
             print(f"  after job: {dep.job_id} ({dep.condition.value})")
         for task in job.tasks:
@@ -55,13 +79,14 @@ def cmd_list(args: dict) -> int:
 
 
 def _job_json(job, now: datetime) -> dict:
-    from ..core.schedule import Schedule
+    from ..core.schedule_set import ScheduleSet
     from ..core.views import job_definition
 
     next_fire = None
-    if job.schedule is not None:
-        schedule = Schedule.parse(job.schedule, job.timezone)
-        next_fire = schedule.next_fire(now).astimezone(schedule.zone).isoformat()
+    if job.scheduled:
+        schedules = ScheduleSet.of(job.schedules)
+        zone = schedules.schedules[0].zone
+        next_fire = schedules.next_fire(now).astimezone(zone).isoformat()
     return {**job_definition(job), "next_fire": next_fire}
 
 

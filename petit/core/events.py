@@ -29,6 +29,7 @@ class RunCreated(Event):
     job_id: str
     trigger: str
     scheduled_at: int | None = None
+    status: str = "pending"  # or "queued": it waits for a free slot
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,11 @@ class FireDropped(Event):
     job_id: str
     scheduled_at: int
     reason: str
+    # a span of fires: every fire from scheduled_at up to (not including) until, `count` of
+    # them (None: too many to count)
+    until: int | None = None
+    count: int | None = 1
+    error: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from ..errors import InvalidTransition
 from .retry import RetryPolicy
+from .timing import DEFAULT_MAX_QUEUED, CatchupPolicy, OverlapPolicy, ScheduleSpec
 
 
 @functools.cache
@@ -50,9 +51,11 @@ class DependencyCondition(str, Enum):
 class Trigger(str, Enum):
     MANUAL = "manual"
     SCHEDULE = "schedule"
+    CATCHUP = "catchup"  # a fire that fell while petit was down, run after the start
 
 
 class RunStatus(str, Enum):
+    QUEUED = "queued"  # waits for a free slot (overlap: queue); survives a restart
     PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"
@@ -62,7 +65,7 @@ class RunStatus(str, Enum):
 
     @property
     def is_terminal(self) -> bool:
-        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
+        return self not in (RunStatus.QUEUED, RunStatus.PENDING, RunStatus.RUNNING)
 
 
 class TaskStatus(str, Enum):
@@ -107,10 +110,16 @@ class Job:
     name: str
     tasks: tuple[Task, ...]
     description: str = ""
-    schedule: str | None = None
-    timezone: str = "UTC"
+    # the job fires at the union of their times, once per instant; () = manual triggers only
+    schedules: tuple[ScheduleSpec, ...] = ()
     enabled: bool = True
     max_concurrency: int | None = None
+    catchup: CatchupPolicy = CatchupPolicy.NONE
+    catchup_window_secs: float | None = None  # None with catchup none
+    overlap: OverlapPolicy = OverlapPolicy.SKIP
+    max_queued: int = DEFAULT_MAX_QUEUED
+    jitter_secs: float | None = None
+    timeout_secs: float | None = None  # the whole run's limit
     config: dict = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     depends_on: tuple[JobDependency, ...] = ()
@@ -118,6 +127,10 @@ class Job:
 
     def task(self, task_id: str) -> Task:
         return next(t for t in self.tasks if t.id == task_id)
+
+    @property
+    def scheduled(self) -> bool:
+        return bool(self.schedules)
 
 
 class AttemptOutcome(Protocol):
@@ -311,6 +324,7 @@ class Run:
     status: RunStatus = RunStatus.PENDING
     created_at: int = 0
     scheduled_at: int | None = None
+    jitter_ms: int | None = None  # the random delay of a scheduled fire (job key `jitter`)
     started_at: int | None = None
     ended_at: int | None = None
     duration_ms: int | None = None
@@ -319,6 +333,10 @@ class Run:
 
     def task(self, task_id: str) -> TaskRun:
         return next(t for t in self.tasks if t.task_id == task_id)
+
+    def dequeue(self) -> None:
+        # QUEUED -> PENDING: a slot freed, the run starts now
+        self._move((RunStatus.QUEUED,), RunStatus.PENDING)
 
     def start(self, now: int) -> None:
         # PENDING -> RUNNING
@@ -334,9 +352,14 @@ class Run:
             self.status = RunStatus.FAILED
             self.error = error or f"failed tasks: {', '.join(failed)}"
 
-    def cancel(self, now: int) -> None:
-        # RUNNING -> CANCELLED
-        self._end((RunStatus.RUNNING,), RunStatus.CANCELLED, CANCELLED, now)
+    def cancel(self, now: int, reason: str = CANCELLED) -> None:
+        # RUNNING -> CANCELLED; QUEUED -> CANCELLED (it never started: every task is skipped)
+        self._end((RunStatus.QUEUED, RunStatus.RUNNING), RunStatus.CANCELLED, reason, now)
+
+    def time_out(self, now: int, error: str) -> None:
+        # RUNNING -> FAILED: the run outlived its job's timeout; a task with an attempt fails
+        # with `error`, one never started is skipped
+        self._end((RunStatus.RUNNING,), RunStatus.FAILED, error, now)
 
     def interrupt(self, reason: str, now: int) -> None:
         # RUNNING -> INTERRUPTED (shutdown), PENDING -> INTERRUPTED (found after a crash)

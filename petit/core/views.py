@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .model import Job, Run, Task, TaskRun
 from .schedule_words import schedule_words
+from .timing import DEFAULT_MAX_QUEUED
 
 # what a job's `recent_runs` holds of each run: enough for a row of coloured squares
 RECENT_RUN_FIELDS = (
@@ -29,10 +30,18 @@ def job_definition(job: Job) -> dict:
         "name": job.name,
         "description": job.description,
         "enabled": job.enabled,
-        "schedule": job.schedule,
-        "timezone": job.timezone,
+        # the first schedule, as before lists of them; `schedules` holds them all
+        "schedule": job.schedules[0].cron if job.schedules else None,
+        "timezone": job.schedules[0].timezone if job.schedules else "UTC",
+        "schedules": [{"cron": s.cron, "timezone": s.timezone} for s in job.schedules],
         "task_count": len(job.tasks),
         "max_concurrency": job.max_concurrency,
+        "catchup": job.catchup.value,
+        "catchup_window_secs": job.catchup_window_secs,
+        "overlap": job.overlap.value,
+        "max_queued": job.max_queued,
+        "jitter_secs": job.jitter_secs,
+        "timeout_secs": job.timeout_secs,
         "source": job.source,
         "depends_on": [{"job": d.job_id, "condition": d.condition.value} for d in job.depends_on],
         "tasks": [_task_definition(t) for t in job.tasks],
@@ -69,6 +78,13 @@ def job_json(summary: dict, paused: bool, recent: list[Run] | None = None) -> di
     """The API's Job, from a stored summary (which the store completes with the last run's
     outcome). Every field is present; absent values are None. With `recent` (its newest runs,
     newest first) it gains `recent_runs`."""
+    schedules = summary.get("schedules")
+    if schedules is None:  # stored before lists of schedules
+        schedules = (
+            []
+            if summary.get("schedule") is None
+            else [{"cron": summary["schedule"], "timezone": summary.get("timezone") or "UTC"}]
+        )
     job = {
         "id": summary["id"],
         "name": summary.get("name"),
@@ -76,12 +92,24 @@ def job_json(summary: dict, paused: bool, recent: list[Run] | None = None) -> di
         "enabled": summary.get("enabled", True),
         "scheduled": summary.get("schedule") is not None,
         "schedule": summary.get("schedule"),
-        "schedule_words": schedule_words(summary.get("schedule"), summary.get("timezone")),
+        "schedules": schedules,
+        "schedule_words": "; ".join(
+            schedule_words(s["cron"], s["timezone"]) or s["cron"] for s in schedules
+        )
+        or None,
         "timezone": summary.get("timezone"),
         "next_run_at": summary.get("next_run_at"),
         "paused": paused,
         "task_count": summary.get("task_count"),
         "max_concurrency": summary.get("max_concurrency"),
+        # a summary stored by an older petit has no policies: it ran with these defaults
+        "catchup": summary.get("catchup", "none"),
+        "catchup_window_secs": summary.get("catchup_window_secs"),
+        "overlap": summary.get("overlap", "skip"),
+        "max_queued": summary.get("max_queued", DEFAULT_MAX_QUEUED),
+        "jitter_secs": summary.get("jitter_secs"),
+        "timeout_secs": summary.get("timeout_secs"),
+        "queued_runs": len(summary.get("queued", [])),
         "depends_on": summary.get("depends_on", []),
         "tasks": [{name: t.get(name) for name in _TASK_FIELDS} for t in summary.get("tasks", [])],
         "last_run_id": summary.get("last_run_id"),
@@ -108,6 +136,7 @@ def run_json(run: Run) -> dict:
         "trigger": run.trigger.value,
         "created_at": run.created_at,
         "scheduled_at": run.scheduled_at,
+        "jitter_ms": run.jitter_ms,
         "started_at": run.started_at,
         "ended_at": run.ended_at,
         "duration_ms": run.duration_ms,

@@ -34,6 +34,7 @@ from ..core.model import (
     TaskStatus,
     now_ms,
 )
+from ..core.text import duration_words
 from ..errors import internal_error
 from ..storage.logs import LogWriter
 from ..storage.store import Store
@@ -49,9 +50,6 @@ from .runners.base import (
 
 DEFAULT_MAX_TASKS = 4
 log = logging.getLogger("petit.engine")
-
-# why the tasks a stop ended ended; a stop by a bug inside petit (FAILED) gives none
-STOP_REASONS = {RunStatus.CANCELLED: CANCELLED, RunStatus.INTERRUPTED: INTERRUPTED}
 
 
 @dataclass
@@ -100,22 +98,24 @@ class RunEngine:
         # in _handles yet when the stop comes.
         self._in_flight = 0
         self._stop_as: RunStatus | None = None
+        self._stop_reason: str | None = None  # why the stop ended the unfinished tasks
+        self._timed_out = False  # the stop is the job's timeout
         self._error: str | None = None  # a bug inside petit that ended the run
         self._ended = False  # RunEnded is out: a straggler's output lines are not published
         self._base_dir = os.path.dirname(os.path.abspath(job.source)) if job.source else os.getcwd()
 
     # -- control from other threads -----------------------------------------------------------
 
-    def cancel(self) -> None:
-        self._stop(RunStatus.CANCELLED)
+    def cancel(self, reason: str = CANCELLED) -> None:
+        self._stop(RunStatus.CANCELLED, reason)
 
     def interrupt(self) -> None:
-        self._stop(RunStatus.INTERRUPTED)
+        self._stop(RunStatus.INTERRUPTED, INTERRUPTED)
 
-    def _stop(self, status: RunStatus) -> None:
+    def _stop(self, status: RunStatus, reason: str | None = None) -> None:
         with self._handles_lock:
             if self._stop_as is None:
-                self._stop_as = status
+                self._stop_as, self._stop_reason = status, reason
             handles = list(self._handles.values())
         for handle in handles:
             handle.cancel()
@@ -150,14 +150,20 @@ class RunEngine:
         ready = list(planner.initial())
         # (monotonic due time, task id): retry waits hold no slot
         delayed: list[tuple[float, str]] = []
+        limit = job.timeout_secs
+        deadline = time.monotonic() + limit if limit else None
         while (ready or self._in_flight or delayed) and self._stop_as is None:
             while ready and self._in_flight < self._max_tasks and self._stop_as is None:
                 self._start_attempt(self._tasks[ready.pop(0)])
-            timeout = max(0.0, delayed[0][0] - time.monotonic()) if delayed else None
+            wake = min((t for t in (delayed[0][0] if delayed else None, deadline) if t), default=0)
+            timeout = max(0.0, wake - time.monotonic()) if wake else None
             try:
                 finished = self._events.get(timeout=timeout)
             except queue.Empty:
                 finished = None
+            if deadline is not None and time.monotonic() >= deadline and self._stop_as is None:
+                self._timed_out = True
+                self._stop(RunStatus.FAILED, f"run timed out after {duration_words(limit)}")
             while delayed and delayed[0][0] <= time.monotonic():
                 ready.insert(0, heapq.heappop(delayed)[1])
             if finished is None:
@@ -246,8 +252,8 @@ class RunEngine:
         task = self._tasks[finished.task_id]
         state = self._states[task.id]
         result = finished.result
-        if result.cancelled and STOP_REASONS.get(self._stop_as):
-            result = replace(result, error=STOP_REASONS[self._stop_as])  # the stop says why
+        if result.cancelled and self._stop_reason:
+            result = replace(result, error=self._stop_reason)  # the stop says why
         retry = (
             result.error is not None
             and not finished.internal
@@ -316,9 +322,11 @@ class RunEngine:
         now = now_ms()
         unfinished = [state for state in run.tasks if not state.status.is_terminal]
         if self._stop_as is RunStatus.CANCELLED:
-            run.cancel(now)
+            run.cancel(now, self._stop_reason or CANCELLED)
         elif self._stop_as is RunStatus.INTERRUPTED:
             run.interrupt(INTERRUPTED, now)
+        elif self._timed_out:
+            run.time_out(now, self._stop_reason)
         else:
             run.finish(now, self._error)
         for state in unfinished:

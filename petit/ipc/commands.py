@@ -41,6 +41,10 @@ class Arg:
         if self.name not in args and not self.is_required:
             return self.default
         value = args.get(self.name)
+        if self.type is bool:
+            if not isinstance(value, bool):
+                raise BadRequest(f"command {verb!r}: {self.name!r} must be true or false")
+            return value
         if self.type is str:
             if not isinstance(value, str) or not value:
                 raise BadRequest(f"command {verb!r} needs a string argument {self.name!r}")
@@ -104,7 +108,8 @@ def _message(result: dict) -> str:
 
 
 def _triggered(result: dict) -> str:
-    return f"triggered job {result['job_id']}: run {result['run_id']}"
+    queued = " (queued)" if result.get("status") == "queued" else ""
+    return f"triggered job {result['job_id']}: run {result['run_id']}{queued}"
 
 
 def _cancelled(result: dict) -> str:
@@ -141,10 +146,13 @@ def status_text(status: dict, now_ms: float | None = None) -> str:
         return "\n".join(lines)
     lines.append(
         f"scheduler: {scheduler['state']}, {scheduler['jobs']} job(s), "
-        f"{len(scheduler['running_runs'])} run(s) in flight"
+        f"{len(scheduler['running_runs'])} run(s) in flight, "
+        f"{len(scheduler.get('queued_runs', []))} queued"
     )
     for run in scheduler["running_runs"]:
         lines.append(f"  running {run['run_id']} ({run['trigger']})")
+    for run in scheduler.get("queued_runs", []):
+        lines.append(f"  queued  {run['run_id']} ({run['trigger']})")
     for job_id, due in scheduler["next_fires"].items():
         zone = scheduler["next_fire_timezones"][job_id]
         lines.append(
@@ -199,7 +207,14 @@ COMMANDS: dict[str, Command] = {
         Command("reload", SCHEDULER, 5.0, _reloaded),
         # timeout: how long running runs get to finish; absent, the service's --shutdown-timeout
         Command("shutdown", SUPERVISOR, 5.0, _message, (Arg("timeout", float, default=None),)),
-        Command("trigger", SCHEDULER, 5.0, _triggered, (Arg("job_id", placeholder="JOB_ID"),)),
+        # queue: at the job's limits, wait as a queued run instead of being refused (429)
+        Command(
+            "trigger",
+            SCHEDULER,
+            5.0,
+            _triggered,
+            (Arg("job_id", placeholder="JOB_ID"), Arg("queue", bool, default=False)),
+        ),
         Command("cancel", SCHEDULER, 20.0, _cancelled, (Arg("run_id", placeholder="RUN_ID"),)),
         Command("metrics", SCHEDULER, 3.0, metrics_text),
         Command(

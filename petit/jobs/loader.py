@@ -10,9 +10,10 @@ from ..core.model import (
     DependencyCondition,
     Job,
     JobDependency,
+    OverlapPolicy,
     Task,
 )
-from ..core.schedule import Schedule, parse_duration
+from ..core.schedule import parse_duration
 from ..core.text import short_repr
 from ..errors import ConfigError
 from .fields import (
@@ -25,42 +26,22 @@ from .fields import (
 )
 from .reader import UnreadableJobFile, read_job_file
 from .tasks import check_task_graph, cycle_text, few, parse_task
+from .timing import TIMING_KEYS, read_timing
 
 MAX_TASKS = 10_000
 JOB_KEYS = {
     "id",
     "name",
     "description",
-    "schedule",
     "enabled",
     "max_concurrency",
     "config",
     "environment",
     "depends_on",
     "tasks",
+    *TIMING_KEYS,
 }
-SCHEDULE_KEYS = {"cron", "timezone"}
 DEPENDENCY_KEYS = {"job", "job_id", "condition", "window"}
-
-
-def _schedule(problems: Problems, value) -> tuple[str | None, str]:
-    if value is None:
-        return None, "UTC"
-    expression, zone = value, "UTC"
-    if isinstance(value, dict):
-        check_unknown_keys(problems, value, SCHEDULE_KEYS, "schedule")
-        expression, zone = value.get("cron"), value.get("timezone", "UTC")
-    if not isinstance(expression, str) or not isinstance(zone, str):
-        problems.add(
-            "schedule: expected a cron string or a map {cron: '...', timezone: 'Area/City'}"
-        )
-        return None, "UTC"
-    try:
-        Schedule.parse(expression, zone)
-    except ValueError as exc:
-        problems.add(f"schedule: {exc}")
-        return None, "UTC"
-    return expression, zone
 
 
 def _job_dependencies(problems: Problems, value) -> tuple[JobDependency, ...]:
@@ -139,7 +120,9 @@ def parse_job(problems: Problems, data, source: str) -> Job | None:
         config = data.get("config", {})
         if not isinstance(config, dict):
             problems.add("config: expected a map")
-        schedule, zone = _schedule(problems, data.get("schedule"))
+        timing = read_timing(problems, data)
+        if concurrency is None and timing.overlap in (OverlapPolicy.QUEUE, OverlapPolicy.REPLACE):
+            concurrency = 1  # queueing or replacing behind no limit would never happen
         raw_tasks = data.get("tasks")
         tasks: list[Task] = []
         if not isinstance(raw_tasks, list) or not raw_tasks:
@@ -159,10 +142,15 @@ def parse_job(problems: Problems, data, source: str) -> Job | None:
         name=name,
         tasks=tuple(tasks),
         description=description,
-        schedule=schedule,
-        timezone=zone,
+        schedules=timing.schedules,
         enabled=enabled is not False,
         max_concurrency=concurrency,
+        catchup=timing.catchup,
+        catchup_window_secs=timing.catchup_window_secs,
+        overlap=timing.overlap,
+        max_queued=timing.max_queued,
+        jitter_secs=timing.jitter_secs,
+        timeout_secs=timing.timeout_secs,
         config=config if isinstance(config, dict) else {},
         environment=environment,
         depends_on=depends_on,

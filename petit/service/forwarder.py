@@ -130,7 +130,13 @@ class EventForwarder:
                 task["retry_delay_secs"] = event.delay_secs
             return ("task", run.job_id, run.id, task)
         if isinstance(event, FireDropped):
-            dropped = {"scheduled_at": event.scheduled_at, "reason": event.reason}
+            dropped = {
+                "scheduled_at": event.scheduled_at,
+                "reason": event.reason,
+                "until": event.until,
+                "count": event.count,
+                "error": event.error,
+            }
             return ("fire_dropped", event.job_id, None, {"job_id": event.job_id, **dropped})
         if isinstance(event, (SchedulerPaused, SchedulerResumed)):
             state = "paused" if isinstance(event, SchedulerPaused) else "running"

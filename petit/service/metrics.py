@@ -20,7 +20,7 @@ from ..core.events import (
     TaskRetrying,
 )
 from ..core.model import Job, RunStatus, TaskStatus, Trigger
-from .runs import DropReason
+from ..core.timing import DropReason
 
 # upper bounds in seconds; Prometheus adds +Inf. Runs last from a second to hours; a fire is
 # normally late by milliseconds, and by seconds only when the worker is starved or was stopped.
@@ -138,7 +138,7 @@ class MetricsCollector:
         the start, at 0, so that a query over time (`increase`) sees its first change."""
         with self._lock:
             runs, attempts, dropped = dict(self._runs), dict(self._attempts), dict(self._dropped)
-            scheduled = [job_id for job_id in sorted(jobs) if jobs[job_id].schedule is not None]
+            scheduled = [job_id for job_id in sorted(jobs) if jobs[job_id].scheduled]
             for job_id in sorted(jobs):
                 triggers = [Trigger.MANUAL.value]
                 if job_id in scheduled:

@@ -1,12 +1,13 @@
 """Recovery at start: runs a dead worker left pending or running become interrupted, and whatever
-their tasks left alive is killed, each through the runner that started it."""
+their tasks left alive is killed, each through the runner that started it. Queued runs never
+started: they stay queued, and the scheduler starts them in order."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
 
-from ..core.model import INTERRUPTED, Run, now_ms
+from ..core.model import INTERRUPTED, Run, RunStatus, now_ms
 from ..execution.runners.base import TaskRunner
 from ..execution.runners.local import LocalRunner
 from ..storage.store import Store
@@ -27,6 +28,8 @@ def recover(store: Store, runners: Mapping[str, TaskRunner] | None = None) -> in
     for run in store.active_runs():
         if run.status.is_terminal:
             store.forget_active(run)
+            continue
+        if run.status is RunStatus.QUEUED:
             continue
         killed = _kill_leftovers(run, store.db_path, runners)
         run.interrupt(INTERRUPTED, now_ms())

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from ..core.events import EventBus, FireDropped, RunCreated, SchedulerPaused, SchedulerResumed
-from ..core.model import Job, Run, Trigger, now_ms
+from ..core.model import Job, Run, RunStatus, Trigger, now_ms
+from ..core.timing import DropReason, OverlapPolicy
 from ..core.views import job_summary
 from ..errors import PetitError, StorageError
 from ..execution.engine import RunEngine
@@ -20,10 +21,18 @@ from ..execution.recorder import RunRecorder
 from ..jobs.loader import load_jobs
 from ..storage.store import Store
 from .metrics import MetricsCollector
-from .runs import DropReason, RunManager
-from .timetable import Fire, Timetable
+from .runs import Refusal, RunManager
+from .timetable import Dropped, Fire, Timetable
 
 log = logging.getLogger("petit.scheduler")
+# What the timetable's own drops mean, for the log and the drop record (admission's refusals
+# carry their own message).
+POLICY_DROPS = {
+    DropReason.PAUSED: "scheduler is paused",
+    DropReason.SUPERSEDED: "a newer fire of the job came due with it and runs instead",
+    DropReason.CATCHUP_LIMIT: "more fires came due at once than the catch-up limit of runs",
+    DropReason.OUTSIDE_WINDOW: "it fell before the job's catchup_window",
+}
 
 
 def _utc(ms: int) -> datetime:
@@ -52,7 +61,15 @@ class Scheduler:
         self.recorder = RunRecorder(store, self.bus)
         self._track_run = track_run  # another follower of live runs (the event forwarder)
         self.max_tasks = max_tasks
-        self.runs = RunManager(jobs, store, self._new_engine, max_jobs, send_reply)
+        self.runs = RunManager(
+            jobs,
+            store,
+            self._new_engine,
+            max_jobs,
+            send_reply,
+            created=self._created,
+            bus=self.bus,
+        )
         summaries = store.job_summaries()
         last_fires = {
             job_id: _utc(summary["last_fire_at"])
@@ -67,8 +84,16 @@ class Scheduler:
             }
         )
         self.bus.subscribe(self.metrics.observe)
-        self.timetable = Timetable(jobs, last_fires, datetime.now(UTC), store.is_paused())
+        handled = {job_id: _utc(ms) for job_id, ms in store.fire_ledger().items()}
+        self.timetable = Timetable(
+            jobs, last_fires, datetime.now(UTC), store.is_paused(), handled=handled
+        )
         self._publish_jobs()
+
+    def restore_queued(self) -> None:
+        """After recovery: the runs a previous worker left queued wait again, in order."""
+        queued = [run for run in self.store.active_runs() if run.status is RunStatus.QUEUED]
+        self.runs.restore_queued(queued)
 
     @property
     def jobs(self) -> dict[str, Job]:
@@ -78,14 +103,24 @@ class Scheduler:
     def paused(self) -> bool:
         return self.timetable.is_paused
 
-    def _new_engine(self, job: Job, run: Run, extra_env: dict[str, str]) -> RunEngine:
-        """A created run's engine; the recorder follows it and RunCreated goes out first."""
+    def _created(self, run: Run) -> None:
+        """A new (or restored queued) run: the recorder and the forwarder follow it from now on,
+        and RunCreated goes out."""
         self.recorder.track(run)
         if self._track_run is not None:
             self._track_run(run)
         self.bus.publish(
-            RunCreated(run.created_at, run.id, job.id, run.trigger.value, run.scheduled_at)
+            RunCreated(
+                run.created_at,
+                run.id,
+                run.job_id,
+                run.trigger.value,
+                run.scheduled_at,
+                run.status.value,
+            )
         )
+
+    def _new_engine(self, job: Job, run: Run, extra_env: dict[str, str]) -> RunEngine:
         return RunEngine(
             job, run, self.store, self.bus, max_tasks=self.max_tasks, extra_env=extra_env
         )
@@ -108,51 +143,83 @@ class Scheduler:
         return self.timetable.next_wakeup(now)
 
     def fire(self, now: datetime) -> None:
-        """Start a run for each fire due at `now`, or drop it: logged, and published on the bus
-        as FireDropped with its reason."""
-        for fire in self.timetable.due(now):
-            if fire.in_pause:
-                log.info(
-                    "fire of job %s at %s dropped: scheduler is paused",
-                    fire.job_id,
-                    fire.scheduled_at.isoformat(),
-                )
-                self._publish_drop(fire, DropReason.PAUSED, now)
-                continue
-            try:
-                refused = self.runs.refusal(fire.job_id, _ms(now))
-                if refused is None:
-                    self.runs.launch(
-                        self.jobs[fire.job_id],
-                        Trigger.SCHEDULE,
-                        scheduled_at=_ms(fire.scheduled_at),
-                        next_run_at=_ms(fire.next_fire),
-                    )
-                    continue
-                reason, error = refused.reason, refused.error
-            except PetitError as exc:  # the store could not be read or written
-                reason, error = DropReason.ERROR, exc
-            log.warning(
-                "fire of job %s at %s dropped: %s",
-                fire.job_id,
-                fire.scheduled_at.isoformat(),
-                error.message,
-            )
-            self._publish_drop(fire, reason, now)
-            try:
-                self._publish_jobs()  # no run carried the new next_run_at to the store
-            except StorageError as exc:
-                log.error("cannot record the next fire of job %s: %s", fire.job_id, exc.message)
+        """Hand out every fire due at `now`: a run (started, queued or replacing the job's runs,
+        per its overlap policy), or a drop, recorded in the store and logged, and published on
+        the bus as FireDropped with its reason."""
+        for item in self.timetable.due(now):
+            if isinstance(item, Dropped):
+                self._drop(item, now)
+            else:
+                self._hand_out(item, now)
 
-    def _publish_drop(self, fire: Fire, reason: DropReason, now: datetime) -> None:
+    def _hand_out(self, fire: Fire, now: datetime) -> None:
+        job = self.jobs.get(fire.job_id)
+        overlap = job.overlap if job is not None else OverlapPolicy.SKIP
+        try:
+            decision = self.runs.admit(fire.job_id, _ms(now), overlap)
+            if not isinstance(decision, Refusal):
+                self.runs.launch(
+                    self.jobs[fire.job_id],
+                    fire.trigger,
+                    scheduled_at=_ms(fire.scheduled_at),
+                    next_run_at=_ms(fire.next_fire),
+                    admit=decision,
+                    jitter_ms=round(fire.jitter_secs * 1000) if fire.jitter_secs else None,
+                )
+                return
+            reason, error = decision.reason, decision.error
+        except PetitError as exc:  # the store could not be read or written
+            reason, error = DropReason.ERROR, exc
+        self._drop(
+            Dropped(fire.job_id, fire.scheduled_at, reason, fire.next_fire), now, error.message
+        )
+
+    def _drop(self, dropped: Dropped, now: datetime, error: str | None = None) -> None:
+        """Record a dropped fire (or span) before moving on: with the runs' fire times, the drop
+        records are the ledger a restart resumes from. A drop that cannot be recorded is logged:
+        with catch-up, the restart hands that fire out again."""
+        at, scheduled_at = _ms(now), _ms(dropped.scheduled_at)
+        until = _ms(dropped.until) if dropped.until is not None else None
+        error = error or POLICY_DROPS[dropped.reason]
+        record = {
+            "scheduled_at": scheduled_at,
+            "reason": dropped.reason.value,
+            "at": at,
+            "until": until,
+            "count": dropped.count,
+            "error": error,
+        }
+        if dropped.count is None:
+            more = " and more after it"
+        else:
+            more = f" and {dropped.count - 1} more" if dropped.count > 1 else ""
+        log.log(
+            logging.INFO if dropped.reason is DropReason.PAUSED else logging.WARNING,
+            "fire of job %s at %s%s dropped: %s",
+            dropped.job_id,
+            dropped.scheduled_at.isoformat(),
+            more,
+            error,
+        )
+        try:
+            self.store.drops.append(dropped.job_id, [record])
+        except StorageError as exc:
+            log.error("cannot record the dropped fire of job %s: %s", dropped.job_id, exc.message)
         self.bus.publish(
             FireDropped(
-                at=_ms(now),
-                job_id=fire.job_id,
-                scheduled_at=_ms(fire.scheduled_at),
-                reason=reason.value,
+                at=at,
+                job_id=dropped.job_id,
+                scheduled_at=scheduled_at,
+                reason=dropped.reason.value,
+                until=until,
+                count=dropped.count,
+                error=error,
             )
         )
+        try:
+            self._publish_jobs()  # no run carried the new next_run_at to the store
+        except StorageError as exc:
+            log.error("cannot record the next fire of job %s: %s", dropped.job_id, exc.message)
 
     def set_paused(self, paused: bool, now: datetime) -> None:
         self.store.set_paused(paused)
@@ -160,7 +227,8 @@ class Scheduler:
             self.timetable.pause()
             self.bus.publish(SchedulerPaused(at=_ms(now)))
         else:
-            self.timetable.resume(now)
+            for dropped in self.timetable.resume(now):
+                self._drop(dropped, now)
             self.bus.publish(SchedulerResumed(at=_ms(now)))
         self._publish_jobs()
         log.info("scheduler %s", "paused" if paused else "resumed")
@@ -171,6 +239,7 @@ class Scheduler:
         removed = sorted(set(self.jobs) - set(jobs))
         self.runs.jobs = jobs
         self.timetable.reload(jobs, now)
+        self.runs.start_queued()  # a raised max_concurrency frees slots; a removed job's end
         self._publish_jobs()
         log.info(
             "reloaded %d job(s) from %s (added %s, removed %s)",
@@ -183,9 +252,15 @@ class Scheduler:
 
     # -- runs ---------------------------------------------------------------------------------
 
-    def start_run(self, job_id: str, trigger: Trigger) -> Run:
-        """A manual trigger: the admission checks (see RunManager.refusal), then the run."""
-        return self.runs.launch(self.runs.check_can_start(job_id, now_ms()), trigger)
+    def start_run(self, job_id: str, trigger: Trigger, queue: bool = False) -> Run:
+        """A manual trigger: the admission checks (see RunManager.admit), then the run. At the
+        job's limits it is refused (429), or with `queue` waits as a queued run."""
+        decision = self.runs.admit(
+            job_id, now_ms(), OverlapPolicy.QUEUE if queue else OverlapPolicy.SKIP
+        )
+        if isinstance(decision, Refusal):
+            raise decision.error
+        return self.runs.launch(self.jobs[job_id], trigger, admit=decision)
 
     def cancel(self, run_id: str, request_id: str | None) -> None:
         """The reply goes out when the run has ended; raises RunNotFound or RunFinished."""
@@ -199,9 +274,12 @@ class Scheduler:
             "paused": self.paused,
             "jobs": len(self.jobs),
             "running_runs": self.runs.running(),
+            "queued_runs": self.runs.queued(),
             "next_fires": next_fires,
             # the zone each job's schedule is written in: a person reads its next fire there
-            "next_fire_timezones": {job_id: self.jobs[job_id].timezone for job_id in next_fires},
+            "next_fire_timezones": {
+                job_id: self.jobs[job_id].schedules[0].timezone for job_id in next_fires
+            },
         }
 
     def metrics_snapshot(self) -> dict:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from ..core.events import EventBus
-from ..core.model import Trigger
+from ..core.model import RunStatus, Trigger
 from ..errors import ConfigError, NotFound, PetitError, StorageError, Unavailable, internal_error
 from ..ipc.commands import COMMANDS, error_reply, ok_reply
 from ..jobs.loader import load_jobs
@@ -55,6 +55,7 @@ def worker_main(settings: Settings, commands, replies) -> None:
             track_run=forwarder.track,
         )
         recovered = recover(store)
+        scheduler.restore_queued()
     except (ConfigError, StorageError) as exc:
         replies.put({"event": "fatal", "error": exc.to_wire()})
         _flush(replies)
@@ -182,8 +183,14 @@ def _shutdown(scheduler: Scheduler, settings: Settings, args: dict, now: datetim
 
 
 def _trigger(scheduler: Scheduler, settings: Settings, args: dict, now: datetime) -> dict:
-    run = scheduler.start_run(args["job_id"], Trigger.MANUAL)
-    return {"run_id": run.id, "job_id": run.job_id, "message": f"job '{run.job_id}' triggered"}
+    run = scheduler.start_run(args["job_id"], Trigger.MANUAL, queue=args.get("queue", False))
+    queued = " (queued: the job is at its limit)" if run.status is RunStatus.QUEUED else ""
+    return {
+        "run_id": run.id,
+        "job_id": run.job_id,
+        "status": run.status.value,
+        "message": f"job '{run.job_id}' triggered{queued}",
+    }
 
 
 ACTIONS: dict[str, Callable[[Scheduler, Settings, dict, datetime], dict]] = {

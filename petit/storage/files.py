@@ -194,3 +194,28 @@ class DbLock:
                 self._depth -= 1
                 if outer:
                     fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+def remove_stale_temps(db_path: str, data_dir: str) -> None:
+    """Called under the exclusive lock, where no writer is mid-write, so every temp file is a
+    dead one. In the db's own folder only ours go; the folders under `data_dir` (run history per
+    job, the drop records) belong to petit entirely."""
+    directory = os.path.dirname(db_path)
+    mine = temp_prefix(db_path)
+    for name in os.listdir(directory):
+        if name.startswith(mine):
+            unlink_quietly(os.path.join(directory, name))
+    root = os.path.join(data_dir, "runs")
+    try:
+        folders = [os.path.join(root, name) for name in os.listdir(root)]
+    except FileNotFoundError:
+        folders = []
+    # a job folder may hold nothing but the temp of its first write
+    for folder in [*folders, os.path.join(data_dir, "drops")]:
+        try:
+            names = os.listdir(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            if name.startswith(".tmp-"):
+                unlink_quietly(os.path.join(folder, name))

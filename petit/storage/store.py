@@ -19,12 +19,13 @@ from tinydb.table import Document
 
 from ..core.model import Run, RunStatus, TaskRun, Trigger, now_ms
 from ..errors import StorageError
+from .drops import DropLog
 from .files import (
     AtomicJSONStorage,
     DbLock,
     FileCache,
     corrupt_file,
-    temp_prefix,
+    remove_stale_temps,
     unlink_quietly,
 )
 from .logs import TaskLogs
@@ -43,6 +44,7 @@ JOB_STATE_KEYS = frozenset(
         "active",
         "last_fire_at",
         "last_claim",
+        "queued",
         "last_run_id",
         "last_status",
         "last_ended_at",
@@ -69,6 +71,7 @@ class Store:
         self.keep_runs = keep_runs
         self.lock = DbLock(self.db_path + ".lock")
         self.logs = TaskLogs(os.path.join(self.data_dir, "logs"))
+        self.drops = DropLog(os.path.join(self.data_dir, "drops"), self.lock, fsync)
         self._cache = FileCache()
         self._fsync = fsync
         self._dbs: dict[str, TinyDB] = {}
@@ -115,41 +118,13 @@ class Store:
         if not os.access(directory, os.W_OK):
             raise StorageError(f"{self.db_path}: the directory {directory} is not writable")
         with self.lock():
-            self._remove_stale_temps(directory)
+            remove_stale_temps(self.db_path, self.data_dir)
             problem = main_file_problem(
                 self._table(self.db_path, _MAIN_META).all(),
                 self._table(self.db_path, _MAIN_JOBS).all(),
             )
         if problem is not None:
             raise corrupt_file(self.db_path, problem)
-
-    def _remove_stale_temps(self, directory: str) -> None:
-        """Under the exclusive lock no writer is mid-write, so every temp file is a dead one. In
-        the db's own folder only ours go; the history folders belong to petit entirely."""
-        mine = temp_prefix(self.db_path)
-        for name in os.listdir(directory):
-            if name.startswith(mine):
-                unlink_quietly(os.path.join(directory, name))
-        root = os.path.join(self.data_dir, "runs")
-        try:
-            job_dirs = [os.path.join(root, name) for name in os.listdir(root)]
-        except FileNotFoundError:
-            return
-        for folder in job_dirs:  # a job folder may hold nothing but the temp of its first write
-            try:
-                names = os.listdir(folder)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            for name in names:
-                if name.startswith(".tmp-"):
-                    unlink_quietly(os.path.join(folder, name))
-
-    def _all_chunks(self) -> list[str]:
-        root = os.path.join(self.data_dir, "runs")
-        try:
-            return [p for job in sorted(os.listdir(root)) for p in self._job_chunks(job)]
-        except FileNotFoundError:
-            return []
 
     # -- scheduler state ----------------------------------------------------------------------
 
@@ -226,8 +201,12 @@ class Store:
         trigger: Trigger,
         scheduled_at: int | None = None,
         next_run_at: int | None = None,
+        queued: bool = False,
+        jitter_ms: int | None = None,
     ) -> Run:
-        """Allocate the next run id and record the run as pending. It is durable on return."""
+        """Allocate the next run id and record the run as pending (or queued). It is durable on
+        return, and so is its fire time in the job's ledger: in the same write as the claim."""
+        status = RunStatus.QUEUED if queued else RunStatus.PENDING
         with self.lock():
             chunks = self._job_chunks(job_id)
             newest = (
@@ -240,18 +219,21 @@ class Store:
             def claim(doc: dict) -> None:
                 seq = max(doc.get("next_seq", 1), newest + 1, self._issued.get(job_id, 0) + 1)
                 holder["seq"] = seq
+                run_id = make_run_id(job_id, seq)
                 doc["next_seq"] = seq + 1
-                doc["active"] = [*doc.get("active", []), make_run_id(job_id, seq)]
+                doc["active"] = [*doc.get("active", []), run_id]
+                if queued:
+                    doc["queued"] = [*doc.get("queued", []), run_id]
                 # What the history record would say, for a kill before it is written. Only the
                 # newest claim can lack its record: the claim and the write share one lock hold.
                 doc["last_claim"] = {
-                    "run_id": make_run_id(job_id, seq),
+                    "run_id": run_id,
                     "trigger": trigger.value,
                     "scheduled_at": scheduled_at,
                 }
                 if scheduled_at is not None:
-                    doc["last_fire_at"] = scheduled_at
-                if trigger is Trigger.SCHEDULE:
+                    doc["last_fire_at"] = max(scheduled_at, doc.get("last_fire_at") or 0)
+                if trigger is not Trigger.MANUAL:
                     doc["next_run_at"] = next_run_at
 
             self._update_job(job_id, claim)
@@ -262,8 +244,10 @@ class Store:
                 job_id=job_id,
                 seq=seq,
                 trigger=trigger,
+                status=status,
                 created_at=now_ms(),
                 scheduled_at=scheduled_at,
+                jitter_ms=jitter_ms,
                 tasks=[TaskRun(task_id=t, run_id=run_id) for t in task_ids],
             )
             try:
@@ -320,6 +304,7 @@ class Store:
     def _finish_job_run(self, run: Run) -> None:
         def record(doc: dict) -> None:
             doc["active"] = [r for r in doc.get("active", []) if r != run.id]
+            doc["queued"] = [r for r in doc.get("queued", []) if r != run.id]
             doc["last_run_id"] = run.id
             doc["last_status"] = run.status.value
             doc["last_ended_at"] = run.ended_at
@@ -408,3 +393,28 @@ class Store:
                 run.job_id,
                 lambda d: d.update(active=[r for r in d.get("active", []) if r != run.id]),
             )
+
+    def dequeue(self, run: Run) -> None:
+        """Record that a queued run starts now (`run.dequeue()` done): off the job's queue."""
+        with self.lock():
+            self._update_job(
+                run.job_id,
+                lambda d: d.update(queued=[r for r in d.get("queued", []) if r != run.id]),
+            )
+        self.save_runs([run])
+
+    # -- the fire ledger ----------------------------------------------------------------------
+
+    def fire_ledger(self) -> dict[str, int]:
+        """Each job's newest fire time handed out, as a run or as a drop (epoch ms)."""
+        with self.lock(exclusive=False):
+            ledger = {
+                doc["id"]: doc["last_fire_at"]
+                for doc in self._table(self.db_path, _MAIN_JOBS).all()
+                if isinstance(doc.get("last_fire_at"), int)
+            }
+            for job_id in self.drops.job_ids():
+                through = self.drops.handled_through(job_id)
+                if through is not None:
+                    ledger[job_id] = max(through, ledger.get(job_id, through))
+        return ledger
