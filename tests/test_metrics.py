@@ -31,7 +31,7 @@ from petit.core.events import (
     TaskStarted,
 )
 from petit.core.model import Job, Task
-from petit.core.timing import ScheduleSpec
+from petit.core.timing import CatchupPolicy, ScheduleSpec
 from petit.ipc.commands import metrics_text
 from petit.service.metrics import DURATION_BUCKETS, LATENESS_BUCKETS, MetricsCollector
 
@@ -134,6 +134,7 @@ def test_every_series_a_job_can_have_starts_at_zero():
         "sum": 0.0,
     }
     assert snap["runs_active"] == {"ok": 0, "tick": 0}
+    assert snap["runs_queued"] == {"ok": 0, "tick": 0}
     assert snap["jobs"] == ["ok", "tick"]
 
 
@@ -188,6 +189,72 @@ def test_runs_in_flight_and_the_last_success():
     assert snap["runs_active"]["ok"] == 0 and snap["last_success_at"]["ok"] == 1500
 
 
+def test_queued_runs_are_counted_apart_until_they_start_and_never_count_as_late():
+    collector = fed(
+        # a scheduled fire that found the job busy: queued at 1000, started 9 s later
+        RunCreated(1000, "tick-1", "tick", "schedule", scheduled_at=1000, status="queued"),
+        RunCreated(1100, "tick-2", "tick", "schedule", scheduled_at=1100, status="queued"),
+        RunCreated(1200, "ok-1", "ok", "manual", status="queued"),
+    )
+    snap = collector.snapshot(JOBS)
+    assert snap["runs_queued"] == {"ok": 1, "tick": 2}
+    assert snap["runs_active"] == {"ok": 0, "tick": 0}
+    collector.observe(RunStarted(10_000, "tick-1", "tick"))
+    collector.observe(RunEnded(10_050, "ok-1", "ok", "cancelled"))  # cancelled while queued
+    snap = collector.snapshot(JOBS)
+    assert snap["runs_queued"] == {"ok": 0, "tick": 1}
+    assert snap["runs_active"] == {"ok": 0, "tick": 1}
+    assert histogram(snap, "fire_lateness_seconds", "tick")["count"] == 0
+    assert value(snap["runs_total"], job_id="ok", status="cancelled", trigger="manual") == 1
+
+
+def test_lateness_leaves_out_the_jitter_and_catchup_runs():
+    collector = fed(
+        # a fire at 1000 with a 7 s jitter: due at 8000, started 20 ms after that
+        RunCreated(8000, "tick-1", "tick", "schedule", scheduled_at=1000, jitter_ms=7000),
+        RunStarted(8020, "tick-1", "tick"),
+        # a fire missed while petit was down, run an hour later
+        RunCreated(3_600_000, "tick-2", "tick", "catchup", scheduled_at=2000),
+        RunStarted(3_600_010, "tick-2", "tick"),
+    )
+    late = histogram(collector.snapshot(JOBS), "fire_lateness_seconds", "tick")
+    assert late["count"] == 1 and late["sum"] == pytest.approx(0.02)
+
+
+def test_a_span_of_dropped_fires_counts_each_fire_and_an_uncounted_one_at_least_one():
+    collector = fed(
+        FireDropped(5000, "tick", 5000, "outside_catchup_window", until=65_000, count=60),
+        FireDropped(70_000, "tick", 70_000, "catchup_limit", until=9_000_000, count=None),
+        FireDropped(80_000, "tick", 80_000, "max_queued"),
+    )
+    dropped = collector.snapshot(JOBS)["fires_dropped_total"]
+    assert value(dropped, job_id="tick", reason="outside_catchup_window") == 60
+    assert value(dropped, job_id="tick", reason="catchup_limit") == 1
+    assert value(dropped, job_id="tick", reason="max_queued") == 1
+
+
+def test_catchup_runs_have_their_trigger_series_only_for_jobs_with_catchup():
+    jobs = {
+        **JOBS,
+        "late": Job(
+            "late",
+            "late",
+            (),
+            schedules=(ScheduleSpec("@hourly"),),
+            catchup=CatchupPolicy.ALL,
+            catchup_window_secs=7200,
+        ),
+    }
+    collector = fed(
+        RunCreated(1000, "late-1", "late", "catchup", scheduled_at=10),
+        RunEnded(1500, "late-1", "late", "completed", duration_ms=400),
+    )
+    runs = collector.snapshot(jobs)["runs_total"]
+    assert {s["job_id"] for s in runs if s["trigger"] == "catchup"} == {"late"}
+    assert value(runs, job_id="late", status="completed", trigger="catchup") == 1
+    assert value(runs, job_id="late", status="failed", trigger="catchup") == 0
+
+
 # -- the exposition and ctl's text ----------------------------------------------------------------
 
 STATUS = {
@@ -216,6 +283,7 @@ def a_snapshot() -> dict:
         attempt("odd.job-1-1", "odd.job-1", 2, "completed"),
         RunEnded(at=1500, run_id="odd.job-1-1", job_id="odd.job-1", status="completed"),
         *run_events("ok-1", "ok", at=2000),
+        RunCreated(at=2100, run_id="ok-2", job_id="ok", trigger="manual", status="queued"),
         FireDropped(at=5000, job_id="tick", scheduled_at=5000, reason="paused"),
     )
     return {**collector.snapshot(jobs), "paused": True, "next_fire_at": {"odd.job-1": 86400000}}
@@ -242,6 +310,7 @@ def test_the_exposition_has_every_family_with_its_type():
         "petit_run_duration_seconds": "histogram",
         "petit_task_attempts": "counter",
         "petit_runs_active": "gauge",
+        "petit_runs_queued": "gauge",
         "petit_fire_lateness_seconds": "histogram",
         "petit_fires_dropped": "counter",
         "petit_job_last_success_timestamp_seconds": "gauge",
@@ -265,6 +334,7 @@ def test_the_exposition_has_every_family_with_its_type():
     assert got["petit_job_last_success_timestamp_seconds", job] == 1.5
     assert got["petit_job_next_fire_timestamp_seconds", job] == 86400
     assert got["petit_runs_active", frozenset({("job_id", "ok")})] == 1
+    assert got["petit_runs_queued", frozenset({("job_id", "ok")})] == 1
     assert got["petit_fires_dropped_total", frozenset({("job_id", "tick"), ("reason", "paused")})]
     assert got["petit_child_restarts_total", frozenset({("child", "scheduler")})] == 2
     assert got["petit_process_open_fds", frozenset({("process", "api")})] == 9
@@ -301,10 +371,10 @@ def test_ctl_metrics_prints_a_line_per_job():
     snapshot = a_snapshot()
     success = snapshot["last_success_at"]["odd.job-1"]
     assert metrics_text(snapshot).splitlines() == [
-        "job         runs  failed  active  dropped  last success",
-        f"odd.job-1      1       0       0        0  {local_time(success)}",
-        "ok             0       0       1        0  never",
-        "tick           0       0       0        1  never",
+        "job         runs  failed  active  queued  dropped  last success",
+        f"odd.job-1      1       0       0       0        0  {local_time(success)}",
+        "ok             0       0       1       1        0  never",
+        "tick           0       0       0       0        1  never",
         "scheduler paused",
     ]
 
@@ -461,8 +531,17 @@ def test_scrape_real_runs_with_a_token_then_survive_a_killed_api(service):
     human = run_petit("ctl", "metrics", "--socket", svc.socket, timeout=30)
     assert human.returncode == 0, human.stderr
     lines = human.stdout.splitlines()
-    assert lines[0].split() == ["job", "runs", "failed", "active", "dropped", "last", "success"]
-    assert lines[1].split()[:5] == ["flaky", "1", "1", "0", "0"]
+    assert lines[0].split() == [
+        "job",
+        "runs",
+        "failed",
+        "active",
+        "queued",
+        "dropped",
+        "last",
+        "success",
+    ]
+    assert lines[1].split()[:6] == ["flaky", "1", "1", "0", "0", "0"]
     assert lines[-1] == "scheduler paused"
 
 

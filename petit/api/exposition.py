@@ -69,16 +69,25 @@ class PetitCollector:
             ("job_id", "status"),
         )
         yield _gauge(
-            "petit_runs_active", "Runs in flight (created, not ended).", snap["runs_active"]
+            "petit_runs_active",
+            "Runs in flight: pending or running, not ended (queued runs are not counted).",
+            snap["runs_active"],
+        )
+        yield _gauge(
+            "petit_runs_queued",
+            "Queued runs: recorded, waiting for a free slot, not started.",
+            snap["runs_queued"],
         )
         yield _histogram(
             "petit_fire_lateness_seconds",
-            "Delay from a scheduled fire time to the start of its run.",
+            "Delay from a scheduled fire time (plus its jitter) to the start of its run, for "
+            "scheduled runs that did not wait in the queue.",
             snap["fire_lateness_seconds"],
         )
         yield _counter(
             "petit_fires_dropped_total",
-            "Scheduled fires that did not become a run, by reason.",
+            "Scheduled fires that did not become a run, by reason (at least: a span of fires too "
+            "many to count counts 1).",
             snap["fires_dropped_total"],
             ("job_id", "reason"),
         )

@@ -30,6 +30,7 @@ class RunCreated(Event):
     trigger: str
     scheduled_at: int | None = None
     status: str = "pending"  # or "queued": it waits for a free slot
+    jitter_ms: int | None = None  # the random delay its scheduled fire waited (job key `jitter`)
 
 
 @dataclass(frozen=True)

@@ -164,8 +164,8 @@ def status_text(status: dict, now_ms: float | None = None) -> str:
 
 def metrics_text(snapshot: dict) -> str:
     """`petit ctl metrics` for a human: per job, the runs ended since the worker started, how
-    many failed, the runs in flight, the dropped fires and the last success (local time). The
-    full counts are in `--json` and GET /metrics."""
+    many failed, the runs in flight and queued, the dropped fires and the last success (local
+    time). The full counts are in `--json` and GET /metrics."""
 
     def total(family: str, job_id: str, **match: str) -> int:
         return sum(
@@ -176,7 +176,8 @@ def metrics_text(snapshot: dict) -> str:
 
     width = max([len("job"), *(len(job_id) for job_id in snapshot["jobs"])])
     lines = [
-        f"{'job':<{width}}  {'runs':>5}  {'failed':>6}  {'active':>6}  {'dropped':>7}  last success"
+        f"{'job':<{width}}  {'runs':>5}  {'failed':>6}  {'active':>6}  {'queued':>6}  "
+        f"{'dropped':>7}  last success"
     ]
     for job_id in snapshot["jobs"]:
         success = snapshot["last_success_at"].get(job_id)
@@ -189,6 +190,7 @@ def metrics_text(snapshot: dict) -> str:
             f"{job_id:<{width}}  {total('runs_total', job_id):>5}  "
             f"{total('runs_total', job_id, status='failed'):>6}  "
             f"{snapshot['runs_active'].get(job_id, 0):>6}  "
+            f"{snapshot['runs_queued'].get(job_id, 0):>6}  "
             f"{total('fires_dropped_total', job_id):>7}  {when}"
         )
     lines.append(f"scheduler {'paused' if snapshot['paused'] else 'running'}")

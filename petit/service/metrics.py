@@ -20,7 +20,7 @@ from ..core.events import (
     TaskRetrying,
 )
 from ..core.model import Job, RunStatus, TaskStatus, Trigger
-from ..core.timing import DropReason
+from ..core.timing import CatchupPolicy, DropReason
 
 # upper bounds in seconds; Prometheus adds +Inf. Runs last from a second to hours; a fire is
 # normally late by milliseconds, and by seconds only when the worker is starved or was stopped.
@@ -61,7 +61,10 @@ class _RunSeen:
     job_id: str
     trigger: str
     scheduled_at: int | None
+    jitter_ms: int | None
+    queued: bool  # created queued: it waits for a slot until its RunStarted
     attempts: dict[str, int] = field(default_factory=dict)  # task id -> last attempt counted
+    started: bool = False
 
 
 class MetricsCollector:
@@ -88,14 +91,28 @@ class MetricsCollector:
                 handler(self, event)
 
     def _created(self, event: RunCreated) -> None:
-        self._in_flight[event.run_id] = _RunSeen(event.job_id, event.trigger, event.scheduled_at)
+        self._in_flight[event.run_id] = _RunSeen(
+            event.job_id,
+            event.trigger,
+            event.scheduled_at,
+            event.jitter_ms,
+            queued=event.status == RunStatus.QUEUED.value,
+        )
 
     def _started(self, event: RunStarted) -> None:
+        """Lateness is petit's own delay: not the jitter the job asked for, not the wait of a
+        queued run (the job was busy: its own doing), not a catch-up run's (petit was down)."""
         seen = self._in_flight.get(event.run_id)
-        if seen is not None and seen.scheduled_at is not None:
+        if seen is None:
+            return
+        seen.started = True
+        scheduled = seen.trigger == Trigger.SCHEDULE.value and seen.scheduled_at is not None
+        if scheduled and not seen.queued:
             # never negative: a wall clock stepped back between the fire and the start
-            late_secs = max(0, event.at - seen.scheduled_at) / 1000
-            _histogram(self._lateness, event.job_id, LATENESS_BUCKETS).observe(late_secs)
+            late_ms = event.at - seen.scheduled_at - (seen.jitter_ms or 0)
+            _histogram(self._lateness, event.job_id, LATENESS_BUCKETS).observe(
+                max(0, late_ms) / 1000
+            )
 
     def _ended(self, event: RunEnded) -> None:
         seen = self._in_flight.pop(event.run_id, None)
@@ -122,7 +139,8 @@ class MetricsCollector:
         _add(self._attempts, (event.job_id, status))
 
     def _dropped_fire(self, event: FireDropped) -> None:
-        _add(self._dropped, (event.job_id, event.reason))
+        """A span counts its fires; one too long to count (count None) counts 1: at least."""
+        _add(self._dropped, (event.job_id, event.reason), event.count or 1)
 
     _HANDLERS = {
         RunCreated: _created,
@@ -143,6 +161,8 @@ class MetricsCollector:
                 triggers = [Trigger.MANUAL.value]
                 if job_id in scheduled:
                     triggers.append(Trigger.SCHEDULE.value)
+                    if jobs[job_id].catchup is not CatchupPolicy.NONE:
+                        triggers.append(Trigger.CATCHUP.value)
                 for status in RUN_END_STATUSES:
                     for trigger in triggers:
                         runs.setdefault((job_id, status, trigger), 0)
@@ -152,8 +172,11 @@ class MetricsCollector:
                 for reason in DropReason:
                     dropped.setdefault((job_id, reason.value), 0)
             active: dict[str, int] = dict.fromkeys(sorted(jobs), 0)
+            queued: dict[str, int] = dict.fromkeys(sorted(jobs), 0)
             for seen in self._in_flight.values():
-                active[seen.job_id] = active.get(seen.job_id, 0) + 1
+                waiting = seen.queued and not seen.started
+                table = queued if waiting else active
+                table[seen.job_id] = table.get(seen.job_id, 0) + 1
             return {
                 "jobs": sorted(jobs),
                 "runs_total": _series(runs, ("job_id", "status", "trigger")),
@@ -162,6 +185,7 @@ class MetricsCollector:
                 "run_duration_seconds": _histograms(self._durations, jobs, DURATION_BUCKETS),
                 "fire_lateness_seconds": _histograms(self._lateness, scheduled, LATENESS_BUCKETS),
                 "runs_active": active,
+                "runs_queued": queued,
                 # only defined jobs': a job removed from JOBS_DIR must not look overdue for ever
                 "last_success_at": {
                     job_id: at
@@ -171,8 +195,8 @@ class MetricsCollector:
             }
 
 
-def _add(counts: dict, key: tuple) -> None:
-    counts[key] = counts.get(key, 0) + 1
+def _add(counts: dict, key: tuple, number: int = 1) -> None:
+    counts[key] = counts.get(key, 0) + number
 
 
 def _histogram(table: dict[str, Histogram], job_id: str, bounds: tuple[float, ...]) -> Histogram:

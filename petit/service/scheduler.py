@@ -117,6 +117,7 @@ class Scheduler:
                 run.trigger.value,
                 run.scheduled_at,
                 run.status.value,
+                run.jitter_ms,
             )
         )
 
