@@ -576,7 +576,7 @@ def test_head_answers_like_get_without_a_body(svc, finished_pipeline):
         if template not in _VOLATILE_LENGTH:
             assert int(head.headers["content-length"]) == len(get.body), path
         checked += 1
-    assert checked == 11, checked
+    assert checked == 12, checked
 
 
 @pytest.mark.parametrize(
@@ -977,7 +977,7 @@ def test_openapi_lists_exactly_the_routes(svc, openapi):
             for status, documented_response in responses.items():
                 if method == "head":  # headers only: no body to describe
                     assert "content" not in documented_response, (path, status)
-                elif status != "200":
+                elif not status.startswith("2"):  # a trigger's 202 is a success too
                     schema = documented_response["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/Error"}, (path, status)
             if method == "head":

@@ -139,7 +139,13 @@ def test_job_json_from_a_stored_summary():
         "enabled": True,
         "scheduled": True,
         "schedule": "0 3 * * *",
-        "schedules": [{"cron": "0 3 * * *", "timezone": "Europe/Paris"}],
+        "schedules": [
+            {
+                "cron": "0 3 * * *",
+                "timezone": "Europe/Paris",
+                "words": "every day at 03:00 (Europe/Paris)",
+            }
+        ],
         "schedule_words": "every day at 03:00 (Europe/Paris)",
         "timezone": "Europe/Paris",
         "next_run_at": 1_700_000_000_000,
@@ -160,6 +166,28 @@ def test_job_json_from_a_stored_summary():
         "last_success_at": 1_699_999_000_000,
     }
     assert "source" not in job_json(stored, paused=False)  # a path on the server's disk
+
+
+def test_job_json_puts_each_schedule_of_a_list_in_words():
+    job = Job(
+        "twice",
+        "twice",
+        (Task("t", "t"),),
+        schedules=(ScheduleSpec("30 7 * * 1-5", "Europe/Paris"), ScheduleSpec("0 18 * * *")),
+    )
+    shown = job_json(job_summary(job, None), paused=False)
+    assert shown["schedules"] == [
+        {
+            "cron": "30 7 * * 1-5",
+            "timezone": "Europe/Paris",
+            "words": "at 07:30 on Monday to Friday (Europe/Paris)",
+        },
+        {"cron": "0 18 * * *", "timezone": "UTC", "words": "every day at 18:00"},
+    ]
+    assert shown["schedule_words"] == (
+        "at 07:30 on Monday to Friday (Europe/Paris); every day at 18:00"
+    )
+    assert (shown["schedule"], shown["timezone"]) == ("30 7 * * 1-5", "Europe/Paris")
 
 
 def test_job_json_of_a_sparse_doc_has_every_field():

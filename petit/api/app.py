@@ -25,6 +25,7 @@ from .events import LiveEvents
 from .handlers import (
     CancelHandler,
     HealthHandler,
+    JobDropsHandler,
     JobHandler,
     JobRunsHandler,
     JobsHandler,
@@ -69,6 +70,7 @@ ROUTES = [
     (rf"/api/jobs/{_JOB}", JobHandler),
     (rf"/api/jobs/{_JOB}/trigger", TriggerHandler),
     (rf"/api/jobs/{_JOB}/runs", JobRunsHandler),
+    (rf"/api/jobs/{_JOB}/drops", JobDropsHandler),
     (rf"/api/runs/{_RUN}", RunHandler),
     (rf"/api/runs/{_RUN}/tasks", RunTasksHandler),
     (rf"/api/runs/{_RUN}/tasks/{_TASK}/logs", TaskLogsHandler),

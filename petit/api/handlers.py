@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from .. import __version__
-from ..core.model import Run
+from ..core.model import Run, RunStatus
 from ..core.views import job_json, run_json, task_json
 from ..errors import (
     BadRequest,
@@ -15,12 +15,17 @@ from ..errors import (
     RunNotFound,
     Unavailable,
 )
+from ..storage.pages import runs_page
 from ..storage.store import Store, split_run_id
 from .base import BaseHandler
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
 MAX_RECENT = 100
+MAX_EPOCH_MS = 1 << 53  # a `before` time past any real one (and exact as a JSON number)
+_FLAGS = {"true": True, "1": True, "false": False, "0": False}
+# a dropped fire as a drop record holds it (storage/drops.py)
+DROP_FIELDS = ("scheduled_at", "reason", "at", "until", "count", "error")
 
 
 class HealthHandler(BaseHandler):
@@ -114,13 +119,19 @@ class JobHandler(BaseHandler):
 
 class TriggerHandler(BaseHandler):
     async def post(self, job_id: str) -> None:
+        """200 when the run starts now; with ?queue=true, 202 when it waits as a queued run."""
+        queue = parse_flag("queue", self.get_query_argument("queue", "false"))
         known_job(self.store, job_id)  # an unknown job is a 404 even while the scheduler is down
-        result = await self.commands.call("trigger", {"job_id": job_id})
+        result = await self.commands.call("trigger", {"job_id": job_id, "queue": queue})
+        status = result["status"]
+        if status == RunStatus.QUEUED.value:
+            self.set_status(202)
         self.reply(
             {
                 "run_id": result["run_id"],
                 "job_id": result["job_id"],
-                "message": f"job '{result['job_id']}' triggered",
+                "status": status,
+                "message": result["message"],
             }
         )
 
@@ -131,8 +142,9 @@ class JobRunsHandler(BaseHandler):
         limit = _parse_count("limit", self.get_query_argument("limit", str(DEFAULT_LIMIT)))
         before = self.get_query_argument("before", None)
         before_seq = None if before is None else _seq_of(job_id, before)
+        status = _parse_status(self.get_query_argument("status", None))
         # one more than the page: whether an older page exists, without a second read
-        runs = self.store.list_runs(job_id, limit + 1, before_seq)
+        runs = runs_page(self.store, job_id, limit + 1, status, before_seq)
         page = runs[:limit]
         self.reply(
             {
@@ -141,6 +153,42 @@ class JobRunsHandler(BaseHandler):
                 "next_before": page[-1].id if len(runs) > limit else None,
             }
         )
+
+
+class JobDropsHandler(BaseHandler):
+    """The job's recorded dropped fires, newest first, paged by fire time like the runs."""
+
+    def get(self, job_id: str) -> None:
+        known_job(self.store, job_id)
+        limit = _parse_count("limit", self.get_query_argument("limit", str(DEFAULT_LIMIT)))
+        before = self.get_query_argument("before", None)
+        before_at = None if before is None else _parse_count("before", before, 1, MAX_EPOCH_MS)
+        records = self.store.drops.read(job_id, limit + 1, before_at)
+        page = [{name: record.get(name) for name in DROP_FIELDS} for record in records[:limit]]
+        self.reply(
+            {
+                "drops": page,
+                "count": len(page),
+                "next_before": page[-1]["scheduled_at"] if len(records) > limit else None,
+            }
+        )
+
+
+def parse_flag(name: str, raw: str) -> bool:
+    """A boolean query argument, spelled exactly true or 1, false or 0; BadRequest otherwise."""
+    if raw not in _FLAGS:
+        raise BadRequest(f"{name} must be true, false, 1 or 0, got {raw[:40]!r}")
+    return _FLAGS[raw]
+
+
+def _parse_status(raw: str | None) -> RunStatus | None:
+    if raw is None:
+        return None
+    try:
+        return RunStatus(raw)
+    except ValueError:
+        names = ", ".join(status.value for status in RunStatus)
+        raise BadRequest(f"status must be one of {names}, got {raw[:40]!r}") from None
 
 
 def _parse_count(name: str, raw: str, minimum: int = 1, cap: int = MAX_LIMIT) -> int:

@@ -13,14 +13,13 @@ from ..core.model import TaskRun, TaskStatus
 from ..errors import BadRequest, NotFound, PetitError, TaskNotFound
 from ..storage.store import Store
 from .base import BaseHandler
-from .handlers import known_run
+from .handlers import known_run, parse_flag
 from .stream import HEARTBEAT_SECS, send, sse, start_stream
 
 POLL_SECS = 0.25  # a printed line is on disk within 0.5 s, so it reaches the client within ~1 s
 STATE_CHECK_SECS = 0.3  # the worker records a task's end within ~0.25 s
 MAX_LINES_PER_MESSAGE = 500  # a big backlog goes out in messages a client can resume between
 _RESUME_ID = re.compile(r"([1-9][0-9]{0,8}):([0-9]{1,12})")
-_FLAGS = {"true": True, "1": True, "false": False, "0": False}
 
 
 def _parse_attempt(raw: str | None) -> int | None:
@@ -29,12 +28,6 @@ def _parse_attempt(raw: str | None) -> int | None:
     if not (raw.isascii() and raw.isdigit()) or not raw.strip("0") or len(raw) > 9:
         raise BadRequest(f"attempt must be a whole number >= 1, got {raw[:40]!r}")
     return int(raw)
-
-
-def _parse_flag(name: str, raw: str) -> bool:
-    if raw.lower() not in _FLAGS:
-        raise BadRequest(f"{name} must be true or false, got {raw[:40]!r}")
-    return _FLAGS[raw.lower()]
 
 
 def _parse_resume(raw: str | None) -> tuple[int, int] | None:
@@ -150,7 +143,7 @@ class TaskLogsHandler(BaseHandler):
                 f"task '{task_id}' of run '{run_id}' has no attempt {attempt} "
                 f"(it has {state.attempts})"
             )
-        if _parse_flag("follow", self.get_query_argument("follow", "false")):
+        if parse_flag("follow", self.get_query_argument("follow", "false")):
             await self._follow(run_id, task_id, state, attempt)
             return
         shown = attempt or state.attempts

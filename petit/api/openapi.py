@@ -3,13 +3,15 @@ checks real responses against the documented fields, so it cannot drift silently
 
 from __future__ import annotations
 
+from ..core.model import RunStatus
 from ..ipc.stream import EVENT_NAMES
 from .base import ID_CHARS, ID_MAX_CHARS
 from .schemas import SCHEMAS, WHOLE
 
 _ERROR_TEXT = {
     "400": "bad request (a malformed Content-Length on any route; recent=abc on the jobs; "
-    "limit=abc or a before= of another job on a job's runs; attempt=0, follow=maybe or a "
+    "limit=abc, status=done or a before= of another job on a job's runs; limit=0 or "
+    "before=abc on a job's drops; queue=yes on a trigger; attempt=0, follow=maybe or a "
     "foreign Last-Event-ID on a task's logs)",
     "401": "missing or wrong bearer token (only with --api-token)",
     "403": "foreign Origin on a state-changing request, or a Host header that is neither a "
@@ -18,7 +20,8 @@ _ERROR_TEXT = {
     "405": "method not allowed (the Allow header lists the ones the route implements)",
     "409": "conflict (dependency not satisfied, or the run already finished)",
     "413": "a request body over 64 KiB (bodies are ignored; none is needed)",
-    "429": "max concurrent runs reached",
+    "429": "the job's max_concurrency or --max-jobs reached (without ?queue=true), or the "
+    "job's queue is full (max_queued)",
     "500": "internal error",
     "503": "the scheduler worker is down or did not answer in time",
 }
@@ -97,6 +100,34 @@ BEFORE = {
     "previous page)",
     "schema": {"type": "string"},
 }
+STATUS = {
+    "name": "status",
+    "in": "query",
+    "required": False,
+    "description": "only runs with this status (the page reads back through the history "
+    "until it is full)",
+    "schema": {"type": "string", "enum": [status.value for status in RunStatus]},
+}
+QUEUE = {
+    "name": "queue",
+    "in": "query",
+    "required": False,
+    "description": "at the job's max_concurrency or --max-jobs, wait as a queued run (202) "
+    "instead of a 429: true or 1, false or 0 (default false)",
+    "schema": {"type": "boolean", "default": False},
+}
+DROPS_LIMIT = {
+    **LIMIT,
+    "description": "most drops to return, newest first (default 20, capped at 1000)",
+}
+DROPS_BEFORE = {
+    "name": "before",
+    "in": "query",
+    "required": False,
+    "description": "only drops of fires scheduled before this time, epoch ms (the "
+    "`next_before` of the previous page)",
+    "schema": {"type": "integer", "minimum": 1},
+}
 
 
 def _head(get: dict) -> dict:
@@ -160,6 +191,34 @@ def _logs_op() -> dict:
     return op
 
 
+# the data of each message of GET /api/events (docs/events.md), by its `event:` name
+_EVENT_DATA = {
+    "run": "Run",
+    "task": "LiveTask",
+    "log": "LiveLog",
+    "scheduler": "SchedulerChanged",
+    "fire_dropped": "FireDropped",
+    "child": "ChildRestarted",
+    "reset": "Reset",
+}
+
+
+def _trigger_op() -> dict:
+    """200 when the run starts now; 202 when, with ?queue=true, it waits as a queued run."""
+    op = _op(
+        "Start a run now (or with ?queue=true queue it at the job's limits); returns once the "
+        "run is recorded",
+        "Triggered",
+        ("400", "404", "409", "429", "503"),
+        (JOB_ID, QUEUE),
+    )
+    op["responses"]["202"] = {
+        **op["responses"]["200"],
+        "description": "queued: the run waits for a free slot (status queued)",
+    }
+    return op
+
+
 EVENTS = _event_stream(
     "The live event stream (Server-Sent Events)",
     "messages `id:`, `event:` (run, task, log, scheduler, fire_dropped, child, reset) and one "
@@ -181,6 +240,9 @@ EVENTS = _event_stream(
         ),
     ),
 )
+EVENTS["responses"]["200"]["content"]["text/event-stream"]["x-events"] = {
+    name: {"$ref": f"#/components/schemas/{schema}"} for name, schema in _EVENT_DATA.items()
+}
 _PUBLIC = []  # an operation's `security` that overrides the document's: no token needed
 
 PATHS = _with_head(
@@ -200,20 +262,22 @@ PATHS = _with_head(
         "/api/scheduler/resume": {"post": _op("Resume scheduled fires", "Message", ("503",))},
         "/api/jobs": {"get": _op("All jobs, sorted by id", "JobList", ("400",), (RECENT,))},
         "/api/jobs/{job_id}": {"get": _op("One job", "Job", ("404",), (JOB_ID,))},
-        "/api/jobs/{job_id}/trigger": {
-            "post": _op(
-                "Start a run now; returns once the run is recorded",
-                "Triggered",
-                ("404", "409", "429", "503"),
-                (JOB_ID,),
-            )
-        },
+        "/api/jobs/{job_id}/trigger": {"post": _trigger_op()},
         "/api/jobs/{job_id}/runs": {
             "get": _op(
                 "Runs of a job, newest first, a page at a time",
                 "RunList",
-                ("404",),
-                (JOB_ID, LIMIT, BEFORE),
+                ("400", "404"),
+                (JOB_ID, LIMIT, BEFORE, STATUS),
+            )
+        },
+        "/api/jobs/{job_id}/drops": {
+            "get": _op(
+                "Scheduled fires of a job that did not become a run, newest first, a page at a "
+                "time",
+                "DropList",
+                ("400", "404"),
+                (JOB_ID, DROPS_LIMIT, DROPS_BEFORE),
             )
         },
         "/api/runs/{run_id}": {"get": _op("One run", "Run", ("404",), (RUN_ID,))},

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from ..core.model import Condition, DependencyCondition, RunStatus, TaskType, Trigger
 from ..core.retry import RetryCondition
+from ..core.timing import CatchupPolicy, DropReason, OverlapPolicy
 
 _INT_OR_NULL = {"type": ["integer", "null"]}
 _STR_OR_NULL = {"type": ["string", "null"]}
+_NUM_OR_NULL = {"type": ["number", "null"]}
 _STREAM = {"type": "string", "enum": ["stdout", "stderr"]}
 _LINE = [_STREAM, {"type": "string"}]  # [stream, text]
 WHOLE = {"type": "integer", "minimum": 1}
@@ -22,10 +24,41 @@ def _enum_or_null(enum) -> dict:
     return {"type": ["string", "null"], "enum": [*(member.value for member in enum), None]}
 
 
-_SCHEDULER_STATE = {"type": "string", "enum": ["running", "paused", "stopped"]}
-_RUN_STATUS = {"type": "string", "enum": [status.value for status in RunStatus]}
-_TRIGGER = {"type": "string", "enum": [trigger.value for trigger in Trigger]}
+def _enum(enum) -> dict:
+    return {"type": "string", "enum": [member.value for member in enum]}
 
+
+_SCHEDULER_STATE = {"type": "string", "enum": ["running", "paused", "stopped"]}
+_RUN_STATUS = _enum(RunStatus)
+_TRIGGER = _enum(Trigger)
+# a dropped fire (or a span of them), as GET /api/jobs/{id}/drops and the fire_dropped event
+# give it: every fire from scheduled_at up to (not including) until, `count` of them
+_DROP = {
+    "scheduled_at": {"type": "integer"},
+    "reason": _enum(DropReason),
+    "until": _INT_OR_NULL,
+    "count": _INT_OR_NULL,
+    "error": _STR_OR_NULL,
+}
+_TASK_STATE = {
+    "task_id": {"type": "string"},
+    "run_id": {"type": "string"},
+    "status": {
+        "type": "string",
+        "enum": ["pending", "running", "completed", "failed", "skipped"],
+    },
+    "attempts": {"type": "integer"},
+    "exit_code": _INT_OR_NULL,
+    "timed_out": {"type": "boolean"},
+    "started_at": _INT_OR_NULL,
+    "ended_at": _INT_OR_NULL,
+    "duration_ms": _INT_OR_NULL,
+    "error": _STR_OR_NULL,
+    "attempt_history": {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/Attempt"},
+    },
+}
 
 SCHEMAS = {
     "Error": _obj(
@@ -88,12 +121,20 @@ SCHEMAS = {
             "enabled": {"type": "boolean"},
             "scheduled": {"type": "boolean"},
             "schedule": _STR_OR_NULL,
+            "schedules": {"type": "array", "items": {"$ref": "#/components/schemas/Schedule"}},
             "schedule_words": _STR_OR_NULL,
             "timezone": {"type": "string"},
             "next_run_at": _INT_OR_NULL,
             "paused": {"type": "boolean"},
             "task_count": {"type": "integer"},
             "max_concurrency": _INT_OR_NULL,
+            "catchup": _enum(CatchupPolicy),
+            "catchup_window_secs": _NUM_OR_NULL,
+            "overlap": _enum(OverlapPolicy),
+            "max_queued": {"type": "integer", "minimum": 0},
+            "jitter_secs": _NUM_OR_NULL,
+            "timeout_secs": _NUM_OR_NULL,
+            "queued_runs": {"type": "integer", "minimum": 0},
             "depends_on": {
                 "type": "array",
                 "items": {"$ref": "#/components/schemas/JobDependency"},
@@ -104,6 +145,9 @@ SCHEMAS = {
             "last_success_at": _INT_OR_NULL,
         },
         {"recent_runs": {"type": "array", "items": {"$ref": "#/components/schemas/RecentRun"}}},
+    ),
+    "Schedule": _obj(
+        {"cron": {"type": "string"}, "timezone": {"type": "string"}, "words": {"type": "string"}}
     ),
     "JobTask": _obj(
         {
@@ -150,8 +194,15 @@ SCHEMAS = {
             "count": {"type": "integer"},
         }
     ),
+    # status: queued (answered 202) when the run waits for a slot; else the run started, as
+    # far as it got when the answer was made (pending, running, or even ended already)
     "Triggered": _obj(
-        {"run_id": {"type": "string"}, "job_id": {"type": "string"}, "message": {"type": "string"}}
+        {
+            "run_id": {"type": "string"},
+            "job_id": {"type": "string"},
+            "status": _RUN_STATUS,
+            "message": {"type": "string"},
+        }
     ),
     "Run": _obj(
         {
@@ -161,6 +212,7 @@ SCHEMAS = {
             "trigger": _TRIGGER,
             "created_at": {"type": "integer"},
             "scheduled_at": _INT_OR_NULL,
+            "jitter_ms": _INT_OR_NULL,
             "started_at": _INT_OR_NULL,
             "ended_at": _INT_OR_NULL,
             "duration_ms": _INT_OR_NULL,
@@ -175,27 +227,15 @@ SCHEMAS = {
             "next_before": _STR_OR_NULL,
         }
     ),
-    "TaskState": _obj(
+    "Drop": _obj({**_DROP, "at": {"type": "integer"}}),
+    "DropList": _obj(
         {
-            "task_id": {"type": "string"},
-            "run_id": {"type": "string"},
-            "status": {
-                "type": "string",
-                "enum": ["pending", "running", "completed", "failed", "skipped"],
-            },
-            "attempts": {"type": "integer"},
-            "exit_code": _INT_OR_NULL,
-            "timed_out": {"type": "boolean"},
-            "started_at": _INT_OR_NULL,
-            "ended_at": _INT_OR_NULL,
-            "duration_ms": _INT_OR_NULL,
-            "error": _STR_OR_NULL,
-            "attempt_history": {
-                "type": "array",
-                "items": {"$ref": "#/components/schemas/Attempt"},
-            },
+            "drops": {"type": "array", "items": {"$ref": "#/components/schemas/Drop"}},
+            "count": {"type": "integer"},
+            "next_before": _INT_OR_NULL,
         }
     ),
+    "TaskState": _obj(_TASK_STATE),
     # one attempt of a task, oldest first; the one in flight has ended_at null
     "Attempt": _obj(
         {
@@ -244,4 +284,25 @@ SCHEMAS = {
     "Cancelled": _obj(
         {"run_id": {"type": "string"}, "status": _STR_OR_NULL, "message": {"type": "string"}}
     ),
+    # the data of GET /api/events' messages besides `run` (a Run)
+    "LiveTask": _obj(
+        {**_TASK_STATE, "job_id": {"type": "string"}},
+        {"retry_delay_secs": {"type": "number"}},  # a retry: pending again, for this long
+    ),
+    "LiveLog": _obj(
+        {
+            "run_id": {"type": "string"},
+            "task_id": {"type": "string"},
+            "attempt": {"type": "integer"},
+            "stream": _STREAM,
+            "lines": {"type": "array", "items": {"type": "string"}},
+        },
+        {"dropped": WHOLE},  # lines past the live cap, counted instead of sent
+    ),
+    "SchedulerChanged": _obj({"state": {"type": "string", "enum": ["running", "paused"]}}),
+    "FireDropped": _obj({"job_id": {"type": "string"}, **_DROP}),
+    "ChildRestarted": _obj(
+        {"child": {"type": "string"}, "exit_code": _INT_OR_NULL, "restarts": {"type": "integer"}}
+    ),
+    "Reset": _obj({"reason": {"type": "string"}}),
 }

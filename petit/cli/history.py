@@ -14,6 +14,7 @@ from ..core.text import ago, duration_words, one_line, short_repr, wall_clock
 from ..core.views import run_json, task_json
 from ..errors import NotFound, RunNotFound, StorageError, TaskNotFound, UsageError
 from ..service.settings import db_path, whole_number
+from ..storage.pages import runs_page
 from ..storage.store import Store
 
 DEFAULT_LIMIT = 20
@@ -127,21 +128,9 @@ def newest_runs(
     store: Store, job_ids: list[str], limit: int, status: RunStatus | None
 ) -> list[Run]:
     """The `limit` newest runs of these jobs together (with `status` only, when given)."""
-    runs = [run for job_id in job_ids for run in _job_runs(store, job_id, limit, status)]
+    runs = [run for job_id in job_ids for run in runs_page(store, job_id, limit, status)]
     runs.sort(key=lambda run: (run.created_at, run.id), reverse=True)
     return runs[:limit]
-
-
-def _job_runs(store: Store, job_id: str, limit: int, status: RunStatus | None) -> list[Run]:
-    """Reads newest first in growing batches: most filters are met near the top of the history,
-    and a job with thousands of runs is not read whole for the last 20."""
-    batch = limit
-    while True:
-        runs = store.list_runs(job_id, batch)
-        matching = [run for run in runs if status is None or run.status is status]
-        if len(matching) >= limit or len(runs) < batch:
-            return matching[:limit]
-        batch *= 4
 
 
 # -- petit show -----------------------------------------------------------------------------------

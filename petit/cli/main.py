@@ -61,8 +61,8 @@ Options:
   --shutdown-timeout SECS  On shutdown, how long running runs may take to finish (default 30).
   --log-level LEVEL        debug, info, warning or error (default info).
   --limit N                Most runs listed, newest first (default 20).
-  --status STATUS          Only runs with this status: pending, running, completed, failed,
-                           interrupted or cancelled.
+  --status STATUS          Only runs with this status: queued, pending, running, completed,
+                           failed, interrupted or cancelled.
   --attempt N              The attempt whose log is shown (default the latest).
   -f --follow              Go on printing the log as it grows, until the task or run ends
                            (asks the running service, so it works with --no-api too).

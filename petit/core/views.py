@@ -85,6 +85,10 @@ def job_json(summary: dict, paused: bool, recent: list[Run] | None = None) -> di
             if summary.get("schedule") is None
             else [{"cron": summary["schedule"], "timezone": summary.get("timezone") or "UTC"}]
         )
+    # each schedule in words too: a list of them reads as one line joined by "; "
+    schedules = [
+        {"cron": s["cron"], "timezone": s["timezone"], "words": _words(s)} for s in schedules
+    ]
     job = {
         "id": summary["id"],
         "name": summary.get("name"),
@@ -93,10 +97,7 @@ def job_json(summary: dict, paused: bool, recent: list[Run] | None = None) -> di
         "scheduled": summary.get("schedule") is not None,
         "schedule": summary.get("schedule"),
         "schedules": schedules,
-        "schedule_words": "; ".join(
-            schedule_words(s["cron"], s["timezone"]) or s["cron"] for s in schedules
-        )
-        or None,
+        "schedule_words": "; ".join(s["words"] for s in schedules) or None,
         "timezone": summary.get("timezone"),
         "next_run_at": summary.get("next_run_at"),
         "paused": paused,
@@ -119,6 +120,10 @@ def job_json(summary: dict, paused: bool, recent: list[Run] | None = None) -> di
     if recent is not None:
         job["recent_runs"] = [recent_run_json(run) for run in recent]
     return job
+
+
+def _words(schedule: dict) -> str:
+    return schedule_words(schedule["cron"], schedule["timezone"]) or schedule["cron"]
 
 
 def recent_run_json(run: Run) -> dict:
