@@ -1,7 +1,8 @@
 """End-to-end tests of the web dashboard (issue 11) in a real headless Chromium (tests/browser.py)
 against a real `bin/petit run`: the overview, "Run now" and live squares, the job graph, the live
-log viewer, pause and resume, hostile names and output rendered as text, the token prompt, deep
-links, back and forward, a phone-sized viewport and the keyboard, the security headers.
+log viewer, pause and resume, a queued run (live, its count, its cancel), hostile names and
+output rendered as text, the token prompt, deep links, back and forward, a phone-sized viewport
+and the keyboard, the security headers.
 
 One service serves every check that can share it (its jobs below); the token checks have their
 own. Each browser test starts in a fresh tab with nothing stored, and fails when the page
@@ -70,6 +71,18 @@ tasks:
     depends_on: [wait]
     command: echo
     args: [done]
+""",
+        # one run at a time, which waits for its gate: a second trigger with ?queue=true queues
+        "single": f"""id: single
+name: Single
+max_concurrency: 1
+overlap: queue
+max_queued: 3
+timeout: 1h
+tasks:
+  - id: hold
+    type: shell
+    script: 'while [ ! -e "{gates}/$PETIT_RUN_ID" ]; do sleep 0.05; done'
 """,
         # every status but running, and a condition that is not the default
         "diamond": """id: diamond
@@ -292,6 +305,64 @@ def test_run_page_tails_a_running_tasks_log_live(browser, svc):
     )
     assert browser.text(f"{row} .attempts").strip() == "1"
     assert browser.css('svg#gantt rect.attempt[data-task-id="wait"][data-attempt="1"]')
+
+
+def test_a_queued_run_shows_as_queued_live_and_is_cancelled_from_its_page(browser, svc):
+    holder = svc.trigger("single")
+    svc.wait_task_running(holder, "hold")
+    queued = []
+    try:
+        queued.append(queue_run(svc, "single"))
+        browser.open(svc.port, "/")
+        browser.wait_page("overview")
+        job_row = 'tr[data-job-id="single"]'
+        assert browser.text(f"{job_row} .queued-count") == "1 queued"
+        assert browser.attr(f"{job_row} .job-status", "data-status") == "running"
+        square = f'{job_row} a.square[data-run-id="{queued[0]}"]'
+        assert browser.attr(square, "data-status") == "queued"
+        browser.go("/jobs/single")
+        browser.wait_page("job")
+        row = f'table#runs tr[data-run-id="{queued[0]}"]'
+        assert browser.text(f"{row} .badge") == "queued"
+        assert browser.attr(f"{row} .badge", "data-status") == "queued"
+        assert browser.text("#queued-count") == "1 queued"
+        settings = browser.text("dl#settings")
+        assert "queue: a fire that finds the job busy waits (at most 3 runs)" in settings
+        assert "Run timeout1h" in settings and "Queued runs1 of at most 3" in settings
+
+        queued.append(queue_run(svc, "single"))  # while the page is open: it comes live
+        later = f'table#runs tr[data-run-id="{queued[1]}"] .badge[data-status="queued"]'
+        browser.wait(lambda: browser.css(later), "the second queued run, live")
+        browser.wait(lambda: browser.text("#queued-count") == "2 queued", "2 queued")
+
+        # clicked from the page's script: the live events redraw the rows, so a row found by
+        # the driver may already be replaced when its click lands
+        browser.js("document.querySelector(arguments[0]).click()", f"{row} a")
+        browser.wait_page("run")
+        assert browser.attr("#run-status", "data-status") == "queued"
+        assert browser.one("#run-queued").is_displayed()
+        assert "No task has started" in browser.text("#run-queued")
+        assert browser.attr('table#tasks tr[data-task-id="hold"] .status', "data-status") == (
+            "pending"
+        )
+        browser.one("button#cancel").click()
+        browser.wait(lambda: browser.attr("#run-status", "data-status") == "cancelled", "cancelled")
+        assert not browser.one("#run-queued").is_displayed()
+        assert not browser.one("button#cancel").is_displayed()
+        run = api(svc, f"/api/runs/{queued[0]}")
+        assert (run["status"], run["started_at"]) == ("cancelled", None)
+        assert api(svc, "/api/jobs/single")["queued_runs"] == 1
+    finally:
+        for run_id in queued:
+            svc.post(f"/api/runs/{run_id}/cancel")
+        open_gate(svc, holder)
+    assert svc.wait_run(holder)["status"] == "completed"
+
+
+def queue_run(svc: Service, job_id: str) -> str:
+    response = svc.post(f"/api/jobs/{job_id}/trigger?queue=true")
+    assert response.status == 202, (response.status, response.body)
+    return response.json()["run_id"]
 
 
 def test_hostile_names_descriptions_and_output_are_shown_as_text(browser, svc):

@@ -46,6 +46,13 @@ export function clock(at, now = Date.now()) {
     : `${when.toLocaleDateString()} ${time}`;
 }
 
+const TRIGGERS = { manual: "manual", schedule: "schedule", catchup: "catch-up" };
+
+/** A run's trigger in words: "catch-up" is a fire that fell while petit was down. */
+export function triggerLabel(trigger) {
+  return TRIGGERS[trigger] || String(trigger);
+}
+
 export const TERMINAL = new Set(["completed", "failed", "cancelled", "interrupted", "skipped"]);
 
 export function isTerminal(status) {

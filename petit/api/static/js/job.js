@@ -3,7 +3,7 @@
 
 import { get, post, query } from "./api.js";
 import { button, fill, h, path } from "./dom.js";
-import { clock, duration, elapsed, relative } from "./format.js";
+import { clock, duration, elapsed, plural, relative, triggerLabel } from "./format.js";
 import { drawDurations } from "./chart.js";
 import { LIST_THRESHOLD, layoutDag } from "./dag.js";
 import { colourDag, drawDag } from "./dagdraw.js";
@@ -70,18 +70,21 @@ class JobView {
     this.older = button("Older", () => this.page_(+1), { id: "older" });
     this.newer = button("Newer", () => this.page_(-1), { id: "newer" });
     this.chart = h("div", { class: "chart" });
+    this.settingsBox = h("div", {});
+    this.queuedBadge = h("span", { id: "queued-count", class: "badge", "data-status": "queued" });
     fill(
       this.main,
       h("p", { class: "crumbs" }, h("a", { href: "/" }, "Jobs"), " / ", job.id),
       h("div", { class: "title-row" },
         h("h1", { id: "job-title" }, job.name || job.id),
+        this.queuedBadge,
         button("Run now", () => this.trigger(), { id: "run-now", "aria-label": `Run ${job.name || job.id} now` })),
       job.description ? h("p", { class: "description" }, job.description) : null,
       h("section", { class: "card", "aria-labelledby": "graph-h" },
         h("h2", { id: "graph-h" }, "Tasks"), this.selection, this.graph),
       h("div", { class: "columns" },
         h("section", { class: "card", "aria-labelledby": "settings-h" },
-          h("h2", { id: "settings-h" }, "Settings"), settings(job)),
+          h("h2", { id: "settings-h" }, "Settings"), this.settingsBox),
         h("section", { class: "card", "aria-labelledby": "chart-h" },
           h("h2", { id: "chart-h" }, `Duration of the last ${CHART_RUNS} runs`), this.chart)),
       h("section", { class: "card", "aria-labelledby": "runs-h" },
@@ -93,8 +96,26 @@ class JobView {
         h("div", { class: "pager" }, this.newer, this.older)),
       taskTable(job),
     );
+    this.showSettings();
     this.drawGraph();
     this.drawChart();
+  }
+
+  /** The settings and the queue's length, from this.job (re-read when the queue changes). */
+  showSettings() {
+    fill(this.settingsBox, settings(this.job));
+    const queued = this.job.queued_runs || 0;
+    this.queuedBadge.textContent = `${queued} queued`;
+    this.queuedBadge.hidden = !queued;
+  }
+
+  rereadJob() {
+    return this.page.reread(async () => {
+      const job = await get(path("api", "jobs", this.jobId), this.page.signal);
+      if (!this.page.active) return;
+      this.job = job;
+      this.showSettings();
+    });
   }
 
   drawGraph() {
@@ -143,7 +164,7 @@ class JobView {
     },
       h("td", {}, h("a", { href: path("runs", run.id) }, run.id)),
       h("td", {}, h("span", { class: "badge", "data-status": run.status }, run.status)),
-      h("td", {}, run.trigger),
+      h("td", { class: "trigger", "data-trigger": run.trigger }, triggerLabel(run.trigger)),
       h("td", { title: run.started_at ? new Date(run.started_at).toISOString() : "" }, run.started_at ? `${clock(run.started_at, now)} (${relative(run.started_at, now)})` : "—"),
       h("td", {}, duration(elapsed(run, now))),
       h("td", { class: "error" }, run.error || ""),
@@ -228,6 +249,9 @@ class JobView {
 
   onRun(run) {
     const followed = this.selected;
+    // a run joined or left the job's queue: its length (queued_runs) is in the job
+    const known = this.runs?.find((r) => r.id === run.id) || this.chartRuns.find((r) => r.id === run.id);
+    if ((run.status === "queued" || known?.status === "queued") && !this.page.replaying) this.rereadJob();
     upsert(this.chartRuns, run, CHART_RUNS);
     if (this.cursors.length === 1 && upsert(this.runs, run, PAGE)) {
       this.nextBefore = this.runs[this.runs.length - 1].id; // the row pushed off is on the next page
@@ -253,20 +277,46 @@ function upsert(runs, run, limit) {
 
 function settings(job) {
   const now = Date.now();
+  const schedules = job.schedules?.length ? job.schedules : job.schedule ? [{ cron: job.schedule, timezone: job.timezone || "UTC" }] : [];
   const rows = [
     ["Id", job.id],
-    ["Schedule", job.schedule ? `${job.schedule_words || job.schedule}` : "none (manual or dependency only)"],
-    job.schedule ? ["Cron", job.schedule] : null,
-    ["Time zone", job.timezone || "UTC"],
+    ["Schedule", schedules.length
+      ? h("ul", { class: "schedules" }, schedules.map((s) => h("li", {},
+        s.words || s.cron, h("span", { class: "muted small" }, ` ${s.cron} (${s.timezone})`))))
+      : "none (manual or dependency only)"],
     ["Next fire", job.next_run_at ? `${clock(job.next_run_at, now)} (${relative(job.next_run_at, now)})` : job.paused ? "paused" : "—"],
     ["Enabled", job.enabled ? "yes" : "no"],
     ["Max concurrency", job.max_concurrency ?? "unlimited"],
+    schedules.length ? ["Catch-up", catchupText(job)] : null,
+    ["Overlap", overlapText(job)],
+    schedules.length ? ["Jitter", job.jitter_secs ? `up to ${duration(job.jitter_secs * 1000)}` : "none"] : null,
+    ["Run timeout", job.timeout_secs ? duration(job.timeout_secs * 1000) : "none"],
+    ["Queued runs", `${job.queued_runs || 0} of at most ${job.max_queued ?? 10}`],
     ["Depends on jobs", job.depends_on?.length
       ? job.depends_on.map((dep, i) => [i ? ", " : "", h("a", { href: path("jobs", dep.job) }, dep.job), ` (${dep.condition})`])
       : "none"],
     ["Tasks", String(job.task_count ?? (job.tasks || []).length)],
   ].filter(Boolean);
   return h("dl", { id: "settings", class: "settings" }, rows.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
+}
+
+/** What happens to the fires that fell while petit was down. */
+function catchupText(job) {
+  const window = job.catchup_window_secs ? ` fire within ${duration(job.catchup_window_secs * 1000)}` : "";
+  if (job.catchup === "latest") return `latest: after downtime, run the latest missed${window || " fire"}`;
+  if (job.catchup === "all") return `all: after downtime, run every missed${window || " fire"}`;
+  return "none: fires missed while petit was down are skipped";
+}
+
+/** What a fire does when the job is at its max_concurrency. */
+function overlapText(job) {
+  const texts = {
+    skip: "skip: a fire that finds the job busy is dropped",
+    queue: `queue: a fire that finds the job busy waits (at most ${plural(job.max_queued ?? 10, "run")})`,
+    replace: "replace: a new fire cancels the running run",
+    allow: "allow: scheduled fires ignore max_concurrency",
+  };
+  return texts[job.overlap] || job.overlap || "skip";
 }
 
 function retryText(retry) {

@@ -4,7 +4,7 @@
 
 import { get, post, query } from "./api.js";
 import { button, fill, h, path } from "./dom.js";
-import { clock, duration, elapsed, isTerminal, plural, relative } from "./format.js";
+import { clock, duration, elapsed, isTerminal, plural, relative, triggerLabel } from "./format.js";
 
 export const NAME = "overview";
 const RECENT = 20;
@@ -86,7 +86,9 @@ class Overview {
   row(job) {
     const now = Date.now();
     const runs = job.recent_runs || [];
-    const active = runs.find((run) => !isTerminal(run.status));
+    // a run in flight before a queued one: the queued ones have their own count
+    const active = runs.find((run) => !isTerminal(run.status) && run.status !== "queued")
+      || runs.find((run) => run.status === "queued");
     // the newest run's outcome as the events told it: the stored summary may lag behind it
     const status = active ? active.status : runs[0]?.status || job.last_run_status || "none";
     const squares = runs.slice().reverse().map((run) => square(run, now));
@@ -96,6 +98,7 @@ class Overview {
         h("div", { class: "muted small" }, job.id)),
       h("td", { class: "job-status", "data-status": status },
         h("span", { class: "badge", "data-status": status }, status === "none" ? "never run" : status),
+        job.queued_runs ? h("span", { class: "badge queued-count", "data-status": "queued" }, `${job.queued_runs} queued`) : null,
         !job.enabled ? h("span", { class: "badge muted" }, "disabled") : null,
         job.paused ? h("span", { class: "badge paused" }, "paused") : null),
       h("td", { class: "job-schedule" }, job.schedule ? job.schedule_words || job.schedule : h("span", { class: "muted" }, "manual only")),
@@ -161,7 +164,7 @@ class Overview {
       const reply = await post(`${path("api", "jobs", job.id)}/trigger`, this.page.signal);
       // the run's own events may have come first: never move a run back to pending
       if (!(job.recent_runs || []).some((run) => run.id === reply.run_id)) {
-        this.onRun({ id: reply.run_id, job_id: job.id, status: "pending", trigger: "manual", created_at: Date.now() });
+        this.onRun({ id: reply.run_id, job_id: job.id, status: reply.status, trigger: "manual", created_at: Date.now() });
       }
     } catch (error) {
       this.page.fail(error);
@@ -189,6 +192,8 @@ class Overview {
     }
     const runs = job.recent_runs || (job.recent_runs = []);
     const index = runs.findIndex((known) => known.id === run.id);
+    // the job's queue grew or shrank: its count (queued_runs) is in the job, re-read below
+    const queue = run.status === "queued" || runs[index]?.status === "queued";
     if (index >= 0) runs[index] = { ...runs[index], ...run };
     else {
       runs.unshift(run);
@@ -199,7 +204,8 @@ class Overview {
       job.last_run_id = run.id;
       job.last_run_status = run.status;
     }
-    if (run.trigger !== "manual" && !this.page.replaying) this.reread(job.id); // the next fire moved
+    // the next fire moved, or the queue changed
+    if ((run.trigger !== "manual" || queue) && !this.page.replaying) this.reread(job.id);
     this.rerender(job.id);
   }
 
@@ -256,7 +262,8 @@ function nextFire(job, now) {
 
 function square(run, now) {
   const took = elapsed(run, now);
-  const label = `${run.id} · ${run.status}${took !== null ? ` · ${duration(took)}` : ""}`;
+  const how = run.trigger === "manual" || !run.trigger ? "" : ` · ${triggerLabel(run.trigger)}`;
+  const label = `${run.id} · ${run.status}${took !== null ? ` · ${duration(took)}` : ""}${how}`;
   return h("a", {
     class: "square",
     href: path("runs", run.id),

@@ -4,7 +4,7 @@
 
 import { get, post, query, readStream } from "./api.js";
 import { button, fill, h, path } from "./dom.js";
-import { clock, duration, elapsed, isTerminal, plural } from "./format.js";
+import { clock, duration, elapsed, isTerminal, plural, triggerLabel } from "./format.js";
 import { drawGantt } from "./gantt.js";
 import { LogView } from "./logview.js";
 import { svgEl } from "./svg.js";
@@ -64,6 +64,9 @@ class RunView {
     document.title = `${run.id} · petit`;
     this.status = h("span", { id: "run-status", class: "badge" });
     this.summary = h("p", { class: "muted", id: "run-summary" });
+    this.queued = h("p", { class: "notice", id: "run-queued" },
+      "Queued: this run waits for a free slot of its job (its max_concurrency, or petit's --max-jobs). "
+      + "No task has started; queued runs start oldest first as slots free. Cancel it to drop it.");
     this.cancel = button("Cancel run", () => this.cancelRun(), { id: "cancel", class: "danger", "aria-label": `Cancel run ${run.id}` });
     this.tasksBody = h("tbody");
     this.gantt = svgEl("svg", { id: "gantt", role: "img", "aria-label": "Timeline of the task attempts" });
@@ -81,6 +84,7 @@ class RunView {
       h("p", { class: "crumbs" }, h("a", { href: "/" }, "Jobs"), " / ", h("a", { href: path("jobs", run.job_id) }, run.job_id), " / ", run.id),
       h("div", { class: "title-row" }, h("h1", { id: "run-title" }, `Run ${run.id}`), this.status, this.cancel),
       this.summary,
+      this.queued,
       h("section", { class: "card", "aria-labelledby": "tasks-h" },
         h("h2", { id: "tasks-h" }, "Tasks"),
         h("div", { class: "scroll" }, h("table", { id: "tasks" },
@@ -130,6 +134,7 @@ class RunView {
     this.status.textContent = run.status;
     this.status.dataset.status = run.status;
     this.cancel.hidden = isTerminal(run.status);
+    this.queued.hidden = run.status !== "queued";
     this.showSummary(now);
     fill(this.tasksBody, [...this.tasks.values()].map((task) => this.taskRow(task, now)));
     this.fillTaskSelect();
@@ -139,8 +144,13 @@ class RunView {
   showSummary(now) {
     const run = this.run;
     const took = elapsed(run, now);
+    // a scheduled run says for which fire (a catch-up one fell while petit was down) and how
+    // long the job's jitter held it back
+    const fire = run.scheduled_at ? `, for the fire of ${clock(run.scheduled_at, now)}` : "";
+    const jitter = run.jitter_ms ? ` (+${duration(run.jitter_ms)} jitter)` : "";
     fill(this.summary,
-      `${run.trigger} run of `, h("a", { href: path("jobs", run.job_id) }, run.job_id),
+      `${triggerLabel(run.trigger)} run of `, h("a", { href: path("jobs", run.job_id) }, run.job_id),
+      fire, jitter,
       run.started_at ? `, started ${clock(run.started_at, now)}` : `, created ${clock(run.created_at, now)}`,
       took !== null ? `, ${isTerminal(run.status) ? "took" : "running for"} ${duration(took)}` : "",
       run.error ? h("span", { class: "error" }, ` · ${run.error}`) : "");
