@@ -200,12 +200,14 @@ def test_queued_runs_are_counted_apart_until_they_start_and_never_count_as_late(
     assert snap["runs_queued"] == {"ok": 1, "tick": 2}
     assert snap["runs_active"] == {"ok": 0, "tick": 0}
     collector.observe(RunStarted(10_000, "tick-1", "tick"))
-    collector.observe(RunEnded(10_050, "ok-1", "ok", "cancelled"))  # cancelled while queued
+    # cancelled while queued: counted, but its wait is no run duration
+    collector.observe(RunEnded(10_050, "ok-1", "ok", "cancelled", duration_ms=8850))
     snap = collector.snapshot(JOBS)
     assert snap["runs_queued"] == {"ok": 0, "tick": 1}
     assert snap["runs_active"] == {"ok": 0, "tick": 1}
     assert histogram(snap, "fire_lateness_seconds", "tick")["count"] == 0
     assert value(snap["runs_total"], job_id="ok", status="cancelled", trigger="manual") == 1
+    assert histogram(snap, "run_duration_seconds", "ok")["count"] == 0
 
 
 def test_lateness_leaves_out_the_jitter_and_catchup_runs():
