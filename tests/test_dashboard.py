@@ -76,7 +76,6 @@ tasks:
         "single": f"""id: single
 name: Single
 max_concurrency: 1
-overlap: queue
 max_queued: 3
 timeout: 1h
 tasks:
@@ -276,6 +275,8 @@ def test_job_page_draws_one_node_per_task_and_one_edge_per_dependency(browser, s
     assert {k: n.get_attribute("data-status") for k, n in nodes.items()} == statuses
     assert "on_failure" in browser.text('svg#dag g.node[data-task-id="e"]')
     assert job["schedule_words"] in browser.text("dl#settings")
+    assert "skip: a fire that finds the job busy is dropped" in browser.text("dl#settings")
+    assert not browser.one("#queued-count").is_displayed()  # nothing queued: no badge
     assert browser.css(f'table#runs tr[data-run-id="{run["id"]}"]')
     assert browser.css(f'svg#durations rect.bar[data-run-id="{run["id"]}"]')
 
@@ -326,8 +327,9 @@ def test_a_queued_run_shows_as_queued_live_and_is_cancelled_from_its_page(browse
         assert browser.text(f"{row} .badge") == "queued"
         assert browser.attr(f"{row} .badge", "data-status") == "queued"
         assert browser.text("#queued-count") == "1 queued"
+        assert browser.one("#queued-count").is_displayed()
         settings = browser.text("dl#settings")
-        assert "queue: a fire that finds the job busy waits (at most 3 runs)" in settings
+        assert "Overlap" not in settings  # a manual job: only ?queue=true queues its runs
         assert "Run timeout1h" in settings and "Queued runs1 of at most 3" in settings
 
         queued.append(queue_run(svc, "single"))  # while the page is open: it comes live

@@ -282,13 +282,13 @@ function settings(job) {
     ["Id", job.id],
     ["Schedule", schedules.length
       ? h("ul", { class: "schedules" }, schedules.map((s) => h("li", {},
-        s.words || s.cron, h("span", { class: "muted small" }, ` ${s.cron} (${s.timezone})`))))
+        s.words || s.cron, h("span", { class: "muted small" }, ` ${s.cron}${zoneUnsaid(s)}`))))
       : "none (manual or dependency only)"],
     ["Next fire", job.next_run_at ? `${clock(job.next_run_at, now)} (${relative(job.next_run_at, now)})` : job.paused ? "paused" : "—"],
     ["Enabled", job.enabled ? "yes" : "no"],
     ["Max concurrency", job.max_concurrency ?? "unlimited"],
     schedules.length ? ["Catch-up", catchupText(job)] : null,
-    ["Overlap", overlapText(job)],
+    schedules.length ? ["Overlap", overlapText(job)] : null,
     schedules.length ? ["Jitter", job.jitter_secs ? `up to ${duration(job.jitter_secs * 1000)}` : "none"] : null,
     ["Run timeout", job.timeout_secs ? duration(job.timeout_secs * 1000) : "none"],
     ["Queued runs", `${job.queued_runs || 0} of at most ${job.max_queued ?? 10}`],
@@ -298,6 +298,11 @@ function settings(job) {
     ["Tasks", String(job.task_count ?? (job.tasks || []).length)],
   ].filter(Boolean);
   return h("dl", { id: "settings", class: "settings" }, rows.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
+}
+
+/** " (zone)" after a schedule's cron, unless its words already name the zone. */
+function zoneUnsaid(schedule) {
+  return (schedule.words || "").endsWith(`(${schedule.timezone})`) ? "" : ` (${schedule.timezone})`;
 }
 
 /** What happens to the fires that fell while petit was down. */
