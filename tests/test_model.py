@@ -215,10 +215,41 @@ def test_run_cancel_and_interrupt_end_the_unfinished_tasks():
     )
 
 
+def test_a_queued_run_starts_through_dequeue_or_ends_cancelled_without_a_duration():
+    waiting = run_of(TaskRun("t", "job-1"), TaskRun("u", "job-1"))
+    waiting.status = RunStatus.QUEUED
+    assert not waiting.status.is_terminal
+    waiting.dequeue()
+    waiting.start(T0 + 300)
+    assert (waiting.status, waiting.started_at) == (RunStatus.RUNNING, T0 + 300)
+    dropped = run_of(TaskRun("t", "job-1"))
+    dropped.status = RunStatus.QUEUED
+    dropped.cancel(T0 + 500, "cancelled: replaced by a newer fire (overlap: replace)")
+    assert (dropped.status, dropped.duration_ms) == (RunStatus.CANCELLED, None)
+    assert [(t.status.value, t.error) for t in dropped.tasks] == [
+        ("skipped", "cancelled: replaced by a newer fire (overlap: replace)")
+    ]
+
+
+def test_a_run_past_its_timeout_fails_its_running_tasks_and_skips_the_rest():
+    run = run_of(running_task(), TaskRun("u", "job-1"), finished_task(TaskStatus.COMPLETED))
+    run.start(T0)
+    run.time_out(T0 + 1000, "run timed out after 1s")
+    assert (run.status, run.error) == (RunStatus.FAILED, "run timed out after 1s")
+    assert [(t.status.value, t.error) for t in run.tasks] == [
+        ("failed", "run timed out after 1s"),
+        ("skipped", "run timed out after 1s"),
+        ("completed", None),
+    ]
+
+
 ILLEGAL_RUN_EDGES = [
     ("pending", "finish", lambda r: r.finish(T0)),
     ("pending", "cancel", lambda r: r.cancel(T0)),
+    ("pending", "dequeue", lambda r: r.dequeue()),
+    ("pending", "time_out", lambda r: r.time_out(T0, "late")),
     ("running", "start", lambda r: r.start(T0)),
+    ("running", "dequeue", lambda r: r.dequeue()),
     *[
         (status, name, edge)
         for status in ("completed", "cancelled", "interrupted")

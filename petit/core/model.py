@@ -368,13 +368,17 @@ class Run:
     def _end(
         self, allowed: tuple[RunStatus, ...], to: RunStatus, reason: str | None, now: int
     ) -> None:
+        never_started = self.status is RunStatus.QUEUED
         self._move(allowed, to)
         for task in self.tasks:
             if not task.status.is_terminal:
                 task.interrupt(reason, now)
         self.error = reason
         self.ended_at = now
-        self.duration_ms = now - (self.started_at or self.created_at or now)
+        # a queued run that never started has no duration: its wait is not work
+        self.duration_ms = (
+            None if never_started else now - (self.started_at or self.created_at or now)
+        )
 
     def _move(self, allowed: tuple[RunStatus, ...], to: RunStatus) -> None:
         if self.status not in allowed:
