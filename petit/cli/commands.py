@@ -36,9 +36,10 @@ def _schedule_text(job, now: datetime | None = None) -> str:
 
 
 def _policy_text(job) -> str:
-    """The catch-up and overlap policies, the jitter and the run timeout, when not defaults."""
+    """The catch-up and overlap policies, the jitter and the run timeout, when not defaults
+    (max_queued also with overlap queue, whose queue it bounds)."""
     from ..core.text import duration_words
-    from ..core.timing import CatchupPolicy, OverlapPolicy
+    from ..core.timing import DEFAULT_MAX_QUEUED, CatchupPolicy, OverlapPolicy
 
     parts = []
     if job.catchup is not CatchupPolicy.NONE:
@@ -47,6 +48,8 @@ def _policy_text(job) -> str:
         )
     if job.overlap is not OverlapPolicy.SKIP:
         parts.append(f"overlap {job.overlap.value}")
+    if job.overlap is OverlapPolicy.QUEUE or job.max_queued != DEFAULT_MAX_QUEUED:
+        parts.append(f"max_queued {job.max_queued}")
     if job.max_concurrency is not None:
         parts.append(f"max_concurrency {job.max_concurrency}")
     if job.jitter_secs:
