@@ -186,6 +186,7 @@ EXPECTED = {  # every example without a schedule: (status, {task: attempts})
     "failing_job": (RunStatus.FAILED, {"broken_step": 1}),
     "hello_world": (RunStatus.COMPLETED, {"greet": 1}),
     "retry_demo": (RunStatus.COMPLETED, {"flaky": 3}),
+    "run_timeout": (RunStatus.FAILED, {"quick": 1, "slow": 1}),
     "timeout_demo": (RunStatus.FAILED, {"too_slow": 1}),
 }
 
@@ -211,6 +212,10 @@ def test_every_unscheduled_example_runs_through_trigger(tmp_path, env, job_id):
         too_slow = run.task("too_slow")
         assert too_slow.timed_out and too_slow.status is TaskStatus.FAILED
         assert run.task("report").status is TaskStatus.COMPLETED
+        assert elapsed < 10
+    if job_id == "run_timeout":  # the job's 2 s bound on the whole run
+        assert run.error == "run timed out after 2.0s"
+        assert run.task("publish").status is TaskStatus.SKIPPED
         assert elapsed < 10
     if job_id == "retry_demo":
         assert run.task("flaky").error is None
