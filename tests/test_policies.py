@@ -418,23 +418,29 @@ def test_manual_queue_and_queued_runs_across_restarts(service, tmp_path):
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert json.loads(refused.stdout)["code"] == "TOO_MANY_REQUESTS"
     assert "max_concurrency 1" in refused.stderr
-    queued = [trigger(svc, "gated", queue=True) for _ in range(3)]
+    queued = [trigger(svc, "gated", queue=True) for _ in range(4)]
     assert [(q["run_id"], q["status"]) for q in queued] == [
-        ("gated-2", "queued"),
-        ("gated-3", "queued"),
-        ("gated-4", "queued"),
+        (f"gated-{n}", "queued") for n in (2, 3, 4, 5)
     ]
     assert queued[0]["message"] == "job 'gated' triggered (queued: the job is at its limit)"
-    assert lineup(svc) == (["gated-1"], ["gated-2", "gated-3", "gated-4"])
+    # a queued run cancelled answers at once and never starts
+    assert call_socket(svc.socket, "cancel", {"run_id": "gated-3"})["status"] == "cancelled"
+    assert lineup(svc) == (["gated-1"], ["gated-2", "gated-4", "gated-5"])
     human = run_petit("ctl", "status", "--socket", svc.socket).stdout
-    assert "queued  gated-2 (manual)" in human and "queued  gated-4 (manual)" in human
+    assert "queued  gated-2 (manual)" in human and "queued  gated-5 (manual)" in human
 
     # a clean stop: the running run is interrupted, the queued ones stay queued
     assert svc.stop() == 0
-    assert [r.status.value for r in svc.runs("gated")] == ["interrupted"] + ["queued"] * 3
+    assert [r.status.value for r in svc.runs("gated")] == [
+        "interrupted",
+        "queued",
+        "cancelled",
+        "queued",
+        "queued",
+    ]
     again = service(jobs_dir=svc.jobs_dir, db=svc.db, socket=svc.socket, shutdown_timeout=0.5)
     wait_until(
-        lambda: lineup(again) == (["gated-2"], ["gated-3", "gated-4"]),
+        lambda: lineup(again) == (["gated-2"], ["gated-4", "gated-5"]),
         timeout=5,
         message="the oldest queued run to start after the restart",
     )
@@ -444,7 +450,7 @@ def test_manual_queue_and_queued_runs_across_restarts(service, tmp_path):
     pgid = again.wait_task_pid("gated-2")
     os.kill(worker(again)["pid"], signal.SIGKILL)
     wait_until(
-        lambda: lineup(again) == (["gated-3"], ["gated-4"]),
+        lambda: lineup(again) == (["gated-4"], ["gated-5"]),
         timeout=15,
         message="the next queued run to start after the worker's restart",
     )
@@ -453,20 +459,21 @@ def test_manual_queue_and_queued_runs_across_restarts(service, tmp_path):
     again.remember(restarted["pid"])
     assert again.run("gated-2").status.value == "interrupted"
     wait_until(lambda: not group_members(pgid), timeout=5, message="gated-2's processes gone")
-    release(gates, "gated-3")
-    again.wait_run("gated-3", "completed")
-    again.wait_task_pid("gated-4")
     release(gates, "gated-4")
     again.wait_run("gated-4", "completed")
+    again.wait_task_pid("gated-5")
+    release(gates, "gated-5")
+    again.wait_run("gated-5", "completed")
     runs = again.runs("gated")
     assert [r.status.value for r in runs] == [
         "interrupted",
         "interrupted",
+        "cancelled",
         "completed",
         "completed",
     ]
-    assert runs[3].started_at >= runs[2].ended_at
-    assert not overlapping(runs)
+    assert runs[2].started_at is None and runs[4].started_at >= runs[3].ended_at
+    assert not overlapping([r for r in runs if r.started_at is not None])
 
 
 # -- a whole run's timeout ------------------------------------------------------------------------
