@@ -689,6 +689,12 @@ def test_lord_howe_spring_forward():
     ]
 
 
+def test_one_second_before_the_jump_the_skipped_appointment_is_still_ahead():
+    # 06:59:59 UTC is 01:59:59 EST; the next second is 03:00:00 EDT
+    nxt = Schedule.parse("30 2 * * *", "America/New_York").next_fire(utc(2024, 3, 10, 6, 59, 59))
+    assert local([nxt], NEW_YORK) == ["2024-03-10 03:00:00-0400"]
+
+
 def test_a_skipped_appointment_keeps_its_second():
     got = fires("30 30 2 * * *", utc(2024, 3, 30, 12), 2, "Europe/Paris")
     assert local(got, PARIS) == ["2024-03-31 03:00:30+0200", "2024-04-01 02:30:30+0200"]

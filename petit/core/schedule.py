@@ -212,11 +212,11 @@ def _next_instant(
     """Walks real time one stretch of constant offset at a time: between two changes, wall time is
     UTC plus one offset, so a match there is found by the wall-clock search alone."""
     keeps_appointments = not spec.is_every_hour
-    if after.microsecond:
-        after -= timedelta(microseconds=after.microsecond)
-    moment = after + _SECOND
+    moment = after - timedelta(microseconds=after.microsecond) if after.microsecond else after
+    # the wall time just after `after` read with `after`'s offset, not the next second's: when
+    # the next second is a jump, the times it skips are still ahead of `after`
     offset = _offset_at(zone, moment)
-    start = moment + offset
+    start = moment + offset + _SECOND
     change = _last_change(zone, moment) if keeps_appointments else None
     if (
         change
