@@ -45,7 +45,6 @@ _STAR = re.compile(r"\*(?:/(?P<step>[0-9]+))?")
 _UNWRITTEN = re.compile(r"(?P<letter>[RH])(?:[(/].*)?")
 _DAY_FORMS = re.compile(r"LW|[0-9]*[LW]|.*#.*")
 _DAYS_IN = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-_MAX_WEEK_OF_MONTH = 5
 
 
 @dataclass(frozen=True)
@@ -159,7 +158,7 @@ class CronSpec:
 
 def parse_cron(text: str) -> CronSpec:
     """5 or 6 whitespace-separated fields -> CronSpec. Raises ValueError naming the field and
-    what was expected ("minute field: 61 is out of range 0-59")."""
+    what was expected ("minute field: 61 is out of range: expected 0-59")."""
     fields = text.upper().split()
     if len(fields) == 5:
         fields.insert(0, "0")
