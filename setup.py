@@ -19,7 +19,6 @@ setup(
     python_requires=">=3.11",
     install_requires=[
         "tornado>=6.3",
-        "croniter>=2.0",
         "psutil>=5.9",
         "tinydb>=4.8",
         "pyyaml>=6.0",
@@ -28,6 +27,7 @@ setup(
     ],
     extras_require={
         "test": [
+            "cronsim==2.8",  # the independent evaluator of tests/test_cron_differential.py
             "pytest>=7.4",
             "pytest-timeout>=2.2",
             "pytest-xdist>=3.5",

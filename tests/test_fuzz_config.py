@@ -1002,8 +1002,8 @@ DURATIONS = [
 
 
 def mutate_schedule_values(rng: random.Random, ex: Example) -> bytes:
-    """Odd cron lines, zone names and durations: the values handed to croniter, zoneinfo and
-    the duration parser rather than checked by config.py itself."""
+    """Odd cron lines, zone names and durations: the values handed to the cron parser, zoneinfo
+    and the duration parser rather than checked by config.py itself."""
     tree = copy.deepcopy(ex.data)
     form = rng.randrange(4)
     if form == 0:

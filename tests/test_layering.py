@@ -1,7 +1,7 @@
 """The layout's rules, held against the code: which folder of petit/ may import which (the same
 table as docs/development.md, which must not drift from this one), where each heavy third-party
 library may be imported, empty __init__ files, module size, and a supervisor that loads none of
-tornado, yaml, croniter or tinydb."""
+tornado, yaml, tinydb or prometheus_client."""
 
 from __future__ import annotations
 
@@ -53,7 +53,6 @@ THIRD_PARTY_HOMES = {
     "tornado": {"api"},
     "tinydb": {"storage"},
     "yaml": {"jobs"},
-    "croniter": {"core.schedule"},
     "prometheus_client": {"api.exposition"},
 }
 HEAVY = sorted(THIRD_PARTY_HOMES)

@@ -3,6 +3,7 @@ time zones and DST. `now` is always passed explicitly; the clock is never read o
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -138,6 +139,85 @@ def test_day_of_week_is_posix(expression, weekdays):
 
 def test_sunday_as_0_and_7_give_identical_fires():
     assert fires("0 9 * * 0", MONDAY, 5) == fires("0 9 * * 7", MONDAY, 5)
+
+
+# --- single-value ranges, steps, the day rule, L, LW, # and ? ------------------------------------
+
+
+def days(moments: list[datetime]) -> list[str]:
+    return [m.strftime("%a %d %b") for m in moments]
+
+
+FORM_CASES = [
+    # (expression, after, expected next fires) -- 2024-01-01 is a Monday
+    # a single-value range is its one value, never the whole field
+    ("5-5 * * * *", MONDAY, [utc(2024, 1, 1, 0, 5), utc(2024, 1, 1, 1, 5)]),
+    ("7-7/5 * * * *", MONDAY, [utc(2024, 1, 1, 0, 7), utc(2024, 1, 1, 1, 7)]),
+    ("0 0 1 JUN-JUN *", MONDAY, [utc(2024, 6, 1), utc(2025, 6, 1)]),
+    ("0 0 * * MON-MON", MONDAY, [utc(2024, 1, 8), utc(2024, 1, 15)]),
+    ("0 0 * * 7-7", MONDAY, [utc(2024, 1, 7), utc(2024, 1, 14)]),
+    # a/n is a to the field's end, every n
+    (
+        "7/20 * * * *",
+        MONDAY,
+        [utc(2024, 1, 1, 0, 7), utc(2024, 1, 1, 0, 27), utc(2024, 1, 1, 0, 47)],
+    ),
+    ("0 0 1 JUN/5 *", MONDAY, [utc(2024, 6, 1), utc(2024, 11, 1), utc(2025, 6, 1)]),
+    ("0 0 ? * MON", MONDAY, [utc(2024, 1, 8), utc(2024, 1, 15)]),  # ? is *
+    ("0 0 1 * ?", MONDAY, [utc(2024, 2, 1), utc(2024, 3, 1)]),
+    ("0 0 L * *", MONDAY, [utc(2024, 1, 31), utc(2024, 2, 29), utc(2024, 3, 31), utc(2024, 4, 30)]),
+    # the last weekday: Sunday 31 March 2024 gives Friday 29, Saturday 31 August gives Friday 30
+    ("0 0 LW 3,6,8 *", MONDAY, [utc(2024, 3, 29), utc(2024, 6, 28), utc(2024, 8, 30)]),
+    (
+        "0 0 15,L 2 *",
+        MONDAY,
+        [utc(2024, 2, 15), utc(2024, 2, 29), utc(2025, 2, 15), utc(2025, 2, 28)],
+    ),
+    ("0 0 * * 5L", MONDAY, [utc(2024, 1, 26), utc(2024, 2, 23), utc(2024, 3, 29)]),
+    ("0 0 * * 5#2", MONDAY, [utc(2024, 1, 12), utc(2024, 2, 9), utc(2024, 3, 8)]),
+    ("0 0 * * fri#2,SUN#1", MONDAY, [utc(2024, 1, 7), utc(2024, 1, 12), utc(2024, 2, 4)]),
+    # 5 Mondays in February: 29 February on a Monday, 28 years apart
+    ("0 0 * 2 1#5", MONDAY, [utc(2044, 2, 29), utc(2072, 2, 29)]),
+]
+
+
+@pytest.mark.parametrize(
+    "expression, after, expected", FORM_CASES, ids=[f"{c[0]!r}" for c in FORM_CASES]
+)
+def test_field_forms(expression, after, expected):
+    assert fires(expression, after, len(expected)) == expected
+
+
+DAY_RULE_CASES = [
+    # a day field that starts with * (or is ?) leaves the day to the other one: both must match
+    ("0 0 */2 * MON", ["Mon 01 Jan", "Mon 15 Jan", "Mon 29 Jan", "Mon 05 Feb", "Mon 19 Feb"]),
+    ("0 0 */1 * 1", ["Mon 01 Jan", "Mon 08 Jan", "Mon 15 Jan", "Mon 22 Jan", "Mon 29 Jan"]),
+    ("0 0 1,15 * */2", ["Thu 01 Feb", "Thu 15 Feb", "Sat 01 Jun", "Sat 15 Jun", "Thu 01 Aug"]),
+    # both restricted: a day that matches either one fires
+    ("0 0 1,15 * MON", ["Mon 01 Jan", "Mon 08 Jan", "Mon 15 Jan", "Mon 22 Jan", "Mon 29 Jan"]),
+    ("0 0 13 * FRI", ["Fri 05 Jan", "Fri 12 Jan", "Sat 13 Jan", "Fri 19 Jan", "Fri 26 Jan"]),
+    ("0 0 13 * 5#3", ["Sat 13 Jan", "Fri 19 Jan", "Tue 13 Feb", "Fri 16 Feb", "Wed 13 Mar"]),
+    ("0 0 L * MON", ["Mon 01 Jan", "Mon 08 Jan", "Mon 15 Jan", "Mon 22 Jan", "Mon 29 Jan"]),
+    # 30 February never comes, Mondays of February do
+    ("0 0 30 2 MON", ["Mon 05 Feb", "Mon 12 Feb", "Mon 19 Feb", "Mon 26 Feb", "Mon 03 Feb"]),
+    # spelled out, 1-31 is not *: OR with Monday is every day, as in classic cron
+    ("0 0 1-31 * MON", ["Mon 01 Jan", "Tue 02 Jan", "Wed 03 Jan", "Thu 04 Jan", "Fri 05 Jan"]),
+]
+
+
+@pytest.mark.parametrize("expression, expected", DAY_RULE_CASES, ids=[c[0] for c in DAY_RULE_CASES])
+def test_day_of_month_and_day_of_week_follow_classic_cron(expression, expected):
+    assert days(fires(expression, MONDAY - timedelta(seconds=1), len(expected))) == expected
+
+
+@pytest.mark.parametrize(
+    "expression, weekdays",
+    [("0 0 * * */2", ["Tue", "Thu", "Sat", "Sun"]), ("0 0 * * 1/2", ["Mon", "Wed", "Fri", "Sun"])],
+    ids=["*/2", "1/2"],
+)
+def test_day_of_week_steps_run_over_0_to_7(expression, weekdays):
+    week = fires_until(expression, MONDAY - timedelta(seconds=1), MONDAY + timedelta(days=7))
+    assert sorted(WEEKDAYS[f.weekday()] for f in week) == sorted(weekdays)
 
 
 # --- shortcuts -----------------------------------------------------------------------------------
@@ -323,6 +403,49 @@ def test_rejected_expressions(expression, message):
         Schedule.parse(expression)
 
 
+REFUSED_FORMS = [
+    # (expression, what the message must say)
+    ("5-1 * * * *", "minute field: the range 5-1 runs backwards.*write it as a list, 5-59,0-1"),
+    ("0 22-2 * * *", "hour field: the range 22-2 runs backwards.*22-23,0-2"),
+    ("0 0 * * FRI-MON", "day-of-week field: the range FRI-MON .*FRI,SAT,SUN,MON"),
+    ("0 0 * * 6-1", "day-of-week field: .*6,0-1"),
+    ("0 0 1 NOV-FEB *", "month field: .*NOV,DEC,JAN,FEB"),
+    ("R * * * *", "minute field: 'R' \\(a random value\\) is not supported"),
+    ("0 H * * *", "hour field: 'H' \\(a hashed value\\) is not supported"),
+    ("H/15 * * * *", "minute field: 'H/15' \\(a hashed value\\)"),
+    ("0 0 15W * *", "day-of-month field: '15W': the nearest weekday .* not supported; LW is"),
+    ("0 0 * * 1#6", "day-of-week field: '1#6': expected a day, # and a week 1-5"),
+    ("L * * * *", "minute field: 'L': L and W are for day-of-month"),
+    ("0 0 * 5L *", "month field: '5L'"),
+    ("0 0 1 * L", "day-of-week field: cannot read 'L'"),
+    ("? * * * *", "minute field: \\? is only a whole day-of-month or day-of-week field"),
+    ("0 0 ?,1 * *", "day-of-month field: \\? is only a whole"),
+    ("*/61 * * * *", "minute field: the step in '\\*/61': expected 1 to 60"),
+    ("*/0 * * * *", "minute field: the step in '\\*/0'"),
+    ("1,,2 * * * *", "minute field: an empty item in '1,,2'"),
+    ("1.5 * * * *", "minute field: cannot read '1.5'"),
+    ("* * * * FUNDAY", "day-of-week field: cannot read 'FUNDAY': expected 0-7 or SUN-SAT"),
+    ("* * * JAN-FOO *", "month field: cannot read 'FOO': expected 1-12 or JAN-DEC"),
+    ("0 0 31 4,6,9,11 *", "it would never fire: no day of APR, JUN, SEP, NOV matches"),
+    ("0 0 */30 2 1#5", "it would never fire"),  # AND: the 1st or 31st being a 5th Monday
+]
+
+
+@pytest.mark.parametrize("expression, message", REFUSED_FORMS, ids=[c[0] for c in REFUSED_FORMS])
+def test_refused_forms_say_which_field_and_what_to_write(expression, message):
+    with pytest.raises(ValueError, match=f"^invalid cron expression '{re.escape(expression)}': "):
+        Schedule.parse(expression)
+    with pytest.raises(ValueError, match=message):
+        Schedule.parse(expression)
+
+
+def test_a_schedule_never_searches_forever():
+    with pytest.raises(ValueError, match="has no fire time within 100 years"):
+        Schedule.parse("0 0 1 1 *").next_fire(utc(9999, 6, 1))
+    with pytest.raises(ValueError, match="has no fire time"):
+        Schedule.parse("* * * * * *", "Europe/Paris").next_fire(utc(9999, 12, 31, 23, 59, 59))
+
+
 @pytest.mark.parametrize(
     "zone",
     ["Mars/Olympus_Mons", "", "Europe/Pariss", "../../etc/passwd", "utc"],
@@ -505,6 +628,99 @@ def test_paris_weekday_schedule_skips_the_weekend():
         "30 7 * * 1-5", datetime(2024, 6, 7, 8, 0, tzinfo=PARIS), 2, "Europe/Paris"
     )  # a Friday
     assert local(got, PARIS) == ["2024-06-10 07:30:00+0200", "2024-06-11 07:30:00+0200"]
+
+
+# Two policies: a cron whose hour field allows all 24 hours follows real time (every instant whose
+# wall time matches fires, whatever the spelling); any other keeps wall-clock appointments.
+LORD_HOWE = ZoneInfo("Australia/Lord_Howe")  # 30-minute shifts: +10:30 in winter, +11 in summer
+
+
+@pytest.mark.parametrize("hours", ["*", "0-23", "0-23/1", "*/1", "0-11,12-23"])
+def test_every_hour_follows_real_time_however_it_is_spelled(hours):
+    spring = fires_until(
+        f"30 {hours} * * *", utc(2024, 3, 10, 5), utc(2024, 3, 10, 9), "America/New_York"
+    )
+    fall = fires_until(
+        f"30 {hours} * * *", utc(2024, 11, 3, 4), utc(2024, 11, 3, 8), "America/New_York"
+    )
+    # 02:30 does not exist on 10 March; 01:30 comes twice on 3 November
+    assert local(spring, NEW_YORK) == [
+        "2024-03-10 00:30:00-0500",
+        "2024-03-10 01:30:00-0500",
+        "2024-03-10 03:30:00-0400",
+        "2024-03-10 04:30:00-0400",
+    ]
+    assert local(fall, NEW_YORK) == [
+        "2024-11-03 00:30:00-0400",
+        "2024-11-03 01:30:00-0400",
+        "2024-11-03 01:30:00-0500",
+        "2024-11-03 02:30:00-0500",
+    ]
+
+
+def test_lord_howe_fall_back_fires_both_passes_of_the_repeated_half_hour():
+    # 2024-04-07: at 02:00 (+11) the clocks go back to 01:30 (+10:30)
+    got = fires_until(
+        "*/15 * * * *", utc(2024, 4, 6, 14), utc(2024, 4, 6, 15, 45), "Australia/Lord_Howe"
+    )
+    assert local(got, LORD_HOWE) == [
+        "2024-04-07 01:15:00+1100",
+        "2024-04-07 01:30:00+1100",
+        "2024-04-07 01:45:00+1100",
+        "2024-04-07 01:30:00+1030",
+        "2024-04-07 01:45:00+1030",
+        "2024-04-07 02:00:00+1030",
+    ]
+    assert {b - a for a, b in zip(got, got[1:])} == {timedelta(minutes=15)}
+
+
+def test_lord_howe_spring_forward():
+    # 2024-10-06: at 02:00 (+10:30) the clocks jump to 02:30 (+11)
+    appointment = fires("15 2 * * *", utc(2024, 10, 5, 12), 2, "Australia/Lord_Howe")
+    assert local(appointment, LORD_HOWE) == ["2024-10-06 02:30:00+1100", "2024-10-07 02:15:00+1100"]
+    hourly = fires_until(
+        "32 * * * *", utc(2024, 10, 5, 14), utc(2024, 10, 5, 17), "Australia/Lord_Howe"
+    )  # 02:32 exists (after the jump) and fires; 02:00 to 02:29 do not exist
+    assert local(hourly, LORD_HOWE) == [
+        "2024-10-06 00:32:00+1030",
+        "2024-10-06 01:32:00+1030",
+        "2024-10-06 02:32:00+1100",
+        "2024-10-06 03:32:00+1100",
+    ]
+
+
+def test_one_second_before_the_jump_the_skipped_appointment_is_still_ahead():
+    # 06:59:59 UTC is 01:59:59 EST; the next second is 03:00:00 EDT
+    nxt = Schedule.parse("30 2 * * *", "America/New_York").next_fire(utc(2024, 3, 10, 6, 59, 59))
+    assert local([nxt], NEW_YORK) == ["2024-03-10 03:00:00-0400"]
+
+
+def test_a_skipped_appointment_keeps_its_second():
+    got = fires("30 30 2 * * *", utc(2024, 3, 30, 12), 2, "Europe/Paris")
+    assert local(got, PARIS) == ["2024-03-31 03:00:30+0200", "2024-04-01 02:30:30+0200"]
+
+
+def test_skipped_appointments_fire_once_after_the_jump():
+    # every minute of 02:00-02:59, which 31 March skips, collapses into one fire at 03:00
+    got = fires_until("* 2 * * *", utc(2024, 3, 30, 23), utc(2024, 4, 1, 1, 1), "Europe/Paris")
+    assert local(got[:2], PARIS) == ["2024-03-31 03:00:00+0200", "2024-04-01 02:00:00+0200"]
+    assert len(got) == 1 + 60
+
+
+def test_an_hour_step_keeps_appointments():
+    # `*/2` does not allow every hour: 02:00 fires once each day, like a fixed hour
+    spring = fires("0 */2 * * *", utc(2024, 3, 30, 22, 30), 3, "Europe/Paris")
+    fall = fires("0 */2 * * *", utc(2024, 10, 26, 21, 30), 3, "Europe/Paris")
+    assert local(spring, PARIS) == [
+        "2024-03-31 00:00:00+0100",
+        "2024-03-31 03:00:00+0200",
+        "2024-03-31 04:00:00+0200",
+    ]
+    assert local(fall, PARIS) == [
+        "2024-10-27 00:00:00+0200",
+        "2024-10-27 02:00:00+0200",
+        "2024-10-27 04:00:00+0100",
+    ]
 
 
 # --- describe ------------------------------------------------------------------------------------

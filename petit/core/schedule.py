@@ -1,4 +1,5 @@
-"""Schedules: cron (5 fields, or 6 with seconds first), @ shortcuts, `@every <dur>`, IANA zones.
+"""Schedules: cron (5 fields, or 6 with seconds first), @ shortcuts, `@every <dur>`, IANA zones,
+and how a cron's wall-clock times become instants across daylight saving changes.
 
 Everything here takes `now` / `last_fire` as parameters; only the scheduler loop reads the clock.
 """
@@ -6,12 +7,14 @@ Everything here takes `now` / `last_fire` as parameters; only the scheduler loop
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import MAXYEAR, UTC, datetime, timedelta
+from functools import lru_cache
+from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterError, croniter
-
+from .cron import CronSpec, parse_cron
 from .text import short_repr
 
 SHORTCUTS = {
@@ -27,7 +30,14 @@ _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d)")
 _UNIT_SECS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _MAX_DURATION_SECS = 366 * 86400
 _MAX_DURATION_DIGITS = 12  # 366 days is 31,622,400,000 ms: 11 digits
-_MAX_EXPRESSION_CHARS = 1000  # a cron line; croniter's cost grows with its length
+_MAX_EXPRESSION_CHARS = 1000  # a cron line; parsing it costs in proportion
+_SEARCH_YEARS = 100  # every valid cron fires within 40 years (29 February on a given weekday)
+_SECOND = timedelta(seconds=1)
+_MINUTE = timedelta(minutes=1)
+_DAY = timedelta(days=1)
+# How far apart wall times are sampled to find a zone's changes: no zone has changed its offset
+# twice within 6 hours.
+_SAMPLE = timedelta(hours=6)
 _MAX_ZONE_CHARS = 255  # longer names make ZoneInfo fail with ENAMETOOLONG
 
 
@@ -114,24 +124,15 @@ class Schedule:
                 "(sec min hour dom month dow)"
             )
         try:
-            # second_at_beginning: a 6th field means seconds FIRST, never seconds last.
-            croniter.expand(text, strict=True, second_at_beginning=True)
-            croniter(text, datetime(2000, 1, 1, tzinfo=UTC), second_at_beginning=True).get_next(
-                datetime
-            )
-        except (CroniterError, ValueError, TypeError, KeyError) as exc:
+            _compiled(text)
+        except ValueError as exc:
             raise ValueError(f"invalid cron expression {short_repr(expression)}: {exc}") from exc
         return cls(expression, zone, cron=text)
 
-    @property
-    def _hour_is_fixed(self) -> bool:
-        fields = self.cron.split()
-        hour = fields[2] if len(fields) == 6 else fields[1]
-        return not hour.startswith("*")
-
     def next_fire(self, after: datetime, last_fire: datetime | None = None) -> datetime:
-        """The first fire strictly after `after` (aware). `@every` keeps the phase of `last_fire`
-        and never replays fires missed before `after`."""
+        """The first fire strictly after `after` (aware), as an aware UTC datetime. `@every`
+        keeps the phase of `last_fire` and never replays fires missed before `after`. Raises
+        ValueError for a naive datetime, or when no fire comes within 100 years (or year 9999)."""
         after = _as_utc(after, "after")
         last_fire = None if last_fire is None else _as_utc(last_fire, "last_fire")
         if self.every_secs is not None:
@@ -143,13 +144,17 @@ class Schedule:
             missed = (after - last_fire) // step
             candidate = last_fire + step * missed
             return candidate if candidate > after else candidate + step
-        it = croniter(self.cron, after.astimezone(self.zone), second_at_beginning=True)
-        while True:
-            candidate = it.get_next(datetime)
-            if not (self._hour_is_fixed and _is_repeat_of_wall_time(candidate)):
-                return candidate.astimezone(UTC)
-            # A fixed wall-clock time inside a fall-back overlap fires once (first pass);
-            # wildcard-hour jobs keep firing once per real hour.
+        spec = _compiled(self.cron)
+        try:
+            found = _next_instant(spec, self.zone, after, min(after.year + _SEARCH_YEARS, MAXYEAR))
+        except OverflowError:  # within a day of the ends of datetime (years 1 and 9999)
+            found = None
+        if found is None:
+            raise ValueError(
+                f"schedule {short_repr(self.expression)} has no fire time within "
+                f"{_SEARCH_YEARS} years after {after.isoformat()} (the search ends in {MAXYEAR})"
+            )
+        return found
 
     def describe(self) -> str:
         zone = str(self.zone)
@@ -162,11 +167,139 @@ def _as_utc(moment: datetime, name: str) -> datetime:
         raise ValueError(
             f"{name} must be a timezone-aware datetime, got naive {moment.isoformat()}"
         )
-    return moment.astimezone(UTC)
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
 
-def _is_repeat_of_wall_time(local: datetime) -> bool:
-    """True for the second occurrence (fold=1) of a wall-clock time repeated by a DST fall-back."""
-    if local.fold != 1:
-        return False
-    return local.replace(fold=0).utcoffset() != local.utcoffset()
+@lru_cache(maxsize=1024)
+def _compiled(text: str) -> CronSpec:
+    return parse_cron(text)
+
+
+# --- wall clock and real time --------------------------------------------------------------------
+#
+# A cron matches wall-clock times; a zone maps them to instants: none for a time a spring-forward
+# skips, two for one a fall-back repeats. Two policies (docs/jobs.md, "Daylight saving time"):
+# - a cron whose hour field allows all 24 hours follows real time: it fires at every instant whose
+#   wall-clock time matches (both passes of a repeated time, nothing for a skipped one);
+# - any other cron keeps wall-clock appointments, as Debian cron does: a repeated time fires on
+#   its first pass only; a skipped one fires once, right after the jump (moved on by whole
+#   minutes, so it keeps its second).
+# Instants are aware UTC datetimes. Wall times are datetimes in UTC's tzinfo too, whose fields
+# are the wall clock's: wall = instant + offset needs no conversion (datetime.replace costs more
+# than the rest of a next_fire).
+
+
+class _Change(NamedTuple):
+    """A change of a zone's UTC offset: `at` is the first instant with the new offset."""
+
+    at: datetime
+    before: timedelta
+    after: timedelta
+
+
+class _Year(NamedTuple):
+    """A zone's offset at the start of a year (1 January 00:00 UTC) and its changes after that,
+    up to and including the next 1 January."""
+
+    offset: timedelta
+    ats: tuple[datetime, ...]
+    changes: tuple[_Change, ...]
+
+
+def _next_instant(
+    spec: CronSpec, zone: ZoneInfo, after: datetime, last_year: int
+) -> datetime | None:
+    """Walks real time one stretch of constant offset at a time: between two changes, wall time is
+    UTC plus one offset, so a match there is found by the wall-clock search alone."""
+    keeps_appointments = not spec.is_every_hour
+    moment = after - timedelta(microseconds=after.microsecond) if after.microsecond else after
+    # the wall time just after `after` read with `after`'s offset, not the next second's: when
+    # the next second is a jump, the times it skips are still ahead of `after`
+    offset = _offset_at(zone, moment)
+    start = moment + offset + _SECOND
+    change = _last_change(zone, moment) if keeps_appointments else None
+    if (
+        change
+        and change.after < change.before
+        and moment < change.at + change.before - change.after
+    ):
+        # `after` is in the second pass of a repeated time: those times fired on the first one
+        start = max(start, change.at + change.before)
+    while True:
+        wall = spec.next_match(start, last_year)
+        if wall is None:
+            return None
+        fire = wall - offset
+        change = _next_change(zone, moment, fire)
+        if change is None:
+            return fire
+        if keeps_appointments and change.before < change.after and wall < change.at + change.after:
+            # a time this spring-forward skips: the first time after the jump, same second
+            jump_end = change.at + change.after
+            return wall + _MINUTE * -((wall - jump_end) // _MINUTE) - change.after
+        # go on from the change: wall time jumps forward there, or back to repeat a stretch
+        moment, offset = change.at, change.after
+        start = moment + offset
+        if keeps_appointments and change.after < change.before:
+            start = moment + change.before  # past the repeat: those times fired on the first pass
+
+
+def _offset_at(zone: ZoneInfo, moment: datetime) -> timedelta:
+    year = _year(zone, moment.year)
+    index = bisect_right(year.ats, moment)
+    return year.changes[index - 1].after if index else year.offset
+
+
+def _next_change(zone: ZoneInfo, moment: datetime, until: datetime) -> _Change | None:
+    """The first change after `moment`, if it comes at or before `until`."""
+    for number in range(moment.year, until.year + 1):
+        year = _year(zone, number)
+        index = bisect_right(year.ats, moment)
+        if index < len(year.ats):
+            change = year.changes[index]
+            return change if change.at <= until else None
+    return None
+
+
+def _last_change(zone: ZoneInfo, moment: datetime) -> _Change | None:
+    """The last change at or before `moment`, within a year."""
+    for number in (moment.year, moment.year - 1):
+        year = _year(zone, number)
+        index = bisect_right(year.ats, moment)
+        if index:
+            return year.changes[index - 1]
+    return None
+
+
+@lru_cache(maxsize=512)
+def _year(zone: ZoneInfo, number: int) -> _Year:
+    """zoneinfo does not list a zone's changes: they are found by sampling the offset of a wall
+    time every 6 hours (no zone has changed twice within 6 hours), then bisecting to the second.
+    `zone.utcoffset(wall)` reads a naive wall time at its first pass (fold=0), so the first wall
+    time with the new offset is where a jump ends or a repeat ends: the change is that wall time
+    minus the larger of the two offsets."""
+    if not 1 <= number <= MAXYEAR:
+        return _Year(timedelta(0), (), ())
+    low = datetime(number, 1, 1, tzinfo=UTC)
+    start_offset = low.astimezone(zone).utcoffset()
+    if zone.key == "UTC" or number in (1, MAXYEAR):  # no sampling past datetime's first and last
+        return _Year(start_offset, (), ())
+    end = datetime(number + 1, 1, 1, tzinfo=UTC)
+    changes = []
+    wall, last_wall = datetime(number, 1, 1) - _DAY, datetime(number + 1, 1, 1) + _DAY
+    offset = zone.utcoffset(wall)
+    while wall < last_wall:
+        probe = wall + _SAMPLE
+        probe_offset = zone.utcoffset(probe)
+        if probe_offset != offset:
+            first, last = wall, probe  # the new offset starts in (first, last]
+            while last - first > _SECOND:
+                middle = first + (last - first) // 2 // _SECOND * _SECOND
+                first, last = (
+                    (middle, last) if zone.utcoffset(middle) == offset else (first, middle)
+                )
+            at = (last - max(offset, probe_offset)).replace(tzinfo=UTC)
+            if low < at <= end:
+                changes.append(_Change(at, offset, probe_offset))
+        wall, offset = probe, probe_offset
+    return _Year(start_offset, tuple(change.at for change in changes), tuple(changes))
