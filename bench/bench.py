@@ -34,6 +34,7 @@ from browser import Browser, missing  # noqa: E402
 from catchup import bench_catchup, catchup_rows  # noqa: E402
 from harness import Service  # noqa: E402
 from processes import PETIT, wait_until  # noqa: E402
+from schedule_speed import schedule_speed  # noqa: E402
 from streams import StreamCrowd, arrivals, first_arrival, open_stream  # noqa: E402
 
 from petit.core.model import Run, RunStatus, TaskRun, TaskStatus, Trigger  # noqa: E402
@@ -957,7 +958,7 @@ def table() -> str:
             f"{mem['growth_pct_rss_petit']:+.1f}%",
         )
     )
-    rows += catchup_rows(RESULTS["catchup"])
+    rows += catchup_rows(RESULTS["catchup"], RESULTS["schedule_speed"])
     rows += dashboard_rows(RESULTS["dashboard"])
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return "\n".join(
@@ -1034,8 +1035,9 @@ def main() -> int:
         bench_api_and_memory(work)
         bench_worker_restart(work)
         bench_fire_accuracy(work)
+        RESULTS["schedule_speed"] = schedule_speed()
         RESULTS["catchup"] = bench_catchup()
-        log(f"catch-up: {RESULTS['catchup']}")
+        log(f"fire times: {RESULTS['schedule_speed']}; catch-up: {RESULTS['catchup']}")
         bench_dashboard(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from conftest import wait_until
 
-from petit.core.events import EventBus, FireDropped, SchedulerPaused, SchedulerResumed
+from petit.core.events import EventBus, FireDropped, RunCreated, SchedulerPaused, SchedulerResumed
 from petit.core.model import (
     DependencyCondition,
     Job,
@@ -385,3 +385,41 @@ def test_a_fire_after_shutdown_is_dropped(scheduler_with_events, store):
     scheduler.fire(a_minute_later())
     assert [(e.job_id, e.reason) for e in events] == [("j", "shutting_down")]
     assert store.list_runs("j", 10) == []
+
+
+def test_a_long_catchup_is_handed_out_a_turn_at_a_time_and_each_fire_once(
+    scheduler_with_events, store
+):
+    """250 missed seconds of a job at max_concurrency 1 (overlap skip): each a run or a recorded
+    drop; at most MAX_PER_TURN of them per turn of the worker loop, which reads its
+    commands in between (next_wakeup says 0 while some wait)."""
+    from dataclasses import replace as with_fields
+
+    from petit.core.timing import CatchupPolicy
+    from petit.service.scheduler import MAX_PER_TURN
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    ledger = int(now.timestamp() * 1000) - 250_000
+    store.drops.append("j", [{"scheduled_at": ledger, "reason": "paused", "count": 1}])
+    every_second = with_fields(
+        job("j", max_concurrency=1, schedule="* * * * * *"),
+        catchup=CatchupPolicy.ALL,
+        catchup_window_secs=3600.0,
+    )
+    scheduler, events = scheduler_with_events([every_second])
+    turns = 0
+    while True:
+        scheduler.fire(now)
+        turns += 1
+        handed = [e for e in events if isinstance(e, (FireDropped, RunCreated))]
+        assert len(handed) <= turns * MAX_PER_TURN
+        if scheduler.next_wakeup(now) > 0:
+            break
+    assert turns == 3  # 250 fires: 100, 100, 50
+    runs = store.list_runs("j", 1000)
+    drops = store.drops.read("j", 1000)
+    seconds = [run.scheduled_at for run in runs] + [d["scheduled_at"] for d in drops]
+    expected = [ledger + 1000 * n for n in range(251)]  # the stored one, then 250 missed
+    assert sorted(seconds) == expected
+    # a run ends in milliseconds, so some later fires find the slot free again
+    assert runs and {d["reason"] for d in drops[:-1]} <= {"max_concurrency"}

@@ -712,3 +712,37 @@ def test_a_jittered_fire_is_due_only_once_its_delay_has_passed():
 def test_catchup_fires_are_not_jittered():
     timetable, items = started(CatchupPolicy.ALL, 86400, jitter_secs=600.0)
     assert [f.jitter_secs for f in items] == [0.0, 0.0, 0.0]
+
+
+# --- what the review found -----------------------------------------------------------------------
+
+
+def test_a_resume_while_running_hands_out_nothing():
+    # a jittered fire past its nominal time but not due yet must not come out of a resume
+    timetable = Timetable(
+        jobs(job("j", "* * * * *", jitter_secs=20.0)), {}, BUILT, rng=random.Random(3)
+    )
+    assert timetable.resume(utc(2024, 1, 1, 10, 1, 0, 1)) == []
+    (fire,) = loop(timetable, BUILT, utc(2024, 1, 1, 10, 1, 30))
+    assert fire.scheduled_at == utc(2024, 1, 1, 10, 1)
+
+
+def test_a_clock_stepped_back_never_hands_a_fire_out_twice():
+    timetable = Timetable(jobs(job("j", "* * * * *")), {}, BUILT)
+    timetable.pause()
+    assert dropped_in_pause(timetable.due(utc(2024, 1, 1, 10, 6))) == [
+        (utc(2024, 1, 1, 10, 1), 5),
+        (utc(2024, 1, 1, 10, 6), 1),
+    ]
+    timetable.resume(utc(2024, 1, 1, 10, 2))  # the clock went back 4 minutes
+    assert timetable.due(utc(2024, 1, 1, 10, 6)) == []
+    assert timetable.next_fire_at("j") == utc(2024, 1, 1, 10, 7)
+
+
+def test_a_jitter_longer_than_the_interval_is_held_under_half_the_gap():
+    timetable = Timetable(
+        jobs(job("j", "* * * * *", jitter_secs=90.0)), {}, BUILT, rng=random.Random(5)
+    )
+    items = loop(timetable, BUILT, utc(2024, 1, 1, 12, 0, 31))
+    assert all(isinstance(i, Fire) for i in items), "a fire was superseded by its own jitter"
+    assert len(items) == 120 and max(i.jitter_secs for i in items) <= 30

@@ -153,6 +153,11 @@ class RunEngine:
         limit = job.timeout_secs
         deadline = time.monotonic() + limit if limit else None
         while (ready or self._in_flight or delayed) and self._stop_as is None:
+            # checked with work left only: a run whose last task ended at the deadline completed
+            if deadline is not None and time.monotonic() >= deadline:
+                self._timed_out = True
+                self._stop(RunStatus.FAILED, f"run timed out after {duration_words(limit)}")
+                break
             while ready and self._in_flight < self._max_tasks and self._stop_as is None:
                 self._start_attempt(self._tasks[ready.pop(0)])
             wake = min((t for t in (delayed[0][0] if delayed else None, deadline) if t), default=0)
@@ -161,9 +166,6 @@ class RunEngine:
                 finished = self._events.get(timeout=timeout)
             except queue.Empty:
                 finished = None
-            if deadline is not None and time.monotonic() >= deadline and self._stop_as is None:
-                self._timed_out = True
-                self._stop(RunStatus.FAILED, f"run timed out after {duration_words(limit)}")
             while delayed and delayed[0][0] <= time.monotonic():
                 ready.insert(0, heapq.heappop(delayed)[1])
             if finished is None:

@@ -99,6 +99,11 @@ class RunManager:
 
     # -- admission ----------------------------------------------------------------------------
 
+    def admission(self) -> threading.RLock:
+        """Held around `admit` and `launch`: a run ending meanwhile must not start a queued run
+        into the slot just admitted (with --max-jobs 1, two runs would be in flight)."""
+        return self._lock
+
     def refusal(self, job_id: str, now_ms: int) -> Refusal | None:
         """The first admission check that fails for a run that would start now (the skip
         policy), None when the job may start. See `admit`."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -22,9 +23,12 @@ from ..jobs.loader import load_jobs
 from ..storage.store import Store
 from .metrics import MetricsCollector
 from .runs import Refusal, RunManager
-from .timetable import Dropped, Fire, Timetable
+from .timetable import Dropped, Due, Fire, Timetable
 
 log = logging.getLogger("petit.scheduler")
+# Fires handed out per turn of the worker loop: a catch-up of thousands of fires must not keep
+# the worker from its commands (status, pause, shutdown) for the minutes their writes take.
+MAX_PER_TURN = 100
 # What the timetable's own drops mean, for the log and the drop record (admission's refusals
 # carry their own message).
 POLICY_DROPS = {
@@ -84,10 +88,14 @@ class Scheduler:
             }
         )
         self.bus.subscribe(self.metrics.observe)
+        now = datetime.now(UTC)
         handled = {job_id: _utc(ms) for job_id, ms in store.fire_ledger().items()}
-        self.timetable = Timetable(
-            jobs, last_fires, datetime.now(UTC), store.is_paused(), handled=handled
-        )
+        for job_id, summary in summaries.items():
+            if summary.get("enabled") is False or summary.get("defined") is False:
+                # disabled or removed when petit stopped: its silence is not downtime to replay
+                handled[job_id] = now
+        self.timetable = Timetable(jobs, last_fires, now, store.is_paused(), handled=handled)
+        self._due: deque[Due] = deque()  # handed out by the timetable, waiting their turn
         self._publish_jobs()
 
     def restore_queued(self) -> None:
@@ -140,40 +148,56 @@ class Scheduler:
     # -- fires --------------------------------------------------------------------------------
 
     def next_wakeup(self, now: datetime) -> float | None:
-        """Seconds until the next fire is due, None when nothing is scheduled."""
-        return self.timetable.next_wakeup(now)
+        """Seconds until the next fire is due (0 while fires wait their turn), None when
+        nothing is scheduled."""
+        return 0.0 if self._due else self.timetable.next_wakeup(now)
 
     def fire(self, now: datetime) -> None:
-        """Hand out every fire due at `now`: a run (started, queued or replacing the job's runs,
-        per its overlap policy), or a drop, recorded in the store and logged, and published on
-        the bus as FireDropped with its reason."""
-        for item in self.timetable.due(now):
+        """Hand out the fires due at `now`, at most MAX_PER_TURN of them (the rest wait for the
+        next turn, after the worker has read its commands): each a run (started, queued or
+        replacing the job's runs, per its overlap policy), or a drop, recorded in the store,
+        logged, and published on the bus as FireDropped with its reason."""
+        self._due.extend(self.timetable.due(now))
+        dropped = False
+        for _ in range(min(len(self._due), MAX_PER_TURN)):
+            item = self._due.popleft()
+            if isinstance(item, Fire) and self.paused:  # paused while it waited its turn
+                item = Dropped(item.job_id, item.scheduled_at, DropReason.PAUSED, item.next_fire)
             if isinstance(item, Dropped):
                 self._drop(item, now)
+                dropped = True
             else:
-                self._hand_out(item, now)
+                dropped |= not self._hand_out(item, now)
+        if dropped:
+            try:
+                self._publish_jobs()  # no run carried the new next_run_at to the store
+            except StorageError as exc:
+                log.error("cannot record the jobs' next fires: %s", exc.message)
 
-    def _hand_out(self, fire: Fire, now: datetime) -> None:
+    def _hand_out(self, fire: Fire, now: datetime) -> bool:
+        """A run for `fire`, or its drop; False when it was dropped."""
         job = self.jobs.get(fire.job_id)
         overlap = job.overlap if job is not None else OverlapPolicy.SKIP
         try:
-            decision = self.runs.admit(fire.job_id, _ms(now), overlap)
-            if not isinstance(decision, Refusal):
-                self.runs.launch(
-                    self.jobs[fire.job_id],
-                    fire.trigger,
-                    scheduled_at=_ms(fire.scheduled_at),
-                    next_run_at=_ms(fire.next_fire),
-                    admit=decision,
-                    jitter_ms=round(fire.jitter_secs * 1000) if fire.jitter_secs else None,
-                )
-                return
+            with self.runs.admission():
+                decision = self.runs.admit(fire.job_id, _ms(now), overlap)
+                if not isinstance(decision, Refusal):
+                    self.runs.launch(
+                        self.jobs[fire.job_id],
+                        fire.trigger,
+                        scheduled_at=_ms(fire.scheduled_at),
+                        next_run_at=_ms(fire.next_fire),
+                        admit=decision,
+                        jitter_ms=round(fire.jitter_secs * 1000) if fire.jitter_secs else None,
+                    )
+                    return True
             reason, error = decision.reason, decision.error
         except PetitError as exc:  # the store could not be read or written
             reason, error = DropReason.ERROR, exc
         self._drop(
             Dropped(fire.job_id, fire.scheduled_at, reason, fire.next_fire), now, error.message
         )
+        return False
 
     def _drop(self, dropped: Dropped, now: datetime, error: str | None = None) -> None:
         """Record a dropped fire (or span) before moving on: with the runs' fire times, the drop
@@ -217,12 +241,10 @@ class Scheduler:
                 error=error,
             )
         )
-        try:
-            self._publish_jobs()  # no run carried the new next_run_at to the store
-        except StorageError as exc:
-            log.error("cannot record the next fire of job %s: %s", dropped.job_id, exc.message)
 
     def set_paused(self, paused: bool, now: datetime) -> None:
+        if paused == self.paused:
+            return  # a second pause or resume changes nothing
         self.store.set_paused(paused)
         if paused:
             self.timetable.pause()
@@ -256,12 +278,13 @@ class Scheduler:
     def start_run(self, job_id: str, trigger: Trigger, queue: bool = False) -> Run:
         """A manual trigger: the admission checks (see RunManager.admit), then the run. At the
         job's limits it is refused (429), or with `queue` waits as a queued run."""
-        decision = self.runs.admit(
-            job_id, now_ms(), OverlapPolicy.QUEUE if queue else OverlapPolicy.SKIP
-        )
-        if isinstance(decision, Refusal):
-            raise decision.error
-        return self.runs.launch(self.jobs[job_id], trigger, admit=decision)
+        with self.runs.admission():
+            decision = self.runs.admit(
+                job_id, now_ms(), OverlapPolicy.QUEUE if queue else OverlapPolicy.SKIP
+            )
+            if isinstance(decision, Refusal):
+                raise decision.error
+            return self.runs.launch(self.jobs[job_id], trigger, admit=decision)
 
     def cancel(self, run_id: str, request_id: str | None) -> None:
         """The reply goes out when the run has ended; raises RunNotFound or RunFinished."""

@@ -133,12 +133,19 @@ class Timetable:
         return entry
 
     def _advance(self, entry: _Entry, cursor: datetime) -> None:
-        entry.cursor = cursor
-        entry.next_fire = entry.schedules.next_fire(cursor, self._last_fire.get(entry.job.id))
-        # a fire that is already late (caught up after downtime) is not delayed any more
-        jitter = entry.job.jitter_secs or 0.0
-        late = entry.next_fire < self._started_at
-        entry.jitter_secs = self._rng.uniform(0, jitter) if jitter and not late else 0.0
+        # never back: a clock stepped back must not hand out again what was handed out
+        entry.cursor = max(entry.cursor, cursor)
+        last_fire = self._last_fire.get(entry.job.id)
+        entry.next_fire = entry.schedules.next_fire(entry.cursor, last_fire)
+        entry.jitter_secs = 0.0
+        jitter = entry.job.jitter_secs
+        # a fire that is already late (caught up after downtime) is not delayed any more; a
+        # delay never reaches the fire after it (half the gap at most), or the two would come
+        # due together and the older one be superseded
+        if jitter and entry.next_fire >= self._started_at:
+            following = entry.schedules.next_fire(entry.next_fire, entry.next_fire)
+            gap = (following - entry.next_fire).total_seconds()
+            entry.jitter_secs = self._rng.uniform(0, min(jitter, gap / 2))
 
     def reload(self, jobs: Mapping[str, Job], now: datetime) -> None:
         """Take a new set of jobs. A job whose schedules did not change keeps its next fire (and
@@ -231,6 +238,8 @@ class Timetable:
         """Fire again from `now`. Returns the fires that fell inside the pause and were not
         noted yet (a jitter was still delaying them), as dropped: they are never replayed."""
         drops: list[Due] = []
+        if not self._paused:
+            return drops  # nothing fell inside a pause
         for entry in self._entries.values():
             drops.extend(self._take(entry, now))
         self._paused = False
