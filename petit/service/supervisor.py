@@ -1,6 +1,6 @@
 """The supervisor: spawns and watches the children (restarting a dead one with capped backoff),
 owns the control socket, routes commands, and shuts the tree down on a signal. Deliberately
-small, since it lives as long as petit: no tornado, no engine, no yaml, croniter or tinydb."""
+small, since it lives as long as petit: no tornado, no engine, no yaml, no timetable, no tinydb."""
 
 from __future__ import annotations
 

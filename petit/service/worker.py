@@ -42,7 +42,7 @@ def worker_main(settings: Settings, commands, replies) -> None:
     forwarder = EventForwarder(replies.put)
     try:
         # the supervisor leaves validation to this process, so that it never loads yaml,
-        # croniter or tinydb itself: the long-lived parent stays small
+        # the job timetable or tinydb itself: the long-lived parent stays small
         store.check()
         jobs = load_jobs(settings.jobs_dir)
         scheduler = Scheduler(
