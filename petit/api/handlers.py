@@ -185,10 +185,9 @@ def _parse_status(raw: str | None) -> RunStatus | None:
     if raw is None:
         return None
     try:
-        return RunStatus(raw)
-    except ValueError:
-        names = ", ".join(status.value for status in RunStatus)
-        raise BadRequest(f"status must be one of {names}, got {raw[:40]!r}") from None
+        return RunStatus.named(raw)
+    except ValueError as exc:
+        raise BadRequest(f"status {exc}") from None
 
 
 def _parse_count(name: str, raw: str, minimum: int = 1, cap: int = MAX_LIMIT) -> int:

@@ -118,10 +118,9 @@ def _status_option(raw: str | None) -> RunStatus | None:
     if raw is None:
         return None
     try:
-        return RunStatus(raw)
-    except ValueError:
-        names = ", ".join(status.value for status in RunStatus)
-        raise UsageError(f"--status must be one of {names}, got {short_repr(raw)}") from None
+        return RunStatus.named(raw)
+    except ValueError as exc:
+        raise UsageError(f"--status {exc}") from None
 
 
 def newest_runs(

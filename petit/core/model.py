@@ -10,6 +10,7 @@ from typing import Protocol
 
 from ..errors import InvalidTransition
 from .retry import RetryPolicy
+from .text import short_repr
 from .timing import DEFAULT_MAX_QUEUED, CatchupPolicy, OverlapPolicy, ScheduleSpec
 
 
@@ -66,6 +67,16 @@ class RunStatus(str, Enum):
     @property
     def is_terminal(self) -> bool:
         return self not in (RunStatus.QUEUED, RunStatus.PENDING, RunStatus.RUNNING)
+
+    @classmethod
+    def named(cls, raw: str) -> RunStatus:
+        """The status spelled `raw`; ValueError "must be one of ..., got ..." for anything else
+        (a filter from a query string or the command line)."""
+        try:
+            return cls(raw)
+        except ValueError:
+            names = ", ".join(status.value for status in cls)
+            raise ValueError(f"must be one of {names}, got {short_repr(raw, 40)}") from None
 
 
 class TaskStatus(str, Enum):
