@@ -22,6 +22,7 @@ import pytest
 from harness import Service
 from processes import wait_until
 
+from petit.service.supervisor import BACKOFF_MAX_SECS
 from petit.storage.store import Store
 
 pytestmark = pytest.mark.xdist_group("cpu")  # its kills must not meet another module's load
@@ -82,7 +83,7 @@ def kill_tree(svc: Service) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(DURATION_SECS + 120)
+@pytest.mark.timeout(DURATION_SECS + 240)
 @pytest.mark.parametrize("job", [QUICK, QUEUED], ids=["quick-task", "overlap-queue"])
 def test_every_second_is_one_run_or_one_recorded_drop_across_kills(service, job):
     rng = random.Random(SEED)
@@ -111,9 +112,9 @@ def test_every_second_is_one_run_or_one_recorded_drop_across_kills(service, job)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             kills["worker"] += 1
-            wait_until(
+            wait_until(  # kills in a row grow the supervisor's restart backoff, up to its cap
                 lambda old=pid: worker_pid(svc) not in (None, old),
-                timeout=15,
+                timeout=BACKOFF_MAX_SECS + 15,
                 interval=0.05,
                 message="the worker restarted after its SIGKILL",
             )
