@@ -200,8 +200,8 @@ def test_queued_runs_are_counted_apart_until_they_start_and_never_count_as_late(
     assert snap["runs_queued"] == {"ok": 1, "tick": 2}
     assert snap["runs_active"] == {"ok": 0, "tick": 0}
     collector.observe(RunStarted(10_000, "tick-1", "tick"))
-    # cancelled while queued: counted, but its wait is no run duration
-    collector.observe(RunEnded(10_050, "ok-1", "ok", "cancelled", duration_ms=8850))
+    # cancelled while queued: counted; the model gives it no duration (its wait is not work)
+    collector.observe(RunEnded(10_050, "ok-1", "ok", "cancelled", duration_ms=None))
     snap = collector.snapshot(JOBS)
     assert snap["runs_queued"] == {"ok": 0, "tick": 1}
     assert snap["runs_active"] == {"ok": 0, "tick": 1}

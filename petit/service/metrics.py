@@ -118,9 +118,8 @@ class MetricsCollector:
         seen = self._in_flight.pop(event.run_id, None)
         trigger = seen.trigger if seen is not None else "unknown"
         _add(self._runs, (event.job_id, event.status, trigger))
-        # a queued run cancelled before it started ran for no time: its wait is no duration
-        never_ran = seen is not None and seen.queued and not seen.started
-        if event.duration_ms is not None and not never_ran:
+        # None for a queued run cancelled before it started: its wait is no duration
+        if event.duration_ms is not None:
             _histogram(self._durations, event.job_id, DURATION_BUCKETS).observe(
                 event.duration_ms / 1000
             )
