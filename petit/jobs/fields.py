@@ -78,6 +78,18 @@ def read_seconds(
     return None
 
 
+def read_count(problems: Problems, data: dict, key: str, most: int, default: int | None):
+    """`key: N`, an integer from 1 to `most`; `default` when absent (or null, where the default
+    is "no limit") or unusable."""
+    value = data.get(key)
+    if key not in data or (value is None and default is None):
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+        problems.add(f"{key}: expected an integer >= 1 (at most {most}), got {short_repr(value)}")
+        return default
+    return value
+
+
 def read_string(problems: Problems, data: dict, key: str, required: bool = False) -> str | None:
     value = data.get(key)
     if value is None:

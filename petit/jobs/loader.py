@@ -20,6 +20,7 @@ from .fields import (
     Problems,
     check_unknown_keys,
     read_choice,
+    read_count,
     read_environment,
     read_identifier,
     read_string,
@@ -106,17 +107,7 @@ def parse_job(problems: Problems, data, source: str) -> Job | None:
         enabled = data.get("enabled", True)
         if not isinstance(enabled, bool):
             problems.add(f"enabled: expected true or false, got {short_repr(enabled)}")
-        concurrency = data.get("max_concurrency")
-        if concurrency is not None and (
-            not isinstance(concurrency, int)
-            or isinstance(concurrency, bool)
-            or not 1 <= concurrency <= 10_000
-        ):
-            problems.add(
-                f"max_concurrency: expected an integer >= 1 (at most 10000), "
-                f"got {short_repr(concurrency)}"
-            )
-            concurrency = None
+        concurrency = read_count(problems, data, "max_concurrency", 10_000, None)
         config = data.get("config", {})
         if not isinstance(config, dict):
             problems.add("config: expected a map")

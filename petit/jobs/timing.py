@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.schedule import Schedule
-from ..core.text import short_repr
 from ..core.timing import (
     DEFAULT_LATEST_WINDOW_SECS,
     DEFAULT_MAX_QUEUED,
@@ -14,7 +13,7 @@ from ..core.timing import (
     OverlapPolicy,
     ScheduleSpec,
 )
-from .fields import Problems, check_unknown_keys, read_choice, read_seconds
+from .fields import Problems, check_unknown_keys, read_choice, read_count, read_seconds
 
 SCHEDULE_KEYS = {"cron", "timezone"}
 TIMING_KEYS = {
@@ -70,17 +69,7 @@ def read_timing(problems: Problems, data: dict) -> Timing:
     overlap = read_choice(
         problems, OverlapPolicy, data.get("overlap"), "overlap", OverlapPolicy.SKIP
     )
-    max_queued = data.get("max_queued", DEFAULT_MAX_QUEUED)
-    if (
-        not isinstance(max_queued, int)
-        or isinstance(max_queued, bool)
-        or not 1 <= max_queued <= MAX_QUEUED_LIMIT
-    ):
-        problems.add(
-            f"max_queued: expected an integer >= 1 (at most {MAX_QUEUED_LIMIT}), "
-            f"got {short_repr(max_queued)}"
-        )
-        max_queued = DEFAULT_MAX_QUEUED
+    max_queued = read_count(problems, data, "max_queued", MAX_QUEUED_LIMIT, DEFAULT_MAX_QUEUED)
     jitter = read_seconds(problems, data, "jitter_secs", "jitter", allow_zero=True)
     if ("jitter" in data or "jitter_secs" in data) and "schedule" not in data:
         problems.add("jitter: only applies to a job with a schedule")
