@@ -89,7 +89,9 @@ class Scheduler:
         )
         self.bus.subscribe(self.metrics.observe)
         now = datetime.now(UTC)
-        handled = {job_id: _utc(ms) for job_id, ms in store.fire_ledger().items()}
+        # the ledger: the runs' fire times (last_fires) and the drops'; the timetable takes the
+        # newer of the two for each job
+        handled = {job_id: _utc(ms) for job_id, ms in store.drops.handled().items()}
         for job_id, summary in summaries.items():
             if summary.get("enabled") is False or summary.get("defined") is False:
                 # disabled or removed when petit stopped: its silence is not downtime to replay

@@ -85,9 +85,16 @@ class DropLog:
                 break
         return records
 
-    def handled_through(self, job_id: str) -> int | None:
+    def handled(self) -> dict[str, int]:
+        """Each job's newest fire time its drops hand out (epoch ms): with the runs' fire times
+        (`last_fire_at` in the job summaries), the fire ledger."""
+        with self._lock(exclusive=False):
+            ledger = {job_id: self._handled_through(job_id) for job_id in self._job_ids()}
+        return {job_id: through for job_id, through in ledger.items() if through is not None}
+
+    def _handled_through(self, job_id: str) -> int | None:
         """The newest fire time the drops hand out (the end of a span: the fire before its
-        `until`), epoch ms; None without drops. The caller holds the lock."""
+        `until`); None without drops."""
         try:
             with open(self._path(job_id), "rb") as handle:
                 size = handle.seek(0, os.SEEK_END)
@@ -104,7 +111,7 @@ class DropLog:
                 return until - 1 if isinstance(until, int) else record["scheduled_at"]
         return None
 
-    def job_ids(self) -> list[str]:
+    def _job_ids(self) -> list[str]:
         try:
             names = os.listdir(self.root)
         except FileNotFoundError:

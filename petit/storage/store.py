@@ -402,19 +402,3 @@ class Store:
                 lambda d: d.update(queued=[r for r in d.get("queued", []) if r != run.id]),
             )
         self.save_runs([run])
-
-    # -- the fire ledger ----------------------------------------------------------------------
-
-    def fire_ledger(self) -> dict[str, int]:
-        """Each job's newest fire time handed out, as a run or as a drop (epoch ms)."""
-        with self.lock(exclusive=False):
-            ledger = {
-                doc["id"]: doc["last_fire_at"]
-                for doc in self._table(self.db_path, _MAIN_JOBS).all()
-                if isinstance(doc.get("last_fire_at"), int)
-            }
-            for job_id in self.drops.job_ids():
-                through = self.drops.handled_through(job_id)
-                if through is not None:
-                    ledger[job_id] = max(through, ledger.get(job_id, through))
-        return ledger
