@@ -22,9 +22,9 @@ from petit.core.model import (
     Trigger,
     now_ms,
 )
-from petit.core.timing import DropReason, ScheduleSpec
+from petit.core.timing import DropReason, OverlapPolicy, ScheduleSpec
 from petit.errors import Conflict, JobNotFound, RunFinished, RunNotFound, TooManyRuns
-from petit.service.runs import RunManager, unmet_dependency
+from petit.service.runs import Refusal, RunManager, unmet_dependency
 from petit.service.scheduler import Scheduler
 from petit.storage.store import Store
 
@@ -106,6 +106,20 @@ def finish(store: Store, job_id: str, status: RunStatus) -> None:
 UPSTREAM = JobDependency("up", DependencyCondition.LAST_SUCCESS)
 
 
+def refused_check(manager: RunManager, job_id: str, now: int) -> Refusal | None:
+    """The first admission check that fails for a run that would start now (overlap skip)."""
+    decision = manager.admit(job_id, now, OverlapPolicy.SKIP)
+    return decision if isinstance(decision, Refusal) else None
+
+
+def check_can_start(manager: RunManager, job_id: str, now: int) -> Job:
+    """The job, if it may start now; raises the failed check's error (a manual trigger's)."""
+    refused = refused_check(manager, job_id, now)
+    if refused is not None:
+        raise refused.error
+    return manager.jobs[job_id]
+
+
 # --- admission: order and messages ---------------------------------------------------------------
 
 ORDER_CASES = [
@@ -174,38 +188,38 @@ def test_admission_checks_come_in_order(
     manager = make_manager(job_list, max_jobs)
     for held_job in held:  # in flight already (launched as admitted: this is the setup)
         manager.launch(manager.jobs[held_job], Trigger.MANUAL)
-    refusal = manager.refusal(job_id, now_ms())
+    refusal = refused_check(manager, job_id, now_ms())
     assert refusal is not None and refusal.reason is reason
     assert type(refusal.error) is error and refusal.error.message == message
     with pytest.raises(error) as raised:
-        manager.check_can_start(job_id, now_ms())
+        check_can_start(manager, job_id, now_ms())
     assert raised.value.message == message
     assert len(manager.running()) == len(held)  # a refused trigger starts nothing
 
 
 def test_shutting_down_refuses_even_an_admissible_job(make_manager):
     manager = make_manager([job("j")])
-    assert manager.refusal("j", now_ms()) is None
+    assert refused_check(manager, "j", now_ms()) is None
     hurry = threading.Event()
     manager.stop_runs(0, hurry)
-    refusal = manager.refusal("j", now_ms())
+    refusal = refused_check(manager, "j", now_ms())
     assert refusal is not None and refusal.reason is DropReason.SHUTTING_DOWN
     with pytest.raises(Conflict, match="petit is shutting down"):
-        manager.check_can_start("j", now_ms())
+        check_can_start(manager, "j", now_ms())
 
 
 def test_a_satisfied_dependency_admits_the_job(make_manager, store):
     manager = make_manager([job("j", depends_on=(UPSTREAM,)), job("up")])
     finish(store, "up", RunStatus.COMPLETED)
-    assert manager.check_can_start("j", now_ms()).id == "j"
+    assert check_can_start(manager, "j", now_ms()).id == "j"
 
 
 def test_the_last_slot_is_freed_when_a_run_ends(make_manager):
     manager = make_manager([job("j", max_concurrency=1)])
-    run = manager.launch(manager.check_can_start("j", now_ms()), Trigger.MANUAL)
-    assert manager.refusal("j", now_ms()).reason is DropReason.MAX_CONCURRENCY
+    run = manager.launch(check_can_start(manager, "j", now_ms()), Trigger.MANUAL)
+    assert refused_check(manager, "j", now_ms()).reason is DropReason.MAX_CONCURRENCY
     manager.cancel(run.id, "req-1")
-    wait_until(lambda: manager.refusal("j", now_ms()) is None, message="the slot to free")
+    wait_until(lambda: refused_check(manager, "j", now_ms()) is None, message="the slot to free")
 
 
 NOW_MS = 1_700_000_000_000
@@ -285,7 +299,9 @@ def test_unmet_dependency(condition, window, summary, reason):
 
 def test_a_started_run_is_recorded_and_listed(make_manager, store):
     manager = make_manager([job("j")])
-    run = manager.launch(manager.check_can_start("j", now_ms()), Trigger.SCHEDULE, scheduled_at=123)
+    run = manager.launch(
+        check_can_start(manager, "j", now_ms()), Trigger.SCHEDULE, scheduled_at=123
+    )
     assert store.get_run(run.id).status is RunStatus.PENDING
     assert manager.running() == [
         {
@@ -300,7 +316,7 @@ def test_a_started_run_is_recorded_and_listed(make_manager, store):
 
 def test_cancel_replies_when_the_run_has_ended(make_manager, replies):
     manager = make_manager([job("j")])
-    run = manager.launch(manager.check_can_start("j", now_ms()), Trigger.MANUAL)
+    run = manager.launch(check_can_start(manager, "j", now_ms()), Trigger.MANUAL)
     assert manager.cancel(run.id, "req-1") is None  # no reply yet: it comes at the end
     reply = wait_until(lambda: replies, message="the cancel reply")[0]
     assert reply["id"] == "req-1" and reply["ok"] is True
@@ -324,7 +340,7 @@ def test_cancel_of_a_finished_run_is_a_conflict(make_manager, store):
 
 def test_stop_runs_interrupts_what_is_left(make_manager):
     manager = make_manager([job("j")])
-    runs = [manager.launch(manager.check_can_start("j", now_ms()), Trigger.MANUAL) for _ in "ab"]
+    runs = [manager.launch(check_can_start(manager, "j", now_ms()), Trigger.MANUAL) for _ in "ab"]
     manager.stop_runs(0.1, threading.Event())
     assert manager.running() == []
     assert [run.status for run in runs] == [RunStatus.INTERRUPTED, RunStatus.INTERRUPTED]

@@ -104,12 +104,6 @@ class RunManager:
         into the slot just admitted (with --max-jobs 1, two runs would be in flight)."""
         return self._lock
 
-    def refusal(self, job_id: str, now_ms: int) -> Refusal | None:
-        """The first admission check that fails for a run that would start now (the skip
-        policy), None when the job may start. See `admit`."""
-        decision = self.admit(job_id, now_ms, OverlapPolicy.SKIP)
-        return decision if isinstance(decision, Refusal) else None
-
     def admit(self, job_id: str, now_ms: int, overlap: OverlapPolicy) -> Admit | Refusal:
         """What a fire or trigger of `job_id` does under `overlap`, or why it may not run. In
         order: shutting down (409), unknown job (404), its max_concurrency (429; `allow`
@@ -165,13 +159,6 @@ class RunManager:
                         ),
                     )
         return decision
-
-    def check_can_start(self, job_id: str, now_ms: int) -> Job:
-        """The job, if it may start now; raises the first failed check's error (see `admit`)."""
-        refused = self.refusal(job_id, now_ms)
-        if refused is not None:
-            raise refused.error
-        return self.jobs[job_id]
 
     # -- runs ---------------------------------------------------------------------------------
 
