@@ -25,7 +25,8 @@ from petit.execution.runners.base import (
     build_argv,
     build_env,
 )
-from petit.execution.runners.local import KILL_GRACE_SECS, LineSplitter, LocalRunner, TaskProcess
+from petit.execution.runners.lines import LineSplitter
+from petit.execution.runners.local import KILL_GRACE_SECS, LocalRunner, TaskProcess
 
 # -- helpers ------------------------------------------------------------------------------------
 
