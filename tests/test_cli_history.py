@@ -16,6 +16,7 @@ from harness import Service
 from jobfiles import write_job
 from processes import run_petit
 
+from petit.cli.history import usage_words
 from petit.cli.main import main
 from petit.core.text import duration_words
 
@@ -168,17 +169,22 @@ def test_show_gives_the_run_and_a_table_of_its_tasks(svc):
     run = svc.run("flaky-1")
     assert lines[0] == "run flaky-1 of job flaky: failed (manual)"
     facts = dict(line.split(None, 1) for line in lines[1 : lines.index("")])
-    assert list(facts) == ["created", "started", "ended", "duration", "error"]
+    assert list(facts) == ["created", "started", "ended", "duration", "used", "error"]
     assert facts["started"].startswith(f"{local(run.started_at)} (")
     assert facts["ended"].startswith(f"{local(run.ended_at)} (")
     assert facts["duration"] == duration_words(run.duration_ms / 1000)
     assert facts["error"] == run.error == "failed tasks: t"
+    # the run's totals: both attempts of t, measured by the local runner
+    assert facts["used"] == usage_words(run.cpu_secs, run.max_rss_bytes)
+    assert re.fullmatch(r"cpu \d+\.\d\ds, peak \d+(\.\d)? MiB", facts["used"]), facts["used"]
     header, *tasks = rows(lines[lines.index("") + 1 :])
-    assert header == ["TASK", "STATUS", "ATTEMPTS", "EXIT", "DURATION", "ERROR"]
+    assert header == ["TASK", "STATUS", "ATTEMPTS", "EXIT", "DURATION", "USED", "ERROR"]
     t = run.task("t")
+    took = duration_words(t.duration_ms / 1000)
+    used = usage_words(t.cpu_secs, t.max_rss_bytes)
     assert tasks == [
-        ["t", "failed", "2", "3", duration_words(t.duration_ms / 1000), "exited with code 3"],
-        ["after", "skipped", "0", "-", "-", run.task("after").error],
+        ["t", "failed", "2", "3", took, used, "exited with code 3"],
+        ["after", "skipped", "0", "-", "-", "-", run.task("after").error],
     ]
 
 

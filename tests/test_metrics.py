@@ -33,7 +33,12 @@ from petit.core.events import (
 from petit.core.model import Job, Task
 from petit.core.timing import CatchupPolicy, ScheduleSpec
 from petit.ipc.commands import metrics_text
-from petit.service.metrics import DURATION_BUCKETS, LATENESS_BUCKETS, MetricsCollector
+from petit.service.metrics import (
+    DURATION_BUCKETS,
+    LATENESS_BUCKETS,
+    MEMORY_BUCKETS,
+    MetricsCollector,
+)
 
 TOKEN = "s3cret-metrics-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -114,6 +119,47 @@ def test_runs_and_attempts_are_counted_by_status_trigger_and_outcome():
     dropped = snap["fires_dropped_total"]
     assert value(dropped, job_id="tick", reason="max_concurrency") == 2
     assert value(dropped, job_id="tick", reason="paused") == 0
+
+
+def test_what_tasks_used_is_counted_once_per_task_from_its_totals():
+    mib = 2**20
+    ids = {"run_id": "ok-1", "job_id": "ok"}
+    collector = fed(
+        *run_events("ok-1", "ok", at=1000),
+        # retried, then completed: the task's totals cover both attempts
+        attempt("ok-1", "ok", 1, None),
+        TaskEnded(
+            at=1100,
+            **ids,
+            task_id="t",
+            attempt=2,
+            status="completed",
+            cpu_secs=0.75,
+            max_rss_bytes=5 * mib,
+        ),
+        # cancelled in its retry delay: its one attempt was counted, its usage was not yet
+        TaskRetrying(at=1200, **ids, task_id="u", attempt=1, error="x", exit_code=1, delay_secs=9),
+        TaskEnded(
+            at=1300,
+            **ids,
+            task_id="u",
+            attempt=1,
+            status="failed",
+            cpu_secs=0.25,
+            max_rss_bytes=mib,
+        ),
+        TaskEnded(at=1400, **ids, task_id="v", attempt=0, status="skipped"),  # nothing measured
+    )
+    snap = collector.snapshot(JOBS)
+    assert value(snap["task_cpu_seconds_total"], job_id="ok") == 1.0
+    assert value(snap["task_cpu_seconds_total"], job_id="tick") == 0  # there from the start
+    assert snap["task_max_rss_bytes"]["buckets"] == list(MEMORY_BUCKETS)
+    assert MEMORY_BUCKETS[:3] == (mib, 4 * mib, 16 * mib)
+    memory = histogram(snap, "task_max_rss_bytes", "ok")
+    assert (memory["count"], memory["sum"]) == (2, 6 * mib)
+    assert memory["counts"][:3] == [1, 1, 2]  # bounds inclusive: 1 MiB falls in the first
+    assert histogram(snap, "task_max_rss_bytes", "tick")["count"] == 0
+    assert value(snap["task_attempts_total"], job_id="ok", status="retried") == 2
 
 
 def test_every_series_a_job_can_have_starts_at_zero():
@@ -282,7 +328,16 @@ def a_snapshot() -> dict:
     collector = fed(
         *run_events("odd.job-1-1", "odd.job-1", at=1000, trigger="schedule", scheduled_at=990),
         attempt("odd.job-1-1", "odd.job-1", 1, None),
-        attempt("odd.job-1-1", "odd.job-1", 2, "completed"),
+        TaskEnded(
+            at=0,
+            run_id="odd.job-1-1",
+            job_id="odd.job-1",
+            task_id="t",
+            attempt=2,
+            status="completed",
+            cpu_secs=1.5,
+            max_rss_bytes=3 * 2**20,
+        ),
         RunEnded(at=1500, run_id="odd.job-1-1", job_id="odd.job-1", status="completed"),
         *run_events("ok-1", "ok", at=2000),
         RunCreated(at=2100, run_id="ok-2", job_id="ok", trigger="manual", status="queued"),
@@ -311,6 +366,8 @@ def test_the_exposition_has_every_family_with_its_type():
         "petit_runs": "counter",
         "petit_run_duration_seconds": "histogram",
         "petit_task_attempts": "counter",
+        "petit_task_cpu_seconds": "counter",
+        "petit_task_max_rss_bytes": "histogram",
         "petit_runs_active": "gauge",
         "petit_runs_queued": "gauge",
         "petit_fire_lateness_seconds": "histogram",
@@ -329,6 +386,10 @@ def test_the_exposition_has_every_family_with_its_type():
     assert got["petit_scheduler_up", frozenset()] == 1
     assert got["petit_scheduler_paused", frozenset()] == 1
     assert got["petit_task_attempts_total", job | {("status", "retried")}] == 1
+    assert got["petit_task_cpu_seconds_total", job] == 1.5
+    assert got["petit_task_max_rss_bytes_bucket", job | {("le", "1.048576e+06")}] == 0
+    assert got["petit_task_max_rss_bytes_bucket", job | {("le", "4.194304e+06")}] == 1
+    assert got["petit_task_max_rss_bytes_sum", job] == 3 * 2**20
     # started at 1005 for 990: 15 ms late
     assert got["petit_fire_lateness_seconds_bucket", job | {("le", "0.01")}] == 0
     assert got["petit_fire_lateness_seconds_bucket", job | {("le", "0.025")}] == 1
@@ -477,6 +538,13 @@ def test_scrape_real_runs_with_a_token_then_survive_a_killed_api(service):
     assert before["petit_run_duration_seconds_count", ok] == 1
     assert before["petit_run_duration_seconds_sum", ok] == pytest.approx(good.duration_ms / 1000)
     assert before["petit_job_last_success_timestamp_seconds", ok] == good.ended_at / 1000
+    # what the tasks used, as their runs recorded it: ok's one attempt, flaky's two
+    for run in (good, bad):
+        job = labelled(job_id=run.job_id)
+        assert run.cpu_secs is not None and run.max_rss_bytes is not None, run
+        assert before["petit_task_cpu_seconds_total", job] == pytest.approx(run.cpu_secs)
+        assert before["petit_task_max_rss_bytes_count", job] == 1
+        assert before["petit_task_max_rss_bytes_sum", job] == run.max_rss_bytes
     assert ("petit_job_last_success_timestamp_seconds", labelled(job_id="flaky")) not in before
     assert bad.status.value == "failed"
     tick = labelled(job_id="tick")

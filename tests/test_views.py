@@ -284,6 +284,8 @@ def _run() -> Run:
         ended_at=3001,
         duration_ms=2000,
         error="task 'load' failed",
+        cpu_secs=1.25,
+        max_rss_bytes=3 * 2**20,
         tasks=[
             TaskRun(
                 task_id="extract",
@@ -294,6 +296,8 @@ def _run() -> Run:
                 started_at=1001,
                 ended_at=2001,
                 duration_ms=1000,
+                cpu_secs=0.5,
+                max_rss_bytes=2**20,
                 handle={"runner": "local", "pid": 4242, "created": 12.5},
             ),
             TaskRun(
@@ -325,6 +329,8 @@ def test_run_json():
         "ended_at": 3001,
         "duration_ms": 2000,
         "error": "task 'load' failed",
+        "cpu_secs": 1.25,
+        "max_rss_bytes": 3 * 2**20,
         "task_count": 2,
     }
 
@@ -347,6 +353,8 @@ def test_task_json_leaves_the_process_identity_in_the_store():
         "started_at": 1001,
         "ended_at": 2001,
         "duration_ms": 1000,
+        "cpu_secs": 0.5,
+        "max_rss_bytes": 2**20,
         "error": None,
         "attempt_history": [],
     }
@@ -376,6 +384,8 @@ def test_task_json_lists_every_attempt_oldest_first():
             "exit_code": None,
             "timed_out": True,
             "error": "timed out after 1s",
+            "cpu_secs": None,  # the outcome carried no usage: not measured
+            "max_rss_bytes": None,
         },
         {
             "attempt": 2,
@@ -385,6 +395,8 @@ def test_task_json_lists_every_attempt_oldest_first():
             "exit_code": None,
             "timed_out": False,
             "error": None,
+            "cpu_secs": None,
+            "max_rss_bytes": None,
         },
     ]
     history[0]["error"] = "changed by a reader"  # a copy: the projection shares nothing

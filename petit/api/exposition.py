@@ -68,6 +68,19 @@ class PetitCollector:
             snap["task_attempts_total"],
             ("job_id", "status"),
         )
+        yield _counter(
+            "petit_task_cpu_seconds_total",
+            "CPU time (user + system) of the process trees of the tasks ended since the "
+            "scheduler worker started, all their attempts.",
+            snap["task_cpu_seconds_total"],
+            ("job_id",),
+        )
+        yield _histogram(
+            "petit_task_max_rss_bytes",
+            "Peak resident memory of each task ended since the scheduler worker started (the "
+            "largest of its attempts'), in bytes.",
+            snap["task_max_rss_bytes"],
+        )
         yield _gauge(
             "petit_runs_active",
             "Runs in flight: pending or running, not ended (queued runs are not counted).",

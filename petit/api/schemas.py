@@ -13,6 +13,8 @@ _NUM_OR_NULL = {"type": ["number", "null"]}
 _STREAM = {"type": "string", "enum": ["stdout", "stderr"]}
 _LINE = [_STREAM, {"type": "string"}]  # [stream, text]
 WHOLE = {"type": "integer", "minimum": 1}
+# what attempts used (CPU seconds, user + system; peak resident bytes); null: not measured
+_USAGE = {"cpu_secs": _NUM_OR_NULL, "max_rss_bytes": _INT_OR_NULL}
 
 
 def _obj(required: dict, optional: dict | None = None) -> dict:
@@ -53,6 +55,7 @@ _TASK_STATE = {
     "started_at": _INT_OR_NULL,
     "ended_at": _INT_OR_NULL,
     "duration_ms": _INT_OR_NULL,
+    **_USAGE,
     "error": _STR_OR_NULL,
     "attempt_history": {
         "type": "array",
@@ -217,6 +220,7 @@ SCHEMAS = {
             "ended_at": _INT_OR_NULL,
             "duration_ms": _INT_OR_NULL,
             "error": _STR_OR_NULL,
+            **_USAGE,
             "task_count": {"type": "integer"},
         }
     ),
@@ -246,6 +250,7 @@ SCHEMAS = {
             "exit_code": _INT_OR_NULL,
             "timed_out": {"type": "boolean"},
             "error": _STR_OR_NULL,
+            **_USAGE,
         }
     ),
     "TaskList": _obj(

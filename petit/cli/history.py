@@ -148,6 +148,7 @@ def print_run(args: dict) -> int:
         ("started", _moment(run.started_at, now)),
         ("ended", run.ended_at and _moment(run.ended_at, now)),
         ("duration", _took(run.duration_ms, run.started_at, now)),
+        ("used", usage_words(run.cpu_secs, run.max_rss_bytes)),
         ("error", run.error and one_line(run.error)),
     ]
     for name, value in facts:
@@ -161,13 +162,27 @@ def print_run(args: dict) -> int:
             str(task.attempts),
             "-" if task.exit_code is None else str(task.exit_code),
             _took(task.duration_ms, task.started_at, now),
+            usage_words(task.cpu_secs, task.max_rss_bytes) or "-",
             one_line(task.error or ""),
         )
         for task in run.tasks
     ]
-    for line in table(("TASK", "STATUS", "ATTEMPTS", "EXIT", "DURATION", "ERROR"), rows):
+    headers = ("TASK", "STATUS", "ATTEMPTS", "EXIT", "DURATION", "USED", "ERROR")
+    for line in table(headers, rows):
         print(line)
     return 0
+
+
+def usage_words(cpu_secs: float | None, max_rss_bytes: int | None) -> str | None:
+    """'cpu 1.23s, peak 45 MiB', of what was measured; None when nothing was."""
+    words = []
+    if cpu_secs is not None:
+        words.append(f"cpu {cpu_secs:.2f}s")
+    if max_rss_bytes is not None:
+        mib = max_rss_bytes / 2**20
+        size = f"{mib / 1024:.1f} GiB" if mib >= 1024 else f"{mib:.{0 if mib >= 10 else 1}f} MiB"
+        words.append(f"peak {size}")
+    return ", ".join(words) or None
 
 
 # -- petit logs -----------------------------------------------------------------------------------

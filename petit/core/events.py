@@ -75,7 +75,9 @@ class TaskRetrying(Event):
 
 @dataclass(frozen=True)
 class TaskEnded(Event):
-    """The task's final status (completed, failed or skipped); `attempt` is 0 for a skip."""
+    """The task's final status (completed, failed or skipped); `attempt` is 0 for a skip.
+    `cpu_secs` and `max_rss_bytes` are the task's totals over its attempts (None: not
+    measured)."""
 
     kind: ClassVar[str] = "task_ended"
     run_id: str
@@ -85,6 +87,8 @@ class TaskEnded(Event):
     status: str
     exit_code: int | None = None
     error: str | None = None
+    cpu_secs: float | None = None
+    max_rss_bytes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,10 @@ CANCELLED = "cancelled"
 INTERRUPTED = "run was interrupted"
 
 
+# what an attempt used, as its AttemptOutcome and its attempt_history entry name it
+USAGE_KEYS = ("cpu_secs", "max_rss_bytes")
+
+
 def now_ms() -> int:
     """Wall-clock now as epoch milliseconds (UTC), the unit every stored time uses."""
     return time.time_ns() // 1_000_000
@@ -90,7 +94,9 @@ class Job:
 
 
 class AttemptOutcome(Protocol):
-    """What the model reads from an attempt's result (execution's AttemptResult is one)."""
+    """What the model reads from an attempt's result (execution's AttemptResult is one). It
+    may also carry `cpu_secs` and `max_rss_bytes`, what the attempt used; one that does not
+    (or has None) was not measured."""
 
     exit_code: int | None
     error: str | None
@@ -112,6 +118,9 @@ class TaskRun:
     started_at: int | None = None
     ended_at: int | None = None
     duration_ms: int | None = None
+    # totals over the attempts: CPU seconds summed, peak memory the max (None: none measured)
+    cpu_secs: float | None = None
+    max_rss_bytes: int | None = None
     timed_out: bool = False
     # The runner's opaque, JSON-serialisable handle on the attempt in flight, for recovery
     # after a crash (the local runner's: {"runner": "local", "pid": ..., "created": ...});
@@ -188,10 +197,18 @@ class TaskRun:
         self.duration_ms = result.ended_at - (self.started_at or result.ended_at)
         self.handle = None  # also while a retry waits: recovery must not aim at a finished attempt
         if self._has_open_attempt():
-            self._end_attempt(result.exit_code, result.timed_out, result.error, result.ended_at)
+            used = {key: getattr(result, key, None) for key in USAGE_KEYS}
+            self._end_attempt(
+                result.exit_code, result.timed_out, result.error, result.ended_at, used
+            )
 
     def _end_attempt(
-        self, exit_code: int | None, timed_out: bool, error: str | None, now: int
+        self,
+        exit_code: int | None,
+        timed_out: bool,
+        error: str | None,
+        now: int,
+        used: dict | None = None,
     ) -> None:
         last = self.attempt_history[-1]
         started = last["started_at"] if last["started_at"] is not None else now
@@ -202,7 +219,13 @@ class TaskRun:
             "exit_code": exit_code,
             "timed_out": timed_out,
             "error": error,
+            **(used or {}),
         }
+        history = self.attempt_history  # entries stored before accounting lack the keys
+        self.cpu_secs, self.max_rss_bytes = usage_totals(
+            [entry.get("cpu_secs") for entry in history],
+            [entry.get("max_rss_bytes") for entry in history],
+        )
 
     def _move(self, allowed: tuple[TaskStatus, ...], to: TaskStatus) -> None:
         if self.status not in allowed:
@@ -234,10 +257,24 @@ class TaskRun:
             history = data["attempt_history"]
             if not isinstance(history, list) or not all(isinstance(e, dict) for e in history):
                 raise ValueError("attempt_history is not a list of objects")
-            kwargs["attempt_history"] = list(history)
+            # an entry stored by an older petit lacks the keys added since: they read as unset
+            kwargs["attempt_history"] = [
+                {**_attempt_entry(entry.get("attempt"), entry.get("started_at")), **entry}
+                for entry in history
+            ]
         else:
             kwargs["attempt_history"] = _history_before_it_was_kept(kwargs)
         return cls(**kwargs)
+
+
+def usage_totals(cpu: list[float | None], rss: list[int | None]) -> tuple[float | None, int | None]:
+    """CPU seconds summed and the largest peak, over what was measured (None: nothing was)."""
+    cpu_measured = [secs for secs in cpu if secs is not None]
+    rss_measured = [size for size in rss if size is not None]
+    return (
+        round(sum(cpu_measured), 3) if cpu_measured else None,
+        max(rss_measured) if rss_measured else None,
+    )
 
 
 def _attempt_entry(attempt: int, started_at: int | None) -> dict:
@@ -249,6 +286,8 @@ def _attempt_entry(attempt: int, started_at: int | None) -> dict:
         "exit_code": None,
         "timed_out": False,
         "error": None,
+        "cpu_secs": None,
+        "max_rss_bytes": None,
     }
 
 
@@ -285,6 +324,9 @@ class Run:
     ended_at: int | None = None
     duration_ms: int | None = None
     error: str | None = None
+    # totals over its tasks, set when it ends: CPU seconds summed, peak memory the max
+    cpu_secs: float | None = None
+    max_rss_bytes: int | None = None
     tasks: list[TaskRun] = field(default_factory=list)
 
     def task(self, task_id: str) -> TaskRun:
@@ -331,6 +373,9 @@ class Run:
                 task.interrupt(reason, now)
         self.error = reason
         self.ended_at = now
+        self.cpu_secs, self.max_rss_bytes = usage_totals(
+            [task.cpu_secs for task in self.tasks], [task.max_rss_bytes for task in self.tasks]
+        )
         # a queued run that never started has no duration: its wait is not work
         self.duration_ms = (
             None if never_started else now - (self.started_at or self.created_at or now)

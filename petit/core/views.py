@@ -146,6 +146,8 @@ def run_json(run: Run) -> dict:
         "ended_at": run.ended_at,
         "duration_ms": run.duration_ms,
         "error": run.error,
+        "cpu_secs": run.cpu_secs,
+        "max_rss_bytes": run.max_rss_bytes,
         "task_count": len(run.tasks),
     }
 
@@ -162,6 +164,8 @@ def task_json(state: TaskRun) -> dict:
         "started_at": state.started_at,
         "ended_at": state.ended_at,
         "duration_ms": state.duration_ms,
+        "cpu_secs": state.cpu_secs,
+        "max_rss_bytes": state.max_rss_bytes,
         "error": state.error,
         "attempt_history": [dict(entry) for entry in state.attempt_history],
     }

@@ -354,6 +354,8 @@ class RunEngine:
             status=state.status.value,
             exit_code=state.exit_code,
             error=state.error,
+            cpu_secs=state.cpu_secs,
+            max_rss_bytes=state.max_rss_bytes,
         )
 
     def _publish(self, event_type: type, task_id: str, **fields) -> None:

@@ -26,6 +26,8 @@ from ..core.timing import CatchupPolicy, DropReason
 # normally late by milliseconds, and by seconds only when the worker is starved or was stopped.
 DURATION_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 12 * 3600)
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# bytes, 1 MiB to 16 GiB by fours: a task's peak memory, from a shell script to a big load
+MEMORY_BUCKETS = tuple(2**20 * 4**power for power in range(8))
 RETRIED = "retried"  # the attempt status of a failed attempt that another one follows
 ATTEMPT_STATUSES = (TaskStatus.COMPLETED.value, TaskStatus.FAILED.value, RETRIED)
 RUN_END_STATUSES = tuple(status.value for status in RunStatus if status.is_terminal)
@@ -48,7 +50,8 @@ class Histogram:
         self.sum += value
 
     def to_dict(self) -> dict:
-        """`counts` cumulative per bound (the +Inf bucket is `count`), `sum` in seconds."""
+        """`counts` cumulative per bound (the +Inf bucket is `count`), `sum` in the unit
+        observed (seconds, bytes)."""
         cumulative, total = [], 0
         for number in self.counts:
             total += number
@@ -81,6 +84,8 @@ class MetricsCollector:
         self._dropped: dict[tuple[str, str], int] = {}  # (job, reason) -> dropped fires
         self._durations: dict[str, Histogram] = {}
         self._lateness: dict[str, Histogram] = {}
+        self._cpu: dict[tuple[str], float] = {}  # (job,) -> CPU seconds of its ended tasks
+        self._memory: dict[str, Histogram] = {}  # job -> its ended tasks' peak memory
         self._last_success: dict[str, int] = dict(last_success_at or {})
         self._in_flight: dict[str, _RunSeen] = {}  # run id -> what its later events need
 
@@ -139,6 +144,15 @@ class MetricsCollector:
         status = RETRIED if isinstance(event, TaskRetrying) else event.status
         _add(self._attempts, (event.job_id, status))
 
+    def _task_ended(self, event: TaskEnded) -> None:
+        """The task's last attempt, and what the task used: its totals over its attempts, once
+        per task (a retried attempt's usage is counted when its task ends)."""
+        self._attempt_ended(event)
+        if event.cpu_secs is not None:
+            _add(self._cpu, (event.job_id,), event.cpu_secs)
+        if event.max_rss_bytes is not None:
+            _histogram(self._memory, event.job_id, MEMORY_BUCKETS).observe(event.max_rss_bytes)
+
     def _dropped_fire(self, event: FireDropped) -> None:
         """A span counts its fires; one too long to count (count None) counts 1: at least."""
         _add(self._dropped, (event.job_id, event.reason), event.count or 1)
@@ -148,7 +162,7 @@ class MetricsCollector:
         RunStarted: _started,
         RunEnded: _ended,
         TaskRetrying: _attempt_ended,
-        TaskEnded: _attempt_ended,
+        TaskEnded: _task_ended,
         FireDropped: _dropped_fire,
     }
 
@@ -157,6 +171,7 @@ class MetricsCollector:
         the start, at 0, so that a query over time (`increase`) sees its first change."""
         with self._lock:
             runs, attempts, dropped = dict(self._runs), dict(self._attempts), dict(self._dropped)
+            cpu = {(job_id,): 0.0 for job_id in jobs} | self._cpu
             scheduled = [job_id for job_id in sorted(jobs) if jobs[job_id].scheduled]
             for job_id in sorted(jobs):
                 triggers = [Trigger.MANUAL.value]
@@ -185,6 +200,8 @@ class MetricsCollector:
                 "fires_dropped_total": _series(dropped, ("job_id", "reason")),
                 "run_duration_seconds": _histograms(self._durations, jobs, DURATION_BUCKETS),
                 "fire_lateness_seconds": _histograms(self._lateness, scheduled, LATENESS_BUCKETS),
+                "task_cpu_seconds_total": _series(cpu, ("job_id",)),
+                "task_max_rss_bytes": _histograms(self._memory, jobs, MEMORY_BUCKETS),
                 "runs_active": active,
                 "runs_queued": queued,
                 # only defined jobs': a job removed from JOBS_DIR must not look overdue for ever
@@ -196,7 +213,7 @@ class MetricsCollector:
             }
 
 
-def _add(counts: dict, key: tuple, number: int = 1) -> None:
+def _add(counts: dict, key: tuple, number: float = 1) -> None:
     counts[key] = counts.get(key, 0) + number
 
 

@@ -49,6 +49,9 @@ class AttemptResult:
     cancelled: bool
     started_at: int
     ended_at: int
+    # what its process tree used (see runners/usage.py); None when the runner did not measure
+    cpu_secs: float | None = None  # user + system
+    max_rss_bytes: int | None = None
 
 
 class AttemptHandle(Protocol):

@@ -19,6 +19,7 @@ import psutil
 from ...core.model import now_ms
 from .base import DEFAULT_LOG_LIMIT, AttemptResult, AttemptSpec, LineCallback
 from .lines import LineSplitter
+from .usage import TreeUsage
 
 RUNNER_NAME = "local"
 KILL_GRACE_SECS = 2.0
@@ -154,6 +155,7 @@ class TaskProcess:
         )
         self.error: str | None = None
         self.proc: subprocess.Popen | None = None
+        self._rusage = None  # the leader's, once it is reaped
         try:
             if cwd is not None and not os.path.isdir(cwd):
                 raise NotADirectoryError(
@@ -185,6 +187,7 @@ class TaskProcess:
             self.error = f"cannot start {argv[0]!r}: {exc}"
         self.pid = self.proc.pid if self.proc else None
         self.pid_created = _create_time(self.pid) if self.pid else None
+        self._usage = TreeUsage(self.pid, time.monotonic()) if self.pid else None
         self._sweep = sweep_match(env)
 
     def to_dict(self) -> dict | None:
@@ -233,9 +236,12 @@ class TaskProcess:
         kill_at = drain_until = None
         timed_out = False
         open_pipes = 2
+        usage = self._usage
         try:
             while open_pipes or proc.returncode is None:
                 now = time.monotonic()
+                if proc.returncode is None and now >= usage.next_sample_at:
+                    usage.sample(now)
                 if deadline is not None and now >= deadline and kill_at is None:
                     timed_out = True
                     kill_at = self._terminate(now)
@@ -250,6 +256,7 @@ class TaskProcess:
                         deadline if kill_at is None else None,
                         kill_at if kill_at != float("inf") else None,
                         drain_until,
+                        usage.next_sample_at if proc.returncode is None else None,
                     )
                     if t is not None
                 ]
@@ -271,7 +278,7 @@ class TaskProcess:
                         else:
                             selector.unregister(key.fileobj)
                             open_pipes -= 1
-                if proc.returncode is None and proc.poll() is not None:
+                if proc.returncode is None and self._reap(block=False):
                     # The leader is gone: whatever is left of its group must not outlive the task.
                     kill_group(proc.pid, signal.SIGKILL)
                     drain_until = time.monotonic() + DRAIN_AFTER_EXIT_SECS
@@ -283,8 +290,18 @@ class TaskProcess:
             proc.stderr.close()
             if proc.returncode is None:
                 kill_group(proc.pid, signal.SIGKILL)
-                proc.wait()
+                self._reap(block=True)
         return timed_out
+
+    def _reap(self, block: bool) -> bool:
+        """Reap the leader with wait4 rather than Popen's waitpid, for its rusage: its own CPU
+        and that of every descendant it waited for, and their largest RSS. False while it runs."""
+        pid, status, rusage = os.wait4(self.proc.pid, 0 if block else os.WNOHANG)
+        if pid == 0:
+            return False
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        self._rusage = rusage
+        return True
 
     def _terminate(self, now: float) -> float:
         kill_group(self.proc.pid, signal.SIGTERM)
@@ -303,6 +320,9 @@ class TaskProcess:
                 error = f"killed by signal {_signal_name(-exit_code)}"
             elif exit_code:
                 error = f"exited with code {exit_code}"
+        cpu_secs, max_rss_bytes = (None, None)  # nothing ran, nothing used
+        if self._rusage is not None:
+            cpu_secs, max_rss_bytes = self._usage.totals(self._rusage)
         return AttemptResult(
             exit_code=exit_code,
             error=error,
@@ -310,6 +330,8 @@ class TaskProcess:
             cancelled=self._killed_on_cancel,
             started_at=self.started_at,
             ended_at=now_ms(),
+            cpu_secs=cpu_secs,
+            max_rss_bytes=max_rss_bytes,
         )
 
 

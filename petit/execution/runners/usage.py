@@ -1,0 +1,70 @@
+"""What one attempt's process tree used: CPU time (user + system) and peak memory. The leader's
+rusage from wait4 counts it and every descendant it waited for; sampling the tree's resident
+memory now and then also catches a peak spread over processes alive at once. What escaped the
+group (a daemon), or a descendant nobody waited for, is not counted (docs/jobs.md says so)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+
+import psutil
+
+# Often enough to see a task that holds its memory for a second, rarely enough to cost nothing
+# beside the task: an attempt that ends before the first sample is never sampled at all.
+SAMPLE_SECS = 0.5
+# ru_maxrss is in KiB on Linux and in bytes on macOS
+MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+class TreeUsage:
+    """The usage of the process tree led by `pid`, started at `started` (monotonic seconds),
+    read just after its leader's exec."""
+
+    def __init__(self, pid: int, started: float) -> None:
+        self._pid = pid
+        self._leader: psutil.Process | None = None
+        self.next_sample_at = started + SAMPLE_SECS
+        # bytes: the largest sum of the tree's RSS seen at once, from the leader's own at start
+        # (one small read, so that even a task shorter than a sample has a peak)
+        self._sampled_peak = _leader_rss(pid)
+
+    def sample(self, now: float) -> None:
+        """Add up the resident memory of the leader and its descendants, as they are now."""
+        self.next_sample_at = now + SAMPLE_SECS
+        try:
+            if self._leader is None:
+                self._leader = psutil.Process(self._pid)
+            members = [self._leader, *self._leader.children(recursive=True)]
+        except psutil.Error:  # the leader is gone (or a zombie): wait4 has the rest
+            return
+        total = 0
+        for member in members:
+            try:
+                total += member.memory_info().rss
+            except psutil.Error:  # ended between the listing and the reading
+                continue
+        self._sampled_peak = max(self._sampled_peak, total)
+
+    def totals(self, rusage: resource.struct_rusage) -> tuple[float, int]:
+        """(CPU seconds, peak bytes) from the reaped leader's rusage and the samples: the peak
+        is the larger of the sampled tree sum and the largest single process wait4 saw."""
+        cpu = round(rusage.ru_utime + rusage.ru_stime, 3)
+        largest = rusage.ru_maxrss * MAXRSS_UNIT
+        # Linux keeps, as a process's maxrss, the memory it had before its exec: the leader was
+        # spawned from petit's own memory, so up to petit's size its maxrss says nothing of the
+        # task; past it, it can only be the task's (petit's maxrss only grows: read it after).
+        if largest <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * MAXRSS_UNIT:
+            largest = 0
+        return cpu, max(self._sampled_peak, largest)
+
+
+def _leader_rss(pid: int) -> int:
+    """The resident bytes of `pid` now; 0 when it already ended (a zombie has no memory)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * PAGE_BYTES
+    except (OSError, IndexError, ValueError):  # no /proc (macOS), or gone
+        return 0
