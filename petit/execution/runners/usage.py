@@ -11,8 +11,10 @@ import sys
 
 import psutil
 
-# Often enough to see a task that holds its memory for a second, rarely enough to cost nothing
-# beside the task: an attempt that ends before the first sample is never sampled at all.
+# The first sample soon, so that a task of a fraction of a second is seen too; then twice as
+# long after each, up to every half second: rarely enough to cost nothing beside the task. An
+# attempt that ends before the first sample (`true`) is never sampled at all.
+FIRST_SAMPLE_SECS = 0.05
 SAMPLE_SECS = 0.5
 # ru_maxrss is in KiB on Linux and in bytes on macOS
 MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
@@ -26,14 +28,16 @@ class TreeUsage:
     def __init__(self, pid: int, started: float) -> None:
         self._pid = pid
         self._leader: psutil.Process | None = None
-        self.next_sample_at = started + SAMPLE_SECS
+        self._interval = FIRST_SAMPLE_SECS
+        self.next_sample_at = started + FIRST_SAMPLE_SECS
         # bytes: the largest sum of the tree's RSS seen at once, from the leader's own at start
         # (one small read, so that even a task shorter than a sample has a peak)
         self._sampled_peak = _leader_rss(pid)
 
     def sample(self, now: float) -> None:
         """Add up the resident memory of the leader and its descendants, as they are now."""
-        self.next_sample_at = now + SAMPLE_SECS
+        self._interval = min(self._interval * 2, SAMPLE_SECS)
+        self.next_sample_at = now + self._interval
         try:
             if self._leader is None:
                 self._leader = psutil.Process(self._pid)
