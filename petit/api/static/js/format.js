@@ -23,6 +23,18 @@ export function duration(ms) {
   return `${whole}s`;
 }
 
+/** What a run or task used, as `petit show` prints it: "cpu 1.23s, peak 45 MiB"; "–" when
+ * nothing was measured. */
+export function usage(item) {
+  const words = [];
+  if (item.cpu_secs !== null && item.cpu_secs !== undefined) words.push(`cpu ${item.cpu_secs.toFixed(2)}s`);
+  if (item.max_rss_bytes !== null && item.max_rss_bytes !== undefined) {
+    const mib = item.max_rss_bytes / 2 ** 20;
+    words.push(`peak ${mib >= 1024 ? `${(mib / 1024).toFixed(1)} GiB` : `${mib.toFixed(mib >= 10 ? 0 : 1)} MiB`}`);
+  }
+  return words.length ? words.join(", ") : "–";
+}
+
 /** "1 line", "2 lines" */
 export function plural(count, noun) {
   return `${count} ${noun}${count === 1 ? "" : "s"}`;

@@ -4,7 +4,7 @@
 
 import { get, post, query, readStream } from "./api.js";
 import { button, fill, h, path } from "./dom.js";
-import { clock, duration, elapsed, isTerminal, plural, triggerLabel } from "./format.js";
+import { clock, duration, elapsed, isTerminal, plural, triggerLabel, usage } from "./format.js";
 import { drawGantt } from "./gantt.js";
 import { LogView } from "./logview.js";
 import { svgEl } from "./svg.js";
@@ -88,7 +88,7 @@ class RunView {
       h("section", { class: "card", "aria-labelledby": "tasks-h" },
         h("h2", { id: "tasks-h" }, "Tasks"),
         h("div", { class: "scroll" }, h("table", { id: "tasks" },
-          h("thead", {}, h("tr", {}, ...["Task", "Status", "Attempts", "Exit code", "Duration", "Started", "Error", ""].map((t) => h("th", { scope: "col" }, t)))),
+          h("thead", {}, h("tr", {}, ...["Task", "Status", "Attempts", "Exit code", "Duration", "Used", "Started", "Error", ""].map((t) => h("th", { scope: "col" }, t)))),
           this.tasksBody))),
       h("section", { class: "card", "aria-labelledby": "gantt-h" },
         h("h2", { id: "gantt-h" }, "Timeline"), h("div", { class: "scroll" }, this.gantt)),
@@ -153,6 +153,7 @@ class RunView {
       fire, jitter,
       run.started_at ? `, started ${clock(run.started_at, now)}` : `, created ${clock(run.created_at, now)}`,
       took !== null ? `, ${isTerminal(run.status) ? "took" : "running for"} ${duration(took)}` : "",
+      isTerminal(run.status) && usage(run) !== "–" ? `, used ${usage(run)}` : "",
       run.error ? h("span", { class: "error" }, ` · ${run.error}`) : "");
   }
 
@@ -163,6 +164,7 @@ class RunView {
       h("td", { class: "attempts" }, String(task.attempts)),
       h("td", { class: "exit-code" }, task.exit_code ?? "", task.timed_out ? " (timed out)" : ""),
       h("td", { class: "duration" }, duration(elapsed(task, now))),
+      h("td", { class: "usage" }, usage(task)),
       h("td", {}, task.started_at ? clock(task.started_at, now) : ""),
       h("td", { class: "error" }, task.error || ""),
       h("td", {}, button("Logs", () => this.showLog(task.task_id, null), { class: "link", "aria-label": `Show the log of ${task.task_id}` })),
