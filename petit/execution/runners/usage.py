@@ -9,8 +9,6 @@ import os
 import resource
 import sys
 
-import psutil
-
 # The first sample soon, so that a task of a fraction of a second is seen too; then twice as
 # long after each, up to every half second: rarely enough to cost nothing beside the task. An
 # attempt that ends before the first sample (`true`) is never sampled at all.
@@ -27,30 +25,17 @@ class TreeUsage:
 
     def __init__(self, pid: int, started: float) -> None:
         self._pid = pid
-        self._leader: psutil.Process | None = None
         self._interval = FIRST_SAMPLE_SECS
         self.next_sample_at = started + FIRST_SAMPLE_SECS
-        # bytes: the largest sum of the tree's RSS seen at once, from the leader's own at start
-        # (one small read, so that even a task shorter than a sample has a peak)
-        self._sampled_peak = _leader_rss(pid)
+        # bytes: the largest sum of the tree's RSS seen at once, from the leader's own just
+        # after its exec (one small read, so that even a task shorter than a sample has a peak)
+        self._sampled_peak = _rss(pid)
 
     def sample(self, now: float) -> None:
         """Add up the resident memory of the leader and its descendants, as they are now."""
         self._interval = min(self._interval * 2, SAMPLE_SECS)
         self.next_sample_at = now + self._interval
-        try:
-            if self._leader is None:
-                self._leader = psutil.Process(self._pid)
-            members = [self._leader, *self._leader.children(recursive=True)]
-        except psutil.Error:  # the leader is gone (or a zombie): wait4 has the rest
-            return
-        total = 0
-        for member in members:
-            try:
-                total += member.memory_info().rss
-            except psutil.Error:  # ended between the listing and the reading
-                continue
-        self._sampled_peak = max(self._sampled_peak, total)
+        self._sampled_peak = max(self._sampled_peak, _tree_rss(self._pid))
 
     def totals(self, rusage: resource.struct_rusage) -> tuple[float, int]:
         """(CPU seconds, peak bytes) from the reaped leader's rusage and the samples: the peak
@@ -65,10 +50,26 @@ class TreeUsage:
         return cpu, max(self._sampled_peak, largest)
 
 
-def _leader_rss(pid: int) -> int:
+def _rss(pid: int) -> int:
     """The resident bytes of `pid` now; 0 when it already ended (a zombie has no memory)."""
     try:
         with open(f"/proc/{pid}/statm", "rb") as statm:
             return int(statm.read().split()[1]) * PAGE_BYTES
     except (OSError, IndexError, ValueError):  # no /proc (macOS), or gone
         return 0
+
+
+def _tree_rss(pid: int) -> int:
+    """The resident bytes of `pid` and its descendants, found through each thread's children
+    in /proc (a walk of the tree alone: psutil's would read every process of the machine)."""
+    total, todo = 0, [pid]
+    while todo:
+        member = todo.pop()
+        total += _rss(member)
+        try:
+            for thread in os.listdir(f"/proc/{member}/task"):
+                with open(f"/proc/{member}/task/{thread}/children", "rb") as children:
+                    todo.extend(map(int, children.read().split()))
+        except (OSError, ValueError):  # ended meanwhile: its children are the kernel's now
+            continue
+    return total
