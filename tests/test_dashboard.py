@@ -12,6 +12,7 @@ under .pytest-screenshots/."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 
 import pytest
@@ -306,6 +307,12 @@ def test_run_page_tails_a_running_tasks_log_live(browser, svc):
     )
     assert browser.text(f"{row} .attempts").strip() == "1"
     assert browser.css('svg#gantt rect.attempt[data-task-id="wait"][data-attempt="1"]')
+    # what it used, once ended: the task's CPU and peak memory, and the run's totals
+    used = r"cpu \d+\.\d\ds, peak \d+(\.\d)? MiB"
+    browser.wait(
+        lambda: re.fullmatch(used, browser.text(f"{row} .usage").strip()), "the task's usage"
+    )
+    assert re.search(f", used {used}", browser.text("#run-summary")), browser.text("#run-summary")
 
 
 def test_a_queued_run_shows_as_queued_live_and_is_cancelled_from_its_page(browser, svc):
