@@ -18,6 +18,7 @@ from .enums import (  # the model's vocabulary, imported from here by most of pe
 )
 from .retry import RetryPolicy
 from .timing import DEFAULT_MAX_QUEUED, CatchupPolicy, OverlapPolicy, ScheduleSpec
+from .usage import USAGE_KEYS, usage_totals
 
 
 @functools.cache
@@ -29,10 +30,6 @@ def _field_names(cls: type) -> frozenset[str]:
 # Why a run's unfinished tasks ended, when a stop ended it (also the run's own error).
 CANCELLED = "cancelled"
 INTERRUPTED = "run was interrupted"
-
-
-# what an attempt used, as its AttemptOutcome and its attempt_history entry name it
-USAGE_KEYS = ("cpu_secs", "max_rss_bytes")
 
 
 def now_ms() -> int:
@@ -265,16 +262,6 @@ class TaskRun:
         else:
             kwargs["attempt_history"] = _history_before_it_was_kept(kwargs)
         return cls(**kwargs)
-
-
-def usage_totals(cpu: list[float | None], rss: list[int | None]) -> tuple[float | None, int | None]:
-    """CPU seconds summed and the largest peak, over what was measured (None: nothing was)."""
-    cpu_measured = [secs for secs in cpu if secs is not None]
-    rss_measured = [size for size in rss if size is not None]
-    return (
-        round(sum(cpu_measured), 3) if cpu_measured else None,
-        max(rss_measured) if rss_measured else None,
-    )
 
 
 def _attempt_entry(attempt: int, started_at: int | None) -> dict:
