@@ -13,7 +13,7 @@ from docopt import docopt
 
 from petit.cli.main import usage
 from petit.errors import UsageError
-from petit.service.settings import Settings, db_path, default_of, whole_number
+from petit.service.settings import Inputs, Settings, db_path
 
 
 def parsed(*argv: str) -> dict:
@@ -178,10 +178,10 @@ def test_settings_are_frozen_and_cross_a_process_whole():
 
 
 def test_one_shot_trigger_options_default_from_settings_too():
-    args = parsed("trigger", "jobs", "hello")
-    assert whole_number(args, "--max-tasks") == default_of("--max-tasks") == 4
-    assert whole_number(args, "--keep-runs") == default_of("--keep-runs") == 200
-    assert db_path(args) == os.path.abspath("./petit.db")
+    inputs = Inputs(parsed("trigger", "jobs", "hello"), {})
+    assert inputs.value("max_tasks") == (4, "default")
+    assert inputs.value("keep_runs") == (200, "default")
+    assert db_path(parsed("trigger", "jobs", "hello"), {}) == os.path.abspath("./petit.db")
     typed = parsed("trigger", "jobs", "hello", "--max-tasks", "9", "--db", "/tmp/x.db")
-    assert whole_number(typed, "--max-tasks") == 9
-    assert db_path(typed) == "/tmp/x.db"
+    assert Inputs(typed, {}).value("max_tasks") == (9, "cli")
+    assert db_path(typed, {}) == "/tmp/x.db"

@@ -30,8 +30,8 @@ def open_store(args: dict) -> Store:
     path = db_path(args)
     if not os.path.exists(path):
         raise StorageError(
-            f"{path}: no petit database there; give --db the same path as to petit run "
-            "or petit trigger"
+            f"{path}: no petit database there; give --db (or petit.toml's db) the same path "
+            "as to petit run or petit trigger"
         )
     store = Store(path)
     store.check()
@@ -47,7 +47,7 @@ def known_run(store: Store, run_id: str) -> Run:
 
 def whole_option(args: dict, option: str, default: int | None) -> int | None:
     """A whole-number option of >= 1, or `default` when it is not given."""
-    return default if args[option] is None else whole_number(args, option)
+    return default if args[option] is None else whole_number(option, args[option])
 
 
 def table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:

@@ -258,8 +258,9 @@ class Scheduler:
         self._publish_jobs()
         log.info("scheduler %s", "paused" if paused else "resumed")
 
-    def reload(self, jobs_dir: str, now: datetime) -> dict:
-        jobs = load_jobs(jobs_dir)  # raises ConfigError: the old jobs stay
+    def reload(self, jobs_dir: str, now: datetime, defaults=None) -> dict:
+        """JOBS_DIR read again, with the petit.toml [defaults] read at start (`defaults`)."""
+        jobs = load_jobs(jobs_dir, defaults)  # raises ConfigError: the old jobs stay
         added = sorted(set(jobs) - set(self.jobs))
         removed = sorted(set(self.jobs) - set(jobs))
         self.runs.jobs = jobs
