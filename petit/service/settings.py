@@ -82,8 +82,10 @@ class Settings:
                 for key, value in defaults.items()
             ]
         width = max(len(key) for key, _, _ in rows) + 2
-        values = min(max(len(value) for _, value, _ in rows), 48) + 2
-        return [f"{key:<{width}}{value:<{values}}{source}".rstrip() for key, value, source in rows]
+        values = min(max(len(value) for _, value, _ in rows), 48)
+        return [
+            f"{key:<{width}}{value:<{values}}  {source}".rstrip() for key, value, source in rows
+        ]
 
 
 def _text(value) -> str:
@@ -292,7 +294,7 @@ def _file_values(config: ConfigFile) -> dict[str, tuple[object, str]]:
 
 def _type_name(value) -> str:
     name = next((word for kind, word in _TOML_TYPES.items() if type(value) is kind), None)
-    return f"{name or type(value).__name__} {str(value)[:60]!r}"
+    return f"{name or type(value).__name__} {repr(value)[:60]}"
 
 
 def read_token_file(path: str, name: str) -> str:
