@@ -13,8 +13,8 @@ import sys
 
 import pytest
 from harness import Service
-from jobfiles import job_yaml, write_job
-from processes import MARK, PETIT, run_petit
+from jobfiles import EXAMPLES, job_yaml, write_job
+from processes import MARK, PETIT, ROOT, run_petit
 
 from petit.jobs.defaults import with_defaults
 from petit.jobs.loader import JOB_KEYS, load_jobs
@@ -387,3 +387,21 @@ def test_a_missing_config_path_is_an_error_but_no_petit_toml_is_not(tmp_path, jo
     result = run_petit("--config", "nope.toml", "validate", "jobs", cwd=str(tmp_path))
     assert (result.returncode, result.stderr) == (2, "petit: --config nope.toml: no such file\n")
     assert run_petit("validate", "jobs", cwd=str(tmp_path), env=clean_env()).returncode == 0
+
+
+def test_the_example_file_is_the_one_the_docs_show_and_it_works():
+    with open(os.path.join(ROOT, "examples", "petit.toml")) as handle:
+        example = handle.read()
+    with open(os.path.join(ROOT, "docs", "service.md")) as handle:
+        docs = handle.read()
+    assert f"```toml\n{example}```" in docs
+    result = run_petit(
+        "--config",
+        os.path.join(ROOT, "examples", "petit.toml"),
+        "run",
+        EXAMPLES,
+        "--print-config",
+        env=clean_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "examples/petit.toml line 28" in result.stdout  # [defaults] environment

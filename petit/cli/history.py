@@ -30,8 +30,8 @@ def open_store(args: dict) -> Store:
     path = db_path(args)
     if not os.path.exists(path):
         raise StorageError(
-            f"{path}: no petit database there; give --db (or petit.toml's db) the same path "
-            "as to petit run or petit trigger"
+            f"{path}: no petit database there; give --db the same path as to petit run "
+            "or petit trigger"
         )
     store = Store(path)
     store.check()
