@@ -207,7 +207,7 @@ _DERIVED = {"socket", "api_token"}  # chosen after the others: they depend on db
 # socket has none: it follows the db (Inputs.socket)
 _DEFAULTS = {f.name: None if f.default is MISSING else f.default for f in fields(Settings)}
 _DEFAULTS["db"] = DEFAULT_DB
-_KIND_WORDS = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
+_KIND_WORDS = {str: "a string", int: "an integer", bool: "true or false", (int, float): "a number"}
 _TOML_TYPES = {str: "string", int: "integer", float: "float", bool: "boolean", dict: "table"}
 
 
@@ -228,10 +228,10 @@ class Inputs:
         if key == "api":
             typed = False if typed else None  # --no-api can only say no
         if typed is not None:
-            return _checked(option, option.flag, typed, os.getcwd()), "cli"
+            return _checked(option, typed, "cli", os.getcwd()), "cli"
         if self.environ.get(option.env):
-            raw = self.environ[option.env]
-            return _checked(option, option.env, raw, os.getcwd()), f"env {option.env}"
+            source = f"env {option.env}"
+            return _checked(option, self.environ[option.env], source, os.getcwd()), source
         if key in self._file:
             return self._file[key]
         default = _DEFAULTS[key]
@@ -262,8 +262,9 @@ def blamed(option: Option, source: str) -> str:
     return option.env if source.startswith("env ") else f"{source}: {option.key}"
 
 
-def _checked(option: Option, name: str, raw, base: str):
-    value = option.check(name, raw)
+def _checked(option: Option, raw, source: str, base: str):
+    """The option's value checked, blaming its source; a path made absolute from `base`."""
+    value = option.check(blamed(option, source), raw)
     return os.path.abspath(os.path.join(base, value)) if option.is_path else value
 
 
@@ -284,11 +285,10 @@ def _file_values(config: ConfigFile) -> dict[str, tuple[object, str]]:
                 raise UsageError(f"{where}: defaults: expected a table, got {_type_name(raw)}")
             continue
         option = OPTIONS[key]
-        kinds = option.kind if isinstance(option.kind, tuple) else (option.kind,)
-        if not isinstance(raw, kinds) or (isinstance(raw, bool) and bool not in kinds):
-            expected = " or ".join(_KIND_WORDS[kind] for kind in kinds)
+        if not isinstance(raw, option.kind) or (isinstance(raw, bool) and option.kind is not bool):
+            expected = _KIND_WORDS[option.kind]
             raise UsageError(f"{where}: {key}: expected {expected}, got {_type_name(raw)}")
-        values[key] = (_checked(option, f"{where}: {key}", raw, config.directory), where)
+        values[key] = (_checked(option, raw, where, config.directory), where)
     return values
 
 
