@@ -217,6 +217,12 @@ def test_the_service_and_its_clients_take_everything_from_petit_toml(
         serial = service.wait_run(service.trigger("serial"))
         assert serial["status"] == "completed", serial  # max_tasks = 1: never both at once
 
+        reload = run_petit("ctl", "reload", cwd=str(tmp_path), env=clean_env())
+        assert reload.returncode == 0, reload.stderr
+        # a reload reads the jobs again with the [defaults] read at start
+        retry = service.get("/api/jobs/flaky").json()["tasks"][0]["retry"]
+        assert retry["max_attempts"] == 1, retry
+
         for _ in range(3):
             service.wait_run(service.trigger("tick"))
         runs = run_petit("runs", "tick", "--json", cwd=str(tmp_path), env=clean_env())
@@ -249,6 +255,8 @@ def test_trigger_validate_and_list_see_the_defaults_too(tmp_path):
         'db = "t.db"\n[defaults]\nretry = {max_attempts = 1}\n'
         'environment = {GREETING = "from-defaults"}\n',
     )
+    validated = run_petit("validate", "jobs", cwd=str(tmp_path), env=clean_env())
+    assert validated.stdout.endswith("1 job(s) valid in jobs, with the [defaults] of petit.toml\n")
     listed = run_petit("list", "jobs", "--json", cwd=str(tmp_path), env=clean_env())
     assert json.loads(listed.stdout)[0]["tasks"][0]["retry"]["max_attempts"] == 1
     result = run_petit("trigger", "jobs", "flaky", cwd=str(tmp_path), env=clean_env())

@@ -23,12 +23,16 @@ def _jobs(args: dict, inputs=None) -> dict:
 
 def cmd_validate(args: dict) -> int:
     from ..core.text import one_line
+    from ..service.settings import Inputs
 
-    jobs = _jobs(args)
+    inputs = Inputs(args)
+    jobs = _jobs(args, inputs)
     for job in jobs.values():  # a file name may hold a newline or escape codes: one line each
         parts = [f"{len(job.tasks)} task(s)", _schedule_text(job), _policy_text(job)]
         print(f"ok  {job.id}: {', '.join(p for p in parts if p)}  ({one_line(job.source)})")
-    print(f"{len(jobs)} job(s) valid in {args['JOBS_DIR']}")
+    defaults = inputs.config and inputs.config.defaults
+    with_defaults = f", with the [defaults] of {one_line(inputs.config.path)}" if defaults else ""
+    print(f"{len(jobs)} job(s) valid in {args['JOBS_DIR']}{with_defaults}")
     return 0
 
 
