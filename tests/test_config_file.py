@@ -16,6 +16,7 @@ from harness import Service
 from jobfiles import EXAMPLES, job_yaml, write_job
 from processes import MARK, PETIT, ROOT, run_petit
 
+from petit.errors import ConfigError
 from petit.jobs.defaults import with_defaults
 from petit.jobs.loader import JOB_KEYS, load_jobs
 from petit.service.config_file import key_lines, read_config_file
@@ -413,3 +414,23 @@ def test_the_example_file_is_the_one_the_docs_show_and_it_works():
     )
     assert result.returncode == 0, result.stderr
     assert "examples/petit.toml line 28" in result.stdout  # [defaults] environment
+
+
+def test_a_default_timeout_is_checked_once_and_fills_each_task_without_one(tmp_path):
+    (tmp_path / "jobs").mkdir()
+    write_job(tmp_path / "jobs", "a.yaml", job_yaml("a", "true"))
+    write_job(
+        tmp_path / "jobs",
+        "b.yaml",
+        job_yaml("b", "true").replace("    type:", "    timeout: 5s\n    type:"),
+    )
+    good = read_config_file(write(tmp_path / "good.toml", "[defaults]\ntimeout = '10m'\n"))
+    jobs = load_jobs(str(tmp_path / "jobs"), good)
+    assert (jobs["a"].tasks[0].timeout_secs, jobs["b"].tasks[0].timeout_secs) == (600, 5)
+    bad = read_config_file(write(tmp_path / "bad.toml", "\n[defaults]\ntimeout = '10 s'\n"))
+    with pytest.raises(ConfigError) as caught:
+        load_jobs(str(tmp_path / "jobs"), bad)
+    (error,) = caught.value.errors  # once, not once per job
+    assert error.startswith(
+        f"{tmp_path}/bad.toml line 3: defaults.timeout: invalid duration '10 s'"
+    )

@@ -208,13 +208,13 @@ def load_jobs(jobs_dir: str, defaults: DefaultsSource | None = None) -> dict[str
     """Load and validate every job file in `jobs_dir`, with petit.toml's [defaults] (when given)
     filled in where a job leaves them out. Raises ConfigError listing every problem."""
     problems = Problems()
-    table = _defaults_table(problems, defaults)
     if not os.path.isdir(jobs_dir):
         raise ConfigError([f"{jobs_dir}: not a directory of job files"])
     try:
         paths = job_files(jobs_dir)
     except OSError as exc:
         raise ConfigError([f"{jobs_dir}: cannot list job files: {exc.strerror}"]) from exc
+    table = _defaults_table(problems, defaults)
     jobs: dict[str, Job] = {}
     for path in paths:
         with problems.within(path):
