@@ -434,3 +434,15 @@ def test_a_default_timeout_is_checked_once_and_fills_each_task_without_one(tmp_p
     assert error.startswith(
         f"{tmp_path}/bad.toml line 3: defaults.timeout: invalid duration '10 s'"
     )
+
+
+def test_the_api_asks_for_the_token_of_the_token_file(service, tmp_path):
+    token = "t0ken-" + os.urandom(8).hex()
+    write(tmp_path / "token", token + "\n")
+    os.chmod(tmp_path / "token", 0o600)
+    config = write(tmp_path / "petit.toml", "api_token_file = 'token'\n")
+    running = service({"tick": job_yaml("tick", "echo tick")}, "--config", config, api=True)
+    assert running.get("/api/jobs").status == 401
+    authorized = running.get("/api/jobs", headers={"Authorization": f"Bearer {token}"})
+    assert authorized.status == 200
+    assert token not in running.log()
