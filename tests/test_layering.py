@@ -42,6 +42,7 @@ SUPERVISOR_SIDE = {
     "service.hub",
     "service.entry",
     "service.settings",
+    "service.config_file",
 }
 SUPERVISOR_MAY_IMPORT = {"errors", "logconf", "ipc", *SUPERVISOR_SIDE}
 # What the modules every command loads may import at module level; the rest is imported inside

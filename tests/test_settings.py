@@ -13,7 +13,7 @@ from docopt import docopt
 
 from petit.cli.main import usage
 from petit.errors import UsageError
-from petit.service.settings import Settings, db_path, default_of, whole_number
+from petit.service.settings import Inputs, Settings, db_path
 
 
 def parsed(*argv: str) -> dict:
@@ -178,10 +178,49 @@ def test_settings_are_frozen_and_cross_a_process_whole():
 
 
 def test_one_shot_trigger_options_default_from_settings_too():
-    args = parsed("trigger", "jobs", "hello")
-    assert whole_number(args, "--max-tasks") == default_of("--max-tasks") == 4
-    assert whole_number(args, "--keep-runs") == default_of("--keep-runs") == 200
-    assert db_path(args) == os.path.abspath("./petit.db")
+    inputs = Inputs(parsed("trigger", "jobs", "hello"), {})
+    assert inputs.value("max_tasks") == (4, "default")
+    assert inputs.value("keep_runs") == (200, "default")
+    assert db_path(parsed("trigger", "jobs", "hello"), {}) == os.path.abspath("./petit.db")
     typed = parsed("trigger", "jobs", "hello", "--max-tasks", "9", "--db", "/tmp/x.db")
-    assert whole_number(typed, "--max-tasks") == 9
-    assert db_path(typed) == "/tmp/x.db"
+    assert Inputs(typed, {}).value("max_tasks") == (9, "cli")
+    assert db_path(typed, {}) == "/tmp/x.db"
+
+
+@pytest.mark.parametrize(
+    "variable, value, field, expected",
+    [
+        ("PETIT_DB", "/srv/env.db", "db", "/srv/env.db"),
+        ("PETIT_SOCKET", "/tmp/env.sock", "socket", "/tmp/env.sock"),
+        ("PETIT_API", "false", "api", False),
+        ("PETIT_API_HOST", "::1", "api_host", "::1"),
+        ("PETIT_API_PORT", "9100", "api_port", 9100),
+        ("PETIT_MAX_JOBS", "3", "max_jobs", 3),
+        ("PETIT_MAX_TASKS", "2", "max_tasks", 2),
+        ("PETIT_KEEP_RUNS", "9", "keep_runs", 9),
+        ("PETIT_SHUTDOWN_TIMEOUT", "1.5", "shutdown_timeout", 1.5),
+        ("PETIT_LOG_LEVEL", "debug", "log_level", "debug"),
+    ],
+)
+def test_each_option_has_its_variable_under_the_command_line(variable, value, field, expected):
+    built = settings(environ={variable: value})
+    assert (getattr(built, field), built.sources[field]) == (expected, f"env {variable}")
+    assert settings(environ={variable: ""}).sources[field].startswith("default")
+
+
+@pytest.mark.parametrize(
+    "variable, value, error",
+    [
+        ("PETIT_MAX_TASKS", "0", "PETIT_MAX_TASKS must be at least 1, got 0"),
+        ("PETIT_API_PORT", "http", "PETIT_API_PORT expects a whole number, got 'http'"),
+        ("PETIT_API", "maybe", "PETIT_API must be true or false, got 'maybe'"),
+    ],
+)
+def test_a_bad_variable_is_named_like_an_option(variable, value, error):
+    with pytest.raises(UsageError) as caught:
+        settings(environ={variable: value})
+    assert str(caught.value) == error
+
+
+def test_the_token_is_never_in_the_repr_of_settings():
+    assert "s3cret" not in repr(settings("--api-token", "s3cret"))

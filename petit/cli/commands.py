@@ -12,15 +12,27 @@ import threading
 from datetime import UTC, datetime
 
 
+def _jobs(args: dict, inputs=None) -> dict:
+    """JOBS_DIR loaded with petit.toml's [defaults], as `petit run` loads it: every command
+    sees the same jobs."""
+    from ..jobs.loader import load_jobs
+    from ..service.settings import Inputs
+
+    return load_jobs(args["JOBS_DIR"], (inputs or Inputs(args)).config)
+
+
 def cmd_validate(args: dict) -> int:
     from ..core.text import one_line
-    from ..jobs.loader import load_jobs
+    from ..service.settings import Inputs
 
-    jobs = load_jobs(args["JOBS_DIR"])
+    inputs = Inputs(args)
+    jobs = _jobs(args, inputs)
     for job in jobs.values():  # a file name may hold a newline or escape codes: one line each
         parts = [f"{len(job.tasks)} task(s)", _schedule_text(job), _policy_text(job)]
         print(f"ok  {job.id}: {', '.join(p for p in parts if p)}  ({one_line(job.source)})")
-    print(f"{len(jobs)} job(s) valid in {args['JOBS_DIR']}")
+    defaults = inputs.config and inputs.config.defaults
+    with_defaults = f", with the [defaults] of {one_line(inputs.config.path)}" if defaults else ""
+    print(f"{len(jobs)} job(s) valid in {args['JOBS_DIR']}{with_defaults}")
     return 0
 
 
@@ -60,9 +72,7 @@ def _policy_text(job) -> str:
 
 
 def cmd_list(args: dict) -> int:
-    from ..jobs.loader import load_jobs
-
-    jobs = load_jobs(args["JOBS_DIR"])
+    jobs = _jobs(args)
     now = datetime.now(UTC)
     if args["--json"]:
         print(json.dumps([_job_json(job, now) for job in jobs.values()], indent=2))
@@ -99,21 +109,22 @@ def cmd_trigger(args: dict) -> int:
     from ..execution.engine import RunEngine
     from ..execution.recorder import RunRecorder
     from ..ipc.instance import hold_instance_lock
-    from ..jobs.loader import load_jobs
-    from ..service.settings import db_path, whole_number
+    from ..service.settings import Inputs
     from ..storage.store import Store
 
     # Bad option values are usage errors, and must be found before a run is recorded: a run
     # created and then abandoned would stay "pending" in the db until the next recovery.
-    keep_runs = whole_number(args, "--keep-runs")
-    max_tasks = whole_number(args, "--max-tasks")
-    jobs = load_jobs(args["JOBS_DIR"])
+    inputs = Inputs(args)
+    keep_runs, _ = inputs.value("keep_runs")
+    max_tasks, _ = inputs.value("max_tasks")
+    db, _ = inputs.value("db")
+    jobs = _jobs(args, inputs)
     job = jobs.get(args["JOB_ID"])
     if job is None:
         known = ", ".join(jobs) or "none"
         print(f"petit: unknown job {args['JOB_ID']!r}; known jobs: {known}", file=sys.stderr)
         return 1
-    store = Store(db_path(args), keep_runs=keep_runs)
+    store = Store(db, keep_runs=keep_runs)
     store.check()
     hold_instance_lock(
         store.db_path
@@ -180,9 +191,17 @@ def cmd_trigger(args: dict) -> int:
 
 def cmd_run(args: dict) -> int:
     from ..service.settings import Settings
+
+    settings = Settings.from_command_line(args)
+    if args["--print-config"]:
+        from ..jobs.loader import check_defaults
+
+        check_defaults(settings.config)  # the supervisor leaves the jobs to the worker
+        print("\n".join(settings.describe()))
+        return 0
     from ..service.supervisor import serve
 
-    return serve(Settings.from_command_line(args))
+    return serve(settings)
 
 
 def cmd_ctl(args: dict) -> int:

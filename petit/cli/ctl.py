@@ -17,11 +17,11 @@ def usage_lines() -> list[str]:
     """The `petit ctl` lines of the usage text: the verbs without arguments on one line, then
     one line for each verb that takes some. (Streaming verbs have commands of their own.)"""
     plain = [c.verb for c in CTL_COMMANDS if not _placeholders(c)]
-    lines = [f"  petit [--db PATH] ctl ({' | '.join(plain)}) {CTL_OPTIONS}"]
+    lines = [f"  petit [--config PATH] [--db PATH] ctl ({' | '.join(plain)}) {CTL_OPTIONS}"]
     for command in CTL_COMMANDS:
         if _placeholders(command):
             words = " ".join([command.verb, *_placeholders(command)])
-            lines.append(f"  petit [--db PATH] ctl {words} {CTL_OPTIONS}")
+            lines.append(f"  petit [--config PATH] [--db PATH] ctl {words} {CTL_OPTIONS}")
     return lines
 
 

@@ -47,7 +47,7 @@ def known_run(store: Store, run_id: str) -> Run:
 
 def whole_option(args: dict, option: str, default: int | None) -> int | None:
     """A whole-number option of >= 1, or `default` when it is not given."""
-    return default if args[option] is None else whole_number(args, option)
+    return default if args[option] is None else whole_number(option, args[option])
 
 
 def table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:

@@ -27,21 +27,24 @@ EXIT_USAGE = 2
 _USAGE = """petit — a small, dependable job orchestrator for one machine.
 
 Usage:
-  petit [--db PATH] run JOBS_DIR [--no-api] [--api-port PORT] [--api-host HOST] [--api-token TOKEN]
-                    [--public-url URL] [--max-jobs N] [--max-tasks N] [--keep-runs N]
-                    [--socket PATH] [--shutdown-timeout SECS] [--log-level LEVEL]
-  petit validate JOBS_DIR
-  petit list JOBS_DIR [--json]
-  petit [--db PATH] trigger JOBS_DIR JOB_ID [--max-tasks N] [--keep-runs N]
-  petit [--db PATH] runs [JOB_ID] [--limit N] [--status STATUS] [--json]
-  petit [--db PATH] show RUN_ID [--json]
-  petit [--db PATH] logs RUN_ID [TASK_ID] [--attempt N] [-f] [--socket PATH]
-  petit [--db PATH] watch [JOB_ID] [--socket PATH]
+  petit [--config PATH] [--db PATH] run JOBS_DIR [--no-api] [--api-port PORT] [--api-host HOST]
+                    [--api-token TOKEN] [--api-token-file PATH] [--public-url URL]
+                    [--max-jobs N] [--max-tasks N] [--keep-runs N] [--socket PATH]
+                    [--shutdown-timeout SECS] [--log-level LEVEL] [--print-config]
+  petit [--config PATH] validate JOBS_DIR
+  petit [--config PATH] list JOBS_DIR [--json]
+  petit [--config PATH] [--db PATH] trigger JOBS_DIR JOB_ID [--max-tasks N] [--keep-runs N]
+  petit [--config PATH] [--db PATH] runs [JOB_ID] [--limit N] [--status STATUS] [--json]
+  petit [--config PATH] [--db PATH] show RUN_ID [--json]
+  petit [--config PATH] [--db PATH] logs RUN_ID [TASK_ID] [--attempt N] [-f] [--socket PATH]
+  petit [--config PATH] [--db PATH] watch [JOB_ID] [--socket PATH]
 {ctl}
   petit (-h | --help)
   petit --version
 
 Options:
+  --config PATH            The petit.toml to read (default ./petit.toml when there is one).
+                           Command line > PETIT_* environment > petit.toml > defaults.
   --db PATH                TinyDB file holding runs and state (default ./petit.db).
   --no-api                 Run without the HTTP API process.
   --api-port PORT          HTTP API port (default 8565).
@@ -49,6 +52,7 @@ Options:
                            (default 127.0.0.1).
   --api-token TOKEN        Require "Authorization: Bearer TOKEN" on the API
                            (or set PETIT_API_TOKEN).
+  --api-token-file PATH    Read the token from this file, which only its owner may read.
   --public-url URL         The origin a reverse proxy serves petit under, such as
                            https://petit.example.com: its Host and Origin are accepted
                            besides loopback ones (or set PETIT_PUBLIC_URL).
@@ -60,6 +64,7 @@ Options:
   --socket PATH            Control socket (default <db>.sock).
   --shutdown-timeout SECS  On shutdown, how long running runs may take to finish (default 30).
   --log-level LEVEL        debug, info, warning or error (default info).
+  --print-config           Print each effective setting and where it came from, then exit.
   --limit N                Most runs listed, newest first (default 20).
   --status STATUS          Only runs with this status: queued, pending, running, completed,
                            failed, interrupted or cancelled.
@@ -68,8 +73,8 @@ Options:
                            (asks the running service, so it works with --no-api too).
   --json                   Machine-readable output.
 
-Exit codes: 0 success; 1 failure (invalid jobs, failed run, error reply); 2 bad usage;
-3 no petit is listening on the control socket.
+Exit codes: 0 success; 1 failure (invalid jobs, failed run, error reply); 2 bad usage
+(or a bad petit.toml); 3 no petit is listening on the control socket.
 """
 
 

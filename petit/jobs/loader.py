@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 from ..core.dag import find_cycle
 from ..core.model import (
@@ -16,6 +19,9 @@ from ..core.model import (
 from ..core.schedule import parse_duration
 from ..core.text import short_repr
 from ..errors import ConfigError
+from .defaults import JOB_KEYS as JOB_DEFAULT_KEYS
+from .defaults import KEYS as DEFAULT_KEYS
+from .defaults import TASK_KEYS, DefaultsSource, located, with_defaults
 from .fields import (
     Problems,
     check_unknown_keys,
@@ -157,8 +163,50 @@ def job_files(jobs_dir: str) -> list[str]:
     )
 
 
-def load_jobs(jobs_dir: str) -> dict[str, Job]:
-    """Load and validate every job file in `jobs_dir`. Raises ConfigError listing every problem."""
+class _ProbeProblems(Problems):
+    """The problems of the probe job that stands for the defaults, without the job and task
+    labels parse_job adds: those name nothing a user wrote."""
+
+    @contextmanager
+    def within(self, label: str) -> Iterator[None]:
+        with nullcontext() if _PROBE in label else super().within(label):
+            yield
+
+
+_PROBE = "petit.toml-defaults"
+
+
+def _defaults_table(problems: Problems, source: DefaultsSource | None) -> dict:
+    """petit.toml's [defaults], checked once by the readers of the job and task keys they fill
+    (a probe job made of them); {} when absent or unusable, each problem on its file line."""
+    table = source.defaults if source is not None else {}
+    if not table:
+        return {}
+    found = _ProbeProblems()
+    for key in table:
+        if key not in DEFAULT_KEYS:
+            close = difflib.get_close_matches(key, DEFAULT_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            found.add(f"{key}: unknown key{hint}: expected one of {', '.join(DEFAULT_KEYS)}")
+    task = {"id": _PROBE, "command": "true", **{k: table[k] for k in TASK_KEYS if k in table}}
+    job = {"id": _PROBE, "name": _PROBE, "tasks": [task]}
+    job.update({k: table[k] for k in JOB_DEFAULT_KEYS if k in table})
+    parse_job(found, job, source.path)
+    problems.lines += [located(source, line) for line in found.lines]
+    return {} if found.lines else dict(table)
+
+
+def check_defaults(source: DefaultsSource | None) -> None:
+    """Raises ConfigError naming every problem of petit.toml's [defaults]."""
+    problems = Problems()
+    _defaults_table(problems, source)
+    if problems.lines:
+        raise ConfigError(problems.lines)
+
+
+def load_jobs(jobs_dir: str, defaults: DefaultsSource | None = None) -> dict[str, Job]:
+    """Load and validate every job file in `jobs_dir`, with petit.toml's [defaults] (when given)
+    filled in where a job leaves them out. Raises ConfigError listing every problem."""
     problems = Problems()
     if not os.path.isdir(jobs_dir):
         raise ConfigError([f"{jobs_dir}: not a directory of job files"])
@@ -166,6 +214,7 @@ def load_jobs(jobs_dir: str) -> dict[str, Job]:
         paths = job_files(jobs_dir)
     except OSError as exc:
         raise ConfigError([f"{jobs_dir}: cannot list job files: {exc.strerror}"]) from exc
+    table = _defaults_table(problems, defaults)
     jobs: dict[str, Job] = {}
     for path in paths:
         with problems.within(path):
@@ -177,7 +226,7 @@ def load_jobs(jobs_dir: str) -> dict[str, Job]:
             if data is None:
                 problems.add("file is empty: expected one job (a map with id, name and tasks)")
                 continue
-            job = parse_job(problems, data, path)
+            job = parse_job(problems, with_defaults(data, table), path)
             if job is not None and job.id in jobs:
                 problems.add(
                     f"job '{job.id}': duplicate job id (also defined in {jobs[job.id].source})"

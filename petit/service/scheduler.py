@@ -19,6 +19,7 @@ from ..core.views import job_summary
 from ..errors import PetitError, StorageError
 from ..execution.engine import RunEngine
 from ..execution.recorder import RunRecorder
+from ..jobs.defaults import DefaultsSource
 from ..jobs.loader import load_jobs
 from ..storage.store import Store
 from .metrics import MetricsCollector
@@ -258,8 +259,9 @@ class Scheduler:
         self._publish_jobs()
         log.info("scheduler %s", "paused" if paused else "resumed")
 
-    def reload(self, jobs_dir: str, now: datetime) -> dict:
-        jobs = load_jobs(jobs_dir)  # raises ConfigError: the old jobs stay
+    def reload(self, jobs_dir: str, now: datetime, defaults: DefaultsSource | None = None) -> dict:
+        """JOBS_DIR read again, with the petit.toml [defaults] read at start (`defaults`)."""
+        jobs = load_jobs(jobs_dir, defaults)  # raises ConfigError: the old jobs stay
         added = sorted(set(jobs) - set(self.jobs))
         removed = sorted(set(self.jobs) - set(jobs))
         self.runs.jobs = jobs

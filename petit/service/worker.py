@@ -44,7 +44,7 @@ def worker_main(settings: Settings, commands, replies) -> None:
         # the supervisor leaves validation to this process, so that it never loads yaml,
         # the job timetable or tinydb itself: the long-lived parent stays small
         store.check()
-        jobs = load_jobs(settings.jobs_dir)
+        jobs = load_jobs(settings.jobs_dir, settings.config)
         scheduler = Scheduler(
             jobs,
             store,
@@ -175,7 +175,7 @@ def _resume(scheduler: Scheduler, settings: Settings, args: dict, now: datetime)
 
 
 def _reload(scheduler: Scheduler, settings: Settings, args: dict, now: datetime) -> dict:
-    return scheduler.reload(settings.jobs_dir, now)
+    return scheduler.reload(settings.jobs_dir, now, settings.config)
 
 
 def _shutdown(scheduler: Scheduler, settings: Settings, args: dict, now: datetime) -> dict:
