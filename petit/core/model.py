@@ -9,7 +9,7 @@ from enum import Enum
 from typing import Protocol
 
 from ..errors import InvalidTransition
-from .retry import RetryPolicy
+from .retry import FailedAttempt, RetryPolicy
 from .text import short_repr
 from .timing import DEFAULT_MAX_QUEUED, CatchupPolicy, OverlapPolicy, ScheduleSpec
 
@@ -144,12 +144,9 @@ class Job:
         return bool(self.schedules)
 
 
-class AttemptOutcome(Protocol):
+class AttemptOutcome(FailedAttempt, Protocol):
     """What the model reads from an attempt's result (execution's AttemptResult is one)."""
 
-    exit_code: int | None
-    error: str | None
-    timed_out: bool
     ended_at: int
 
 
@@ -168,6 +165,7 @@ class TaskRun:
     ended_at: int | None = None
     duration_ms: int | None = None
     timed_out: bool = False
+    next_attempt_at: int | None = None  # while a retry waits: when it starts
     # The runner's opaque, JSON-serialisable handle on the attempt in flight, for recovery
     # after a crash (the local runner's: {"runner": "local", "pid": ..., "created": ...});
     # None while no attempt is in flight.
@@ -184,17 +182,19 @@ class TaskRun:
             self.started_at = now
         # a retry is running again: the previous attempt's end no longer describes the task
         self.ended_at = self.duration_ms = self.exit_code = self.error = self.handle = None
-        self.timed_out = False
+        self.next_attempt_at, self.timed_out = None, False
         self.attempt_history.append(_attempt_entry(self.attempts, now))
 
     def attach(self, handle: dict | None) -> None:
         """Record the runner's handle on the attempt that just started (status stays RUNNING)."""
         self.handle = handle
 
-    def wait_for_retry(self, result: AttemptOutcome) -> None:
+    def wait_for_retry(self, result: AttemptOutcome, now: int, delay_ms: int) -> None:
         # RUNNING -> PENDING: the attempt failed and another one follows after the delay
         self._move((TaskStatus.RUNNING,), TaskStatus.PENDING)
         self._record(result)
+        self.attempt_history[-1] = {**self.attempt_history[-1], "retry_delay_ms": delay_ms}
+        self.next_attempt_at = now + delay_ms
 
     def finish(self, result: AttemptOutcome) -> None:
         # RUNNING -> COMPLETED, RUNNING -> FAILED: the attempt's error says which
@@ -218,7 +218,7 @@ class TaskRun:
         self.error = error
         self.ended_at = now
         self.duration_ms = now - (self.started_at or now)
-        self.handle = None
+        self.handle = self.next_attempt_at = None
         if self._has_open_attempt():
             self._end_attempt(None, False, error, now)
 
@@ -289,7 +289,8 @@ class TaskRun:
             history = data["attempt_history"]
             if not isinstance(history, list) or not all(isinstance(e, dict) for e in history):
                 raise ValueError("attempt_history is not a list of objects")
-            kwargs["attempt_history"] = list(history)
+            # an entry stored before a key was added reads as that key's default
+            kwargs["attempt_history"] = [{**_attempt_entry(0, None), **e} for e in history]
         else:
             kwargs["attempt_history"] = _history_before_it_was_kept(kwargs)
         return cls(**kwargs)
@@ -304,6 +305,7 @@ def _attempt_entry(attempt: int, started_at: int | None) -> dict:
         "exit_code": None,
         "timed_out": False,
         "error": None,
+        "retry_delay_ms": None,  # the delay chosen after this attempt failed, if one followed
     }
 
 
