@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from jobfiles import write_job
 
 from petit.core.schedule import Schedule, parse_duration
 from petit.core.text import short_repr
+from petit.jobs.loader import load_jobs
 
 UTC = UTC
 NEW_YORK = ZoneInfo("America/New_York")
@@ -782,3 +784,37 @@ def test_an_hour_step_keeps_appointments():
 )
 def test_describe(expression, zone, text):
     assert Schedule.parse(expression, zone).describe() == text
+
+
+def test_every_duration_key_of_a_job_file_reads_decimals_and_compound_forms(tmp_path):
+    """Each key that takes a duration goes through parse_duration, so each reads the new forms."""
+    write_job(
+        tmp_path,
+        "up.yaml",
+        "id: up\nname: Up\ntasks:\n  - id: t\n    command: 'true'\n",
+    )
+    write_job(
+        tmp_path,
+        "forms.yaml",
+        """\
+id: forms
+name: Forms
+schedule: "@every 1m30s"
+catchup: latest
+catchup_window: 1.5h
+jitter: 0.5s
+timeout: 1h 30m
+depends_on: [{job: up, condition: within_window, window: 2d12h}]
+tasks:
+  - id: t
+    command: "true"
+    timeout: "0.5s"
+    retry: {max_attempts: 2, delay: 250ms, backoff: 2, max_delay: 1m30s}
+""",
+    )
+    job = load_jobs(str(tmp_path))["forms"]
+    task = job.tasks[0]
+    assert Schedule.parse(job.schedules[0].cron).every_secs == 90
+    assert (job.catchup_window_secs, job.jitter_secs, job.timeout_secs) == (5400, 0.5, 5400)
+    assert job.depends_on[0].window_secs == 216000
+    assert (task.timeout_secs, task.retry.delay_secs, task.retry.max_delay_secs) == (0.5, 0.25, 90)
