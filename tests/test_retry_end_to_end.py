@@ -140,3 +140,22 @@ def test_the_api_shows_when_a_waiting_retry_starts(service, tmp_path):
     assert task["next_attempt_at"] is None
     assert [entry["retry_delay_ms"] for entry in task["attempt_history"]] == [2000, 2500, None]
     assert min(gaps_ms(task["attempt_history"])) >= 1800
+
+
+def test_validate_names_file_job_task_and_field_of_each_bad_retry_value(tmp_path):
+    retry = "{max_attempts: 2, backoff: 0.5, max_delay: 1m1h, on_exit_codes: [75, 300], jitter: 1}"
+    path = write_job(tmp_path, "bad.yaml", one_task_job("exit 1", retry, timeout="1.5.s"))
+    result = run_petit("validate", str(tmp_path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    where = f"{path}: job 'once': task 't'"
+    assert result.stderr.splitlines()[:-1] == [
+        f"{where}: retry: backoff: expected a number from 1 (a fixed delay) to 100, the factor "
+        "of each delay over the previous one, got 0.5",
+        f"{where}: retry: max_delay: invalid duration '1m1h': unit 'h' after 'm': write the "
+        "units largest first",
+        f"{where}: retry: jitter: expected true or false, got 1",
+        f"{where}: retry: on_exit_codes: 300: an exit code is an integer from 0 to 255 (a "
+        "death by signal has none)",
+        f"{where}: timeout: invalid duration '1.5.s': '1.5.s' is not a number with a unit: "
+        "expected numbers with units d, h, m, s or ms, like '30s', '1m30s' or '0.5s'",
+    ]

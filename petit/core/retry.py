@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from .schedule import MAX_DURATION_SECS
 from .text import duration_words
 
-# No delay is longer than the longest duration a job file may write: a backoff of 10 after 100
-# attempts would otherwise be 1e100 seconds, which no timer can wait.
-MAX_DELAY_SECS = 366 * 86400.0
+# No delay is longer than the longest duration a job file may write (366 days): a backoff of 10
+# after 100 attempts would otherwise be 1e99 times the delay, which no timer can wait.
+MAX_DELAY_SECS = float(MAX_DURATION_SECS)
 
 
 class RetryCondition(str, Enum):

@@ -32,7 +32,7 @@ SHORTCUTS = {
 _DURATION_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:(ms|s|m|h|d)(?![A-Za-z])\s*)?", re.ASCII)
 _UNIT_MS = {"d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
 _UNITS = tuple(_UNIT_MS)  # largest first, as they must be written
-_MAX_DURATION_SECS = 366 * 86400
+MAX_DURATION_SECS = 366 * 86400
 # The longest duration text read: a valid one (five parts at most) is far shorter, and a bound
 # keeps a megabyte of digits from costing an exact sum of huge fractions.
 _MAX_DURATION_CHARS = 64
@@ -59,7 +59,7 @@ def parse_duration(text: str, allow_zero: bool = False) -> float:
     total_ms = _duration_ms(text)
     if total_ms == 0 and not allow_zero:
         raise ValueError(f"invalid duration {short_repr(text)}: must be greater than zero")
-    if total_ms > _MAX_DURATION_SECS * 1000:
+    if total_ms > MAX_DURATION_SECS * 1000:
         raise ValueError(f"invalid duration {short_repr(text)}: longer than 366 days")
     return total_ms / 1000
 
