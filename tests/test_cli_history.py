@@ -177,7 +177,9 @@ def test_show_gives_the_run_and_a_table_of_its_tasks(svc):
     # the run's totals: both attempts of t, measured by the local runner
     assert facts["used"] == usage_words(run.cpu_secs, run.max_rss_bytes)
     assert re.fullmatch(r"cpu \d+\.\d\ds, peak \d+(\.\d)? MiB", facts["used"]), facts["used"]
-    header, *tasks = rows(lines[lines.index("") + 1 :])
+    table_start = lines.index("") + 1
+    attempts_start = lines.index("", table_start) + 1
+    header, *tasks = rows(lines[table_start : attempts_start - 1])
     assert header == ["TASK", "STATUS", "ATTEMPTS", "EXIT", "DURATION", "USED", "ERROR"]
     t = run.task("t")
     took = duration_words(t.duration_ms / 1000)
@@ -185,6 +187,29 @@ def test_show_gives_the_run_and_a_table_of_its_tasks(svc):
     assert tasks == [
         ["t", "failed", "2", "3", took, used, "exited with code 3"],
         ["after", "skipped", "0", "-", "-", "-", run.task("after").error],
+    ]
+    # a retried task, attempt by attempt: the delay chosen after each failed one (none here)
+    assert lines[attempts_start] == "task t, attempt by attempt:"
+    header, *attempts = rows([line.strip() for line in lines[attempts_start + 1 :]])
+    assert header == ["ATTEMPT", "STARTED", "EXIT", "DURATION", "RETRY AFTER", "ERROR"]
+    first, second = t.attempt_history
+    assert attempts == [
+        [
+            "1",
+            local(first["started_at"]),
+            "3",
+            duration_words(first["duration_ms"] / 1000),
+            "0ms",
+            "exited with code 3",
+        ],
+        [
+            "2",
+            local(second["started_at"]),
+            "3",
+            duration_words(second["duration_ms"] / 1000),
+            "-",
+            "exited with code 3",
+        ],
     ]
 
 

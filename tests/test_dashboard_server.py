@@ -279,7 +279,17 @@ def test_job_settings_and_schedule_in_words(svc):
             "type": "command",
             "condition": "on_failure",
             "timeout_secs": None,
-            "retry": {"max_attempts": 2, "delay_secs": 1.0, "condition": "transient_only"},
+            "retry": {
+                "max_attempts": 2,
+                "delay_secs": 1.0,
+                "condition": "transient_only",
+                "backoff": 1.0,
+                "max_delay_secs": None,
+                "jitter": False,
+                "on_exit_codes": None,
+                "retry_on_timeout": True,
+                "words": "retry 2 times, after 1.0s, on a timeout only",
+            },
         },
     ]
     assert data(svc, "/api/jobs/quick")["schedule_words"] is None

@@ -128,6 +128,25 @@ def test_retry_waits_its_delay_and_says_so(tmp_path):
     assert retrying.error == "exited with code 1"
 
 
+def test_a_jittered_backoff_is_drawn_once_and_waited_recorded_and_published_alike(
+    tmp_path, monkeypatch
+):
+    draws = iter([0.5, 0.25])
+    monkeypatch.setattr("petit.execution.engine.random.random", lambda: next(draws))
+    h = Harness(tmp_path, {"t": [FAIL, FAIL, OK]})
+    policy = RetryPolicy(2, 0.2, backoff=2, jitter=True)  # 0.2 s then 0.4 s, jittered
+    run = h.execute(task("t", retry=policy))
+    state = run.task("t")
+    assert state.status is TaskStatus.COMPLETED and state.next_attempt_at is None
+    assert [e["retry_delay_ms"] for e in state.attempt_history] == [100, 100, None]
+    retries = h.of(TaskRetrying)
+    assert [r.delay_secs for r in retries] == [0.1, 0.1]
+    for retrying in retries:  # the delay from when it was chosen, just before it was told
+        assert 0 < retrying.next_attempt_at - retrying.at <= 100
+    starts = [at for task_id, _, at in h.runner.start_times if task_id == "t"]
+    assert starts[1] - starts[0] >= 0.1 and starts[2] - starts[1] >= 0.1
+
+
 def test_a_retry_delay_holds_no_slot(tmp_path):
     h = Harness(tmp_path, {"flaky": [FAIL, OK]})
     run = h.execute(task("flaky", retry=retry(1, delay_secs=0.2)), task("other"), max_tasks=1)

@@ -64,7 +64,9 @@ def test_messages_are_views_of_the_live_run_at_the_instant_of_each_event():
     run.task("a").start_attempt(3)
     forwarder.publish(TaskStarted(at=3, **IDS, task_id="a", attempt=1))
     run.task("a").wait_for_retry(
-        SimpleNamespace(exit_code=1, error="exited with code 1", timed_out=False, ended_at=4)
+        SimpleNamespace(exit_code=1, error="exited with code 1", timed_out=False, ended_at=4),
+        4,
+        2500,
     )
     forwarder.publish(
         TaskRetrying(at=4, **IDS, task_id="a", attempt=1, error="x", exit_code=1, delay_secs=2.5)

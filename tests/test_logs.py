@@ -263,7 +263,7 @@ def test_follow_goes_from_attempt_to_attempt_then_ends_with_the_task(store):
         assert follow.step(HEARTBEAT_SECS - 1) == ""
         assert parse(follow.step(HEARTBEAT_SECS)) == [{"comment": "keepalive"}]
 
-        state.wait_for_retry(outcome(1))
+        state.wait_for_retry(outcome(1), 2, 1000)
         store.save_runs([run])
         assert follow.step(HEARTBEAT_SECS + 0.5) == "" and not follow.ended  # a retry is due
         # pinned to attempt 1 (resumed after its first line): over while its retry waits

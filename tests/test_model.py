@@ -28,7 +28,7 @@ def running_task(attempts: int = 1) -> TaskRun:
     state = TaskRun("t", "job-1")
     for _ in range(attempts - 1):
         state.start_attempt(T0)
-        state.wait_for_retry(FAILED)
+        state.wait_for_retry(FAILED, T0 + 300, 1000)
     state.start_attempt(T0 + 100)
     return state
 
@@ -44,7 +44,7 @@ def test_start_attempt_counts_and_keeps_the_first_start():
     state = running_task()
     assert (state.status, state.attempts, state.started_at) == (TaskStatus.RUNNING, 1, T0 + 100)
     state.attach({"runner": "local", "pid": 7, "created": 1.5})
-    state.wait_for_retry(FAILED)
+    state.wait_for_retry(FAILED, T0 + 300, 1000)
     assert (state.status, state.exit_code, state.error) == (TaskStatus.PENDING, 2, FAILED.error)
     assert state.handle is None  # recovery must not aim at a finished attempt
     state.start_attempt(T0 + 900)
@@ -84,7 +84,7 @@ def test_skip_and_abandon():
         300,
     )
     waiting = running_task()
-    waiting.wait_for_retry(FAILED)
+    waiting.wait_for_retry(FAILED, T0 + 300, 1000)
     waiting.abandon("cancelled", T0 + 400)  # PENDING, awaiting a retry
     assert waiting.status is TaskStatus.FAILED
 
@@ -107,7 +107,7 @@ def test_interrupt_skips_or_abandons(attempts, reason, status, error):
 
 def test_interrupt_while_awaiting_a_retry_keeps_the_last_error_without_a_reason():
     state = running_task()
-    state.wait_for_retry(FAILED)
+    state.wait_for_retry(FAILED, T0 + 300, 1000)
     state.interrupt(None, T0 + 1000)
     assert (state.status, state.error) == (TaskStatus.FAILED, FAILED.error)
 
@@ -127,7 +127,7 @@ def finished_task(status: TaskStatus) -> TaskRun:
 
 ILLEGAL_TASK_EDGES = [
     ("pending", "finish", lambda s: s.finish(Result())),
-    ("pending", "wait_for_retry", lambda s: s.wait_for_retry(FAILED)),
+    ("pending", "wait_for_retry", lambda s: s.wait_for_retry(FAILED, T0 + 300, 1000)),
     ("pending", "abandon", lambda s: s.abandon("x", T0)),  # never started: skip it instead
     ("running", "start_attempt", lambda s: s.start_attempt(T0)),
     ("running", "skip", lambda s: s.skip("x")),
@@ -138,7 +138,7 @@ ILLEGAL_TASK_EDGES = [
         for name, edge in [
             ("start_attempt", lambda s: s.start_attempt(T0)),
             ("finish", lambda s: s.finish(Result())),
-            ("wait_for_retry", lambda s: s.wait_for_retry(FAILED)),
+            ("wait_for_retry", lambda s: s.wait_for_retry(FAILED, T0 + 300, 1000)),
             ("skip", lambda s: s.skip("x")),
             ("abandon", lambda s: s.abandon("x", T0)),
         ]
@@ -156,7 +156,7 @@ def test_illegal_task_edges_raise_and_change_nothing(start, name, edge):
         state = running_task()
     elif start == "retrying":
         state = running_task()
-        state.wait_for_retry(FAILED)
+        state.wait_for_retry(FAILED, T0 + 300, 1000)
     else:
         state = finished_task(TaskStatus(start))
     before = state.to_dict()
@@ -330,12 +330,38 @@ def test_an_abandoned_attempt_ends_with_the_reason_and_a_waiting_retry_adds_none
     cut.abandon(CANCELLED, T0 + 400)
     assert _ends(cut) == [(1, T0 + 100, T0 + 400, None, CANCELLED)]
     waiting = running_task()
-    waiting.wait_for_retry(FAILED)
+    waiting.wait_for_retry(FAILED, T0 + 300, 1000)
     waiting.interrupt(INTERRUPTED, T0 + 900)  # no attempt in flight: the failed one stays as it was
     assert _ends(waiting) == [(1, T0 + 100, T0 + 300, 2, "exited with code 2")]
     skipped = TaskRun("t", "job-1")
     skipped.skip("not reached")
     assert skipped.attempt_history == []
+
+
+def test_a_waiting_retry_records_its_delay_on_the_failed_attempt_and_when_it_starts():
+    state = running_task()
+    state.wait_for_retry(FAILED, T0 + 310, 2500)
+    assert state.next_attempt_at == T0 + 2810
+    assert [e["retry_delay_ms"] for e in state.attempt_history] == [2500]
+    state.start_attempt(T0 + 2810)  # the retry starts: nothing is awaited any more
+    assert state.next_attempt_at is None
+    assert [e["retry_delay_ms"] for e in state.attempt_history] == [2500, None]
+    state.finish(Result())
+    assert state.attempt_history[1]["retry_delay_ms"] is None  # no retry followed
+    waiting = running_task()
+    waiting.wait_for_retry(FAILED, T0 + 310, 60_000)
+    waiting.abandon(CANCELLED, T0 + 400)  # a run cancelled during the delay: no retry comes
+    assert waiting.next_attempt_at is None
+    assert TaskRun.from_dict(waiting.to_dict()) == waiting
+
+
+def test_an_attempt_stored_before_retry_delays_were_kept_reads_as_none():
+    old = {"task_id": "t", "run_id": "job-1", "attempts": 1, "status": "failed"}
+    entry = {"attempt": 1, "started_at": T0, "ended_at": T0 + 5, "exit_code": 1, "error": "x"}
+    state = TaskRun.from_dict({**old, "attempt_history": [entry]})
+    assert state.attempt_history[0]["retry_delay_ms"] is None
+    assert state.attempt_history[0]["ended_at"] == T0 + 5
+    assert state.next_attempt_at is None
 
 
 def test_attempt_history_round_trips_as_a_snapshot():

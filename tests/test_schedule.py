@@ -8,8 +8,11 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from jobfiles import write_job
 
 from petit.core.schedule import Schedule, parse_duration
+from petit.core.text import short_repr
+from petit.jobs.loader import load_jobs
 
 UTC = UTC
 NEW_YORK = ZoneInfo("America/New_York")
@@ -257,6 +260,16 @@ DURATION_CASES = [
     ("1m30s", 90),
     (" 10s ", 10),
     ("366d", 366 * 86400),
+    # decimals and compound forms as people write them
+    ("0.5s", 0.5),
+    ("1.5h", 5400),
+    ("0.1h", 360),  # exactly: summed as fractions, not floats
+    ("1h 30m", 5400),
+    ("10 s", 10),
+    ("1d 2h 3m 4s 5ms", 93784.005),
+    ("1.5m 0.25s", 90.25),
+    ("0.001s", 0.001),
+    ("007s", 7),
 ]
 
 
@@ -264,32 +277,63 @@ DURATION_CASES = [
     "text, seconds", DURATION_CASES, ids=[c[0].strip() for c in DURATION_CASES]
 )
 def test_parse_duration(text, seconds):
-    assert parse_duration(text) == pytest.approx(seconds)
+    assert parse_duration(text) == seconds
 
 
+EXPECTED = "expected numbers with units d, h, m, s or ms, like '30s', '1m30s' or '0.5s'"
 BAD_DURATION_CASES = [
-    ("5x", "expected digits with units"),
-    ("", "expected digits with units"),
-    ("   ", "expected digits with units"),
-    ("1h30", "expected digits with units"),  # trailing number must not be silently dropped
-    ("-5m", "expected digits with units"),
-    ("0s", "greater than zero"),
-    ("0m0s", "greater than zero"),
-    ("1.5h", "expected digits with units"),
-    ("1h 30m", "expected digits with units"),
-    ("m", "expected digits with units"),
-    ("10", "expected digits with units"),
-    ("5 minutes", "expected digits with units"),
+    ("5x", f"'5x' is not a number with a unit: {EXPECTED}"),
+    ("", f"empty: {EXPECTED}"),
+    ("   ", f"empty: {EXPECTED}"),
+    # a trailing number must not be silently dropped
+    ("1h30", "'30' has no unit: expected a unit (d, h, m, s or ms), like '30s'"),
+    ("10", "'10' has no unit: expected a unit (d, h, m, s or ms), like '10s'"),
+    ("-5m", "must not be negative"),
+    ("-1s", "must not be negative"),
+    ("1h-5m", "must not be negative"),
+    ("0s", "must be greater than zero"),
+    ("0m0s", "must be greater than zero"),
+    ("0.0s", "must be greater than zero"),
+    ("m", f"'m' is not a number with a unit: {EXPECTED}"),
+    ("5 minutes", f"'5 minutes' is not a number with a unit: {EXPECTED}"),
+    ("10 secs", f"'10 secs' is not a number with a unit: {EXPECTED}"),
+    ("1H", f"'1H' is not a number with a unit: {EXPECTED}"),
+    ("1x", f"'1x' is not a number with a unit: {EXPECTED}"),
+    ("1.2.3s", f"'1.2.3s' is not a number with a unit: {EXPECTED}"),
+    ("1.s", f"'1.s' is not a number with a unit: {EXPECTED}"),
+    (".5s", f"'.5s' is not a number with a unit: {EXPECTED}"),
+    ("1m.5s", f"'.5s' is not a number with a unit: {EXPECTED}"),
+    ("1e3s", f"'1e3s' is not a number with a unit: {EXPECTED}"),
+    ("nan", f"'nan' is not a number with a unit: {EXPECTED}"),
+    ("inf", f"'inf' is not a number with a unit: {EXPECTED}"),
+    ("1,5s", f"'1,5s' is not a number with a unit: {EXPECTED}"),
+    ("\u0663s", f"'\u0663s' is not a number with a unit: {EXPECTED}"),  # an Arabic-Indic 3
+    # a repeated or out-of-order unit is a typo more often than not: never summed
+    ("1m1h", "unit 'h' after 'm': write the units largest first"),
+    ("30s1m", "unit 'm' after 's': write the units largest first"),
+    ("1s1s", "unit 's' appears twice: give each unit once, largest first"),
+    ("1h 2h", "unit 'h' appears twice: give each unit once, largest first"),
+    ("0.0001s", "more precise than a millisecond"),
+    ("1.5ms", "more precise than a millisecond"),
     ("367d", "longer than 366 days"),
+    ("366d1ms", "longer than 366 days"),
+    ("9999999999999999d", "longer than 366 days"),
+    ("9" * 65 + "s", "longer than 64 characters"),
 ]
 
 
 @pytest.mark.parametrize(
-    "text, message", BAD_DURATION_CASES, ids=[repr(c[0]) for c in BAD_DURATION_CASES]
+    "text, message", BAD_DURATION_CASES, ids=[repr(c[0])[:30] for c in BAD_DURATION_CASES]
 )
 def test_parse_duration_rejects_malformed(text, message):
-    with pytest.raises(ValueError, match=message):
+    """Each bad spelling gets one line that says what is wrong with it, in these words."""
+    with pytest.raises(ValueError) as caught:
         parse_duration(text)
+    assert str(caught.value) == f"invalid duration {short_repr(text)}: {message}"
+
+
+def test_a_zero_duration_where_zero_is_allowed():
+    assert parse_duration("0s", allow_zero=True) == parse_duration("0.0m", allow_zero=True) == 0
 
 
 @pytest.mark.parametrize("value", [30, 1.5, None, ["5m"]], ids=["int", "float", "none", "list"])
@@ -305,6 +349,9 @@ EVERY_CASES = [
     ("@every 5m", 300),
     ("@every 1h30m", 5400),
     ("@every 1d", 86400),
+    ("@every 1m30s", 90),
+    ("@every 1h 30m", 5400),  # the spaces are inside the duration, not a sixth cron field
+    ("@every 0.5s", 0.5),
 ]
 
 
@@ -378,6 +425,7 @@ BAD_EXPRESSIONS = [
     ("@every 1h30", "invalid duration"),
     ("@every -5m", "invalid duration"),
     ("@every 0s", "greater than zero"),
+    ("@every 1m1h", "largest first"),
     ("@every ", "needs a duration"),
     ("@fortnightly", "unknown shortcut"),
     ("@DAILY", "unknown shortcut"),
@@ -736,3 +784,37 @@ def test_an_hour_step_keeps_appointments():
 )
 def test_describe(expression, zone, text):
     assert Schedule.parse(expression, zone).describe() == text
+
+
+def test_every_duration_key_of_a_job_file_reads_decimals_and_compound_forms(tmp_path):
+    """Each key that takes a duration goes through parse_duration, so each reads the new forms."""
+    write_job(
+        tmp_path,
+        "up.yaml",
+        "id: up\nname: Up\ntasks:\n  - id: t\n    command: 'true'\n",
+    )
+    write_job(
+        tmp_path,
+        "forms.yaml",
+        """\
+id: forms
+name: Forms
+schedule: "@every 1m30s"
+catchup: latest
+catchup_window: 1.5h
+jitter: 0.5s
+timeout: 1h 30m
+depends_on: [{job: up, condition: within_window, window: 2d12h}]
+tasks:
+  - id: t
+    command: "true"
+    timeout: "0.5s"
+    retry: {max_attempts: 2, delay: 250ms, backoff: 2, max_delay: 1m30s}
+""",
+    )
+    job = load_jobs(str(tmp_path))["forms"]
+    task = job.tasks[0]
+    assert Schedule.parse(job.schedules[0].cron).every_secs == 90
+    assert (job.catchup_window_secs, job.jitter_secs, job.timeout_secs) == (5400, 0.5, 5400)
+    assert job.depends_on[0].window_secs == 216000
+    assert (task.timeout_secs, task.retry.delay_secs, task.retry.max_delay_secs) == (0.5, 0.25, 90)

@@ -129,7 +129,9 @@ def test_attempt_history_round_trips_and_old_records_read_without_it(db):
     run.start(run.created_at)
     task = run.tasks[0]
     task.start_attempt(run.created_at)
-    task.wait_for_retry(SimpleNamespace(exit_code=1, error="exit 1", timed_out=False, ended_at=9))
+    task.wait_for_retry(
+        SimpleNamespace(exit_code=1, error="exit 1", timed_out=False, ended_at=9), 9, 0
+    )
     task.start_attempt(run.created_at + 50)
     store.save_runs([run])
     assert Store(db).get_run(run.id).tasks[0].attempt_history == task.attempt_history

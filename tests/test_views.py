@@ -49,7 +49,7 @@ PIPELINE = Job(
             name="load",
             depends_on=("extract",),
             condition=Condition.ALL_DONE,
-            retry=RetryPolicy(2, 1.5, RetryCondition.TRANSIENT_ONLY),
+            retry=RetryPolicy(2, 1.5, RetryCondition.TRANSIENT_ONLY, backoff=2, max_delay_secs=4),
         ),
     ),
 )
@@ -69,7 +69,17 @@ LOAD = {
     "type": "command",
     "condition": "all_done",
     "timeout_secs": None,
-    "retry": {"max_attempts": 2, "delay_secs": 1.5, "condition": "transient_only"},
+    "retry": {
+        "max_attempts": 2,
+        "delay_secs": 1.5,
+        "condition": "transient_only",
+        "backoff": 2,
+        "max_delay_secs": 4,
+        "jitter": False,
+        "on_exit_codes": None,  # any exit code, as far as the condition goes
+        "retry_on_timeout": True,
+        "words": "retry 2 times, after 1.5s then x2 up to 4.0s, on a timeout only",
+    },
 }
 MANUAL = Job(id="manual", name="Manual", tasks=(Task(id="only", name="only"),), enabled=False)
 
@@ -350,6 +360,7 @@ def test_task_json_leaves_the_process_identity_in_the_store():
         "attempts": 1,
         "exit_code": 0,
         "timed_out": False,
+        "next_attempt_at": None,
         "started_at": 1001,
         "ended_at": 2001,
         "duration_ms": 1000,
@@ -372,8 +383,10 @@ def test_task_json_lists_every_attempt_oldest_first():
 
     state = TaskRun(task_id="t", run_id="job-1")
     state.start_attempt(100)
-    state.wait_for_retry(Outcome(None, "timed out after 1s", True, 1100))
+    state.wait_for_retry(Outcome(None, "timed out after 1s", True, 1100), 1100, 500)
+    assert task_json(state)["next_attempt_at"] == 1600  # while the retry waits
     state.start_attempt(1600)
+    assert task_json(state)["next_attempt_at"] is None
     history = task_json(state)["attempt_history"]
     assert history == [
         {
@@ -386,6 +399,7 @@ def test_task_json_lists_every_attempt_oldest_first():
             "error": "timed out after 1s",
             "cpu_secs": None,  # the outcome carried no usage: not measured
             "max_rss_bytes": None,
+            "retry_delay_ms": 500,
         },
         {
             "attempt": 2,
@@ -397,6 +411,7 @@ def test_task_json_lists_every_attempt_oldest_first():
             "error": None,
             "cpu_secs": None,
             "max_rss_bytes": None,
+            "retry_delay_ms": None,
         },
     ]
     history[0]["error"] = "changed by a reader"  # a copy: the projection shares nothing

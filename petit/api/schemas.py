@@ -52,6 +52,8 @@ _TASK_STATE = {
     "attempts": {"type": "integer"},
     "exit_code": _INT_OR_NULL,
     "timed_out": {"type": "boolean"},
+    # while a retry waits its delay: when the next attempt starts; else null
+    "next_attempt_at": _INT_OR_NULL,
     "started_at": _INT_OR_NULL,
     "ended_at": _INT_OR_NULL,
     "duration_ms": _INT_OR_NULL,
@@ -168,7 +170,19 @@ SCHEMAS = {
                         "max_attempts": WHOLE,
                         "delay_secs": {"type": "number"},
                         "condition": {"type": "string", "enum": [c.value for c in RetryCondition]},
-                    }
+                    },
+                    # absent from a summary stored before backoff (it had none of these)
+                    {
+                        "backoff": {"type": "number", "minimum": 1},
+                        "max_delay_secs": _NUM_OR_NULL,
+                        "jitter": {"type": "boolean"},
+                        "on_exit_codes": {
+                            "type": ["array", "null"],
+                            "items": {"type": "integer", "minimum": 0, "maximum": 255},
+                        },
+                        "retry_on_timeout": {"type": "boolean"},
+                        "words": {"type": "string"},
+                    },
                 ),
                 "type": ["object", "null"],
             },
@@ -251,6 +265,8 @@ SCHEMAS = {
             "timed_out": {"type": "boolean"},
             "error": _STR_OR_NULL,
             **_USAGE,
+            # the delay chosen after this attempt failed; null when no retry followed it
+            "retry_delay_ms": _INT_OR_NULL,
         }
     ),
     "TaskList": _obj(

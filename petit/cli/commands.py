@@ -87,7 +87,8 @@ def cmd_list(args: dict) -> int:
             print(f"  after job: {dep.job_id} ({dep.condition.value})")
         for task in job.tasks:
             after = f"  <- {', '.join(task.depends_on)}" if task.depends_on else ""
-            print(f"  - {task.id}{after}")
+            retry = f"  ({words})" if (words := task.retry.describe()) else ""
+            print(f"  - {task.id}{after}{retry}")
     return 0
 
 
@@ -106,6 +107,7 @@ def _job_json(job, now: datetime) -> dict:
 def cmd_trigger(args: dict) -> int:
     from ..core.events import EventBus, RunCreated, TaskEnded, TaskOutput, TaskRetrying, TaskStarted
     from ..core.model import RunStatus, Trigger
+    from ..core.text import duration_words
     from ..execution.engine import RunEngine
     from ..execution.recorder import RunRecorder
     from ..ipc.instance import hold_instance_lock
@@ -155,7 +157,10 @@ def cmd_trigger(args: dict) -> int:
         elif isinstance(event, TaskStarted):
             say(f"== {event.task_id}: start attempt {event.attempt}")
         elif isinstance(event, TaskRetrying):
-            say(f"== {event.task_id}: end attempt {event.attempt} failed: {event.error}; retrying")
+            say(
+                f"== {event.task_id}: end attempt {event.attempt} failed: {event.error}; "
+                f"retrying in {duration_words(event.delay_secs)}"
+            )
         elif isinstance(event, TaskEnded):
             detail = {"failed": f": {event.error}", "skipped": f" ({event.error})"}
             say(f"== {event.task_id}: end {event.status}{detail.get(event.status, '')}")

@@ -170,6 +170,11 @@ def print_run(args: dict) -> int:
     headers = ("TASK", "STATUS", "ATTEMPTS", "EXIT", "DURATION", "USED", "ERROR")
     for line in table(headers, rows):
         print(line)
+    for task in run.tasks:
+        if task.attempts > 1 or task.next_attempt_at is not None:
+            print()
+            for line in _attempt_lines(task, now):
+                print(line)
     return 0
 
 
@@ -183,6 +188,30 @@ def usage_words(cpu_secs: float | None, max_rss_bytes: int | None) -> str | None
         size = f"{mib / 1024:.1f} GiB" if mib >= 1024 else f"{mib:.{0 if mib >= 10 else 1}f} MiB"
         words.append(f"peak {size}")
     return ", ".join(words) or None
+
+
+def _attempt_lines(task: TaskRun, now: int) -> list[str]:
+    """A retried task attempt by attempt, with the delay chosen after each failed one, and
+    while a retry waits, when it starts."""
+    lines = [f"task {task.task_id}, attempt by attempt:"]
+    rows = [
+        (
+            str(entry.get("attempt")),
+            "-" if entry.get("started_at") is None else wall_clock(entry["started_at"]),
+            "-" if entry.get("exit_code") is None else str(entry["exit_code"]),
+            _took(entry.get("duration_ms"), entry.get("started_at"), now),
+            "-"
+            if entry.get("retry_delay_ms") is None
+            else duration_words(entry["retry_delay_ms"] / 1000),
+            one_line(entry.get("error") or ""),
+        )
+        for entry in task.attempt_history
+    ]
+    headers = ("ATTEMPT", "STARTED", "EXIT", "DURATION", "RETRY AFTER", "ERROR")
+    lines += [f"  {line}" for line in table(headers, rows)]
+    if task.next_attempt_at is not None:
+        lines.append(f"  next: attempt {task.attempts + 1} at {_moment(task.next_attempt_at, now)}")
+    return lines
 
 
 # -- petit logs -----------------------------------------------------------------------------------

@@ -61,7 +61,8 @@ class TaskStarted(Event):
 
 @dataclass(frozen=True)
 class TaskRetrying(Event):
-    """An attempt failed and another one follows after `delay_secs`."""
+    """An attempt failed and another one follows after `delay_secs`, at `next_attempt_at`
+    (epoch ms)."""
 
     kind: ClassVar[str] = "task_retrying"
     run_id: str
@@ -71,6 +72,7 @@ class TaskRetrying(Event):
     error: str | None
     exit_code: int | None
     delay_secs: float
+    next_attempt_at: int | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from .enums import (  # the model's vocabulary, imported from here by most of pe
     TaskType,
     Trigger,
 )
-from .retry import RetryPolicy
+from .retry import FailedAttempt, RetryPolicy
 from .timing import DEFAULT_MAX_QUEUED, CatchupPolicy, OverlapPolicy, ScheduleSpec
 from .usage import USAGE_KEYS, usage_totals
 
@@ -90,14 +90,11 @@ class Job:
         return bool(self.schedules)
 
 
-class AttemptOutcome(Protocol):
+class AttemptOutcome(FailedAttempt, Protocol):
     """What the model reads from an attempt's result (execution's AttemptResult is one). It
     may also carry `cpu_secs` and `max_rss_bytes`, what the attempt used; one that does not
     (or has None) was not measured."""
 
-    exit_code: int | None
-    error: str | None
-    timed_out: bool
     ended_at: int
 
 
@@ -119,6 +116,7 @@ class TaskRun:
     cpu_secs: float | None = None
     max_rss_bytes: int | None = None
     timed_out: bool = False
+    next_attempt_at: int | None = None  # while a retry waits: when it starts
     # The runner's opaque, JSON-serialisable handle on the attempt in flight, for recovery
     # after a crash (the local runner's: {"runner": "local", "pid": ..., "created": ...});
     # None while no attempt is in flight.
@@ -135,17 +133,19 @@ class TaskRun:
             self.started_at = now
         # a retry is running again: the previous attempt's end no longer describes the task
         self.ended_at = self.duration_ms = self.exit_code = self.error = self.handle = None
-        self.timed_out = False
+        self.next_attempt_at, self.timed_out = None, False
         self.attempt_history.append(_attempt_entry(self.attempts, now))
 
     def attach(self, handle: dict | None) -> None:
         """Record the runner's handle on the attempt that just started (status stays RUNNING)."""
         self.handle = handle
 
-    def wait_for_retry(self, result: AttemptOutcome) -> None:
+    def wait_for_retry(self, result: AttemptOutcome, now: int, delay_ms: int) -> None:
         # RUNNING -> PENDING: the attempt failed and another one follows after the delay
         self._move((TaskStatus.RUNNING,), TaskStatus.PENDING)
         self._record(result)
+        self.attempt_history[-1] = {**self.attempt_history[-1], "retry_delay_ms": delay_ms}
+        self.next_attempt_at = now + delay_ms
 
     def finish(self, result: AttemptOutcome) -> None:
         # RUNNING -> COMPLETED, RUNNING -> FAILED: the attempt's error says which
@@ -169,7 +169,7 @@ class TaskRun:
         self.error = error
         self.ended_at = now
         self.duration_ms = now - (self.started_at or now)
-        self.handle = None
+        self.handle = self.next_attempt_at = None
         if self._has_open_attempt():
             self._end_attempt(None, False, error, now)
 
@@ -275,6 +275,7 @@ def _attempt_entry(attempt: int, started_at: int | None) -> dict:
         "error": None,
         "cpu_secs": None,
         "max_rss_bytes": None,
+        "retry_delay_ms": None,  # the delay chosen after this attempt failed, if one followed
     }
 
 

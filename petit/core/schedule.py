@@ -10,6 +10,7 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import MAXYEAR, UTC, datetime, timedelta
+from fractions import Fraction
 from functools import lru_cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,10 +27,16 @@ SHORTCUTS = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
-_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d)")
-_UNIT_SECS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_MAX_DURATION_SECS = 366 * 86400
-_MAX_DURATION_DIGITS = 12  # 366 days is 31,622,400,000 ms: 11 digits
+# One part of a duration: a number (digits, or digits with a fraction) and a unit, spaces allowed
+# around and between them. Units are written largest first, each at most once (_UNITS).
+_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:(ms|s|m|h|d)(?![A-Za-z])\s*)?", re.ASCII)
+_UNIT_MS = {"d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
+_UNITS = tuple(_UNIT_MS)  # largest first, as they must be written
+MAX_DURATION_SECS = 366 * 86400
+# The longest duration text read: a valid one (five parts at most) is far shorter, and a bound
+# keeps a megabyte of digits from costing an exact sum of huge fractions.
+_MAX_DURATION_CHARS = 64
+_DURATION_EXPECTED = "expected numbers with units d, h, m, s or ms, like '30s', '1m30s' or '0.5s'"
 _MAX_EXPRESSION_CHARS = 1000  # a cron line; parsing it costs in proportion
 _SEARCH_YEARS = 100  # every valid cron fires within 40 years (29 February on a given weekday)
 _SECOND = timedelta(seconds=1)
@@ -42,32 +49,54 @@ _MAX_ZONE_CHARS = 255  # longer names make ZoneInfo fail with ENAMETOOLONG
 
 
 def parse_duration(text: str, allow_zero: bool = False) -> float:
-    """'30s', '5m', '1h30m', '1d', '250ms' -> seconds. Raises ValueError on anything else
-    (the whole string must be consumed: nothing is silently cut)."""
+    """'30s', '0.5s', '1m30s', '1h 30m', '2d12h', '250ms' -> seconds (docs/jobs.md, "Durations").
+    Raises ValueError, whose message says what is wrong, for anything else: the whole string
+    must be read, nothing is silently cut or rounded."""
     if not isinstance(text, str):
         raise ValueError(
-            f"expected a duration string like '30s', '5m' or '1h30m', got {short_repr(text)}"
+            f"expected a duration string like '30s' or '1m30s', got {short_repr(text)}"
         )
-    compact = text.strip()
-    pos, total = 0, 0.0
-    for match in _DURATION_PART.finditer(compact):
-        if match.start() != pos:
-            break
-        if len(match.group(1)) > _MAX_DURATION_DIGITS:
-            # int("9" * 400) * 0.001 overflows a float; anything this long is over 366 days
-            raise ValueError(f"invalid duration {short_repr(text)}: longer than 366 days")
-        total += int(match.group(1)) * _UNIT_SECS[match.group(2)]
-        pos = match.end()
-    if not compact or pos != len(compact):
-        raise ValueError(
-            f"invalid duration {short_repr(text)}: expected digits with units ms/s/m/h/d, "
-            "like '30s', '5m', '1h30m' or '1d'"
-        )
-    if total < 0 or (total == 0 and not allow_zero):
+    total_ms = _duration_ms(text)
+    if total_ms == 0 and not allow_zero:
         raise ValueError(f"invalid duration {short_repr(text)}: must be greater than zero")
-    if total > _MAX_DURATION_SECS:
+    if total_ms > MAX_DURATION_SECS * 1000:
         raise ValueError(f"invalid duration {short_repr(text)}: longer than 366 days")
-    return total
+    return total_ms / 1000
+
+
+def _duration_ms(text: str) -> int:
+    """The exact number of milliseconds `text` spells, summed as fractions (0.1h is exactly
+    360000 ms; in floats it is 360000.00000000006)."""
+
+    def refuse(why: str) -> ValueError:
+        return ValueError(f"invalid duration {short_repr(text)}: {why}")
+
+    if len(text) > _MAX_DURATION_CHARS:
+        raise refuse(f"longer than {_MAX_DURATION_CHARS} characters")
+    if not text.strip():
+        raise refuse(f"empty: {_DURATION_EXPECTED}")
+    pos, total, units = 0, Fraction(0), []
+    while pos < len(text):
+        match = _DURATION_PART.match(text, pos)
+        number, unit = match.groups() if match else (None, None)
+        if unit is None and not (match and match.end() == len(text)):
+            rest = text[pos:].strip()
+            why = f"{short_repr(rest)} is not a number with a unit: {_DURATION_EXPECTED}"
+            raise refuse("must not be negative" if rest.startswith("-") else why)
+        if unit is None:  # digits at the very end: '10', '1h30'
+            raise refuse(
+                f"{number!r} has no unit: expected a unit (d, h, m, s or ms), like '{number}s'"
+            )
+        if unit in units:
+            raise refuse(f"unit {unit!r} appears twice: give each unit once, largest first")
+        if units and _UNITS.index(unit) < _UNITS.index(units[-1]):
+            raise refuse(f"unit {unit!r} after {units[-1]!r}: write the units largest first")
+        units.append(unit)
+        total += Fraction(number) * _UNIT_MS[unit]
+        pos = match.end()
+    if total.denominator != 1:
+        raise refuse("more precise than a millisecond")
+    return int(total)
 
 
 def load_zone(name: str) -> ZoneInfo:

@@ -62,6 +62,12 @@ def _task_definition(task: Task) -> dict:
             "max_attempts": retry.max_attempts,
             "delay_secs": retry.delay_secs,
             "condition": retry.condition.value,
+            "backoff": retry.backoff,
+            "max_delay_secs": retry.max_delay_secs,
+            "jitter": retry.jitter,
+            "on_exit_codes": sorted(retry.on_exit_codes) or None,  # null: any exit code
+            "retry_on_timeout": retry.retry_on_timeout,
+            "words": retry.describe(),
         }
         if retry.max_attempts
         else None,
@@ -161,6 +167,7 @@ def task_json(state: TaskRun) -> dict:
         "attempts": state.attempts,
         "exit_code": state.exit_code,
         "timed_out": state.timed_out,
+        "next_attempt_at": state.next_attempt_at,
         "started_at": state.started_at,
         "ended_at": state.ended_at,
         "duration_ms": state.duration_ms,

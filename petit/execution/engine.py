@@ -9,6 +9,7 @@ import heapq
 import logging
 import os
 import queue
+import random
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -97,6 +98,8 @@ class RunEngine:
         # waits for it to reach zero, because an attempt may not have registered its handle
         # in _handles yet when the stop comes.
         self._in_flight = 0
+        # (monotonic due time, task id) of the retries waiting their delay: they hold no slot
+        self._delayed: list[tuple[float, str]] = []
         self._stop_as: RunStatus | None = None
         self._stop_reason: str | None = None  # why the stop ended the unfinished tasks
         self._timed_out = False  # the stop is the job's timeout
@@ -148,8 +151,7 @@ class RunEngine:
             {t.id: t.condition for t in job.tasks},
         )
         ready = list(planner.initial())
-        # (monotonic due time, task id): retry waits hold no slot
-        delayed: list[tuple[float, str]] = []
+        delayed = self._delayed
         limit = job.timeout_secs
         deadline = time.monotonic() + limit if limit else None
         while (ready or self._in_flight or delayed) and self._stop_as is None:
@@ -172,10 +174,7 @@ class RunEngine:
                 continue
             self._in_flight -= 1
             status = self._settle(finished)
-            if status is None:
-                task = self._tasks[finished.task_id]
-                delay = task.retry.delay_for(finished.attempt)
-                heapq.heappush(delayed, (time.monotonic() + delay, task.id))
+            if status is None:  # a retry, in self._delayed
                 continue
             released, skipped = planner.finished(finished.task_id, status)
             for task_id in skipped:
@@ -249,8 +248,9 @@ class RunEngine:
             self._publish(TaskOutput, task_id, attempt=attempt, stream=stream, lines=tuple(lines))
 
     def _settle(self, finished: _Finished) -> TaskStatus | None:
-        """Record an attempt's outcome; None means 'retry later', else the task's final status.
-        Once the run is stopping nothing is retried."""
+        """Record an attempt's outcome; None means 'retry later' (the retry is in
+        self._delayed), else the task's final status. Once the run is stopping nothing is
+        retried."""
         task = self._tasks[finished.task_id]
         state = self._states[task.id]
         result = finished.result
@@ -261,17 +261,21 @@ class RunEngine:
             and not finished.internal
             and not result.cancelled
             and self._stop_as is None
-            and task.retry.should_retry(state.attempts, result.timed_out)
+            and task.retry.should_retry(state.attempts, result)
         )
         if retry:
-            state.wait_for_retry(result)
+            # drawn once, here: the delay waited, recorded and published is one and the same
+            delay_ms = round(task.retry.delay_for(finished.attempt, random.random()) * 1000)
+            heapq.heappush(self._delayed, (time.monotonic() + delay_ms / 1000, task.id))
+            state.wait_for_retry(result, now_ms(), delay_ms)
             self._publish(
                 TaskRetrying,
                 task.id,
                 attempt=finished.attempt,
                 error=result.error,
                 exit_code=result.exit_code,
-                delay_secs=task.retry.delay_for(finished.attempt),
+                delay_secs=delay_ms / 1000,
+                next_attempt_at=state.next_attempt_at,
             )
             return None
         state.finish(result)

@@ -90,6 +90,16 @@ def read_count(problems: Problems, data: dict, key: str, most: int, default: int
     return value
 
 
+def read_flag(problems: Problems, data: dict, key: str, default: bool) -> bool:
+    """`key: true` or `key: false`; `default` when absent (or unusable: a string "yes" is not
+    silently read as either)."""
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        problems.add(f"{key}: expected true or false, got {short_repr(value)}")
+        return default
+    return value
+
+
 def read_string(problems: Problems, data: dict, key: str, required: bool = False) -> str | None:
     value = data.get(key)
     if value is None:

@@ -28,6 +28,7 @@ from .fields import (
     read_choice,
     read_count,
     read_environment,
+    read_flag,
     read_identifier,
     read_string,
 )
@@ -110,9 +111,7 @@ def parse_job(problems: Problems, data, source: str) -> Job | None:
     with problems.within(f"job '{job_id}'" if job_id else "job"):
         check_unknown_keys(problems, data, JOB_KEYS, "a job")
         name = read_string(problems, data, "name", required=True)
-        enabled = data.get("enabled", True)
-        if not isinstance(enabled, bool):
-            problems.add(f"enabled: expected true or false, got {short_repr(enabled)}")
+        enabled = read_flag(problems, data, "enabled", True)
         concurrency = read_count(problems, data, "max_concurrency", 10_000, None)
         config = data.get("config", {})
         if not isinstance(config, dict):

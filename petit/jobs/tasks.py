@@ -8,13 +8,15 @@ from collections import Counter
 from ..core.dag import find_cycle, topological_order
 from ..core.model import Condition, Task, TaskType
 from ..core.retry import RetryCondition, RetryPolicy
-from ..core.text import short_repr
+from ..core.text import duration_words, short_repr
 from .fields import (
     Problems,
     check_unknown_keys,
+    is_number,
     process_text_problem,
     read_choice,
     read_environment,
+    read_flag,
     read_identifier,
     read_seconds,
     read_string,
@@ -42,7 +44,19 @@ TYPE_KEYS = {
     TaskType.SHELL: {"script"},
     TaskType.PYTHON: {"script", "inline"},
 }
-RETRY_KEYS = {"max_attempts", "delay_secs", "delay", "condition"}
+RETRY_KEYS = {
+    "max_attempts",
+    "delay_secs",
+    "delay",
+    "condition",
+    "backoff",
+    "max_delay_secs",
+    "max_delay",
+    "jitter",
+    "on_exit_codes",
+    "retry_on_timeout",
+}
+MAX_BACKOFF = 100  # x100 per attempt reaches the 366-day ceiling of a delay in 6 steps
 
 
 def _retry(problems: Problems, value) -> RetryPolicy:
@@ -64,11 +78,83 @@ def _retry(problems: Problems, value) -> RetryPolicy:
                 f"after the first attempt), got {short_repr(attempts)}"
             )
             attempts = 0
-        delay = read_seconds(problems, value, "delay_secs", "delay", allow_zero=True) or 0.0
-        condition = read_choice(
-            problems, RetryCondition, value.get("condition"), "condition", RetryCondition.ALWAYS
+        backoff = value.get("backoff", 1.0)
+        if not is_number(backoff) or not 1 <= backoff <= MAX_BACKOFF:
+            problems.add(
+                f"backoff: expected a number from 1 (a fixed delay) to {MAX_BACKOFF}, the "
+                f"factor of each delay over the previous one, got {short_repr(backoff)}"
+            )
+            backoff = 1.0
+        policy = RetryPolicy(
+            max_attempts=attempts,
+            delay_secs=read_seconds(problems, value, "delay_secs", "delay", allow_zero=True) or 0.0,
+            condition=read_choice(
+                problems, RetryCondition, value.get("condition"), "condition", RetryCondition.ALWAYS
+            ),
+            backoff=float(backoff),
+            max_delay_secs=read_seconds(problems, value, "max_delay_secs", "max_delay"),
+            jitter=read_flag(problems, value, "jitter", False),
+            on_exit_codes=_exit_codes(problems, value),
+            retry_on_timeout=read_flag(problems, value, "retry_on_timeout", True),
         )
-        return RetryPolicy(attempts, delay, condition)
+        _check_retry_combination(problems, value, policy)
+        return policy
+
+
+def _exit_codes(problems: Problems, value: dict) -> frozenset[int]:
+    codes = value.get("on_exit_codes")
+    if codes is None:
+        return frozenset()
+    if not isinstance(codes, list) or not codes:
+        problems.add(
+            "on_exit_codes: expected a non-empty list of exit codes (integers 0 to 255), like "
+            f"[75, 111], got {short_repr(codes)}"
+        )
+        return frozenset()
+    good = [c for c in codes if _is_exit_code(c)]
+    if len(good) < len(codes):
+        bad = [c for c in codes if not _is_exit_code(c)]
+        problems.add(
+            f"on_exit_codes: {few(short_repr(c) for c in bad)}: an exit code is an integer "
+            "from 0 to 255 (a death by signal has none)"
+        )
+    for dup in sorted(c for c, n in Counter(good).items() if n > 1):
+        problems.add(f"on_exit_codes: {dup} is listed more than once")
+    return frozenset(good)
+
+
+def _is_exit_code(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255
+
+
+def _check_retry_combination(problems: Problems, value: dict, policy: RetryPolicy) -> None:
+    """Keys that contradict each other: the file says two things and petit would do only one."""
+    condition = policy.condition
+    if condition is RetryCondition.NEVER:
+        for key in ("on_exit_codes", "retry_on_timeout"):
+            if key in value:
+                problems.add(
+                    f"{key}: has no effect with condition never (nothing is retried): "
+                    "remove one or the other"
+                )
+    elif condition is RetryCondition.TRANSIENT_ONLY:
+        if "on_exit_codes" in value:
+            problems.add(
+                "on_exit_codes: condition transient_only retries timeouts only, never an exit "
+                "code: remove the condition to retry these exit codes"
+            )
+        if value.get("retry_on_timeout") is False:
+            problems.add(
+                "retry_on_timeout: false with condition transient_only (timeouts only) would "
+                "retry nothing: use condition never"
+            )
+    cap = policy.max_delay_secs
+    if cap is not None and cap < policy.delay_secs:
+        key = "max_delay" if "max_delay" in value else "max_delay_secs"
+        problems.add(
+            f"{key}: {duration_words(cap)} is shorter than the delay itself "
+            f"({duration_words(policy.delay_secs)}): a cap must be at least the first delay"
+        )
 
 
 def _task_body(problems: Problems, data: dict, task_type: TaskType | None) -> dict:

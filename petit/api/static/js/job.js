@@ -326,6 +326,7 @@ function overlapText(job) {
 
 function retryText(retry) {
   if (!retry || !retry.max_attempts) return "none";
+  if (retry.words) return retry.words; // the policy in words, as petit list says it
   const delay = retry.delay_secs ? ` every ${duration(retry.delay_secs * 1000)}` : "";
   const when = retry.condition && retry.condition !== "always" ? `, ${retry.condition}` : "";
   return `${retry.max_attempts}×${delay}${when}`;

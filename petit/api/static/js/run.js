@@ -4,7 +4,7 @@
 
 import { get, post, query, readStream } from "./api.js";
 import { button, fill, h, path } from "./dom.js";
-import { clock, duration, elapsed, isTerminal, plural, triggerLabel, usage } from "./format.js";
+import { clock, duration, elapsed, isTerminal, plural, relative, triggerLabel, usage } from "./format.js";
 import { drawGantt } from "./gantt.js";
 import { LogView } from "./logview.js";
 import { svgEl } from "./svg.js";
@@ -160,7 +160,8 @@ class RunView {
   taskRow(task, now) {
     return h("tr", { "data-task-id": task.task_id, class: task.task_id === this.logTask ? "selected" : null },
       h("td", {}, task.task_id),
-      h("td", { class: "status", "data-status": task.status }, h("span", { class: "badge", "data-status": task.status }, task.status)),
+      h("td", { class: "status", "data-status": task.status }, h("span", { class: "badge", "data-status": task.status }, task.status),
+        task.next_attempt_at ? h("span", { class: "next-attempt muted small" }, nextAttempt(task, now)) : null),
       h("td", { class: "attempts" }, String(task.attempts)),
       h("td", { class: "exit-code" }, task.exit_code ?? "", task.timed_out ? " (timed out)" : ""),
       h("td", { class: "duration" }, duration(elapsed(task, now))),
@@ -302,7 +303,14 @@ class RunView {
     for (const row of this.tasksBody.rows) {
       const task = this.tasks.get(row.dataset.taskId);
       if (task?.status === "running") row.querySelector(".duration").textContent = duration(elapsed(task, now));
+      const next = row.querySelector(".next-attempt");
+      if (next && task?.next_attempt_at) next.textContent = nextAttempt(task, now);
     }
     this.drawTimeline(now);
   }
+}
+
+/** A retry waiting its delay: " · next attempt in 3.2s" (the API's next_attempt_at). */
+function nextAttempt(task, now) {
+  return ` · next attempt ${relative(task.next_attempt_at, now)}`;
 }
