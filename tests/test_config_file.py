@@ -427,12 +427,13 @@ def test_a_default_timeout_is_checked_once_and_fills_each_task_without_one(tmp_p
     good = read_config_file(write(tmp_path / "good.toml", "[defaults]\ntimeout = '10m'\n"))
     jobs = load_jobs(str(tmp_path / "jobs"), good)
     assert (jobs["a"].tasks[0].timeout_secs, jobs["b"].tasks[0].timeout_secs) == (600, 5)
-    bad = read_config_file(write(tmp_path / "bad.toml", "\n[defaults]\ntimeout = '10 s'\n"))
+    bad = read_config_file(write(tmp_path / "bad.toml", "\n[defaults]\ntimeout = '10x'\n"))
     with pytest.raises(ConfigError) as caught:
         load_jobs(str(tmp_path / "jobs"), bad)
     (error,) = caught.value.errors  # once, not once per job
     assert error.startswith(
-        f"{tmp_path}/bad.toml line 3: defaults.timeout: invalid duration '10 s'"
+        f"{tmp_path}/bad.toml line 3: defaults.timeout: invalid duration '10x': '10x' is not "
+        "a number with a unit"
     )
 
 

@@ -46,7 +46,9 @@ class Outcome:
 def test_a_task_sums_the_cpu_of_its_attempts_and_keeps_their_largest_peak():
     state = TaskRun("t", "job-1")
     state.start_attempt(0)
-    state.wait_for_retry(Outcome(1, "exited with code 1", cpu_secs=0.25, max_rss_bytes=8 * MIB))
+    state.wait_for_retry(
+        Outcome(1, "exited with code 1", cpu_secs=0.25, max_rss_bytes=8 * MIB), 5, 0
+    )
     assert (state.cpu_secs, state.max_rss_bytes) == (0.25, 8 * MIB)
     state.start_attempt(100)
     assert (state.cpu_secs, state.max_rss_bytes) == (0.25, 8 * MIB)  # kept while it retries
@@ -59,7 +61,7 @@ def test_a_task_sums_the_cpu_of_its_attempts_and_keeps_their_largest_peak():
 def test_an_unmeasured_attempt_counts_for_nothing_and_none_measured_is_none():
     state = TaskRun("t", "job-1")
     state.start_attempt(0)
-    state.wait_for_retry(Outcome(1, "exited with code 1"))  # a runner that does not measure
+    state.wait_for_retry(Outcome(1, "exited with code 1"), 5, 0)  # a runner that does not measure
     assert (state.cpu_secs, state.max_rss_bytes) == (None, None)
     state.start_attempt(100)
     state.finish(Outcome(cpu_secs=0.5, max_rss_bytes=MIB))
