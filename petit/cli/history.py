@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-from ..core.model import Run, RunStatus, TaskRun, now_ms
+from ..core.model import Run, RunStatus, TaskRun, TaskStatus, now_ms
 from ..core.text import ago, duration_words, one_line, short_repr, wall_clock
 from ..core.views import run_json, task_json
 from ..errors import NotFound, RunNotFound, StorageError, TaskNotFound, UsageError
@@ -179,24 +179,30 @@ def print_logs(args: dict) -> int:
     run = known_run(store, args["RUN_ID"])
     task_id = args["TASK_ID"]
     printed = False
-    for task in logged_tasks(run, task_id, attempt):
+    tasks = logged_tasks(run, task_id, attempt)
+    for task in tasks:
         for line in stored_log(store, task, attempt, log_prefix(task, task_id)):
             print(line)
             printed = True
     if not printed:  # not an error: a skipped task, or one that printed nothing, has no log
         what = f"run '{run.id}'"
         if task_id is not None:
-            what = f"task '{task_id}' of run '{run.id}' ({run.task(task_id).status.value})"
+            what = f"task '{task_id}' of run '{run.id}' ({tasks[0].status.value})"
         print(f"no output recorded for {what}", file=sys.stderr)
     return 0
 
 
 def logged_tasks(run: Run, task_id: str | None, attempt: int | None) -> list[TaskRun]:
     """The tasks `petit logs` shows: TASK_ID's, or every task that made that attempt, in DAG
-    order (the run's order). Raises for an unknown task or an attempt it never made."""
+    order (the run's order), then the hooks that ran (`@on_failure`...). Raises for an unknown
+    task or an attempt it never made."""
+    hooks = [
+        TaskRun(f"@{h['hook']}", run.id, TaskStatus(h["status"]), attempts=1) for h in run.hooks
+    ]
+    tasks = [*run.tasks, *hooks]
     if task_id is None:
-        return [task for task in run.tasks if attempt is None or attempt <= task.attempts]
-    task = next((t for t in run.tasks if t.task_id == task_id), None)
+        return [task for task in tasks if attempt is None or attempt <= task.attempts]
+    task = next((t for t in tasks if t.task_id == task_id), None)
     if task is None:
         raise TaskNotFound(run.id, task_id)
     if attempt is not None and attempt > task.attempts:

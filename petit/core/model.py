@@ -9,6 +9,7 @@ from enum import Enum
 from typing import Protocol
 
 from ..errors import InvalidTransition
+from .hooks import Hook, Webhook
 from .retry import RetryPolicy
 from .text import short_repr
 from .timing import DEFAULT_MAX_QUEUED, CatchupPolicy, OverlapPolicy, ScheduleSpec
@@ -134,6 +135,8 @@ class Job:
     config: dict = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     depends_on: tuple[JobDependency, ...] = ()
+    hooks: tuple[Hook, ...] = ()  # on_success / on_failure / on_finish
+    notify: tuple[Webhook, ...] = ()
     source: str = ""
 
     def task(self, task_id: str) -> Task:
@@ -341,6 +344,8 @@ class Run:
     duration_ms: int | None = None
     error: str | None = None
     tasks: list[TaskRun] = field(default_factory=list)
+    hooks: list[dict] = field(default_factory=list)  # after the end: see core/hooks.py
+    notifications: list[dict] = field(default_factory=list)
 
     def task(self, task_id: str) -> TaskRun:
         return next(t for t in self.tasks if t.task_id == task_id)
