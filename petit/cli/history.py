@@ -167,7 +167,46 @@ def print_run(args: dict) -> int:
     ]
     for line in table(("TASK", "STATUS", "ATTEMPTS", "EXIT", "DURATION", "ERROR"), rows):
         print(line)
+    _print_followups(run)
     return 0
+
+
+def _print_followups(run: Run) -> None:
+    """The hooks that ran after the run's end, and the webhooks told of it."""
+    hooks = [
+        (
+            h["hook"],
+            h["status"],
+            "-" if h["exit_code"] is None else str(h["exit_code"]),
+            duration_words(h["duration_ms"] / 1000),
+            one_line(h["error"] or ""),
+        )
+        for h in run.hooks
+    ]
+    if hooks:
+        print()
+        for line in table(("HOOK", "STATUS", "EXIT", "DURATION", "ERROR"), hooks):
+            print(line)
+    notified = []
+    for entry in run.notifications:
+        last = entry["attempts"][-1] if entry["attempts"] else {}
+        state = "delivered" if entry["delivered"] else "not delivered" if last else "pending"
+        if entry.get("abandoned"):
+            state = "abandoned"
+        outcome = last.get("error") or (last.get("status_code") and f"HTTP {last['status_code']}")
+        notified.append(
+            (
+                one_line(entry["url"]),
+                entry["event"],
+                state,
+                str(len(entry["attempts"])),
+                one_line(str(outcome or "")),
+            )
+        )
+    if notified:
+        print()
+        for line in table(("WEBHOOK", "EVENT", "STATE", "ATTEMPTS", "LAST"), notified):
+            print(line)
 
 
 # -- petit logs -----------------------------------------------------------------------------------
