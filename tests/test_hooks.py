@@ -11,7 +11,7 @@ import signal
 import time
 
 import psutil
-from jobfiles import write_job
+from jobfiles import EXAMPLES, write_job
 from processes import run_petit, wait_until
 
 HOOKS = ("on_success", "on_failure", "on_finish")
@@ -268,3 +268,17 @@ def test_each_bad_hook_or_webhook_key_is_one_clear_line(tmp_path):
         assert lines[-1] == f"1 error(s) in {folder}", (case, lines)
         assert lines[0].startswith(f"{path}: {expected}"), (case, lines)
         assert "Traceback" not in result.stderr
+
+
+def test_the_example_hook_appends_to_its_file(tmp_path):
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    db = str(tmp_path / "petit.db")
+    result = run_petit("--db", db, "trigger", EXAMPLES, "hooks_demo", env=env)
+    assert result.returncode == 1, result
+    assert "== hook on_failure: completed" in result.stdout
+    assert "== hook on_finish: completed" in result.stdout
+    with open(tmp_path / "petit-hooks-demo.log") as handle:
+        (line,) = handle.read().splitlines()
+    assert line.endswith("run hooks_demo-1 of hooks_demo failed: failed tasks fetch"), line
+    logs = run_petit("--db", db, "logs", "hooks_demo-1", "@on_finish", env=env)
+    assert logs.stdout == "run hooks_demo-1 ended failed\n", logs
