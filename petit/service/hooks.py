@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from ..core.events import Event, RunEnded
-from ..core.followups import SHUTDOWN, hook_environment, hook_outcome, hooks_fired
+from ..core.followups import SHUTDOWN, hook_environment, hook_outcome, hooks_fired, notify_event
 from ..core.hooks import Hook
 from ..core.model import Job, Run, now_ms
 from ..errors import StorageError
@@ -75,12 +75,16 @@ class RunFollowups:
         job = self._job_of(event.job_id) if run is not None else None
         if job is None:
             return
-        self._notifier.send(job.notify, run)
+        # Only these pure checks here: the engine thread (or the scheduler loop, for a queued
+        # run's end) publishes the event and must not wait for a write or a process.
         hooks = hooks_fired(job.hooks, run)
-        if not hooks:
+        if not hooks and not any(notify_event(webhook, run) for webhook in job.notify):
             return
         thread = threading.Thread(
-            target=self._run_hooks, args=(job, run, hooks), name=f"petit-hooks-{run.id}"
+            target=self._follow,
+            args=(job, run, hooks),
+            name=f"petit-hooks-{run.id}",
+            daemon=True,
         )
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
@@ -111,7 +115,8 @@ class RunFollowups:
         with self._lock:
             return [t for t in self._threads if t.is_alive()]
 
-    def _run_hooks(self, job: Job, run: Run, hooks: list[Hook]) -> None:
+    def _follow(self, job: Job, run: Run, hooks: list[Hook]) -> None:
+        self._notifier.send(job.notify, run)
         for hook in hooks:
             try:
                 outcome = self._run_hook(job, run, hook)
