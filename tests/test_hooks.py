@@ -122,7 +122,9 @@ def test_an_interrupted_run_fires_no_hook(service, tmp_path):
 
 
 def test_a_failing_hook_is_recorded_failed_and_the_run_keeps_its_status(service, tmp_path):
-    svc = service({"ok": _hooked_job("ok", str(tmp_path), "true", "echo broken >&2; exit 5")})
+    svc = service(
+        {"ok": _hooked_job("ok", str(tmp_path), "true", "echo broken >&2; exit 5")}, api=True
+    )
     run_id = svc.call("trigger", "ok")["run_id"]
     hooks = _hooks_of(svc, run_id, 2)
     assert [(h["hook"], h["status"], h["exit_code"]) for h in hooks] == [
@@ -132,6 +134,13 @@ def test_a_failing_hook_is_recorded_failed_and_the_run_keeps_its_status(service,
     assert hooks[0]["error"] == "exited with code 5"
     run = svc.run(run_id)
     assert run.status.value == "completed" and run.error is None
+    # the API's Run carries them too, and a hook's log is served like a task's
+    served = svc.get(f"/api/runs/{run_id}").json()
+    assert served["hooks"] == hooks and served["status"] == "completed"
+    log = svc.get(f"/api/runs/{run_id}/tasks/@on_success/logs")
+    assert log.status == 200 and log.json()["stderr"] == "broken\n", log.body
+    assert log.json()["status"] == "failed" and log.json()["attempts"] == 1
+    assert svc.get(f"/api/runs/{run_id}/tasks/@on_failure/logs").status == 404  # did not run
 
 
 def _sleeping_hook_job(pidfile: str, timeout: str) -> str:

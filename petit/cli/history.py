@@ -9,7 +9,8 @@ import os
 import sys
 from collections.abc import Iterator
 
-from ..core.model import Run, RunStatus, TaskRun, TaskStatus, now_ms
+from ..core.followups import log_sources
+from ..core.model import Run, RunStatus, TaskRun, now_ms
 from ..core.text import ago, duration_words, one_line, short_repr, wall_clock
 from ..core.views import run_json, task_json
 from ..errors import NotFound, RunNotFound, StorageError, TaskNotFound, UsageError
@@ -235,10 +236,7 @@ def logged_tasks(run: Run, task_id: str | None, attempt: int | None) -> list[Tas
     """The tasks `petit logs` shows: TASK_ID's, or every task that made that attempt, in DAG
     order (the run's order), then the hooks that ran (`@on_failure`...). Raises for an unknown
     task or an attempt it never made."""
-    hooks = [
-        TaskRun(f"@{h['hook']}", run.id, TaskStatus(h["status"]), attempts=1) for h in run.hooks
-    ]
-    tasks = [*run.tasks, *hooks]
+    tasks = log_sources(run)
     if task_id is None:
         return [task for task in tasks if attempt is None or attempt <= task.attempts]
     task = next((t for t in tasks if t.task_id == task_id), None)

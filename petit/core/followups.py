@@ -5,7 +5,7 @@ delivery (the declarations are in core/hooks.py)."""
 from __future__ import annotations
 
 from .hooks import Hook, HookEvent, NotifyOn, Webhook, WebhookFormat
-from .model import Run, RunStatus, TaskStatus
+from .model import Run, RunStatus, TaskRun, TaskStatus
 
 MAX_RETRY_DELAY_SECS = 30.0
 SHUTDOWN = "interrupted by shutdown"
@@ -125,3 +125,13 @@ def hook_outcome(
         "ended_at": ended_at,
         "duration_ms": ended_at - started_at,
     }
+
+
+def log_sources(run: Run) -> list[TaskRun]:
+    """What of a run has a log: its tasks, then the hooks that ran, each as a one-attempt task
+    named as it is logged (`@on_failure`)."""
+    hooks = [
+        TaskRun(HookEvent(h["hook"]).log_name, run.id, TaskStatus(h["status"]), attempts=1)
+        for h in run.hooks
+    ]
+    return [*run.tasks, *hooks]

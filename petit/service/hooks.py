@@ -17,7 +17,7 @@ from ..core.events import Event, RunEnded
 from ..core.followups import SHUTDOWN, hook_environment, hook_outcome, hooks_fired, notify_event
 from ..core.hooks import Hook
 from ..core.model import Job, Run, now_ms
-from ..errors import StorageError
+from ..errors import StorageError, internal_error
 from ..execution.runners.base import (
     DEFAULT_LOG_LIMIT,
     AttemptHandle,
@@ -95,10 +95,10 @@ class RunFollowups:
         they take, each bounded by its timeout) or `hurry`, then kill what still runs (recorded
         failed, "interrupted by shutdown"); then the notifier's close, with the same deadline (or
         NOTIFY_LAST_CHANCE_SECS from now, whichever is later)."""
+        hurry = hurry or threading.Event()
         while self._alive() and (deadline is None or time.monotonic() < deadline):
-            if hurry is not None and hurry.is_set():
+            if hurry.wait(0.05):
                 break
-            time.sleep(0.05)
         with self._lock:
             self._stopping = True
             handles = list(self._handles)
@@ -123,7 +123,7 @@ class RunFollowups:
             except Exception as exc:  # a bug must not lose the other hooks' records
                 log.exception("run %s: hook %s", run.id, hook.event.value)
                 now = now_ms()
-                outcome = hook_outcome(hook.event, None, f"internal error: {exc}", now, now)
+                outcome = hook_outcome(hook.event, None, internal_error(exc).message, now, now)
             run.hooks = [*run.hooks, outcome]  # replaced, never changed in place
             try:
                 self._store.record_followups(run, hooks=run.hooks)
