@@ -238,6 +238,10 @@ BAD_JOBS = {
         "on_failure:\n  command: 'true'\n  retry: {max_attempts: 1}\n",
         "job 'x': on_failure: unknown key 'retry' in a hook",
     ),
+    "hook-command": (
+        "on_failure:\n  args: [x]\n",
+        "job 'x': on_failure: command: required key is missing",
+    ),
     "hook-map": ("on_success: 'echo hi'\n", "job 'x': on_success: expected a map like a task's"),
     "hook-type": (
         "on_finish:\n  type: perl\n  script: x\n",

@@ -163,8 +163,8 @@ class Notifier:
                 "" if last else f"; retrying in {retry_delay(attempt):g}s",
             )
             with self._lock:
-                if self._is_over() and not delivered:
-                    return
+                if delivery.done or (self._is_over() and not delivered):
+                    return  # close() gave up on it meanwhile (or is about to)
                 self._update(delivery, attempts=[*self._entry(delivery)["attempts"], outcome])
                 if last:
                     # a last chance that failed where a retry might have passed: abandoned
