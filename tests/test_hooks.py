@@ -307,3 +307,28 @@ def test_the_example_hook_appends_to_its_file(tmp_path):
     assert line.endswith("run hooks_demo-1 of hooks_demo failed: failed tasks fetch"), line
     logs = run_petit("--db", db, "logs", "hooks_demo-1", "@on_finish", env=env)
     assert logs.stdout == "run hooks_demo-1 ended failed\n", logs
+
+
+def test_a_hook_left_running_by_a_dead_worker_is_killed_by_the_next_one(service, tmp_path):
+    pidfile = str(tmp_path / "hook.pid")
+    svc = service({"sleepy": _sleeping_hook_job(pidfile, "60s")})
+    svc.call("trigger", "sleepy")
+    pids = _hook_pids(pidfile)
+    svc.remember(*pids)
+    dead = svc.worker_pid()
+    os.kill(dead, signal.SIGKILL)  # nothing enforces the hook's timeout any more
+    wait_until(
+        lambda: (
+            (worker := svc.status(check=False)) is not None
+            and any(
+                c["name"] == "scheduler" and c["pid"] not in (None, dead)
+                for c in worker["children"]
+            )
+            and svc.status()["scheduler"] is not None
+        ),
+        timeout=20,
+        message="the supervisor to start a new worker",
+    )
+    for pid in pids:  # its recovery swept them
+        wait_until(lambda pid=pid: _gone(pid), timeout=10, message=f"orphan hook {pid} gone")
+    assert "killed 2 hook process(es) a dead worker left running" in svc.log()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from ..core.events import Event, RunEnded
 from ..core.followups import SHUTDOWN, hook_environment, hook_outcome, hooks_fired, notify_event
-from ..core.hooks import Hook
+from ..core.hooks import Hook, HookEvent
 from ..core.model import Job, Run, now_ms
 from ..errors import StorageError, internal_error
 from ..execution.runners.base import (
@@ -28,7 +28,7 @@ from ..execution.runners.base import (
     build_env,
     job_folder,
 )
-from ..execution.runners.local import KILL_GRACE_SECS, LocalRunner
+from ..execution.runners.local import KILL_GRACE_SECS, LocalRunner, sweep_escaped
 from ..storage.store import Store
 from .notify import Notifier
 
@@ -177,3 +177,11 @@ class RunFollowups:
             self._runner.sweep_run(run.id, self._store.db_path)
         error = SHUTDOWN if result.cancelled else result.error
         return hook_outcome(hook.event, result.exit_code, error, result.started_at, result.ended_at)
+
+
+def sweep_orphan_hooks(db_path: str) -> int:
+    """At start, before any run: kill the hooks a dead worker of this db left running (nothing
+    enforces their timeout any more). They carry PETIT_DB and PETIT_HOOK, which no task has."""
+    return sum(
+        sweep_escaped({"PETIT_DB": db_path, "PETIT_HOOK": event.value}) for event in HookEvent
+    )
