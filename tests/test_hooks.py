@@ -331,4 +331,5 @@ def test_a_hook_left_running_by_a_dead_worker_is_killed_by_the_next_one(service,
     )
     for pid in pids:  # its recovery swept them
         wait_until(lambda pid=pid: _gone(pid), timeout=10, message=f"orphan hook {pid} gone")
-    assert "killed 2 hook process(es) a dead worker left running" in svc.log()
+    # one or two: killing the hook's group may take its child before the sweep reaches it
+    assert "hook process(es) a dead worker left running" in svc.log()
