@@ -548,3 +548,20 @@ def test_a_record_from_before_runner_handles_reads_back_and_is_recovered(db, mar
         if sleeper.poll() is None:
             sleeper.kill()
             sleeper.wait()
+
+
+def test_record_followups_changes_only_the_lists_it_is_given(db):
+    store = Store(db, keep_runs=1)
+    run = finish(store, store.create_run("job", ["t"], Trigger.MANUAL), RunStatus.FAILED)
+    before = Store(db).get_run(run.id).to_dict()
+    hooks = [{"hook": "on_failure", "status": "completed", "exit_code": 0}]
+    store.record_followups(run, hooks=hooks)
+    store.record_followups(run, notifications=[{"url": "http://h/x", "delivered": True}])
+    after = Store(db).get_run(run.id).to_dict()
+    assert after["hooks"] == hooks and after["notifications"][0]["delivered"] is True
+    assert {k: v for k, v in after.items() if k not in ("hooks", "notifications")} == {
+        k: v for k, v in before.items() if k not in ("hooks", "notifications")
+    }
+    finish(store, store.create_run("job", ["t"], Trigger.MANUAL))  # retention removes job-1
+    store.record_followups(run, hooks=hooks)  # a removed run stays removed
+    assert store.get_run(run.id) is None

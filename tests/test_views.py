@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from petit.core.hooks import Hook, HookEvent, NotifyOn, Webhook
 from petit.core.model import (
     Condition,
     DependencyCondition,
@@ -41,6 +42,14 @@ PIPELINE = Job(
     depends_on=(
         JobDependency("upstream"),
         JobDependency("feed", DependencyCondition.WITHIN_WINDOW, window_secs=3600.0),
+    ),
+    hooks=(Hook(HookEvent.ON_FAILURE, Task("@on_failure", "@on_failure", TaskType.SHELL)),),
+    notify=(
+        Webhook(
+            "https://user:secret@hooks.example.com:8443/in?token=secret",
+            (NotifyOn.FAILURE, NotifyOn.FINISH),
+            headers={"Authorization": "Bearer ${HOOK_TOKEN}"},
+        ),
     ),
     tasks=(
         Task(id="extract", name="Extract", type=TaskType.SHELL, timeout_secs=30.0),
@@ -107,6 +116,18 @@ def test_job_definition_has_every_field_of_the_job_file():
             {"job": "feed", "condition": "within_window"},
         ],
         "tasks": [EXTRACT, LOAD],
+        "hooks": [{"hook": "on_failure", "type": "shell", "timeout_secs": None}],
+        # no credentials, no query, no header values: any of them may be a secret
+        "notify": [
+            {
+                "url": "https://hooks.example.com:8443/in",
+                "on": ["failure", "finish"],
+                "format": "json",
+                "headers": ["Authorization"],
+                "timeout_secs": 10.0,
+                "retries": 3,
+            }
+        ],
     }
 
 
@@ -171,6 +192,8 @@ def test_job_json_from_a_stored_summary():
         "queued_runs": 1,
         "depends_on": stored["depends_on"],
         "tasks": stored["tasks"],
+        "hooks": stored["hooks"],
+        "notify": stored["notify"],
         "last_run_id": "pipeline-3",
         "last_run_status": "completed",
         "last_success_at": 1_699_999_000_000,
@@ -227,6 +250,8 @@ def test_job_json_of_a_sparse_doc_has_every_field():
         "queued_runs": 0,
         "depends_on": [],
         "tasks": [],
+        "hooks": [],
+        "notify": [],
         "last_run_id": None,
         "last_run_status": None,
         "last_success_at": None,
@@ -342,6 +367,8 @@ def test_run_json():
         "cpu_secs": 1.25,
         "max_rss_bytes": 3 * 2**20,
         "task_count": 2,
+        "hooks": [],
+        "notifications": [],
     }
 
 

@@ -59,7 +59,8 @@ def _id(name: str) -> str:
     return rf"(?P<{name}>[{ID_CHARS}]{{1,{ID_MAX_CHARS[name]}}})"
 
 
-_JOB, _RUN, _TASK = _id("job_id"), _id("run_id"), _id("task_id")
+_JOB, _RUN = _id("job_id"), _id("run_id")
+_TASK = _id("task_id").replace(">", ">@?", 1)  # or a hook's log: `@on_failure`
 ROUTES = [
     (r"/api/health", HealthHandler),
     (r"/api/status", StatusHandler),

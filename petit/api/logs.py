@@ -9,6 +9,7 @@ import json
 import re
 import time
 
+from ..core.followups import log_sources
 from ..core.model import TaskRun, TaskStatus
 from ..errors import BadRequest, NotFound, PetitError, TaskNotFound
 from ..storage.store import Store
@@ -98,7 +99,9 @@ class LogFollow:
     def _check(self) -> dict | None:
         """The `end` message's data once what is followed is over, else None."""
         run = self._store.get_run(self._run_id)
-        state = next((t for t in run.tasks if t.task_id == self._task_id), None) if run else None
+        state = (
+            next((t for t in log_sources(run) if t.task_id == self._task_id), None) if run else None
+        )
         if state is None:
             return _end_data(None)
         self._latest = max(self._latest, state.attempts)
@@ -134,7 +137,7 @@ class LogFollow:
 class TaskLogsHandler(BaseHandler):
     async def get(self, run_id: str, task_id: str) -> None:
         run = known_run(self.store, run_id)
-        state = next((t for t in run.tasks if t.task_id == task_id), None)
+        state = next((t for t in log_sources(run) if t.task_id == task_id), None)
         if state is None:
             raise TaskNotFound(run_id, task_id)
         attempt = _parse_attempt(self.get_query_argument("attempt", None))

@@ -76,7 +76,8 @@ def _path_param(name: str, description: str) -> dict:
 
 JOB_ID = _path_param("job_id", "job id")
 RUN_ID = _path_param("run_id", "run id, '<job_id>-<n>'")
-TASK_ID = _path_param("task_id", "task id")
+TASK_ID = _path_param("task_id", "task id, or a hook's log name such as @on_failure")
+TASK_ID["schema"]["pattern"] = f"^@?[{ID_CHARS}]+$"
 LIMIT = {
     "name": "limit",
     "in": "query",

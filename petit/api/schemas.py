@@ -3,6 +3,7 @@ core/views.py projects, and of the errors."""
 
 from __future__ import annotations
 
+from ..core.hooks import HookEvent, NotifyOn, WebhookFormat
 from ..core.model import Condition, DependencyCondition, RunStatus, TaskType, Trigger
 from ..core.retry import RetryCondition
 from ..core.timing import CatchupPolicy, DropReason, OverlapPolicy
@@ -148,6 +149,8 @@ SCHEMAS = {
             "last_run_id": _STR_OR_NULL,
             "last_run_status": _STR_OR_NULL,
             "last_success_at": _INT_OR_NULL,
+            "hooks": {"type": "array", "items": {"$ref": "#/components/schemas/JobHook"}},
+            "notify": {"type": "array", "items": {"$ref": "#/components/schemas/JobWebhook"}},
         },
         {"recent_runs": {"type": "array", "items": {"$ref": "#/components/schemas/RecentRun"}}},
     ),
@@ -236,6 +239,58 @@ SCHEMAS = {
             "error": _STR_OR_NULL,
             **_USAGE,
             "task_count": {"type": "integer"},
+            "hooks": {"type": "array", "items": {"$ref": "#/components/schemas/HookOutcome"}},
+            "notifications": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/Notification"},
+            },
+        }
+    ),
+    # a hook the job declares (job keys on_success, on_failure, on_finish)
+    "JobHook": _obj(
+        {"hook": _enum(HookEvent), "type": _enum(TaskType), "timeout_secs": _NUM_OR_NULL}
+    ),
+    # a webhook the job declares: its url without credentials or query, its header names only
+    "JobWebhook": _obj(
+        {
+            "url": {"type": "string"},
+            "on": {"type": "array", "items": _enum(NotifyOn)},
+            "format": _enum(WebhookFormat),
+            "headers": {"type": "array", "items": {"type": "string"}},
+            "timeout_secs": {"type": "number"},
+            "retries": {"type": "integer", "minimum": 0},
+        }
+    ),
+    # a hook that ran after the run ended; its status never changes the run's
+    "HookOutcome": _obj(
+        {
+            "hook": _enum(HookEvent),
+            "status": {"type": "string", "enum": ["completed", "failed"]},
+            "exit_code": _INT_OR_NULL,
+            "error": _STR_OR_NULL,
+            "started_at": {"type": "integer"},
+            "ended_at": {"type": "integer"},
+            "duration_ms": {"type": "integer"},
+        }
+    ),
+    # one webhook told of the run's end, with each delivery attempt
+    "Notification": _obj(
+        {
+            "url": {"type": "string"},
+            "event": _enum(NotifyOn),
+            "delivered": {"type": "boolean"},
+            "abandoned": {"type": "boolean"},
+            "attempts": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "at": {"type": "integer"},
+                        "status_code": _INT_OR_NULL,
+                        "error": _STR_OR_NULL,
+                        "duration_ms": {"type": "integer"},
+                    }
+                ),
+            },
         }
     ),
     "RunList": _obj(

@@ -111,6 +111,8 @@ def cmd_trigger(args: dict) -> int:
     from ..execution.engine import RunEngine
     from ..execution.recorder import RunRecorder
     from ..ipc.instance import hold_instance_lock
+    from ..service.hooks import RunFollowups
+    from ..service.notify import Notifier
     from ..service.settings import Inputs
     from ..storage.store import Store
 
@@ -165,7 +167,15 @@ def cmd_trigger(args: dict) -> int:
             detail = {"failed": f": {event.error}", "skipped": f" ({event.error})"}
             say(f"== {event.task_id}: end {event.status}{detail.get(event.status, '')}")
 
+    def say_hook(run, outcome: dict) -> None:
+        error = f": {outcome['error']}" if outcome["error"] else ""
+        say(f"== hook {outcome['hook']}: {outcome['status']} in {outcome['duration_ms']} ms{error}")
+
     bus.subscribe(show)
+    # the same hooks and webhooks as under `petit run`, after the run's end is recorded
+    followups = RunFollowups(store, Notifier(store), lambda job_id: job, on_hook=say_hook)
+    followups.track(run)
+    bus.subscribe(followups.on_event)
     bus.publish(RunCreated(run.created_at, run.id, job.id, run.trigger.value))
     engine = RunEngine(job, run, store, bus, max_tasks=max_tasks)
     failures: list[BaseException] = []
@@ -179,8 +189,9 @@ def cmd_trigger(args: dict) -> int:
     # The run goes on in a worker thread: signal handlers run in this (main) thread, which then
     # holds none of the engine's locks when the handler asks the engine to stop.
     worker = threading.Thread(target=execute, name="petit-trigger")
+    stop = threading.Event()  # a signal: stop the run, or the hooks that follow it
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: engine.interrupt())
+        signal.signal(sig, lambda *_: (stop.set(), engine.interrupt()))
     say(f"run {run.id} of job {job.id} started")
     worker.start()
     worker.join()
@@ -191,6 +202,10 @@ def cmd_trigger(args: dict) -> int:
         f"run {run.id} {run.status.value} in {run.duration_ms} ms"
         + (f": {run.error}" if run.error else "")
     )
+    followups.close(hurry=stop)
+    for entry in run.notifications:
+        outcome = "delivered" if entry["delivered"] else "not delivered"
+        say(f"== notify {entry['url']}: {outcome} ({len(entry['attempts'])} attempt(s))")
     return 0 if run.status is RunStatus.COMPLETED else 1
 
 

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Iterator
 
+from ..core.followups import log_sources
 from ..core.model import Run, RunStatus, TaskRun, now_ms
 from ..core.text import ago, duration_words, one_line, short_repr, wall_clock
 from ..core.views import run_json, task_json
@@ -175,6 +176,7 @@ def print_run(args: dict) -> int:
             print()
             for line in _attempt_lines(task, now):
                 print(line)
+    _print_followups(run)
     return 0
 
 
@@ -214,6 +216,44 @@ def _attempt_lines(task: TaskRun, now: int) -> list[str]:
     return lines
 
 
+def _print_followups(run: Run) -> None:
+    """The hooks that ran after the run's end, and the webhooks told of it."""
+    hooks = [
+        (
+            h["hook"],
+            h["status"],
+            "-" if h["exit_code"] is None else str(h["exit_code"]),
+            duration_words(h["duration_ms"] / 1000),
+            one_line(h["error"] or ""),
+        )
+        for h in run.hooks
+    ]
+    if hooks:
+        print()
+        for line in table(("HOOK", "STATUS", "EXIT", "DURATION", "ERROR"), hooks):
+            print(line)
+    notified = []
+    for entry in run.notifications:
+        last = entry["attempts"][-1] if entry["attempts"] else {}
+        state = "delivered" if entry["delivered"] else "not delivered" if last else "pending"
+        if entry.get("abandoned"):
+            state = "abandoned"
+        outcome = last.get("error") or (last.get("status_code") and f"HTTP {last['status_code']}")
+        notified.append(
+            (
+                one_line(entry["url"]),
+                entry["event"],
+                state,
+                str(len(entry["attempts"])),
+                one_line(str(outcome or "")),
+            )
+        )
+    if notified:
+        print()
+        for line in table(("WEBHOOK", "EVENT", "STATE", "ATTEMPTS", "LAST"), notified):
+            print(line)
+
+
 # -- petit logs -----------------------------------------------------------------------------------
 
 
@@ -223,24 +263,27 @@ def print_logs(args: dict) -> int:
     run = known_run(store, args["RUN_ID"])
     task_id = args["TASK_ID"]
     printed = False
-    for task in logged_tasks(run, task_id, attempt):
+    tasks = logged_tasks(run, task_id, attempt)
+    for task in tasks:
         for line in stored_log(store, task, attempt, log_prefix(task, task_id)):
             print(line)
             printed = True
     if not printed:  # not an error: a skipped task, or one that printed nothing, has no log
         what = f"run '{run.id}'"
         if task_id is not None:
-            what = f"task '{task_id}' of run '{run.id}' ({run.task(task_id).status.value})"
+            what = f"task '{task_id}' of run '{run.id}' ({tasks[0].status.value})"
         print(f"no output recorded for {what}", file=sys.stderr)
     return 0
 
 
 def logged_tasks(run: Run, task_id: str | None, attempt: int | None) -> list[TaskRun]:
     """The tasks `petit logs` shows: TASK_ID's, or every task that made that attempt, in DAG
-    order (the run's order). Raises for an unknown task or an attempt it never made."""
+    order (the run's order), then the hooks that ran (`@on_failure`...). Raises for an unknown
+    task or an attempt it never made."""
+    tasks = log_sources(run)
     if task_id is None:
-        return [task for task in run.tasks if attempt is None or attempt <= task.attempts]
-    task = next((t for t in run.tasks if t.task_id == task_id), None)
+        return [task for task in tasks if attempt is None or attempt <= task.attempts]
+    task = next((t for t in tasks if t.task_id == task_id), None)
     if task is None:
         raise TaskNotFound(run.id, task_id)
     if attempt is not None and attempt > task.attempts:

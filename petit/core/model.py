@@ -16,6 +16,7 @@ from .enums import (  # the model's vocabulary, imported from here by most of pe
     TaskType,
     Trigger,
 )
+from .hooks import Hook, Webhook
 from .retry import FailedAttempt, RetryPolicy
 from .timing import DEFAULT_MAX_QUEUED, CatchupPolicy, OverlapPolicy, ScheduleSpec
 from .usage import USAGE_KEYS, usage_totals
@@ -80,6 +81,8 @@ class Job:
     config: dict = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     depends_on: tuple[JobDependency, ...] = ()
+    hooks: tuple[Hook, ...] = ()  # on_success / on_failure / on_finish
+    notify: tuple[Webhook, ...] = ()
     source: str = ""
 
     def task(self, task_id: str) -> Task:
@@ -316,6 +319,8 @@ class Run:
     cpu_secs: float | None = None
     max_rss_bytes: int | None = None
     tasks: list[TaskRun] = field(default_factory=list)
+    hooks: list[dict] = field(default_factory=list)  # after the end: see core/hooks.py
+    notifications: list[dict] = field(default_factory=list)
 
     def task(self, task_id: str) -> TaskRun:
         return next(t for t in self.tasks if t.task_id == task_id)

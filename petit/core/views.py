@@ -45,6 +45,26 @@ def job_definition(job: Job) -> dict:
         "source": job.source,
         "depends_on": [{"job": d.job_id, "condition": d.condition.value} for d in job.depends_on],
         "tasks": [_task_definition(t) for t in job.tasks],
+        "hooks": [
+            {
+                "hook": h.event.value,
+                "type": h.command.type.value,
+                "timeout_secs": h.command.timeout_secs,
+            }
+            for h in job.hooks
+        ],
+        # the url without credentials or query, and header names only: either may be a secret
+        "notify": [
+            {
+                "url": w.safe_url,
+                "on": [event.value for event in w.on],
+                "format": w.format.value,
+                "headers": sorted(w.headers),
+                "timeout_secs": w.timeout_secs,
+                "retries": w.retries,
+            }
+            for w in job.notify
+        ],
     }
 
 
@@ -119,6 +139,8 @@ def job_json(summary: dict, paused: bool, recent: list[Run] | None = None) -> di
         "queued_runs": len(summary.get("queued", [])),
         "depends_on": summary.get("depends_on", []),
         "tasks": [{name: t.get(name) for name in _TASK_FIELDS} for t in summary.get("tasks", [])],
+        "hooks": summary.get("hooks", []),
+        "notify": summary.get("notify", []),
         "last_run_id": summary.get("last_run_id"),
         "last_run_status": summary.get("last_status"),
         "last_success_at": summary.get("last_success_at"),
@@ -155,6 +177,8 @@ def run_json(run: Run) -> dict:
         "cpu_secs": run.cpu_secs,
         "max_rss_bytes": run.max_rss_bytes,
         "task_count": len(run.tasks),
+        "hooks": [dict(outcome) for outcome in run.hooks],
+        "notifications": [dict(entry) for entry in run.notifications],
     }
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import heapq
 import logging
-import os
 import queue
 import random
 import threading
@@ -45,8 +44,10 @@ from .runners.base import (
     AttemptResult,
     AttemptSpec,
     TaskRunner,
+    attempt_cwd,
     build_argv,
     build_env,
+    job_folder,
 )
 
 DEFAULT_MAX_TASKS = 4
@@ -105,7 +106,7 @@ class RunEngine:
         self._timed_out = False  # the stop is the job's timeout
         self._error: str | None = None  # a bug inside petit that ended the run
         self._ended = False  # RunEnded is out: a straggler's output lines are not published
-        self._base_dir = os.path.dirname(os.path.abspath(job.source)) if job.source else os.getcwd()
+        self._base_dir = job_folder(job)
 
     # -- control from other threads -----------------------------------------------------------
 
@@ -195,9 +196,7 @@ class RunEngine:
             attempt=attempt,
             argv=build_argv(task, self._base_dir),
             env=build_env(self.job, task, self.run.id, attempt, self._extra_env),
-            cwd=None
-            if task.working_dir is None
-            else os.path.join(self._base_dir, task.working_dir),
+            cwd=attempt_cwd(task, self._base_dir),
             timeout_secs=task.timeout_secs,
             log_limit=DEFAULT_LOG_LIMIT,
             on_lines=functools.partial(self._output, task.id, attempt, log_file),

@@ -32,6 +32,7 @@ from .fields import (
     read_identifier,
     read_string,
 )
+from .hooks import HOOK_KEYS, read_hooks, read_notify
 from .reader import UnreadableJobFile, read_job_file
 from .tasks import check_task_graph, cycle_text, few, parse_task
 from .timing import TIMING_KEYS, read_timing
@@ -47,6 +48,8 @@ JOB_KEYS = {
     "environment",
     "depends_on",
     "tasks",
+    "notify",
+    *HOOK_KEYS,
     *TIMING_KEYS,
 }
 DEPENDENCY_KEYS = {"job", "job_id", "condition", "window"}
@@ -131,6 +134,8 @@ def parse_job(problems: Problems, data, source: str) -> Job | None:
         description = read_string(problems, data, "description") or ""
         environment = read_environment(problems, data)
         depends_on = _job_dependencies(problems, data.get("depends_on"))
+        hooks = read_hooks(problems, data)
+        notify = read_notify(problems, data)
     if job_id is None or name is None or not tasks:
         return None
     return Job(
@@ -150,6 +155,8 @@ def parse_job(problems: Problems, data, source: str) -> Job | None:
         config=config if isinstance(config, dict) else {},
         environment=environment,
         depends_on=depends_on,
+        hooks=hooks,
+        notify=notify,
         source=source,
     )
 

@@ -23,13 +23,9 @@ from .fields import (
 )
 
 MAX_ATTEMPTS = 100
-TASK_KEYS = {
-    "id",
-    "name",
+# the keys read_command reads: a task's, and a hook's whole map
+COMMAND_KEYS = {
     "type",
-    "depends_on",
-    "condition",
-    "retry",
     "timeout_secs",
     "timeout",
     "environment",
@@ -39,6 +35,7 @@ TASK_KEYS = {
     "script",
     "inline",
 }
+TASK_KEYS = {"id", "name", "depends_on", "condition", "retry", *COMMAND_KEYS}
 TYPE_KEYS = {
     TaskType.COMMAND: {"command", "args"},
     TaskType.SHELL: {"script"},
@@ -228,15 +225,9 @@ def parse_task(problems: Problems, data, index: int) -> Task | None:
         task_id = read_identifier(problems, data)
     with problems.within(f"task '{task_id}'" if task_id else f"tasks[{index}]"):
         check_unknown_keys(problems, data, TASK_KEYS, "a task")
-        raw_type = data.get("type")
-        task_type = (
-            TaskType.COMMAND
-            if raw_type is None
-            else read_choice(problems, TaskType, raw_type, "type", None)
-        )
-        body = _task_body(problems, data, task_type)
         # Every field is checked before deciding whether a Task can be built, so one missing
         # key does not hide the other problems of the same task.
+        command = read_command(problems, data)
         fields = dict(
             name=read_string(problems, data, "name"),
             depends_on=_task_depends(problems, data),
@@ -244,19 +235,36 @@ def parse_task(problems: Problems, data, index: int) -> Task | None:
                 problems, Condition, data.get("condition"), "condition", Condition.ALL_SUCCESS
             ),
             retry=_retry(problems, data.get("retry")),
-            timeout_secs=read_seconds(problems, data, "timeout_secs", "timeout"),
-            environment=read_environment(problems, data),
-            working_dir=read_string(problems, data, "working_dir"),
         )
-        unusable = fields["working_dir"] is not None and process_text_problem(fields["working_dir"])
-        if unusable:
-            problems.add(f"working_dir: {unusable}")
         if task_id is None:
             return None
         # Kept even when incomplete (the problems above already reject the file), so the tasks
         # that depend on it are not also told that it does not exist.
         fields["name"] = fields["name"] or task_id
-        return Task(id=task_id, type=task_type or TaskType.COMMAND, **body, **fields)
+        return Task(id=task_id, **command, **fields)
+
+
+def read_command(problems: Problems, data: dict, default_timeout: float | None = None) -> dict:
+    """What a task and a hook share, as Task fields: `type` and its keys (command/args,
+    script, inline), timeout, environment and working_dir."""
+    raw_type = data.get("type")
+    task_type = (
+        TaskType.COMMAND
+        if raw_type is None
+        else read_choice(problems, TaskType, raw_type, "type", None)
+    )
+    command = _task_body(problems, data, task_type)
+    timeout = read_seconds(problems, data, "timeout_secs", "timeout")
+    command.update(
+        type=task_type or TaskType.COMMAND,
+        timeout_secs=default_timeout if timeout is None else timeout,
+        environment=read_environment(problems, data),
+        working_dir=read_string(problems, data, "working_dir"),
+    )
+    unusable = command["working_dir"] is not None and process_text_problem(command["working_dir"])
+    if unusable:
+        problems.add(f"working_dir: {unusable}")
+    return command
 
 
 def check_task_graph(problems: Problems, tasks: list[Task]) -> list[Task]:

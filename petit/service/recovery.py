@@ -11,6 +11,7 @@ from ..core.model import INTERRUPTED, Run, RunStatus, now_ms
 from ..execution.runners.base import TaskRunner
 from ..execution.runners.local import LocalRunner
 from ..storage.store import Store
+from .hooks import sweep_orphan_hooks
 
 log = logging.getLogger("petit.recovery")
 
@@ -22,7 +23,8 @@ def default_runners() -> dict[str, TaskRunner]:
 
 
 def recover(store: Store, runners: Mapping[str, TaskRunner] | None = None) -> int:
-    """Runs left pending/running by a dead worker become interrupted; their attempts die."""
+    """Runs left pending/running by a dead worker become interrupted; their attempts die, and
+    so do the hooks it left running."""
     runners = default_runners() if runners is None else runners
     count = 0
     for run in store.active_runs():
@@ -40,6 +42,9 @@ def recover(store: Store, runners: Mapping[str, TaskRunner] | None = None) -> in
             f", killed {killed} leftover process(es)" if killed else "",
         )
         count += 1
+    orphans = sweep_orphan_hooks(store.db_path)
+    if orphans:
+        log.warning("killed %d hook process(es) a dead worker left running", orphans)
     return count
 
 

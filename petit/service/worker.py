@@ -21,6 +21,8 @@ from ..jobs.loader import load_jobs
 from ..logconf import configure_logging
 from ..storage.store import Store
 from .forwarder import EventForwarder
+from .hooks import RunFollowups
+from .notify import Notifier
 from .recovery import recover
 from .scheduler import Scheduler
 from .settings import Settings
@@ -45,6 +47,13 @@ def worker_main(settings: Settings, commands, replies) -> None:
         # the job timetable or tinydb itself: the long-lived parent stays small
         store.check()
         jobs = load_jobs(settings.jobs_dir, settings.config)
+        # a run's hooks are those of its job as loaded when it ends (`scheduler` is bound by
+        # then: no run ends before the loop starts)
+        followups = RunFollowups(
+            store,
+            Notifier(store, settings.public_url),
+            job_of=lambda job_id: scheduler.jobs.get(job_id),
+        )
         scheduler = Scheduler(
             jobs,
             store,
@@ -52,8 +61,9 @@ def worker_main(settings: Settings, commands, replies) -> None:
             settings.max_jobs,
             replies.put,
             bus=bus,
-            track_run=forwarder.track,
+            track_run=lambda run: (forwarder.track(run), followups.track(run)),
         )
+        bus.subscribe(followups.on_event)  # after the recorder: the end is on disk first
         recovered = recover(store)
         scheduler.restore_queued()
     except (ConfigError, StorageError) as exc:
@@ -77,7 +87,7 @@ def worker_main(settings: Settings, commands, replies) -> None:
     # run's end is on disk before it is announced
     bus.subscribe(forwarder.publish)
     forwarder.start()
-    _serve(scheduler, settings, commands, replies, stop, hurry)
+    _serve(scheduler, followups, settings, commands, replies, stop, hurry)
     forwarder.close()  # the runs' last events go out before "stopped"
     replies.put({"event": "stopped", "pid": os.getpid()})
     log.info("scheduler stopped")
@@ -108,6 +118,7 @@ def _watch_parent(
 
 def _serve(
     scheduler: Scheduler,
+    followups: RunFollowups,
     settings: Settings,
     commands,
     replies,
@@ -132,7 +143,9 @@ def _serve(
             if message.get("cmd") == "shutdown":
                 grace = float(message["args"].get("timeout") or 0)
                 break
+    deadline = time.monotonic() + grace  # for the runs, then for the hooks of those that end
     scheduler.stop_runs(grace, hurry)
+    followups.close(deadline, hurry)
 
 
 def _expired(message: dict) -> dict | None:

@@ -301,6 +301,15 @@ class Store:
             for run in finished:
                 self._finish_job_run(run)
 
+    def record_followups(self, run: Run, **lists: list[dict]) -> None:
+        """Replace `hooks` and/or `notifications` of a finished run's record, nothing else (its
+        status never changes). A run retention already removed is left removed."""
+        path = self._chunk_path(run.job_id, run.seq)
+        with self.lock():
+            table = self._table(path, _CHUNK_RUNS) if os.path.exists(path) else None
+            if table is not None and table.contains(doc_id=run.seq):
+                table.update({key: list(value) for key, value in lists.items()}, doc_ids=[run.seq])
+
     def _finish_job_run(self, run: Run) -> None:
         def record(doc: dict) -> None:
             doc["active"] = [r for r in doc.get("active", []) if r != run.id]

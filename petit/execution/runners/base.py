@@ -95,6 +95,15 @@ def build_argv(task: Task, base_dir: str) -> tuple[str, ...]:
     return (sys.executable, os.path.join(base_dir, task.script))
 
 
+def job_folder(job: Job) -> str:
+    """Where a job's relative paths (a python script, working_dir) start: its file's folder."""
+    return os.path.dirname(os.path.abspath(job.source)) if job.source else os.getcwd()
+
+
+def attempt_cwd(task: Task, base_dir: str) -> str | None:
+    return None if task.working_dir is None else os.path.join(base_dir, task.working_dir)
+
+
 def build_env(
     job: Job, task: Task, run_id: str, attempt: int, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
