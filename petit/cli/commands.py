@@ -96,6 +96,7 @@ def _job_json(job, now: datetime) -> dict:
 def cmd_trigger(args: dict) -> int:
     from ..core.events import EventBus, RunCreated, TaskEnded, TaskOutput, TaskRetrying, TaskStarted
     from ..core.model import RunStatus, Trigger
+    from ..core.params import parse_assignments, resolve_params
     from ..execution.engine import RunEngine
     from ..execution.recorder import RunRecorder
     from ..ipc.instance import hold_instance_lock
@@ -113,12 +114,13 @@ def cmd_trigger(args: dict) -> int:
         known = ", ".join(jobs) or "none"
         print(f"petit: unknown job {args['JOB_ID']!r}; known jobs: {known}", file=sys.stderr)
         return 1
+    params = resolve_params(job.params, parse_assignments(args["--param"]), as_text=True)
     store = Store(db_path(args), keep_runs=keep_runs)
     store.check()
     hold_instance_lock(
         store.db_path
     )  # held until exit: a `petit run` starting now must not recover this run
-    run = store.create_run(job.id, [t.id for t in job.tasks], Trigger.MANUAL)
+    run = store.create_run(job.id, [t.id for t in job.tasks], Trigger.MANUAL, params=params)
     bus = EventBus()
     recorder = RunRecorder(store, bus)
     recorder.track(run)

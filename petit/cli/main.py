@@ -32,7 +32,8 @@ Usage:
                     [--socket PATH] [--shutdown-timeout SECS] [--log-level LEVEL]
   petit validate JOBS_DIR
   petit list JOBS_DIR [--json]
-  petit [--db PATH] trigger JOBS_DIR JOB_ID [--max-tasks N] [--keep-runs N]
+  petit [--db PATH] trigger JOBS_DIR JOB_ID [--param NAME=VALUE]... [--max-tasks N]
+                    [--keep-runs N]
   petit [--db PATH] runs [JOB_ID] [--limit N] [--status STATUS] [--json]
   petit [--db PATH] show RUN_ID [--json]
   petit [--db PATH] logs RUN_ID [TASK_ID] [--attempt N] [-f] [--socket PATH]
@@ -60,6 +61,8 @@ Options:
   --socket PATH            Control socket (default <db>.sock).
   --shutdown-timeout SECS  On shutdown, how long running runs may take to finish (default 30).
   --log-level LEVEL        debug, info, warning or error (default info).
+  --param NAME=VALUE       A value for one of the job's params (repeat it for more), read
+                           by the param's type: 5 for an int, true/false/yes/no/1/0 for a bool.
   --limit N                Most runs listed, newest first (default 20).
   --status STATUS          Only runs with this status: queued, pending, running, completed,
                            failed, interrupted or cancelled.

@@ -9,6 +9,7 @@ from enum import Enum
 from typing import Protocol
 
 from ..errors import InvalidTransition
+from .params import ParamSpec
 from .retry import RetryPolicy
 from .text import short_repr
 from .timing import DEFAULT_MAX_QUEUED, CatchupPolicy, OverlapPolicy, ScheduleSpec
@@ -133,6 +134,7 @@ class Job:
     timeout_secs: float | None = None  # the whole run's limit
     config: dict = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
+    params: tuple[ParamSpec, ...] = ()
     depends_on: tuple[JobDependency, ...] = ()
     source: str = ""
 
@@ -172,6 +174,7 @@ class TaskRun:
     # after a crash (the local runner's: {"runner": "local", "pid": ..., "created": ...});
     # None while no attempt is in flight.
     handle: dict | None = None
+    outputs: dict[str, str] | None = None  # what it wrote to PETIT_OUTPUT, once completed
     # One dict per attempt, oldest first (see _attempt_entry). An entry is replaced, never
     # changed in place, so a writer thread copying the list never sees half an update.
     attempt_history: list[dict] = field(default_factory=list)
@@ -196,11 +199,13 @@ class TaskRun:
         self._move((TaskStatus.RUNNING,), TaskStatus.PENDING)
         self._record(result)
 
-    def finish(self, result: AttemptOutcome) -> None:
-        # RUNNING -> COMPLETED, RUNNING -> FAILED: the attempt's error says which
+    def finish(self, result: AttemptOutcome, outputs: dict[str, str] | None = None) -> None:
+        # RUNNING -> COMPLETED (with the `outputs` it wrote), RUNNING -> FAILED: the attempt's
+        # error says which
         failed = result.error is not None
         self._move((TaskStatus.RUNNING,), TaskStatus.FAILED if failed else TaskStatus.COMPLETED)
         self._record(result)
+        self.outputs = None if failed else dict(outputs or {})
 
     def skip(self, reason: str) -> None:
         # PENDING -> SKIPPED: never started (its condition is false, or the run ended first)
@@ -336,6 +341,7 @@ class Run:
     created_at: int = 0
     scheduled_at: int | None = None
     jitter_ms: int | None = None  # the random delay of a scheduled fire (job key `jitter`)
+    params: dict = field(default_factory=dict)  # name -> value, defaults filled in
     started_at: int | None = None
     ended_at: int | None = None
     duration_ms: int | None = None

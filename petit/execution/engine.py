@@ -34,6 +34,7 @@ from ..core.model import (
     TaskStatus,
     now_ms,
 )
+from ..core.outputs import OutputError, parse_outputs
 from ..core.text import duration_words
 from ..errors import internal_error
 from ..storage.logs import LogWriter
@@ -101,6 +102,8 @@ class RunEngine:
         self._stop_reason: str | None = None  # why the stop ended the unfinished tasks
         self._timed_out = False  # the stop is the job's timeout
         self._error: str | None = None  # a bug inside petit that ended the run
+        # task id -> the outputs of each completed task that wrote some
+        self._outputs: dict[str, dict[str, str]] = {}
         self._ended = False  # RunEnded is out: a straggler's output lines are not published
         self._base_dir = os.path.dirname(os.path.abspath(job.source)) if job.source else os.getcwd()
 
@@ -195,7 +198,15 @@ class RunEngine:
             task_id=task.id,
             attempt=attempt,
             argv=build_argv(task, self._base_dir),
-            env=build_env(self.job, task, self.run.id, attempt, self._extra_env),
+            env=build_env(
+                self.job,
+                task,
+                self.run.id,
+                attempt,
+                self._extra_env,
+                self.run.params,
+                self._upstream_outputs(task),
+            ),
             cwd=None
             if task.working_dir is None
             else os.path.join(self._base_dir, task.working_dir),
@@ -207,6 +218,19 @@ class RunEngine:
         threading.Thread(
             target=self._attempt, args=(spec, log_file), name=f"petit-task-{task.id}", daemon=True
         ).start()
+
+    def _upstream_outputs(self, task: Task) -> dict[str, dict[str, str]]:
+        """The outputs of the tasks `task` depends on, directly or not (task id -> values)."""
+        if not self._outputs:  # the usual case: no walk up the DAG
+            return {}
+        seen: set[str] = set()
+        todo = list(task.depends_on)
+        while todo:
+            task_id = todo.pop()
+            if task_id not in seen:
+                seen.add(task_id)
+                todo.extend(self._tasks[task_id].depends_on)
+        return {task_id: values for task_id, values in self._outputs.items() if task_id in seen}
 
     def _attempt(self, spec: AttemptSpec, log_file: LogWriter) -> None:
         # Exactly one report per attempt, whatever happens: the run waits for it before finishing.
@@ -256,6 +280,12 @@ class RunEngine:
         result = finished.result
         if result.cancelled and self._stop_reason:
             result = replace(result, error=self._stop_reason)  # the stop says why
+        outputs: dict[str, str] = {}
+        if result.error is None and result.output:
+            try:
+                outputs = parse_outputs(result.output)
+            except OutputError as exc:  # the task's failure: its retry policy decides
+                result = replace(result, error=str(exc))
         retry = (
             result.error is not None
             and not finished.internal
@@ -274,7 +304,9 @@ class RunEngine:
                 delay_secs=task.retry.delay_for(finished.attempt),
             )
             return None
-        state.finish(result)
+        state.finish(result, outputs)
+        if outputs and state.status is TaskStatus.COMPLETED:
+            self._outputs[task.id] = outputs
         self._publish_end(state)
         return state.status
 
