@@ -138,6 +138,13 @@ class PayloadTooLarge(PetitError):
     http_status = 413
 
 
+class UnsupportedMediaType(PetitError):
+    """A request body of another type than application/json (only the HTTP edge has bodies)."""
+
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    http_status = 415
+
+
 class TooManyRuns(PetitError):
     code = "TOO_MANY_REQUESTS"
     http_status = 429
