@@ -75,10 +75,23 @@ def cmd_list(args: dict) -> int:
             print(f"  policies: {policies}")
         for dep in job.depends_on:
             print(f"  after job: {dep.job_id} ({dep.condition.value})")
+        for param in job.params:
+            print(f"  param: {_param_text(param)}")
         for task in job.tasks:
             after = f"  <- {', '.join(task.depends_on)}" if task.depends_on else ""
             print(f"  - {task.id}{after}")
     return 0
+
+
+def _param_text(param) -> str:
+    """`petit list`'s line for a param: "mode (choice of full, delta; default full) what"."""
+    from ..core.params import param_text
+
+    kind = f"choice of {', '.join(param.choices)}" if param.choices else param.type.value
+    value = "required" if param.required else f"default {param_text(param.default)}"
+    if param.default is None and not param.required:
+        value = "optional"
+    return f"{param.name} ({kind}; {value}) {param.description}".rstrip()
 
 
 def _job_json(job, now: datetime) -> dict:

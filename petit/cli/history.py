@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 
 from ..core.model import Run, RunStatus, TaskRun, now_ms
+from ..core.params import param_text
 from ..core.text import ago, duration_words, one_line, short_repr, wall_clock
 from ..core.views import run_json, task_json
 from ..errors import NotFound, RunNotFound, StorageError, TaskNotFound, UsageError
@@ -149,6 +150,7 @@ def print_run(args: dict) -> int:
         ("ended", run.ended_at and _moment(run.ended_at, now)),
         ("duration", _took(run.duration_ms, run.started_at, now)),
         ("error", run.error and one_line(run.error)),
+        ("params", _assignments(run.params)),
     ]
     for name, value in facts:
         if value:
@@ -167,7 +169,15 @@ def print_run(args: dict) -> int:
     ]
     for line in table(("TASK", "STATUS", "ATTEMPTS", "EXIT", "DURATION", "ERROR"), rows):
         print(line)
+    for task in run.tasks:
+        if task.outputs:
+            print(f"  outputs of {task.task_id}: {_assignments(task.outputs)}")
     return 0
+
+
+def _assignments(values: dict) -> str:
+    """name=value pairs on one line (a value of several lines shows its newlines as \\n)."""
+    return one_line(" ".join(f"{name}={param_text(value)}" for name, value in values.items()))
 
 
 # -- petit logs -----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from .text import short_repr
 
 NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ENV_PREFIX = "PETIT_PARAM_"
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
@@ -70,7 +71,7 @@ def convert(spec: ParamSpec, value: object, as_text: bool) -> str | int | float 
     if kind is ParamType.INT:
         if isinstance(value, float) and not value.is_integer():
             raise ValueError(expected)
-        return int(value)
+        return _bounded(int(value), expected)
     try:
         number = float(value)
     except OverflowError:  # an int of hundreds of digits
@@ -104,6 +105,13 @@ def _parse_text(kind: ParamType, text: str, expected: str) -> int | float | bool
         raise ValueError(expected) from None
     if isinstance(number, float) and not math.isfinite(number):
         raise ValueError(expected)
+    return _bounded(number, expected) if isinstance(number, int) else number
+
+
+def _bounded(number: int, expected: str) -> int:
+    """An int is a 64-bit one, as most readers of the variable (and of the JSON) expect."""
+    if not INT_MIN <= number <= INT_MAX:
+        raise ValueError(f"{expected} (from {INT_MIN} to {INT_MAX})")
     return number
 
 
@@ -151,12 +159,14 @@ def parse_assignments(words: Sequence[str]) -> dict[str, str]:
     return given
 
 
+def param_text(value: object) -> str:
+    """A value as a task's variable holds it: a bool is "true"/"false", as YAML spells it."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def param_environment(values: Mapping[str, object]) -> dict[str, str]:
-    """PETIT_PARAM_<NAME> for each value; a bool is "true"/"false", as YAML spells it."""
-    return {
-        f"{ENV_PREFIX}{name}": (str(value).lower() if isinstance(value, bool) else str(value))
-        for name, value in values.items()
-    }
+    """PETIT_PARAM_<NAME> for each value."""
+    return {f"{ENV_PREFIX}{name}": param_text(value) for name, value in values.items()}
 
 
 def param_definition(spec: ParamSpec) -> dict:
