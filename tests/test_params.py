@@ -262,3 +262,16 @@ def test_every_params_problem_is_reported_in_one_pass(tmp_path):
     write(tmp_path, job(params={"a": {"type": "int", "default": "x"}, "b": {"type": "nope"}}))
     errors = errors_for(tmp_path)
     assert len(errors) == 2 and "a: default" in errors[0] and "b: type" in errors[1]
+
+
+def test_a_run_keeps_its_params_in_the_store(tmp_path):
+    from petit.core.model import Trigger
+    from petit.storage.store import Store
+
+    store = Store(str(tmp_path / "petit.db"))
+    values = {"name": "x", "count": 5, "ratio": 0.5, "dry_run": True}
+    run = store.create_run("j", ["t"], Trigger.MANUAL, queued=True, params=values)
+    assert run.params == values
+    again = Store(str(tmp_path / "petit.db")).get_run(run.id)  # as a restarted worker reads it
+    assert again.params == values and again.status.value == "queued"
+    assert store.create_run("j", ["t"], Trigger.SCHEDULE).params == {}

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
-from ..core.dag import DagPlanner
+from ..core.dag import DagPlanner, ancestors
 from ..core.events import (
     EventBus,
     RunEnded,
@@ -79,6 +79,7 @@ class RunEngine:
         self.run = run
         # by-id indexes: a scan per event would be quadratic on a 5,000-task DAG
         self._tasks = {task.id: task for task in job.tasks}
+        self._depends_on = {task.id: task.depends_on for task in job.tasks}
         self._states = {state.task_id: state for state in run.tasks}
         self._store = store
         self._bus = bus
@@ -147,7 +148,7 @@ class RunEngine:
         job = self.job
         planner = DagPlanner(
             [t.id for t in job.tasks],
-            {t.id: t.depends_on for t in job.tasks},
+            self._depends_on,
             {t.id: t.condition for t in job.tasks},
         )
         ready = list(planner.initial())
@@ -223,14 +224,8 @@ class RunEngine:
         """The outputs of the tasks `task` depends on, directly or not (task id -> values)."""
         if not self._outputs:  # the usual case: no walk up the DAG
             return {}
-        seen: set[str] = set()
-        todo = list(task.depends_on)
-        while todo:
-            task_id = todo.pop()
-            if task_id not in seen:
-                seen.add(task_id)
-                todo.extend(self._tasks[task_id].depends_on)
-        return {task_id: values for task_id, values in self._outputs.items() if task_id in seen}
+        above = ancestors(task.id, self._depends_on)
+        return {task_id: values for task_id, values in self._outputs.items() if task_id in above}
 
     def _attempt(self, spec: AttemptSpec, log_file: LogWriter) -> None:
         # Exactly one report per attempt, whatever happens: the run waits for it before finishing.
