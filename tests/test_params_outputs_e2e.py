@@ -389,3 +389,35 @@ def test_tasks_that_name_the_same_outputs_are_refused(tmp_path):
     assert "task 'a.b': its id and task 'a-b' both name outputs PETIT_OUT_a_b_<KEY>" in (
         result.stderr
     )
+
+
+QUEUE_JOB = """\
+id: q
+name: one at a time
+max_concurrency: 1
+params:
+  tag: {{default: plain}}
+environment:
+  {mark}: {marker}
+  OUT: "{out}"
+tasks:
+  - id: t
+    type: shell
+    script: |
+      printf '%s' "$PETIT_PARAM_tag" > "$OUT/$PETIT_RUN_ID"
+      if [ "$PETIT_PARAM_tag" = block ]; then sleep 30; fi
+"""
+
+
+def test_a_queued_run_keeps_its_params_across_a_restart(service, marker, files):
+    job = QUEUE_JOB.format(mark=MARK, marker=marker, out=files)
+    svc = service({"q": job}, api=True, shutdown_timeout=0)
+    blocking = ok(post_trigger(svc, "q", params_body(tag="block")))["run_id"]
+    svc.wait_task_pid(blocking)
+    queued = ok(post_trigger(svc, "q", params_body(tag="later"), query="?queue=true"), 202)
+    assert svc.stop() == 0
+    assert svc.run(queued["run_id"]).status.value == "queued"
+    again = service(jobs_dir=svc.jobs_dir, db=svc.db, socket=svc.socket)
+    run = again.wait_run(queued["run_id"], "completed")
+    assert run.params == {"tag": "later"}
+    assert (files / queued["run_id"]).read_text() == "later"
