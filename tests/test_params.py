@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from test_config import errors_for, job, load_one, only_error, write
 
-from petit.core.model import Task
+from petit.core.model import Job, Task
 from petit.core.params import (
     ParamSpec,
     ParamType,
@@ -163,17 +163,11 @@ def test_parse_assignments():
 def test_params_reach_the_task_only_as_variables():
     values = {"name": "$(touch X); reboot", "dry_run": True, "count": 3}
     task = Task(id="t", name="t", command="echo", args=("$PETIT_PARAM_name",))
-    env = build_env(load_job(), task, "j-1", 1, params=values)
+    env = build_env(Job(id="j", name="j", tasks=(task,)), task, "j-1", 1, params=values)
     assert env["PETIT_PARAM_name"] == "$(touch X); reboot"
     assert env["PETIT_PARAM_dry_run"] == "true" and env["PETIT_PARAM_count"] == "3"
     assert param_environment({"flag": False}) == {"PETIT_PARAM_flag": "false"}
     assert task.args == ("$PETIT_PARAM_name",)  # nothing is templated
-
-
-def load_job():
-    from petit.core.model import Job
-
-    return Job(id="j", name="j", tasks=(Task(id="t", name="t", command="echo"),))
 
 
 # -- the job key ----------------------------------------------------------------------------------
@@ -201,8 +195,8 @@ def test_params_key_is_parsed_into_specs(tmp_path):
 
 
 def test_a_manual_job_may_require_a_param(tmp_path):
-    loaded = load_one(tmp_path, job(params={"who": {"required": True}}))
-    assert loaded.params == (ParamSpec("who", required=True),)
+    loaded = load_one(tmp_path, job(params={"who": {"required": True, "type": None}}))
+    assert loaded.params == (ParamSpec("who", required=True),)  # a null type is a string
 
 
 @pytest.mark.parametrize(

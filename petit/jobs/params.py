@@ -44,7 +44,11 @@ def _param(problems: Problems, name: str, data, scheduled: bool) -> ParamSpec | 
         problems.add(f"expected a map with {', '.join(sorted(PARAM_KEYS))}")
         return None
     check_unknown_keys(problems, data, PARAM_KEYS, "a param")
-    kind = read_choice(problems, ParamType, data.get("type", "string"), "type", None)
+    kind = (  # None when misspelt: the checks that depend on it are skipped, not repeated
+        ParamType.STRING
+        if data.get("type") is None
+        else read_choice(problems, ParamType, data["type"], "type", None)
+    )
     required = data.get("required", False)
     if not isinstance(required, bool):
         problems.add(f"required: expected true or false, got {short_repr(required)}")
