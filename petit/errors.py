@@ -46,6 +46,24 @@ class UsageError(BadRequest):
     exit_code = 2
 
 
+class InvalidParams(BadRequest):
+    """The params of a manual trigger do not fit the job's declared ones; `problems` holds every
+    problem, one line each. No run was created."""
+
+    code = "invalid_params"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+    def to_wire(self) -> dict:
+        return {"error": self.message, "code": self.code, "problems": self.problems}
+
+    @classmethod
+    def from_body(cls, body: dict) -> InvalidParams:
+        return cls(list(body.get("problems") or [body.get("error", "invalid params")]))
+
+
 class Unauthorized(PetitError):
     code = "UNAUTHORIZED"
     http_status = 401
@@ -118,6 +136,13 @@ class PayloadTooLarge(PetitError):
 
     code = "PAYLOAD_TOO_LARGE"
     http_status = 413
+
+
+class UnsupportedMediaType(PetitError):
+    """A request body of another type than application/json (only the HTTP edge has bodies)."""
+
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    http_status = 415
 
 
 class TooManyRuns(PetitError):

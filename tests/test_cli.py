@@ -186,6 +186,7 @@ EXPECTED = {  # every example without a schedule: (status, {task: attempts})
     "failing_job": (RunStatus.FAILED, {"broken_step": 1}),
     "hello_world": (RunStatus.COMPLETED, {"greet": 1}),
     "hooks_demo": (RunStatus.FAILED, {"fetch": 1}),
+    "release_notes": (RunStatus.COMPLETED, {"build": 1, "announce": 1}),
     "retry_demo": (RunStatus.COMPLETED, {"flaky": 3}),
     "run_timeout": (RunStatus.FAILED, {"quick": 1, "slow": 1}),
     "timeout_demo": (RunStatus.FAILED, {"too_slow": 1}),

@@ -262,5 +262,5 @@ def test_ctl_usage_lists_every_verb_with_its_placeholders():
     text = "\n".join(usage_lines())
     for verb, command in COMMANDS.items():
         assert bool(re.search(rf"\b{verb}\b", text)) is not command.streams, verb
-    assert "ctl trigger JOB_ID [--socket PATH] [--json]" in text
+    assert "ctl trigger JOB_ID [--param NAME=VALUE]... [--socket PATH] [--json]" in text
     assert "ctl cancel RUN_ID [--socket PATH] [--json]" in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from petit.core.dag import DagPlanner, condition_holds, find_cycle, topological_order
+from petit.core.dag import DagPlanner, ancestors, condition_holds, find_cycle, topological_order
 from petit.core.model import Condition, TaskStatus
 
 OK, FAIL, SKIP = TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.SKIPPED
@@ -326,3 +326,10 @@ def test_skip_propagation_down_a_5000_task_chain():
     released, skipped = plan.finished("t0", FAIL)
     assert released == []
     assert len(skipped) == 4999 and set(skipped) == set(deps) - {"t0"}
+
+
+def test_ancestors_are_every_task_above_not_the_task_itself():
+    graph = {"a": (), "b": ("a",), "c": ("b",), "d": ("a", "c"), "lone": ()}
+    assert ancestors("d", graph) == {"a", "b", "c"}
+    assert ancestors("b", graph) == {"a"}
+    assert ancestors("a", graph) == set() == ancestors("lone", graph)

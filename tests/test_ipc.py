@@ -36,11 +36,49 @@ def test_fail_all_answers_waiting_callers_and_skips_cancelled_ones():
 
 def test_only_declared_arguments_are_forwarded():
     message = validate_request({"id": "1", "cmd": "trigger", "args": {"job_id": "a", "x": [[[]]]}})
-    assert message["args"] == {"job_id": "a", "queue": False}  # the declared default
+    # the declared defaults
+    assert message["args"] == {"job_id": "a", "queue": False, "params": None, "param_words": None}
     with pytest.raises(BadRequest):
         validate_request({"id": "1", "cmd": "trigger", "args": {}})
     with pytest.raises(BadRequest, match="'queue' must be true or false"):
         validate_request({"id": "1", "cmd": "trigger", "args": {"job_id": "a", "queue": "yes"}})
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"params": {"a": [1]}},
+        {"params": {"a": {"b": 1}}},
+        {"params": {"a": None}},
+        {"params": [1]},
+        {"params": {str(i): 1 for i in range(101)}},
+        {"params": {"a": "x" * 70_000}},
+        {"param_words": "a=1"},
+        {"param_words": [1]},
+        {"param_words": ["a=1"] * 101},
+    ],
+    ids=[
+        "nested-list",
+        "nested-object",
+        "null-value",
+        "params-not-an-object",
+        "too-many",
+        "too-long",
+        "words-not-a-list",
+        "word-not-a-string",
+        "too-many-words",
+    ],
+)
+def test_trigger_params_are_flat_and_bounded(args):
+    with pytest.raises(BadRequest, match="must be (a list of strings|an object of name)"):
+        validate_request({"cmd": "trigger", "args": {"job_id": "a", **args}})
+
+
+def test_trigger_params_pass_through():
+    args = {"job_id": "a", "params": {"n": 5, "f": 1.5, "b": True, "s": "x"}}
+    assert validate_request({"cmd": "trigger", "args": args})["args"]["params"] == args["params"]
+    words = {"job_id": "a", "param_words": ["n=5"]}
+    assert validate_request({"cmd": "trigger", "args": words})["args"]["param_words"] == ["n=5"]
 
 
 def test_the_instance_lock_admits_one_holder_per_db(tmp_path):

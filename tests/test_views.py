@@ -22,6 +22,7 @@ from petit.core.model import (
     TaskType,
     Trigger,
 )
+from petit.core.params import ParamSpec, ParamType
 from petit.core.retry import RetryCondition, RetryPolicy
 from petit.core.timing import CatchupPolicy, OverlapPolicy, ScheduleSpec
 from petit.core.views import job_definition, job_json, job_summary, run_json, task_json
@@ -39,6 +40,7 @@ PIPELINE = Job(
     jitter_secs=30.0,
     timeout_secs=3600.0,
     source="/jobs/pipeline.yaml",
+    params=(ParamSpec("mode", ParamType.CHOICE, "full", ("full", "delta"), description="what"),),
     depends_on=(
         JobDependency("upstream"),
         JobDependency("feed", DependencyCondition.WITHIN_WINDOW, window_secs=3600.0),
@@ -114,6 +116,16 @@ def test_job_definition_has_every_field_of_the_job_file():
         "depends_on": [
             {"job": "upstream", "condition": "last_success"},
             {"job": "feed", "condition": "within_window"},
+        ],
+        "params": [
+            {
+                "name": "mode",
+                "type": "choice",
+                "default": "full",
+                "choices": ["full", "delta"],
+                "required": False,
+                "description": "what",
+            }
         ],
         "tasks": [EXTRACT, LOAD],
         "hooks": [{"hook": "on_failure", "type": "shell", "timeout_secs": None}],
@@ -191,6 +203,7 @@ def test_job_json_from_a_stored_summary():
         "timeout_secs": 3600.0,
         "queued_runs": 1,
         "depends_on": stored["depends_on"],
+        "params": stored["params"],
         "tasks": stored["tasks"],
         "hooks": stored["hooks"],
         "notify": stored["notify"],
@@ -249,6 +262,7 @@ def test_job_json_of_a_sparse_doc_has_every_field():
         "timeout_secs": None,
         "queued_runs": 0,
         "depends_on": [],
+        "params": [],
         "tasks": [],
         "hooks": [],
         "notify": [],
@@ -315,6 +329,7 @@ def _run() -> Run:
         status=RunStatus.FAILED,
         created_at=1000,
         scheduled_at=900,
+        params={"mode": "delta", "count": 5},
         started_at=1001,
         ended_at=3001,
         duration_ms=2000,
@@ -334,6 +349,7 @@ def _run() -> Run:
                 cpu_secs=0.5,
                 max_rss_bytes=2**20,
                 handle={"runner": "local", "pid": 4242, "created": 12.5},
+                outputs={"version": "1.2"},
             ),
             TaskRun(
                 task_id="load",
@@ -360,6 +376,7 @@ def test_run_json():
         "created_at": 1000,
         "scheduled_at": 900,
         "jitter_ms": None,
+        "params": {"mode": "delta", "count": 5},
         "started_at": 1001,
         "ended_at": 3001,
         "duration_ms": 2000,
@@ -394,8 +411,10 @@ def test_task_json_leaves_the_process_identity_in_the_store():
         "cpu_secs": 0.5,
         "max_rss_bytes": 2**20,
         "error": None,
+        "outputs": {"version": "1.2"},
         "attempt_history": [],
     }
+    assert task_json(load)["outputs"] is None  # failed: no outputs
     assert task_json(load)["timed_out"] is True and task_json(load)["status"] == "failed"
     assert task_json(load)["error"] == "timed out after 1s"
 

@@ -45,7 +45,8 @@ from .stream import EventStreamHandler
 
 log = logging.getLogger("petit.api")
 # tornado's own cap, far above ours: it answers a bare, non-JSON 400 to a chunked body over its cap,
-# so the handlers enforce MAX_BODY_BYTES themselves (every one streams, none buffers a body)
+# so the handlers enforce MAX_BODY_BYTES themselves (every one streams; only the trigger keeps
+# its body, bounded by that limit)
 TORNADO_BODY_CAP = 1 << 40
 EXIT_CANNOT_BIND = 78
 

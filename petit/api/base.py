@@ -17,6 +17,7 @@ from ..errors import (
     PayloadTooLarge,
     PetitError,
     Unauthorized,
+    UnsupportedMediaType,
     internal_error,
 )
 from ..ipc.binding import is_loopback_host
@@ -25,7 +26,8 @@ from .channel import CommandChannel
 
 log = logging.getLogger("petit.api")
 MAX_PATH_CHARS = 1024
-MAX_BODY_BYTES = 64 * 1024  # no endpoint reads a body; bigger ones get a JSON 413, unread
+# bigger bodies get a JSON 413, unread; only a handler with `reads_body` keeps one (the trigger)
+MAX_BODY_BYTES = 64 * 1024
 # the longest id each path parameter accepts: the routes' patterns and the OpenAPI document's
 # maxLength are both built from this table (a run id is a job id, a dash and a sequence number)
 ID_MAX_CHARS = {"job_id": 128, "run_id": 160, "task_id": 128}
@@ -47,13 +49,16 @@ SECURITY_HEADERS = {
 class BaseHandler(tornado.web.RequestHandler):
     """JSON in and out, the error mapping, and the security checks every route shares.
 
-    Bodies are streamed and dropped (no endpoint reads one): a body is never held in memory. One
-    declared too large gets a JSON 413 from prepare(), a chunked one from data_received() as soon
-    as it goes over, instead of tornado's bare 400; tornado then closes the connection rather than
-    read the rest, and never runs the handler's method."""
+    Bodies are streamed and dropped, except by a handler that sets `reads_body` (the trigger's
+    params), which keeps at most MAX_BODY_BYTES of one. One declared too large gets a JSON 413
+    from prepare(), a chunked one from data_received() as soon as it goes over, instead of
+    tornado's bare 400; tornado then closes the connection rather than read the rest, and never
+    runs the handler's method."""
 
     SUPPORTED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
     body_bytes = 0  # of this request's body, counted by data_received()
+    reads_body = False  # keep the body (bounded) for json_body(), instead of dropping it
+    _body = b""  # the kept body
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -118,10 +123,34 @@ class BaseHandler(tornado.web.RequestHandler):
                 raise Unauthorized("missing or wrong bearer token (Authorization: Bearer TOKEN)")
 
     def data_received(self, chunk: bytes) -> None:
-        """Bodies are ignored, only counted: a chunked one declares no size for prepare()."""
+        """Bodies are counted (a chunked one declares no size for prepare()), and dropped
+        unless the handler reads them."""
         self.body_bytes += len(chunk)
-        if self.body_bytes > MAX_BODY_BYTES and not self._finished:
-            self.send_error(PayloadTooLarge.http_status)
+        if self.body_bytes > MAX_BODY_BYTES:
+            if not self._finished:
+                self.send_error(PayloadTooLarge.http_status)
+        elif self.reads_body:
+            self._body += chunk
+
+    def json_body(self) -> dict | None:
+        """The request's JSON object, None when it has no body. Raises UnsupportedMediaType
+        (415) for a body that is not application/json, BadRequest for one that is not a JSON
+        object."""
+        body = self._body
+        if not body:
+            return None
+        media_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise UnsupportedMediaType(
+                f"a request body must be application/json, got {media_type[:60] or 'no type'!r}"
+            )
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            raise BadRequest(f"request body is not valid JSON: {str(exc)[:200]}") from None
+        if not isinstance(data, dict):
+            raise BadRequest(f"request body must be a JSON object, got {type(data).__name__}")
+        return data
 
     def reply(self, body: dict) -> None:
         self.finish(json.dumps(body))
@@ -169,4 +198,4 @@ def _check_body_size(declared: str) -> None:
 
 
 def _too_large() -> PayloadTooLarge:
-    return PayloadTooLarge(f"request bodies are limited to {MAX_BODY_BYTES} bytes (and ignored)")
+    return PayloadTooLarge(f"request bodies are limited to {MAX_BODY_BYTES} bytes")

@@ -118,11 +118,25 @@ class JobHandler(BaseHandler):
 
 
 class TriggerHandler(BaseHandler):
+    reads_body = True  # {"params": {...}}, optional
+
     async def post(self, job_id: str) -> None:
-        """200 when the run starts now; with ?queue=true, 202 when it waits as a queued run."""
+        """200 when the run starts now; with ?queue=true, 202 when it waits as a queued run.
+        Params the job does not declare or of the wrong type: 400 naming each, and no run."""
         queue = parse_flag("queue", self.get_query_argument("queue", "false"))
+        body = self.json_body() or {}
+        unknown = sorted(set(body) - {"params"})
+        if unknown:
+            raise BadRequest(
+                f"unknown key {unknown[0][:60]!r} in the request body: expected only 'params'"
+            )
+        params = body.get("params", {})
+        if not isinstance(params, dict):
+            raise BadRequest(f"'params' must be a JSON object, got {type(params).__name__}")
         known_job(self.store, job_id)  # an unknown job is a 404 even while the scheduler is down
-        result = await self.commands.call("trigger", {"job_id": job_id, "queue": queue})
+        result = await self.commands.call(
+            "trigger", {"job_id": job_id, "queue": queue, "params": params}
+        )
         status = result["status"]
         if status == RunStatus.QUEUED.value:
             self.set_status(202)

@@ -11,7 +11,9 @@ from .schemas import SCHEMAS, WHOLE
 _ERROR_TEXT = {
     "400": "bad request (a malformed Content-Length on any route; recent=abc on the jobs; "
     "limit=abc, status=done or a before= of another job on a job's runs; limit=0 or "
-    "before=abc on a job's drops; queue=yes on a trigger; attempt=0, follow=maybe or a "
+    "before=abc on a job's drops; queue=yes, a body that is not a JSON object like "
+    "{'params': {...}}, or params the job does not declare or of the wrong type "
+    "(invalid_params: `problems` lists each) on a trigger; attempt=0, follow=maybe or a "
     "foreign Last-Event-ID on a task's logs)",
     "401": "missing or wrong bearer token (only with --api-token)",
     "403": "foreign Origin on a state-changing request, or a Host header that is neither a "
@@ -19,7 +21,8 @@ _ERROR_TEXT = {
     "404": "unknown job, run, task or route",
     "405": "method not allowed (the Allow header lists the ones the route implements)",
     "409": "conflict (dependency not satisfied, or the run already finished)",
-    "413": "a request body over 64 KiB (bodies are ignored; none is needed)",
+    "413": "a request body over 64 KiB (only a trigger reads its body; others ignore it)",
+    "415": "a trigger's request body that is not application/json",
     "429": "the job's max_concurrency or --max-jobs reached (without ?queue=true), or the "
     "job's queue is full (max_queued)",
     "500": "internal error",
@@ -213,6 +216,15 @@ def _trigger_op() -> dict:
         ("400", "404", "409", "429", "503"),
         (JOB_ID, QUEUE),
     )
+    op["requestBody"] = {
+        "required": False,
+        "description": "values for the job's declared params; each one left out takes its "
+        "default (see docs/jobs.md)",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/TriggerRequest"}}
+        },
+    }
+    op["responses"]["415"] = _error("415")
     op["responses"]["202"] = {
         **op["responses"]["200"],
         "description": "queued: the run waits for a free slot (status queued)",

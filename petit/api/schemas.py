@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..core.hooks import HookEvent, NotifyOn, WebhookFormat
 from ..core.model import Condition, DependencyCondition, RunStatus, TaskType, Trigger
+from ..core.params import ParamType
 from ..core.retry import RetryCondition
 from ..core.timing import CatchupPolicy, DropReason, OverlapPolicy
 
@@ -34,6 +35,8 @@ def _enum(enum) -> dict:
 _SCHEDULER_STATE = {"type": "string", "enum": ["running", "paused", "stopped"]}
 _RUN_STATUS = _enum(RunStatus)
 _TRIGGER = _enum(Trigger)
+_PARAM_VALUE = {"type": ["string", "number", "boolean"]}
+_PARAMS = {"type": "object", "additionalProperties": _PARAM_VALUE}  # name -> value
 # a dropped fire (or a span of them), as GET /api/jobs/{id}/drops and the fire_dropped event
 # give it: every fire from scheduled_at up to (not including) until, `count` of them
 _DROP = {
@@ -60,6 +63,8 @@ _TASK_STATE = {
     "duration_ms": _INT_OR_NULL,
     **_USAGE,
     "error": _STR_OR_NULL,
+    # what it wrote to PETIT_OUTPUT; null until it completed (docs/jobs.md "Task outputs")
+    "outputs": {"type": ["object", "null"], "additionalProperties": {"type": "string"}},
     "attempt_history": {
         "type": "array",
         "items": {"$ref": "#/components/schemas/Attempt"},
@@ -84,9 +89,13 @@ SCHEMAS = {
                     "SERVICE_UNAVAILABLE",
                     "INTERNAL_ERROR",
                     "STORAGE_ERROR",
+                    "UNSUPPORTED_MEDIA_TYPE",
+                    "invalid_params",
                 ],
             },
-        }
+        },
+        # invalid_params: every problem with the trigger's params, one line each
+        {"problems": {"type": "array", "items": {"type": "string"}}},
     ),
     "Health": _obj(
         {
@@ -145,6 +154,7 @@ SCHEMAS = {
                 "type": "array",
                 "items": {"$ref": "#/components/schemas/JobDependency"},
             },
+            "params": {"type": "array", "items": {"$ref": "#/components/schemas/Param"}},
             "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/JobTask"}},
             "last_run_id": _STR_OR_NULL,
             "last_run_status": _STR_OR_NULL,
@@ -154,6 +164,22 @@ SCHEMAS = {
         },
         {"recent_runs": {"type": "array", "items": {"$ref": "#/components/schemas/RecentRun"}}},
     ),
+    # a param the job declares for its manual triggers (docs/jobs.md "Params")
+    "Param": _obj(
+        {
+            "name": {"type": "string"},
+            "type": _enum(ParamType),
+            "default": {"type": [*_PARAM_VALUE["type"], "null"]},
+            "choices": {"type": "array", "items": {"type": "string"}},
+            "required": {"type": "boolean"},
+            "description": {"type": "string"},
+        }
+    ),
+    # the optional body of POST /api/jobs/{job_id}/trigger
+    "TriggerRequest": {
+        **_obj({}, {"params": _PARAMS}),
+        "additionalProperties": False,
+    },
     "Schedule": _obj(
         {"cron": {"type": "string"}, "timezone": {"type": "string"}, "words": {"type": "string"}}
     ),
@@ -233,6 +259,7 @@ SCHEMAS = {
             "created_at": {"type": "integer"},
             "scheduled_at": _INT_OR_NULL,
             "jitter_ms": _INT_OR_NULL,
+            "params": _PARAMS,
             "started_at": _INT_OR_NULL,
             "ended_at": _INT_OR_NULL,
             "duration_ms": _INT_OR_NULL,

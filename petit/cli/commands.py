@@ -85,11 +85,24 @@ def cmd_list(args: dict) -> int:
             print(f"  policies: {policies}")
         for dep in job.depends_on:
             print(f"  after job: {dep.job_id} ({dep.condition.value})")
+        for param in job.params:
+            print(f"  param: {_param_text(param)}")
         for task in job.tasks:
             after = f"  <- {', '.join(task.depends_on)}" if task.depends_on else ""
             retry = f"  ({words})" if (words := task.retry.describe()) else ""
             print(f"  - {task.id}{after}{retry}")
     return 0
+
+
+def _param_text(param) -> str:
+    """`petit list`'s line for a param: "mode (choice of full, delta; default full) what"."""
+    from ..core.params import param_text
+
+    kind = f"choice of {', '.join(param.choices)}" if param.choices else param.type.value
+    value = "required" if param.required else f"default {param_text(param.default)}"
+    if param.default is None and not param.required:
+        value = "optional"
+    return f"{param.name} ({kind}; {value}) {param.description}".rstrip()
 
 
 def _job_json(job, now: datetime) -> dict:
@@ -107,6 +120,7 @@ def _job_json(job, now: datetime) -> dict:
 def cmd_trigger(args: dict) -> int:
     from ..core.events import EventBus, RunCreated, TaskEnded, TaskOutput, TaskRetrying, TaskStarted
     from ..core.model import RunStatus, Trigger
+    from ..core.params import parse_assignments, resolve_params
     from ..core.text import duration_words
     from ..execution.engine import RunEngine
     from ..execution.recorder import RunRecorder
@@ -128,12 +142,13 @@ def cmd_trigger(args: dict) -> int:
         known = ", ".join(jobs) or "none"
         print(f"petit: unknown job {args['JOB_ID']!r}; known jobs: {known}", file=sys.stderr)
         return 1
+    params = resolve_params(job.params, parse_assignments(args["--param"]), as_text=True)
     store = Store(db, keep_runs=keep_runs)
     store.check()
     hold_instance_lock(
         store.db_path
     )  # held until exit: a `petit run` starting now must not recover this run
-    run = store.create_run(job.id, [t.id for t in job.tasks], Trigger.MANUAL)
+    run = store.create_run(job.id, [t.id for t in job.tasks], Trigger.MANUAL, params=params)
     bus = EventBus()
     recorder = RunRecorder(store, bus)
     recorder.track(run)

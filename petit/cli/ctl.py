@@ -26,12 +26,18 @@ def usage_lines() -> list[str]:
 
 
 def _placeholders(command) -> list[str]:
-    return [arg.placeholder for arg in command.args if arg.placeholder]
+    """The verb's words on the command line: its positional arguments, then its options."""
+    return [arg.placeholder for arg in command.args if arg.placeholder] + [
+        f"[{arg.option}]..." for arg in command.args if arg.option
+    ]
 
 
 def run_ctl(args: dict, socket: str) -> int:
     command = next(c for c in CTL_COMMANDS if args.get(c.verb))
     call_args = {arg.name: args[arg.placeholder] for arg in command.args if arg.placeholder}
+    for arg in command.args:
+        if arg.option and args.get(arg.option.split()[0]):  # a repeated option: a list
+            call_args[arg.name] = args[arg.option.split()[0]]
     try:
         result = call_socket(socket, command.verb, call_args)
     except PetitError as exc:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 from ..core.followups import log_sources
 from ..core.model import Run, RunStatus, TaskRun, now_ms
+from ..core.params import param_text
 from ..core.text import ago, duration_words, one_line, short_repr, wall_clock
 from ..core.views import run_json, task_json
 from ..errors import NotFound, RunNotFound, StorageError, TaskNotFound, UsageError
@@ -151,6 +152,7 @@ def print_run(args: dict) -> int:
         ("duration", _took(run.duration_ms, run.started_at, now)),
         ("used", usage_words(run.cpu_secs, run.max_rss_bytes)),
         ("error", run.error and one_line(run.error)),
+        ("params", _assignments(run.params)),
     ]
     for name, value in facts:
         if value:
@@ -171,6 +173,9 @@ def print_run(args: dict) -> int:
     headers = ("TASK", "STATUS", "ATTEMPTS", "EXIT", "DURATION", "USED", "ERROR")
     for line in table(headers, rows):
         print(line)
+    for task in run.tasks:
+        if task.outputs:
+            print(f"  outputs of {task.task_id}: {_assignments(task.outputs)}")
     for task in run.tasks:
         if task.attempts > 1 or task.next_attempt_at is not None:
             print()
@@ -252,6 +257,11 @@ def _print_followups(run: Run) -> None:
         print()
         for line in table(("WEBHOOK", "EVENT", "STATE", "ATTEMPTS", "LAST"), notified):
             print(line)
+
+
+def _assignments(values: dict) -> str:
+    """name=value pairs on one line (a value of several lines shows its newlines as \\n)."""
+    return one_line(" ".join(f"{name}={param_text(value)}" for name, value in values.items()))
 
 
 # -- petit logs -----------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ Usage:
                     [--shutdown-timeout SECS] [--log-level LEVEL] [--print-config]
   petit [--config PATH] validate JOBS_DIR
   petit [--config PATH] list JOBS_DIR [--json]
-  petit [--config PATH] [--db PATH] trigger JOBS_DIR JOB_ID [--max-tasks N] [--keep-runs N]
+  petit [--config PATH] [--db PATH] trigger JOBS_DIR JOB_ID [--param NAME=VALUE]...
+                    [--max-tasks N] [--keep-runs N]
   petit [--config PATH] [--db PATH] runs [JOB_ID] [--limit N] [--status STATUS] [--json]
   petit [--config PATH] [--db PATH] show RUN_ID [--json]
   petit [--config PATH] [--db PATH] logs RUN_ID [TASK_ID] [--attempt N] [-f] [--socket PATH]
@@ -65,6 +66,8 @@ Options:
   --shutdown-timeout SECS  On shutdown, how long running runs may take to finish (default 30).
   --log-level LEVEL        debug, info, warning or error (default info).
   --print-config           Print each effective setting and where it came from, then exit.
+  --param NAME=VALUE       A value for one of the job's params (repeat it for more), read
+                           by the param's type: 5 for an int, true/false/yes/no/1/0 for a bool.
   --limit N                Most runs listed, newest first (default 20).
   --status STATUS          Only runs with this status: queued, pending, running, completed,
                            failed, interrupted or cancelled.

@@ -59,6 +59,18 @@ def topological_order(ids: Sequence[str], depends_on: Mapping[str, Iterable[str]
     return order
 
 
+def ancestors(task_id: str, depends_on: Mapping[str, Iterable[str]]) -> set[str]:
+    """Every task `task_id` depends on, directly or through others (not itself)."""
+    seen: set[str] = set()
+    todo = list(depends_on.get(task_id, ()))
+    while todo:
+        upstream = todo.pop()
+        if upstream not in seen:
+            seen.add(upstream)
+            todo.extend(depends_on.get(upstream, ()))
+    return seen
+
+
 def condition_holds(condition: Condition, upstream_statuses: Iterable[TaskStatus]) -> bool:
     """Whether a task runs, given the final statuses of its direct upstreams."""
     statuses = list(upstream_statuses)

@@ -63,7 +63,7 @@ def hook_environment(run: Run, event: HookEvent) -> dict[str, str]:
         "PETIT_HOOK": event.value,
     }
     # HOOKS/DATA seam: the run's params (Run.params, added by DATA) as PETIT_PARAM_<NAME>
-    for name, value in getattr(run, "params", {}).items():
+    for name, value in run.params.items():
         env[f"PETIT_PARAM_{name}"] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
 

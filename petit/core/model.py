@@ -17,6 +17,7 @@ from .enums import (  # the model's vocabulary, imported from here by most of pe
     Trigger,
 )
 from .hooks import Hook, Webhook
+from .params import ParamSpec
 from .retry import FailedAttempt, RetryPolicy
 from .timing import DEFAULT_MAX_QUEUED, CatchupPolicy, OverlapPolicy, ScheduleSpec
 from .usage import USAGE_KEYS, usage_totals
@@ -80,6 +81,7 @@ class Job:
     timeout_secs: float | None = None  # the whole run's limit
     config: dict = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
+    params: tuple[ParamSpec, ...] = ()
     depends_on: tuple[JobDependency, ...] = ()
     hooks: tuple[Hook, ...] = ()  # on_success / on_failure / on_finish
     notify: tuple[Webhook, ...] = ()
@@ -124,6 +126,7 @@ class TaskRun:
     # after a crash (the local runner's: {"runner": "local", "pid": ..., "created": ...});
     # None while no attempt is in flight.
     handle: dict | None = None
+    outputs: dict[str, str] | None = None  # what it wrote to PETIT_OUTPUT, once completed
     # One dict per attempt, oldest first (see _attempt_entry). An entry is replaced, never
     # changed in place, so a writer thread copying the list never sees half an update.
     attempt_history: list[dict] = field(default_factory=list)
@@ -150,11 +153,13 @@ class TaskRun:
         self.attempt_history[-1] = {**self.attempt_history[-1], "retry_delay_ms": delay_ms}
         self.next_attempt_at = now + delay_ms
 
-    def finish(self, result: AttemptOutcome) -> None:
-        # RUNNING -> COMPLETED, RUNNING -> FAILED: the attempt's error says which
+    def finish(self, result: AttemptOutcome, outputs: dict[str, str] | None = None) -> None:
+        # RUNNING -> COMPLETED (with the `outputs` it wrote), RUNNING -> FAILED: the attempt's
+        # error says which
         failed = result.error is not None
         self._move((TaskStatus.RUNNING,), TaskStatus.FAILED if failed else TaskStatus.COMPLETED)
         self._record(result)
+        self.outputs = None if failed else dict(outputs or {})
 
     def skip(self, reason: str) -> None:
         # PENDING -> SKIPPED: never started (its condition is false, or the run ended first)
@@ -311,6 +316,7 @@ class Run:
     created_at: int = 0
     scheduled_at: int | None = None
     jitter_ms: int | None = None  # the random delay of a scheduled fire (job key `jitter`)
+    params: dict = field(default_factory=dict)  # name -> value, defaults filled in
     started_at: int | None = None
     ended_at: int | None = None
     duration_ms: int | None = None

@@ -5,6 +5,7 @@ tool; fields are only ever added. Pure: values in, dicts out."""
 from __future__ import annotations
 
 from .model import Job, Run, Task, TaskRun
+from .params import param_definition
 from .schedule_words import schedule_words
 from .timing import DEFAULT_MAX_QUEUED
 
@@ -44,6 +45,7 @@ def job_definition(job: Job) -> dict:
         "timeout_secs": job.timeout_secs,
         "source": job.source,
         "depends_on": [{"job": d.job_id, "condition": d.condition.value} for d in job.depends_on],
+        "params": [param_definition(p) for p in job.params],
         "tasks": [_task_definition(t) for t in job.tasks],
         "hooks": [
             {
@@ -138,6 +140,7 @@ def job_json(summary: dict, paused: bool, recent: list[Run] | None = None) -> di
         "timeout_secs": summary.get("timeout_secs"),
         "queued_runs": len(summary.get("queued", [])),
         "depends_on": summary.get("depends_on", []),
+        "params": summary.get("params", []),
         "tasks": [{name: t.get(name) for name in _TASK_FIELDS} for t in summary.get("tasks", [])],
         "hooks": summary.get("hooks", []),
         "notify": summary.get("notify", []),
@@ -170,6 +173,7 @@ def run_json(run: Run) -> dict:
         "created_at": run.created_at,
         "scheduled_at": run.scheduled_at,
         "jitter_ms": run.jitter_ms,
+        "params": dict(run.params),
         "started_at": run.started_at,
         "ended_at": run.ended_at,
         "duration_ms": run.duration_ms,
@@ -198,6 +202,7 @@ def task_json(state: TaskRun) -> dict:
         "cpu_secs": state.cpu_secs,
         "max_rss_bytes": state.max_rss_bytes,
         "error": state.error,
+        "outputs": None if state.outputs is None else dict(state.outputs),
         "attempt_history": [dict(entry) for entry in state.attempt_history],
     }
 

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
-from ..core.dag import DagPlanner
+from ..core.dag import DagPlanner, ancestors
 from ..core.events import (
     EventBus,
     RunEnded,
@@ -34,6 +34,7 @@ from ..core.model import (
     TaskStatus,
     now_ms,
 )
+from ..core.outputs import OutputError, parse_outputs
 from ..core.text import duration_words
 from ..errors import internal_error
 from ..storage.logs import LogWriter
@@ -80,6 +81,7 @@ class RunEngine:
         self.run = run
         # by-id indexes: a scan per event would be quadratic on a 5,000-task DAG
         self._tasks = {task.id: task for task in job.tasks}
+        self._depends_on = {task.id: task.depends_on for task in job.tasks}
         self._states = {state.task_id: state for state in run.tasks}
         self._store = store
         self._bus = bus
@@ -105,6 +107,8 @@ class RunEngine:
         self._stop_reason: str | None = None  # why the stop ended the unfinished tasks
         self._timed_out = False  # the stop is the job's timeout
         self._error: str | None = None  # a bug inside petit that ended the run
+        # task id -> the outputs of each completed task that wrote some
+        self._outputs: dict[str, dict[str, str]] = {}
         self._ended = False  # RunEnded is out: a straggler's output lines are not published
         self._base_dir = job_folder(job)
 
@@ -148,7 +152,7 @@ class RunEngine:
         job = self.job
         planner = DagPlanner(
             [t.id for t in job.tasks],
-            {t.id: t.depends_on for t in job.tasks},
+            self._depends_on,
             {t.id: t.condition for t in job.tasks},
         )
         ready = list(planner.initial())
@@ -195,7 +199,15 @@ class RunEngine:
             task_id=task.id,
             attempt=attempt,
             argv=build_argv(task, self._base_dir),
-            env=build_env(self.job, task, self.run.id, attempt, self._extra_env),
+            env=build_env(
+                self.job,
+                task,
+                self.run.id,
+                attempt,
+                self._extra_env,
+                self.run.params,
+                self._upstream_outputs(task),
+            ),
             cwd=attempt_cwd(task, self._base_dir),
             timeout_secs=task.timeout_secs,
             log_limit=DEFAULT_LOG_LIMIT,
@@ -205,6 +217,13 @@ class RunEngine:
         threading.Thread(
             target=self._attempt, args=(spec, log_file), name=f"petit-task-{task.id}", daemon=True
         ).start()
+
+    def _upstream_outputs(self, task: Task) -> dict[str, dict[str, str]]:
+        """The outputs of the tasks `task` depends on, directly or not (task id -> values)."""
+        if not self._outputs:  # the usual case: no walk up the DAG
+            return {}
+        above = ancestors(task.id, self._depends_on)
+        return {task_id: values for task_id, values in self._outputs.items() if task_id in above}
 
     def _attempt(self, spec: AttemptSpec, log_file: LogWriter) -> None:
         # Exactly one report per attempt, whatever happens: the run waits for it before finishing.
@@ -255,6 +274,12 @@ class RunEngine:
         result = finished.result
         if result.cancelled and self._stop_reason:
             result = replace(result, error=self._stop_reason)  # the stop says why
+        outputs: dict[str, str] = {}
+        if result.error is None and result.output:
+            try:
+                outputs = parse_outputs(result.output)
+            except OutputError as exc:  # the task's failure: its retry policy decides
+                result = replace(result, error=str(exc))
         retry = (
             result.error is not None
             and not finished.internal
@@ -277,7 +302,9 @@ class RunEngine:
                 next_attempt_at=state.next_attempt_at,
             )
             return None
-        state.finish(result)
+        state.finish(result, outputs)
+        if outputs and state.status is TaskStatus.COMPLETED:
+            self._outputs[task.id] = outputs
         self._publish_end(state)
         return state.status
 

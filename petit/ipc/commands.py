@@ -21,15 +21,21 @@ MAX_SECONDS = 86400.0
 _REQUIRED = object()
 
 
+MAX_ITEMS = 100  # of a list or object argument (a trigger's params)
+MAX_TEXT_CHARS = 64 * 1024
+
+
 @dataclass(frozen=True)
 class Arg:
     """One argument of a verb. `placeholder` is its name on the `petit ctl` command line (an
-    argument without one is for other callers only, like shutdown's timeout)."""
+    argument without one is for other callers only, like shutdown's timeout); `option` makes a
+    list argument a repeatable `petit ctl` option (`--param NAME=VALUE`), one item each."""
 
     name: str
     type: type = str
     default: object = _REQUIRED
     placeholder: str | None = None
+    option: str | None = None
 
     @property
     def is_required(self) -> bool:
@@ -49,6 +55,8 @@ class Arg:
             if not isinstance(value, str) or not value:
                 raise BadRequest(f"command {verb!r} needs a string argument {self.name!r}")
             return value
+        if self.type in (list, dict):
+            return self._check_items(verb, value)
         number_ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not number_ok or not math.isfinite(value) or not 0 <= value <= MAX_SECONDS:
             raise BadRequest(
@@ -56,6 +64,26 @@ class Arg:
                 f"{MAX_SECONDS:g}"
             )
         return float(value)
+
+    def _check_items(self, verb: str, value) -> list | dict:
+        """A list of strings, or an object of name -> scalar: flat and bounded, so it pickles
+        across the process boundary whatever a client sent."""
+        is_list = self.type is list
+        shape = "a list of strings" if is_list else "an object of name -> string, number or bool"
+        items = value if is_list else value.values() if isinstance(value, dict) else None
+        scalars = (str,) if is_list else (str, int, float, bool)
+        if (
+            not isinstance(value, self.type)
+            or len(value) > MAX_ITEMS
+            or not all(isinstance(item, scalars) for item in items)
+            or not all(isinstance(key, str) and len(key) <= 128 for key in value if not is_list)
+            or any(isinstance(item, str) and len(item) > MAX_TEXT_CHARS for item in items)
+        ):
+            raise BadRequest(
+                f"command {verb!r}: {self.name!r} must be {shape} (at most {MAX_ITEMS}, each "
+                f"string at most {MAX_TEXT_CHARS} characters)"
+            )
+        return list(value) if is_list else dict(value)
 
 
 @dataclass(frozen=True)
@@ -209,13 +237,20 @@ COMMANDS: dict[str, Command] = {
         Command("reload", SCHEDULER, 5.0, _reloaded),
         # timeout: how long running runs get to finish; absent, the service's --shutdown-timeout
         Command("shutdown", SUPERVISOR, 5.0, _message, (Arg("timeout", float, default=None),)),
-        # queue: at the job's limits, wait as a queued run instead of being refused (429)
+        # queue: at the job's limits, wait as a queued run instead of being refused (429);
+        # params: name -> JSON value (the API); param_words: NAME=VALUE text, parsed by the
+        # job's declared types (`--param` on a command line)
         Command(
             "trigger",
             SCHEDULER,
             5.0,
             _triggered,
-            (Arg("job_id", placeholder="JOB_ID"), Arg("queue", bool, default=False)),
+            (
+                Arg("job_id", placeholder="JOB_ID"),
+                Arg("queue", bool, default=False),
+                Arg("params", dict, default=None),
+                Arg("param_words", list, default=None, option="--param NAME=VALUE"),
+            ),
         ),
         Command("cancel", SCHEDULER, 20.0, _cancelled, (Arg("run_id", placeholder="RUN_ID"),)),
         Command("metrics", SCHEDULER, 3.0, metrics_text),

@@ -33,6 +33,7 @@ from .fields import (
     read_string,
 )
 from .hooks import HOOK_KEYS, read_hooks, read_notify
+from .params import read_params
 from .reader import UnreadableJobFile, read_job_file
 from .tasks import check_task_graph, cycle_text, few, parse_task
 from .timing import TIMING_KEYS, read_timing
@@ -46,6 +47,7 @@ JOB_KEYS = {
     "max_concurrency",
     "config",
     "environment",
+    "params",
     "depends_on",
     "tasks",
     "notify",
@@ -133,6 +135,7 @@ def parse_job(problems: Problems, data, source: str) -> Job | None:
             tasks = check_task_graph(problems, [t for t in parsed if t is not None])
         description = read_string(problems, data, "description") or ""
         environment = read_environment(problems, data)
+        params = read_params(problems, data.get("params"), bool(timing.schedules))
         depends_on = _job_dependencies(problems, data.get("depends_on"))
         hooks = read_hooks(problems, data)
         notify = read_notify(problems, data)
@@ -154,6 +157,7 @@ def parse_job(problems: Problems, data, source: str) -> Job | None:
         timeout_secs=timing.timeout_secs,
         config=config if isinstance(config, dict) else {},
         environment=environment,
+        params=params,
         depends_on=depends_on,
         hooks=hooks,
         notify=notify,

@@ -7,6 +7,7 @@ from collections import Counter
 
 from ..core.dag import find_cycle, topological_order
 from ..core.model import Condition, Task, TaskType
+from ..core.outputs import task_part
 from ..core.retry import RetryCondition, RetryPolicy
 from ..core.text import duration_words, short_repr
 from .fields import (
@@ -273,6 +274,7 @@ def check_task_graph(problems: Problems, tasks: list[Task]) -> list[Task]:
         if task.id in seen:
             problems.add(f"task '{task.id}': duplicate task id")
         seen.add(task.id)
+    _check_output_names(problems, tasks)
     graph: dict[str, tuple[str, ...]] = {}
     for task in tasks:
         with problems.within(f"task '{task.id}'"):
@@ -292,6 +294,19 @@ def check_task_graph(problems: Problems, tasks: list[Task]) -> list[Task]:
     order = topological_order([t.id for t in tasks], graph)
     by_id = {t.id: t for t in tasks}
     return [by_id[task_id] for task_id in order]
+
+
+def _check_output_names(problems: Problems, tasks: list[Task]) -> None:
+    """Two tasks whose ids differ only outside [A-Za-z0-9_] would set the same
+    PETIT_OUT_<TASK>_<KEY> variables downstream."""
+    by_part: dict[str, str] = {}
+    for task in tasks:
+        other = by_part.setdefault(task_part(task.id), task.id)
+        if other != task.id:
+            problems.add(
+                f"task '{task.id}': its id and task '{other}' both name outputs "
+                f"PETIT_OUT_{task_part(task.id)}_<KEY>: rename one"
+            )
 
 
 def cycle_text(cycle: list[str]) -> str:

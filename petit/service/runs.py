@@ -22,6 +22,7 @@ from ..core.model import (
     Trigger,
     now_ms,
 )
+from ..core.params import resolve_params
 from ..core.timing import DropReason, OverlapPolicy
 from ..core.views import run_brief
 from ..errors import (
@@ -170,10 +171,14 @@ class RunManager:
         next_run_at: int | None = None,
         admit: Admit = Admit.START,
         jitter_ms: int | None = None,
+        params: dict | None = None,
     ) -> Run:
-        """Record a run of an admitted job, then start it on its own thread, or queue it
+        """Record a run of an admitted job with its resolved `params` (None: the defaults, as
+        scheduled and catch-up runs have), then start it on its own thread, or queue it
         (`Admit.REPLACE`: after cancelling the job's runs in flight and its queued ones). Raises
         StorageError when the run cannot be recorded (nothing started or cancelled then)."""
+        if params is None:  # a scheduled job requires no param (the loader sees to it)
+            params = resolve_params(job.params, {}, as_text=False)
         run = self.store.create_run(
             job.id,
             [t.id for t in job.tasks],
@@ -182,6 +187,7 @@ class RunManager:
             next_run_at=next_run_at,
             queued=admit is not Admit.START,
             jitter_ms=jitter_ms,
+            params=params,
         )
         self._created(run)
         if admit is Admit.START:

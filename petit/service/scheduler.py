@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from ..core.events import EventBus, FireDropped, RunCreated, SchedulerPaused, SchedulerResumed
 from ..core.model import Job, Run, RunStatus, Trigger, now_ms
+from ..core.params import resolve_params
 from ..core.timing import DropReason, OverlapPolicy
 from ..core.views import job_summary
 from ..errors import PetitError, StorageError
@@ -279,16 +280,26 @@ class Scheduler:
 
     # -- runs ---------------------------------------------------------------------------------
 
-    def start_run(self, job_id: str, trigger: Trigger, queue: bool = False) -> Run:
-        """A manual trigger: the admission checks (see RunManager.admit), then the run. At the
-        job's limits it is refused (429), or with `queue` waits as a queued run."""
+    def start_run(
+        self,
+        job_id: str,
+        trigger: Trigger,
+        queue: bool = False,
+        params: dict | None = None,
+        params_as_text: bool = False,
+    ) -> Run:
+        """A manual trigger: the admission checks (see RunManager.admit), its `params` resolved
+        against the job's (InvalidParams, 400, and no run), then the run. At the job's limits it
+        is refused (429), or with `queue` waits as a queued run."""
+        job = self.jobs.get(job_id)  # an unknown one is refused by admit()
+        values = resolve_params(job.params, params or {}, params_as_text) if job else None
         with self.runs.admission():
             decision = self.runs.admit(
                 job_id, now_ms(), OverlapPolicy.QUEUE if queue else OverlapPolicy.SKIP
             )
             if isinstance(decision, Refusal):
                 raise decision.error
-            return self.runs.launch(self.jobs[job_id], trigger, admit=decision)
+            return self.runs.launch(self.jobs[job_id], trigger, admit=decision, params=values)
 
     def cancel(self, run_id: str, request_id: str | None) -> None:
         """The reply goes out when the run has ended; raises RunNotFound or RunFinished."""

@@ -15,7 +15,16 @@ from datetime import UTC, datetime
 
 from ..core.events import EventBus
 from ..core.model import RunStatus, Trigger
-from ..errors import ConfigError, NotFound, PetitError, StorageError, Unavailable, internal_error
+from ..core.params import parse_assignments
+from ..errors import (
+    BadRequest,
+    ConfigError,
+    NotFound,
+    PetitError,
+    StorageError,
+    Unavailable,
+    internal_error,
+)
 from ..ipc.commands import COMMANDS, error_reply, ok_reply
 from ..jobs.loader import load_jobs
 from ..logconf import configure_logging
@@ -196,7 +205,16 @@ def _shutdown(scheduler: Scheduler, settings: Settings, args: dict, now: datetim
 
 
 def _trigger(scheduler: Scheduler, settings: Settings, args: dict, now: datetime) -> dict:
-    run = scheduler.start_run(args["job_id"], Trigger.MANUAL, queue=args.get("queue", False))
+    words = args.get("param_words")
+    if words is not None and args.get("params") is not None:
+        raise BadRequest("command 'trigger': give params or param_words, not both")
+    run = scheduler.start_run(
+        args["job_id"],
+        Trigger.MANUAL,
+        queue=args.get("queue", False),
+        params=args.get("params") if words is None else parse_assignments(words),
+        params_as_text=words is not None,
+    )
     queued = " (queued: the job is at its limit)" if run.status is RunStatus.QUEUED else ""
     return {
         "run_id": run.id,

@@ -203,9 +203,11 @@ class Store:
         next_run_at: int | None = None,
         queued: bool = False,
         jitter_ms: int | None = None,
+        params: dict | None = None,
     ) -> Run:
-        """Allocate the next run id and record the run as pending (or queued). It is durable on
-        return, and so is its fire time in the job's ledger: in the same write as the claim."""
+        """Allocate the next run id and record the run as pending (or queued), with its resolved
+        `params`. It is durable on return, and so is its fire time in the job's ledger: in the
+        same write as the claim."""
         status = RunStatus.QUEUED if queued else RunStatus.PENDING
         with self.lock():
             chunks = self._job_chunks(job_id)
@@ -248,6 +250,7 @@ class Store:
                 created_at=now_ms(),
                 scheduled_at=scheduled_at,
                 jitter_ms=jitter_ms,
+                params=dict(params or {}),
                 tasks=[TaskRun(task_id=t, run_id=run_id) for t in task_ids],
             )
             try:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ...core.model import Job, Task, TaskType
+from ...core.outputs import output_environment
+from ...core.params import param_environment
 
 # An attempt's log keeps at least its last DEFAULT_LOG_LIMIT bytes (a segment of the file), and
 # a line longer than that reaches `on_lines` in pieces of that size: memory stays bounded.
@@ -52,6 +54,9 @@ class AttemptResult:
     # what its process tree used (see runners/usage.py); None when the runner did not measure
     cpu_secs: float | None = None  # user + system
     max_rss_bytes: int | None = None
+    # what the attempt wrote to its PETIT_OUTPUT file: at most OUTPUT_LIMIT + 1 bytes, so the
+    # engine can tell a file too big; None when the runner gives no such file
+    output: bytes | None = None
 
 
 class AttemptHandle(Protocol):
@@ -105,11 +110,22 @@ def attempt_cwd(task: Task, base_dir: str) -> str | None:
 
 
 def build_env(
-    job: Job, task: Task, run_id: str, attempt: int, extra: Mapping[str, str] | None = None
+    job: Job,
+    task: Task,
+    run_id: str,
+    attempt: int,
+    extra: Mapping[str, str] | None = None,
+    params: Mapping[str, object] | None = None,
+    upstream: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, str]:
-    """Job environment, then the task's, then `extra`, then the PETIT_* identity of the
-    attempt, which no job can override (a task must not impersonate another run)."""
+    """Job environment, then the task's, then `extra`, then the run's `params` as
+    PETIT_PARAM_<NAME> and the outputs of the tasks `upstream` (task id -> values) as
+    PETIT_OUT_<TASK>_<KEY>, then the PETIT_* identity of the attempt, which no job can override
+    (a task must not impersonate another run). Params and outputs reach a task only here, as
+    data: nothing is templated into its command, arguments or script."""
     env = {**job.environment, **task.environment, **(extra or {})}
+    env.update(param_environment(params or {}))
+    env.update(output_environment(upstream or {}))
     env.update(
         PETIT_JOB_ID=job.id, PETIT_RUN_ID=run_id, PETIT_TASK_ID=task.id, PETIT_ATTEMPT=str(attempt)
     )

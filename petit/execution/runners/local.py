@@ -19,6 +19,7 @@ import psutil
 from ...core.model import now_ms
 from .base import DEFAULT_LOG_LIMIT, AttemptResult, AttemptSpec, LineCallback
 from .lines import LineSplitter
+from .output_file import OUTPUT_VARIABLE, OutputFile, WithOutput
 from .usage import TreeUsage
 
 RUNNER_NAME = "local"
@@ -97,13 +98,20 @@ class LocalRunner:
 
     name = RUNNER_NAME
 
-    def start(self, spec: AttemptSpec) -> TaskProcess:
+    def start(self, spec: AttemptSpec) -> WithOutput:
         env = dict(os.environ)
         env.pop("PETIT_API_TOKEN", None)  # a secret of the service, not of the tasks it runs
         env.update(spec.env)
-        return TaskProcess(
-            list(spec.argv), env, spec.cwd, spec.timeout_secs, spec.log_limit, spec.on_lines
-        )
+        output = OutputFile()
+        env[OUTPUT_VARIABLE] = output.path
+        try:
+            process = TaskProcess(
+                list(spec.argv), env, spec.cwd, spec.timeout_secs, spec.log_limit, spec.on_lines
+            )
+        except BaseException:  # no handle, so no collect() to remove it
+            output.remove()
+            raise
+        return WithOutput(process, output)
 
     def sweep_run(self, run_id: str, db_path: str) -> int:
         """Kill what escaped the process groups of any attempt of this run (a daemon a finished
