@@ -149,6 +149,8 @@ def test_validate_names_file_job_task_and_field_of_each_bad_retry_value(tmp_path
     assert result.returncode == 1 and "Traceback" not in result.stderr
     where = f"{path}: job 'once': task 't'"
     assert result.stderr.splitlines()[:-1] == [
+        f"{where}: timeout: invalid duration '1.5.s': '1.5.s' is not a number with a unit: "
+        "expected numbers with units d, h, m, s or ms, like '30s', '1m30s' or '0.5s'",
         f"{where}: retry: backoff: expected a number from 1 (a fixed delay) to 100, the factor "
         "of each delay over the previous one, got 0.5",
         f"{where}: retry: max_delay: invalid duration '1m1h': unit 'h' after 'm': write the "
@@ -156,6 +158,4 @@ def test_validate_names_file_job_task_and_field_of_each_bad_retry_value(tmp_path
         f"{where}: retry: jitter: expected true or false, got 1",
         f"{where}: retry: on_exit_codes: 300: an exit code is an integer from 0 to 255 (a "
         "death by signal has none)",
-        f"{where}: timeout: invalid duration '1.5.s': '1.5.s' is not a number with a unit: "
-        "expected numbers with units d, h, m, s or ms, like '30s', '1m30s' or '0.5s'",
     ]
