@@ -10,6 +10,7 @@ import os
 import re
 import stat
 import sys
+import tomllib
 
 import pytest
 from harness import Service
@@ -87,6 +88,56 @@ def test_each_key_is_found_on_its_line():
         "defaults.notify": 11,
         "defaults.notify.url": 12,
     }
+
+
+SQ3, DQ3 = "'" * 3, '"' * 3
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f'api_host = "a" # {DQ3}',
+        f"api_host = 'a' # {SQ3}",
+        f"api_host = '{DQ3}'",
+        r'api_host = "\"\"\""',
+        f'api_host = "{SQ3}"',
+        f"api_host = {DQ3}a{DQ3} # {DQ3}",
+        f'api_host = {DQ3}a{DQ3}""',
+        f"api_host = {SQ3}a{SQ3}''",
+        f'api_host = ["a", {DQ3}b{DQ3}, {SQ3}c{SQ3}] # {DQ3}',
+    ],
+    ids=[
+        "comment",
+        "literal-comment",
+        "in-literal",
+        "escaped",
+        "in-basic",
+        "closed",
+        "quotes-end-it",
+        "literal-quotes-end-it",
+        "array",
+    ],
+)
+def test_triple_quotes_inside_a_string_or_a_comment_open_no_string(line):
+    text = f'{line}\nmax_tasks = 2\n[defaults]\ntimeout = "1s"\n'
+    tomllib.loads(text)  # valid TOML, each of them
+    assert key_lines(text) == {"api_host": 1, "max_tasks": 2, "defaults": 3, "defaults.timeout": 4}
+
+
+def test_a_multi_line_string_closed_mid_line_hides_only_its_own_lines():
+    text = "\n".join(
+        [
+            f"note = {DQ3}one",  # 1
+            "max_tasks = 9",  # 2: inside the string
+            f"two{DQ3} # {DQ3}",  # 3: closed, then a comment
+            "max_tasks = 2",  # 4
+            f"x = {SQ3}",  # 5
+            DQ3,  # 6: inside the literal string, closes nothing
+            SQ3,  # 7
+            'db = "d"',  # 8
+        ]
+    )
+    assert key_lines(text) == {"note": 1, "max_tasks": 4, "x": 5, "db": 8}
 
 
 def test_a_key_without_a_line_is_placed_on_its_table(tmp_path):
