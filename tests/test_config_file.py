@@ -21,6 +21,7 @@ from petit.errors import ConfigError
 from petit.jobs.defaults import with_defaults
 from petit.jobs.loader import JOB_KEYS, load_jobs
 from petit.service.config_file import key_lines, read_config_file
+from petit.service.settings import socket_path
 
 
 def clean_env(**extra: str) -> dict:
@@ -186,6 +187,54 @@ def test_print_config_names_the_source_of_every_value(tmp_path, jobs_dir):
     )
     assert re.search(r"^api_token +\(set, from env PETIT_API_TOKEN\)$", result.stdout, re.M)
     assert "s3cret" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, env, socket, source",
+    [
+        (["--db", "cli.db"], {}, "cli.db.sock", "the db's cli outranks petit.toml line 1"),
+        ([], {"PETIT_DB": "env.db"}, "env.db.sock", "the db's env PETIT_DB outranks petit"),
+        (["--socket", "cli.sock"], {"PETIT_DB": "env.db"}, "cli.sock", "cli"),
+        ([], {"PETIT_SOCKET": "env.sock"}, "env.sock", "env PETIT_SOCKET"),
+        ([], {}, "file.sock", "petit.toml line 1"),
+    ],
+    ids=["cli-db", "env-db", "cli-socket", "env-socket", "file-socket"],
+)
+def test_a_db_given_above_the_files_socket_brings_its_own_socket(
+    tmp_path, jobs_dir, monkeypatch, argv, env, socket, source
+):
+    write(tmp_path / "petit.toml", 'socket = "file.sock"\n')
+    rows = print_config(tmp_path, *argv, env=clean_env(**env))
+    assert rows["socket"][0] == str(tmp_path / socket)
+    assert source in rows["socket"][1], rows["socket"]
+    # petit ctl finds the same socket as petit run
+    monkeypatch.chdir(tmp_path)
+    assert socket_path(parsed_args(tmp_path, argv), env) == str(tmp_path / socket)
+
+
+def parsed_args(tmp_path, argv: list[str]) -> dict:
+    """docopt's arguments for `petit --config TMP/petit.toml ctl status` with `argv` before."""
+    from docopt import docopt
+
+    from petit.cli.main import usage
+
+    return docopt(usage(), ["--config", str(tmp_path / "petit.toml"), *argv, "ctl", "status"])
+
+
+def test_a_tilde_in_a_path_of_the_file_is_the_home_folder(tmp_path, jobs_dir):
+    home = tmp_path / "home"
+    home.mkdir()
+    write(home / "token", "t0ken\n")
+    os.chmod(home / "token", 0o600)
+    write(
+        tmp_path / "petit.toml",
+        'db = "~/p.db"\nsocket = "~/p.sock"\napi_token_file = "~/token"\n',
+    )
+    rows = print_config(tmp_path, env=clean_env(HOME=str(home)))
+    assert rows["db"] == (str(home / "p.db"), "petit.toml line 1")
+    assert rows["socket"] == (str(home / "p.sock"), "petit.toml line 2")
+    assert rows["api_token_file"] == (str(home / "token"), "petit.toml line 3")
+    assert rows["api_token"][0].startswith("(set, from file")
 
 
 # -- the service and the other commands through ./petit.toml -----------------------------------
@@ -426,11 +475,26 @@ def test_a_bad_file_is_one_clear_line(tmp_path, jobs_dir, sockets_dir, marker, t
         ("t0ken\n", 0o644, "may be read or written by group or others (mode 0644): run chmod 600"),
         ("t0ken\n", 0o620, "may be read or written by group or others (mode 0620)"),
         ("\n", 0o600, "is empty: write the token in it"),
+        (b"t0ken\xff\n", 0o600, "is not UTF-8 text (byte 5)"),
+        ("t0k\u00e9n\n", 0o600, "holds characters a token cannot have: only visible ASCII"),
+        ("t0 ken\n", 0o600, "holds characters a token cannot have"),
+        ("t0ken\x07\n", 0o600, "holds characters a token cannot have"),
+        ("t0ken\nmore\n", 0o600, "should hold the token alone, on one line"),
     ],
-    ids=["readable", "group-writable", "empty"],
+    ids=[
+        "readable",
+        "group-writable",
+        "empty",
+        "not-utf8",
+        "not-ascii",
+        "space",
+        "control",
+        "lines",
+    ],
 )
 def test_a_token_file_others_may_read_is_refused(tmp_path, jobs_dir, contents, mode, error):
-    write(tmp_path / "token", contents)
+    with open(tmp_path / "token", "wb") as handle:
+        handle.write(contents if isinstance(contents, bytes) else contents.encode())
     os.chmod(tmp_path / "token", mode)
     write(tmp_path / "petit.toml", "\n\napi_token_file = 'token'\n")
     result = run_petit(
@@ -438,7 +502,7 @@ def test_a_token_file_others_may_read_is_refused(tmp_path, jobs_dir, contents, m
     )
     assert result.returncode == 2
     assert result.stderr.startswith("petit: petit.toml line 3: api_token_file: ")
-    assert error in result.stderr and "t0ken" not in result.stderr + result.stdout
+    assert error in result.stderr and "t0k" not in result.stderr + result.stdout
     assert len(result.stderr.splitlines()) == 1
     assert stat.S_IMODE(os.stat(tmp_path / "token").st_mode) == mode  # never changed for you
 

@@ -13,7 +13,7 @@ from docopt import docopt
 
 from petit.cli.main import usage
 from petit.errors import UsageError
-from petit.service.settings import Inputs, Settings, db_path
+from petit.service.settings import Inputs, Settings, db_path, read_token_file
 
 
 def parsed(*argv: str) -> dict:
@@ -224,3 +224,11 @@ def test_a_bad_variable_is_named_like_an_option(variable, value, error):
 
 def test_the_token_is_never_in_the_repr_of_settings():
     assert "s3cret" not in repr(settings("--api-token", "s3cret"))
+
+
+@pytest.mark.parametrize("contents", ["t0ken", "t0ken\n", "t0ken\r\n", "  t0ken \t\n\n"])
+def test_the_whitespace_around_a_token_in_its_file_is_dropped(tmp_path, contents):
+    path = tmp_path / "token"
+    path.write_text(contents)
+    path.chmod(0o600)
+    assert read_token_file(str(path), "--api-token-file") == "t0ken"
