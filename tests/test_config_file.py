@@ -237,6 +237,95 @@ def test_a_tilde_in_a_path_of_the_file_is_the_home_folder(tmp_path, jobs_dir):
     assert rows["api_token"][0].startswith("(set, from file")
 
 
+LONG_SOCKET = "/tmp/" + "s" * 110 + ".sock"
+
+
+@pytest.mark.parametrize(
+    "toml, argv, env, error",
+    [
+        (
+            f'api = false\nsocket = "{LONG_SOCKET}"\n',
+            [],
+            {},
+            "petit.toml line 2: socket: control socket path is 120 bytes, over the 107-byte limit",
+        ),
+        (
+            "api = false\n",
+            ["--db", "d" * 110 + ".db"],
+            {},
+            "--db (the control socket is <db>.sock unless --socket is given): control socket path",
+        ),
+        (
+            'api_host = "nosuchhost.invalid"\n',
+            ["--socket", "SOCKETS/s"],
+            {},
+            "petit.toml line 1: api_host: 'nosuchhost.invalid' cannot be resolved: ",
+        ),
+        (
+            "",
+            ["--socket", "SOCKETS/s"],
+            {"PETIT_API_PORT": "BUSY"},
+            "PETIT_API_PORT: cannot listen on 127.0.0.1:BUSY: ",
+        ),
+        (
+            "\n\n# busy by default\n",
+            ["--socket", "SOCKETS/s", "--api-port", "BUSY"],
+            {},
+            "--api-port: cannot listen on 127.0.0.1:BUSY: ",
+        ),
+        (
+            'api = false\nsocket = "SOCKETS/s"\ndb = "nodir/p.db"\n',
+            [],
+            {},
+            "petit.toml line 3: db: TMP/nodir/p.db: the directory TMP/nodir does not exist",
+        ),
+        (
+            'api = false\nsocket = "SOCKETS/file"\n',
+            [],
+            {},
+            "petit.toml line 2: socket: SOCKETS/file exists and is not a socket: choose another",
+        ),
+    ],
+    ids=[
+        "socket-too-long",
+        "db-too-long",
+        "host",
+        "port-env",
+        "port-cli",
+        "db-folder",
+        "not-socket",
+    ],
+)
+def test_a_start_up_check_names_where_the_value_came_from(
+    tmp_path, jobs_dir, sockets_dir, toml, argv, env, error
+):
+    import socket as sockets
+
+    with sockets.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        write(os.path.join(sockets_dir, "file"), "not a socket\n")
+
+        def filled(text: str) -> str:
+            text = text.replace("SOCKETS", sockets_dir).replace("BUSY", port)
+            return text.replace("TMP", str(tmp_path))
+
+        write(tmp_path / "petit.toml", filled(toml))
+        result = run_petit(
+            "run",
+            str(jobs_dir),
+            *map(filled, argv),
+            cwd=str(tmp_path),
+            env=clean_env(**{key: filled(value) for key, value in env.items()}),
+            timeout=30,
+        )
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "petit[" not in line]
+    assert lines == [lines[0]] and lines[0].startswith(f"petit: {filled(error)}"), result.stderr
+    assert not os.path.exists(LONG_SOCKET)
+
+
 # -- the service and the other commands through ./petit.toml -----------------------------------
 
 

@@ -66,6 +66,15 @@ class Settings:
             config=inputs.config,
         )
 
+    def blame(self, key: str) -> str:
+        """What a start-up problem with a setting's value names, as a bad value would: the flag,
+        the variable, or the key on its petit.toml line; the flag for a default (it is what
+        changes it), and the db for a socket that follows it."""
+        source = self.sources.get(key, "default")
+        if key == "socket" and source.startswith(DERIVED_SOCKET):
+            return f"{self.blame('db')} (the control socket is <db>.sock unless --socket is given)"
+        return OPTIONS[key].flag if source == "default" else blamed(OPTIONS[key], source)
+
     def describe(self) -> list[str]:
         """`petit run --print-config`: each effective value and its source, the token only as
         whether it is set; then the [defaults] for the jobs."""
