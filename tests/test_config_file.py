@@ -18,7 +18,7 @@ from jobfiles import EXAMPLES, job_yaml, write_job
 from processes import MARK, PETIT, ROOT, run_petit
 
 from petit.errors import ConfigError
-from petit.jobs.defaults import with_defaults
+from petit.jobs.defaults import located, with_defaults
 from petit.jobs.loader import JOB_KEYS, load_jobs
 from petit.service.config_file import key_lines, read_config_file
 from petit.service.settings import socket_path
@@ -555,7 +555,8 @@ def test_a_bad_file_is_one_clear_line(tmp_path, jobs_dir, sockets_dir, marker, t
     assert "Traceback" not in result.stderr and "s3cret" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if "petit[" not in line]
     # a usage error is one line; a [defaults] problem is listed like a job file's, with a count
-    assert len(lines) == (1 if code == 2 else 2), result.stderr
+    # that names the file it is in
+    assert lines[1:] == ([] if code == 2 else ["1 error(s) in petit.toml"]), result.stderr
 
 
 @pytest.mark.parametrize(
@@ -594,6 +595,51 @@ def test_a_token_file_others_may_read_is_refused(tmp_path, jobs_dir, contents, m
     assert error in result.stderr and "t0k" not in result.stderr + result.stdout
     assert len(result.stderr.splitlines()) == 1
     assert stat.S_IMODE(os.stat(tmp_path / "token").st_mode) == mode  # never changed for you
+
+
+def test_the_count_of_errors_names_the_files_they_are_in(tmp_path, jobs_dir):
+    write(tmp_path / "p.toml", "[defaults]\ntimeout = 'soon'\n")
+    result = run_petit("--config", "p.toml", "validate", "jobs", cwd=str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == "1 error(s) in p.toml", result.stderr
+    write_job(jobs_dir, "bad.yaml", "id: bad\n")
+    result = run_petit("--config", "p.toml", "validate", "jobs", cwd=str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == "3 error(s) in jobs", result.stderr
+    # the help says what the docs say: [defaults] problems are like a job file's, exit 1
+    help_text = " ".join(run_petit("--help").stdout.split())
+    assert "1 failure (invalid jobs or petit.toml [defaults]," in help_text
+    assert "2 bad usage (or a bad setting in petit.toml)" in help_text
+
+
+class FakeDefaults:
+    path = "petit.toml"
+    defaults = {"timeout": "1s", "notify": []}
+
+    def where(self, key: str) -> str:
+        return {"defaults.notify": "petit.toml line 3"}.get(key, "petit.toml line 1")
+
+
+@pytest.mark.parametrize(
+    "message, line",
+    [
+        (
+            "unknown key 'notify' in a job: expected one of id, name",
+            "petit.toml line 3: defaults.notify: unknown key in a job: expected one of id, name",
+        ),
+        (
+            "notify: expected a list, got 'x'",
+            "petit.toml line 3: defaults.notify: expected a list, got 'x'",
+        ),
+        (
+            "unknown key 'other' in a job: x",
+            "petit.toml line 1: defaults: unknown key 'other' in a job: x",
+        ),
+    ],
+    ids=["unknown-to-the-job-parser", "a-bad-value", "not-in-the-defaults"],
+)
+def test_a_problem_of_the_defaults_is_put_on_the_line_of_its_key(message, line):
+    assert located(FakeDefaults(), message) == line
 
 
 def test_a_missing_config_path_is_an_error_but_no_petit_toml_is_not(tmp_path, jobs_dir):
