@@ -52,7 +52,8 @@ Options:
                            (default 127.0.0.1).
   --api-token TOKEN        Require "Authorization: Bearer TOKEN" on the API
                            (or set PETIT_API_TOKEN).
-  --api-token-file PATH    Read the token from this file, which only its owner may read.
+  --api-token-file PATH    Read the token from this file, which only its owner may read
+                           (--api-token and PETIT_API_TOKEN win over it).
   --public-url URL         The origin a reverse proxy serves petit under, such as
                            https://petit.example.com: its Host and Origin are accepted
                            besides loopback ones (or set PETIT_PUBLIC_URL).

@@ -92,14 +92,17 @@ def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
         return False
 
 
+# the service's, not the tasks': the API token, and where it is kept
+SERVICE_SECRETS = ("PETIT_API_TOKEN", "PETIT_API_TOKEN_FILE")
+
+
 class LocalRunner:
     """Runs attempts as local process groups (the TaskRunner of `petit run` and `trigger`)."""
 
     name = RUNNER_NAME
 
     def start(self, spec: AttemptSpec) -> TaskProcess:
-        env = dict(os.environ)
-        env.pop("PETIT_API_TOKEN", None)  # a secret of the service, not of the tasks it runs
+        env = {key: value for key, value in os.environ.items() if key not in SERVICE_SECRETS}
         env.update(spec.env)
         return TaskProcess(
             list(spec.argv), env, spec.cwd, spec.timeout_secs, spec.log_limit, spec.on_lines
