@@ -102,7 +102,9 @@ class LocalRunner:
     name = RUNNER_NAME
 
     def start(self, spec: AttemptSpec) -> TaskProcess:
-        env = {key: value for key, value in os.environ.items() if key not in SERVICE_SECRETS}
+        env = dict(os.environ)
+        for secret in SERVICE_SECRETS:
+            env.pop(secret, None)
         env.update(spec.env)
         return TaskProcess(
             list(spec.argv), env, spec.cwd, spec.timeout_secs, spec.log_limit, spec.on_lines
