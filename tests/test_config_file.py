@@ -10,6 +10,7 @@ import os
 import re
 import stat
 import sys
+import tomllib
 
 import pytest
 from harness import Service
@@ -17,9 +18,10 @@ from jobfiles import EXAMPLES, job_yaml, write_job
 from processes import MARK, PETIT, ROOT, run_petit
 
 from petit.errors import ConfigError
-from petit.jobs.defaults import with_defaults
+from petit.jobs.defaults import located, with_defaults
 from petit.jobs.loader import JOB_KEYS, load_jobs
 from petit.service.config_file import key_lines, read_config_file
+from petit.service.settings import socket_path
 
 
 def clean_env(**extra: str) -> dict:
@@ -89,6 +91,56 @@ def test_each_key_is_found_on_its_line():
     }
 
 
+SQ3, DQ3 = "'" * 3, '"' * 3
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f'api_host = "a" # {DQ3}',
+        f"api_host = 'a' # {SQ3}",
+        f"api_host = '{DQ3}'",
+        r'api_host = "\"\"\""',
+        f'api_host = "{SQ3}"',
+        f"api_host = {DQ3}a{DQ3} # {DQ3}",
+        f'api_host = {DQ3}a{DQ3}""',
+        f"api_host = {SQ3}a{SQ3}''",
+        f'api_host = ["a", {DQ3}b{DQ3}, {SQ3}c{SQ3}] # {DQ3}',
+    ],
+    ids=[
+        "comment",
+        "literal-comment",
+        "in-literal",
+        "escaped",
+        "in-basic",
+        "closed",
+        "quotes-end-it",
+        "literal-quotes-end-it",
+        "array",
+    ],
+)
+def test_triple_quotes_inside_a_string_or_a_comment_open_no_string(line):
+    text = f'{line}\nmax_tasks = 2\n[defaults]\ntimeout = "1s"\n'
+    tomllib.loads(text)  # valid TOML, each of them
+    assert key_lines(text) == {"api_host": 1, "max_tasks": 2, "defaults": 3, "defaults.timeout": 4}
+
+
+def test_a_multi_line_string_closed_mid_line_hides_only_its_own_lines():
+    text = "\n".join(
+        [
+            f"note = {DQ3}one",  # 1
+            "max_tasks = 9",  # 2: inside the string
+            f"two{DQ3} # {DQ3}",  # 3: closed, then a comment
+            "max_tasks = 2",  # 4
+            f"x = {SQ3}",  # 5
+            DQ3,  # 6: inside the literal string, closes nothing
+            SQ3,  # 7
+            'db = "d"',  # 8
+        ]
+    )
+    assert key_lines(text) == {"note": 1, "max_tasks": 4, "x": 5, "db": 8}
+
+
 def test_a_key_without_a_line_is_placed_on_its_table(tmp_path):
     config = read_config_file(write(tmp_path / "p.toml", "[defaults]\nretry = {delay = 'x'}\n"))
     assert config.where("defaults.retry.delay") == f"{tmp_path}/p.toml line 2"
@@ -135,6 +187,143 @@ def test_print_config_names_the_source_of_every_value(tmp_path, jobs_dir):
     )
     assert re.search(r"^api_token +\(set, from env PETIT_API_TOKEN\)$", result.stdout, re.M)
     assert "s3cret" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, env, socket, source",
+    [
+        (["--db", "cli.db"], {}, "cli.db.sock", "the db's cli outranks petit.toml line 1"),
+        ([], {"PETIT_DB": "env.db"}, "env.db.sock", "the db's env PETIT_DB outranks petit"),
+        (["--socket", "cli.sock"], {"PETIT_DB": "env.db"}, "cli.sock", "cli"),
+        ([], {"PETIT_SOCKET": "env.sock"}, "env.sock", "env PETIT_SOCKET"),
+        ([], {}, "file.sock", "petit.toml line 1"),
+    ],
+    ids=["cli-db", "env-db", "cli-socket", "env-socket", "file-socket"],
+)
+def test_a_db_given_above_the_files_socket_brings_its_own_socket(
+    tmp_path, jobs_dir, monkeypatch, argv, env, socket, source
+):
+    write(tmp_path / "petit.toml", 'socket = "file.sock"\n')
+    rows = print_config(tmp_path, *argv, env=clean_env(**env))
+    assert rows["socket"][0] == str(tmp_path / socket)
+    assert source in rows["socket"][1], rows["socket"]
+    # petit ctl finds the same socket as petit run
+    monkeypatch.chdir(tmp_path)
+    assert socket_path(parsed_args(tmp_path, argv), env) == str(tmp_path / socket)
+
+
+def parsed_args(tmp_path, argv: list[str]) -> dict:
+    """docopt's arguments for `petit --config TMP/petit.toml ctl status` with `argv` before."""
+    from docopt import docopt
+
+    from petit.cli.main import usage
+
+    return docopt(usage(), ["--config", str(tmp_path / "petit.toml"), *argv, "ctl", "status"])
+
+
+def test_a_tilde_in_a_path_of_the_file_is_the_home_folder(tmp_path, jobs_dir):
+    home = tmp_path / "home"
+    home.mkdir()
+    write(home / "token", "t0ken\n")
+    os.chmod(home / "token", 0o600)
+    write(
+        tmp_path / "petit.toml",
+        'db = "~/p.db"\nsocket = "~/p.sock"\napi_token_file = "~/token"\n',
+    )
+    rows = print_config(tmp_path, env=clean_env(HOME=str(home)))
+    assert rows["db"] == (str(home / "p.db"), "petit.toml line 1")
+    assert rows["socket"] == (str(home / "p.sock"), "petit.toml line 2")
+    assert rows["api_token_file"] == (str(home / "token"), "petit.toml line 3")
+    assert rows["api_token"][0].startswith("(set, from file")
+
+
+LONG_SOCKET = "/tmp/" + "s" * 110 + ".sock"
+
+
+@pytest.mark.parametrize(
+    "toml, argv, env, error",
+    [
+        (
+            f'api = false\nsocket = "{LONG_SOCKET}"\n',
+            [],
+            {},
+            "petit.toml line 2: socket: control socket path is 120 bytes, over the 107-byte limit",
+        ),
+        (
+            "api = false\n",
+            ["--db", "d" * 110 + ".db"],
+            {},
+            "--db (the control socket is <db>.sock unless --socket is given): control socket path",
+        ),
+        (
+            'api_host = "nosuchhost.invalid"\n',
+            ["--socket", "SOCKETS/s"],
+            {},
+            "petit.toml line 1: api_host: 'nosuchhost.invalid' cannot be resolved: ",
+        ),
+        (
+            "",
+            ["--socket", "SOCKETS/s"],
+            {"PETIT_API_PORT": "BUSY"},
+            "PETIT_API_PORT: cannot listen on 127.0.0.1:BUSY: ",
+        ),
+        (
+            "\n\n# busy by default\n",
+            ["--socket", "SOCKETS/s", "--api-port", "BUSY"],
+            {},
+            "--api-port: cannot listen on 127.0.0.1:BUSY: ",
+        ),
+        (
+            'api = false\nsocket = "SOCKETS/s"\ndb = "nodir/p.db"\n',
+            [],
+            {},
+            "petit.toml line 3: db: TMP/nodir/p.db: the directory TMP/nodir does not exist",
+        ),
+        (
+            'api = false\nsocket = "SOCKETS/file"\n',
+            [],
+            {},
+            "petit.toml line 2: socket: SOCKETS/file exists and is not a socket: choose another",
+        ),
+    ],
+    ids=[
+        "socket-too-long",
+        "db-too-long",
+        "host",
+        "port-env",
+        "port-cli",
+        "db-folder",
+        "not-socket",
+    ],
+)
+def test_a_start_up_check_names_where_the_value_came_from(
+    tmp_path, jobs_dir, sockets_dir, toml, argv, env, error
+):
+    import socket as sockets
+
+    with sockets.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        write(os.path.join(sockets_dir, "file"), "not a socket\n")
+
+        def filled(text: str) -> str:
+            text = text.replace("SOCKETS", sockets_dir).replace("BUSY", port)
+            return text.replace("TMP", str(tmp_path))
+
+        write(tmp_path / "petit.toml", filled(toml))
+        result = run_petit(
+            "run",
+            str(jobs_dir),
+            *map(filled, argv),
+            cwd=str(tmp_path),
+            env=clean_env(**{key: filled(value) for key, value in env.items()}),
+            timeout=30,
+        )
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "petit[" not in line]
+    assert lines == [lines[0]] and lines[0].startswith(f"petit: {filled(error)}"), result.stderr
+    assert not os.path.exists(LONG_SOCKET)
 
 
 # -- the service and the other commands through ./petit.toml -----------------------------------
@@ -366,7 +555,8 @@ def test_a_bad_file_is_one_clear_line(tmp_path, jobs_dir, sockets_dir, marker, t
     assert "Traceback" not in result.stderr and "s3cret" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if "petit[" not in line]
     # a usage error is one line; a [defaults] problem is listed like a job file's, with a count
-    assert len(lines) == (1 if code == 2 else 2), result.stderr
+    # that names the file it is in
+    assert lines[1:] == ([] if code == 2 else ["1 error(s) in petit.toml"]), result.stderr
 
 
 @pytest.mark.parametrize(
@@ -375,11 +565,26 @@ def test_a_bad_file_is_one_clear_line(tmp_path, jobs_dir, sockets_dir, marker, t
         ("t0ken\n", 0o644, "may be read or written by group or others (mode 0644): run chmod 600"),
         ("t0ken\n", 0o620, "may be read or written by group or others (mode 0620)"),
         ("\n", 0o600, "is empty: write the token in it"),
+        (b"t0ken\xff\n", 0o600, "is not UTF-8 text (byte 5)"),
+        ("t0k\u00e9n\n", 0o600, "holds characters a token cannot have: only visible ASCII"),
+        ("t0 ken\n", 0o600, "holds characters a token cannot have"),
+        ("t0ken\x07\n", 0o600, "holds characters a token cannot have"),
+        ("t0ken\nmore\n", 0o600, "should hold the token alone, on one line"),
     ],
-    ids=["readable", "group-writable", "empty"],
+    ids=[
+        "readable",
+        "group-writable",
+        "empty",
+        "not-utf8",
+        "not-ascii",
+        "space",
+        "control",
+        "lines",
+    ],
 )
 def test_a_token_file_others_may_read_is_refused(tmp_path, jobs_dir, contents, mode, error):
-    write(tmp_path / "token", contents)
+    with open(tmp_path / "token", "wb") as handle:
+        handle.write(contents if isinstance(contents, bytes) else contents.encode())
     os.chmod(tmp_path / "token", mode)
     write(tmp_path / "petit.toml", "\n\napi_token_file = 'token'\n")
     result = run_petit(
@@ -387,9 +592,54 @@ def test_a_token_file_others_may_read_is_refused(tmp_path, jobs_dir, contents, m
     )
     assert result.returncode == 2
     assert result.stderr.startswith("petit: petit.toml line 3: api_token_file: ")
-    assert error in result.stderr and "t0ken" not in result.stderr + result.stdout
+    assert error in result.stderr and "t0k" not in result.stderr + result.stdout
     assert len(result.stderr.splitlines()) == 1
     assert stat.S_IMODE(os.stat(tmp_path / "token").st_mode) == mode  # never changed for you
+
+
+def test_the_count_of_errors_names_the_files_they_are_in(tmp_path, jobs_dir):
+    write(tmp_path / "p.toml", "[defaults]\ntimeout = 'soon'\n")
+    result = run_petit("--config", "p.toml", "validate", "jobs", cwd=str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == "1 error(s) in p.toml", result.stderr
+    write_job(jobs_dir, "bad.yaml", "id: bad\n")
+    result = run_petit("--config", "p.toml", "validate", "jobs", cwd=str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == "3 error(s) in jobs", result.stderr
+    # the help says what the docs say: [defaults] problems are like a job file's, exit 1
+    help_text = " ".join(run_petit("--help").stdout.split())
+    assert "1 failure (invalid jobs or petit.toml [defaults]," in help_text
+    assert "2 bad usage (or a bad setting in petit.toml)" in help_text
+
+
+class FakeDefaults:
+    path = "petit.toml"
+    defaults = {"timeout": "1s", "notify": []}
+
+    def where(self, key: str) -> str:
+        return {"defaults.notify": "petit.toml line 3"}.get(key, "petit.toml line 1")
+
+
+@pytest.mark.parametrize(
+    "message, line",
+    [
+        (
+            "unknown key 'notify' in a job: expected one of id, name",
+            "petit.toml line 3: defaults.notify: unknown key in a job: expected one of id, name",
+        ),
+        (
+            "notify: expected a list, got 'x'",
+            "petit.toml line 3: defaults.notify: expected a list, got 'x'",
+        ),
+        (
+            "unknown key 'other' in a job: x",
+            "petit.toml line 1: defaults: unknown key 'other' in a job: x",
+        ),
+    ],
+    ids=["unknown-to-the-job-parser", "a-bad-value", "not-in-the-defaults"],
+)
+def test_a_problem_of_the_defaults_is_put_on_the_line_of_its_key(message, line):
+    assert located(FakeDefaults(), message) == line
 
 
 def test_a_missing_config_path_is_an_error_but_no_petit_toml_is_not(tmp_path, jobs_dir):

@@ -334,6 +334,7 @@ def test_cancel_after_collect_writes_into_no_other_file(tmp_path, marker):
 def test_environment_injection_and_precedence(marker, monkeypatch):
     monkeypatch.setenv("PETIT_TEST_INHERITED", "from-parent")
     monkeypatch.setenv("PETIT_API_TOKEN", "secret")
+    monkeypatch.setenv("PETIT_API_TOKEN_FILE", "/etc/petit/token")
     task = command(
         "env",
         id="extract",
@@ -343,7 +344,8 @@ def test_environment_injection_and_precedence(marker, monkeypatch):
         task, marker, job_env={"SHARED": "job", "JOB_ONLY": "j"}, run_id="job-7", attempt=2
     )
     env = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
-    assert "PETIT_API_TOKEN" not in env  # a secret of the service, not of its tasks
+    # a secret of the service, not of its tasks, and where it is kept
+    assert "PETIT_API_TOKEN" not in env and "PETIT_API_TOKEN_FILE" not in env
     assert env["PETIT_JOB_ID"] == "job"
     assert env["PETIT_RUN_ID"] == "job-7"  # the task cannot impersonate another run
     assert env["PETIT_TASK_ID"] == "extract"

@@ -13,7 +13,7 @@ from docopt import docopt
 
 from petit.cli.main import usage
 from petit.errors import UsageError
-from petit.service.settings import Inputs, Settings, db_path
+from petit.service.settings import OPTIONS, Inputs, Settings, db_path, read_token_file
 
 
 def parsed(*argv: str) -> dict:
@@ -187,25 +187,55 @@ def test_one_shot_trigger_options_default_from_settings_too():
     assert db_path(typed, {}) == "/tmp/x.db"
 
 
+# variable, its value, the field, the value it gives; a flag typed too, and the value that wins
+VARIABLES_AND_FLAGS = [
+    ("PETIT_DB", "/srv/env.db", "db", "/srv/env.db", ["--db", "/srv/cli.db"], "/srv/cli.db"),
+    (
+        "PETIT_SOCKET",
+        "/tmp/env.sock",
+        "socket",
+        "/tmp/env.sock",
+        ["--socket", "/tmp/cli.sock"],
+        "/tmp/cli.sock",
+    ),
+    ("PETIT_API", "true", "api", True, ["--no-api"], False),
+    ("PETIT_API_HOST", "::1", "api_host", "::1", ["--api-host", "0.0.0.0"], "0.0.0.0"),
+    ("PETIT_API_PORT", "9100", "api_port", 9100, ["--api-port", "9200"], 9200),
+    ("PETIT_API_TOKEN", "env-t", "api_token", "env-t", ["--api-token", "cli-t"], "cli-t"),
+    (
+        "PETIT_PUBLIC_URL",
+        "https://env.example.com",
+        "public_url",
+        "https://env.example.com",
+        ["--public-url", "https://cli.example.com"],
+        "https://cli.example.com",
+    ),
+    ("PETIT_MAX_JOBS", "3", "max_jobs", 3, ["--max-jobs", "5"], 5),
+    ("PETIT_MAX_TASKS", "2", "max_tasks", 2, ["--max-tasks", "6"], 6),
+    ("PETIT_KEEP_RUNS", "9", "keep_runs", 9, ["--keep-runs", "11"], 11),
+    ("PETIT_SHUTDOWN_TIMEOUT", "1.5", "shutdown_timeout", 1.5, ["--shutdown-timeout", "4"], 4),
+    ("PETIT_LOG_LEVEL", "debug", "log_level", "debug", ["--log-level", "error"], "error"),
+]
+
+
 @pytest.mark.parametrize(
-    "variable, value, field, expected",
-    [
-        ("PETIT_DB", "/srv/env.db", "db", "/srv/env.db"),
-        ("PETIT_SOCKET", "/tmp/env.sock", "socket", "/tmp/env.sock"),
-        ("PETIT_API", "false", "api", False),
-        ("PETIT_API_HOST", "::1", "api_host", "::1"),
-        ("PETIT_API_PORT", "9100", "api_port", 9100),
-        ("PETIT_MAX_JOBS", "3", "max_jobs", 3),
-        ("PETIT_MAX_TASKS", "2", "max_tasks", 2),
-        ("PETIT_KEEP_RUNS", "9", "keep_runs", 9),
-        ("PETIT_SHUTDOWN_TIMEOUT", "1.5", "shutdown_timeout", 1.5),
-        ("PETIT_LOG_LEVEL", "debug", "log_level", "debug"),
-    ],
+    "variable, value, field, expected, typed, typed_value",
+    VARIABLES_AND_FLAGS,
+    ids=lambda value: value if isinstance(value, str) and value.startswith("PETIT_") else "",
 )
-def test_each_option_has_its_variable_under_the_command_line(variable, value, field, expected):
+def test_each_option_has_its_variable_under_the_command_line(
+    variable, value, field, expected, typed, typed_value
+):
     built = settings(environ={variable: value})
     assert (getattr(built, field), built.sources[field]) == (expected, f"env {variable}")
     assert settings(environ={variable: ""}).sources[field].startswith("default")
+    both = settings(*typed, environ={variable: value})
+    assert (getattr(both, field), both.sources[field]) == (typed_value, "cli")
+
+
+def test_every_option_is_in_the_table_of_variables_and_flags():
+    """The test above covers every option but the token file (read, so tested on its own)."""
+    assert set(OPTIONS) - {row[2] for row in VARIABLES_AND_FLAGS} == {"api_token_file"}
 
 
 @pytest.mark.parametrize(
@@ -224,3 +254,11 @@ def test_a_bad_variable_is_named_like_an_option(variable, value, error):
 
 def test_the_token_is_never_in_the_repr_of_settings():
     assert "s3cret" not in repr(settings("--api-token", "s3cret"))
+
+
+@pytest.mark.parametrize("contents", ["t0ken", "t0ken\n", "t0ken\r\n", "  t0ken \t\n\n"])
+def test_the_whitespace_around_a_token_in_its_file_is_dropped(tmp_path, contents):
+    path = tmp_path / "token"
+    path.write_text(contents)
+    path.chmod(0o600)
+    assert read_token_file(str(path), "--api-token-file") == "t0ken"

@@ -129,6 +129,18 @@ def test_an_attempt_killed_at_its_timeout_still_has_its_numbers(marker):
     assert 0 <= result.cpu_secs < 0.5 and 0 <= result.max_rss_bytes < 50 * MIB, result
 
 
+def test_without_proc_an_unknown_peak_is_none_not_zero(marker, monkeypatch):
+    from petit.execution.runners import usage
+
+    monkeypatch.setattr(usage, "HAS_PROC", False)
+    result = attempt(marker, "sleep", "0.2")
+    assert result.error is None, result.error
+    assert result.max_rss_bytes is None and result.cpu_secs >= 0, result
+    # a peak wait4 can vouch for (larger than petit itself, here pytest) is kept, /proc or not
+    result = attempt(marker, sys.executable, "-c", "b = bytearray(150*2**20)")
+    assert result.max_rss_bytes >= 150 * MIB, result
+
+
 def test_an_attempt_that_never_started_measured_nothing(marker):
     result = attempt(marker, "no-such-command-petit")
     assert result.error == "command not found: 'no-such-command-petit'"

@@ -53,7 +53,8 @@ Options:
                            (default 127.0.0.1).
   --api-token TOKEN        Require "Authorization: Bearer TOKEN" on the API
                            (or set PETIT_API_TOKEN).
-  --api-token-file PATH    Read the token from this file, which only its owner may read.
+  --api-token-file PATH    Read the token from this file, which only its owner may read
+                           (--api-token and PETIT_API_TOKEN win over it).
   --public-url URL         The origin a reverse proxy serves petit under, such as
                            https://petit.example.com: its Host and Origin are accepted
                            besides loopback ones (or set PETIT_PUBLIC_URL).
@@ -76,8 +77,9 @@ Options:
                            (asks the running service, so it works with --no-api too).
   --json                   Machine-readable output.
 
-Exit codes: 0 success; 1 failure (invalid jobs, failed run, error reply); 2 bad usage
-(or a bad petit.toml); 3 no petit is listening on the control socket.
+Exit codes: 0 success; 1 failure (invalid jobs or petit.toml [defaults], failed run, error
+reply); 2 bad usage (or a bad setting in petit.toml); 3 no petit is listening on the control
+socket.
 """
 
 
@@ -85,6 +87,17 @@ def usage() -> str:
     from .ctl import usage_lines
 
     return _USAGE.format(ctl="\n".join(usage_lines()))
+
+
+def _invalid_files(args: dict, errors: list[str]) -> str:
+    """What the count of errors is about: the config file when they are all of its [defaults]
+    (each such line begins with its path), else the jobs folder."""
+    from ..service.config_file import IMPLICIT_PATH
+
+    config = args.get("--config") or IMPLICIT_PATH
+    if all(line.startswith((f"{config}:", f"{config} line ")) for line in errors):
+        return config
+    return args.get("JOBS_DIR") or "job files"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,9 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
-        print(
-            f"{len(exc.errors)} error(s) in {args.get('JOBS_DIR') or 'job files'}", file=sys.stderr
-        )
+        print(f"{len(exc.errors)} error(s) in {_invalid_files(args, exc.errors)}", file=sys.stderr)
         return exc.exit_code
     except PetitError as exc:
         from ..core.text import one_line

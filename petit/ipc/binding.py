@@ -30,11 +30,12 @@ def is_loopback_host(host_header: str) -> bool:
 
 
 def resolve_bind(host: str, port: int) -> list[tuple]:
-    """Addresses to listen on; raises BadRequest with a clear message for an unknown host."""
+    """Addresses to listen on; raises BadRequest with a clear message for an unknown host (the
+    caller says where the host came from)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise BadRequest(f"--api-host {host!r} cannot be resolved: {exc.strerror}") from None
+        raise BadRequest(f"{host!r} cannot be resolved: {exc.strerror}") from None
     return infos
 
 
@@ -56,7 +57,7 @@ def check_port_free(host: str, port: int) -> None:
             except OSError as exc:
                 raise BadRequest(
                     f"cannot listen on {host}:{port}: {exc.strerror}; is another "
-                    "service (or petit) using that port? choose one with --api-port"
+                    "service (or petit) using that port? choose another one"
                 ) from None
 
 

@@ -20,8 +20,7 @@ def check_socket_path(path: str) -> None:
     if len(os.fsencode(path)) > SOCKET_PATH_MAX:
         raise BadRequest(
             f"control socket path is {len(os.fsencode(path))} bytes, over the "
-            f"{SOCKET_PATH_MAX}-byte limit of Unix sockets: {path}; "
-            "pass a shorter --socket PATH"
+            f"{SOCKET_PATH_MAX}-byte limit of Unix sockets: {path}; choose a shorter path"
         )
 
 

@@ -9,6 +9,8 @@ import copy
 from collections.abc import Mapping
 from typing import Protocol
 
+from ..core.text import short_repr
+
 # defaults key -> where it applies; the spelling is the job file's
 TASK_KEYS = ("retry", "timeout", "timeout_secs")
 JOB_KEYS = ("environment", "notify")
@@ -61,7 +63,14 @@ def _task_with_defaults(task, table: Mapping):
 
 def located(source: DefaultsSource, message: str) -> str:
     """A reader's message about the defaults ("retry: max_attempts: expected ...") as the line
-    of petit.toml it is about: "petit.toml line 9: defaults.retry.max_attempts: expected ..."."""
+    of petit.toml it is about: "petit.toml line 9: defaults.retry.max_attempts: expected ...".
+    A key the job parser does not know ("unknown key 'notify' in a job: ...") is put on its
+    own line too, as "defaults.notify: unknown key in a job: ..."."""
+    for name in source.defaults:
+        prefix = f"unknown key {short_repr(name)} in "
+        if message.startswith(prefix):
+            message = f"{name}: unknown key in {message.removeprefix(prefix)}"
+            break
     parts = message.split(": ")
     path, node = ["defaults"], source.defaults
     while len(parts) > 1 and isinstance(node, Mapping) and parts[0] in node:

@@ -94,22 +94,60 @@ def key_lines(text: str) -> dict[str, int]:
     header is kept. Good enough to point at a line; tomllib has already checked the syntax."""
     lines: dict[str, int] = {}
     table: list[str] = []
-    in_string = False
+    open_quotes = None  # the delimiter of the multi-line string the next line starts inside
     for number, line in enumerate(text.splitlines(), start=1):
-        quotes = line.count('"""') + line.count("'''")
-        if in_string:
-            in_string = quotes % 2 == 0
-            continue
-        header = _TABLE_LINE.fullmatch(line)
-        if header:
-            table = _parts(header.group(1))
-            lines.setdefault(".".join(table), number)
-            continue
-        assignment = _KEY_LINE.match(line)
-        if assignment:
-            lines.setdefault(".".join([*table, *_parts(assignment.group(1))]), number)
-        in_string = quotes % 2 == 1
+        if open_quotes is None:
+            header = _TABLE_LINE.fullmatch(line)
+            if header:
+                table = _parts(header.group(1))
+                lines.setdefault(".".join(table), number)
+                continue
+            assignment = _KEY_LINE.match(line)
+            if assignment:
+                lines.setdefault(".".join([*table, *_parts(assignment.group(1))]), number)
+        open_quotes = _open_at_end(line, open_quotes)
     return lines
+
+
+def _open_at_end(line: str, open_quotes: str | None) -> str | None:
+    """The delimiter of the multi-line string (three double or three single quotes) still open
+    at the end of `line`, given the one open at its start. Left to right, so that triple quotes
+    inside a one-line string or a comment open nothing."""
+    at = 0
+    while at < len(line):
+        if open_quotes is not None:
+            at = _string_end(line, at, open_quotes)
+            if at < 0:
+                return open_quotes
+            open_quotes = None
+        elif line.startswith(('"""', "'''"), at):
+            open_quotes, at = line[at : at + 3], at + 3
+        elif line[at] in "\"'":
+            at = _string_end(line, at + 1, line[at])
+            if at < 0:  # an unterminated string: tomllib has refused it already
+                return None
+        elif line[at] == "#":
+            return None
+        else:
+            at += 1
+    return open_quotes
+
+
+def _string_end(line: str, at: int, quotes: str) -> int:
+    """Where the string closed by `quotes` ends in `line` from `at` (just past its closing
+    quotes), or -1 when it goes on past the line. A backslash escapes in basic strings ("),
+    not in literal ones ('); up to two more quotes may end a multi-line string's content."""
+    while at < len(line):
+        if line[at] == "\\" and quotes[0] == '"':
+            at += 2
+        elif line.startswith(quotes, at):
+            end = at + len(quotes)
+            while len(quotes) == 3 and end < len(line) and line[end] == quotes[0] and end < at + 5:
+                end += 1
+            return end
+        else:
+            at += 1
+    return -1
 
 
 def _parts(dotted: str) -> list[str]:

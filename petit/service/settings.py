@@ -66,6 +66,15 @@ class Settings:
             config=inputs.config,
         )
 
+    def blame(self, key: str) -> str:
+        """What a start-up problem with a setting's value names, as a bad value would: the flag,
+        the variable, or the key on its petit.toml line; the flag for a default (it is what
+        changes it), and the db for a socket that follows it."""
+        source = self.sources.get(key, "default")
+        if key == "socket" and source.startswith(DERIVED_SOCKET):
+            return f"{self.blame('db')} (the control socket is <db>.sock unless --socket is given)"
+        return OPTIONS[key].flag if source == "default" else blamed(OPTIONS[key], source)
+
     def describe(self) -> list[str]:
         """`petit run --print-config`: each effective value and its source, the token only as
         whether it is set; then the [defaults] for the jobs."""
@@ -203,6 +212,7 @@ OPTIONS = {
     )
 }
 FILE_KEYS = sorted([key for key, option in OPTIONS.items() if option.in_file] + ["defaults"])
+DERIVED_SOCKET = "default (<db>.sock)"
 _DERIVED = {"socket", "api_token"}  # chosen after the others: they depend on db, token file
 # socket has none: it follows the db (Inputs.socket)
 _DEFAULTS = {f.name: None if f.default is MISSING else f.default for f in fields(Settings)}
@@ -238,9 +248,15 @@ class Inputs:
         return (os.path.abspath(default) if option.is_path and default else default), "default"
 
     def socket(self, db: tuple[object, str]) -> tuple[object, str]:
-        """The socket given, or the db's path with `.sock` appended."""
+        """The socket given, or the db's path with `.sock` appended: also when the socket was
+        given at a lower layer than the db (a --db or PETIT_DB over petit.toml's socket), which
+        would otherwise point the service and `petit ctl` at another instance's socket."""
         socket = self.value("socket")
-        return socket if socket[0] is not None else (f"{db[0]}.sock", "default (<db>.sock)")
+        if socket[0] is None:
+            return f"{db[0]}.sock", DERIVED_SOCKET
+        if _layer(socket[1]) < _layer(db[1]):
+            return f"{db[0]}.sock", f"{DERIVED_SOCKET}: the db's {db[1]} outranks {socket[1]}"
+        return socket
 
     def token(self) -> tuple[str | None, str]:
         """--api-token or PETIT_API_TOKEN, else the contents of the token file, if any."""
@@ -254,6 +270,16 @@ class Inputs:
         return read_token_file(path, name), f"file {path} ({source})"
 
 
+def _layer(source: str) -> int:
+    """The precedence of a source: the command line over the environment over petit.toml over
+    the defaults."""
+    if source == "cli":
+        return 3
+    if source.startswith("env "):
+        return 2
+    return 0 if source.startswith("default") else 1
+
+
 def blamed(option: Option, source: str) -> str:
     """The name a problem with an option's value blames: the flag, the variable, or the key on
     its line of petit.toml."""
@@ -263,9 +289,12 @@ def blamed(option: Option, source: str) -> str:
 
 
 def _checked(option: Option, raw, source: str, base: str):
-    """The option's value checked, blaming its source; a path made absolute from `base`."""
+    """The option's value checked, blaming its source; a path made absolute from `base`, with
+    `~` as the home folder (the shell expands it on a command line, nobody does in a file)."""
     value = option.check(blamed(option, source), raw)
-    return os.path.abspath(os.path.join(base, value)) if option.is_path else value
+    if not option.is_path:
+        return value
+    return os.path.abspath(os.path.join(base, os.path.expanduser(value)))
 
 
 def _file_values(config: ConfigFile) -> dict[str, tuple[object, str]]:
@@ -298,9 +327,10 @@ def _type_name(value) -> str:
 
 
 def read_token_file(path: str, name: str) -> str:
-    """The API token in `path`, without its trailing newline: read once, never shown. A file
+    """The API token in `path`, without the whitespace around it: read once, never shown. A file
     that group or others may read or write is refused (with the chmod that fixes it), and so
-    is an empty one."""
+    is an empty one, or one that is not visible ASCII on one line. No message shows the file's
+    content."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
@@ -317,11 +347,22 @@ def read_token_file(path: str, name: str) -> str:
         raw = os.read(fd, MAX_TOKEN_BYTES + 1)
     finally:
         os.close(fd)
-    token = raw.decode("utf-8", "replace").removesuffix("\n").removesuffix("\r")
-    if len(raw) > MAX_TOKEN_BYTES or "\n" in token:
+    if len(raw) > MAX_TOKEN_BYTES:
         raise UsageError(f"{name}: {path} should hold the token alone, on one line")
-    if not token.strip():
+    try:
+        token = raw.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{name}: {path} is not UTF-8 text (byte {exc.start})") from None
+    if not token:
         raise UsageError(f"{name}: {path} is empty: write the token in it")
+    if "\n" in token or "\r" in token:
+        raise UsageError(f"{name}: {path} should hold the token alone, on one line")
+    # what an Authorization header carries: a byte outside it could never be sent (nor matched)
+    if not all("!" <= char <= "~" for char in token):
+        raise UsageError(
+            f"{name}: {path} holds characters a token cannot have: only visible ASCII "
+            "(letters, digits, punctuation; no spaces) can travel in an HTTP header"
+        )
     return token
 
 

@@ -334,8 +334,9 @@ def _check_api_settings(settings: Settings) -> Settings:
     """Host and port are checked here, so a busy port is one clear startup error."""
     from ..ipc.binding import check_port_free, is_loopback_bind
 
-    loopback = is_loopback_bind(settings.api_host, settings.api_port)
-    check_port_free(settings.api_host, settings.api_port)
+    address = (settings.api_host, settings.api_port)
+    loopback = _blaming(settings, "api_host", is_loopback_bind, *address)
+    _blaming(settings, "api_port", check_port_free, *address)
     if not loopback:
         log.warning(
             "the HTTP API is bound to %s, which is reachable from other machines%s; read "
@@ -346,15 +347,25 @@ def _check_api_settings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, api_loopback_only=loopback)
 
 
+def _blaming(settings: Settings, key: str, check, *args):
+    """A start-up check of one setting, its error naming where the value came from (the flag,
+    the variable or the petit.toml line), as a bad value's would: ipc knows no settings."""
+    try:
+        return check(*args)
+    except PetitError as exc:
+        raise type(exc)(f"{settings.blame(key)}: {exc.message}") from None
+
+
 def serve(settings: Settings) -> int:
     """`petit run` with its settings: everything is checked before anything starts."""
     configure_logging("supervisor", settings.log_level)
-    check_socket_path(settings.socket)
+    _blaming(settings, "socket", check_socket_path, settings.socket)
     if settings.api:
         settings = _check_api_settings(settings)
     if not os.path.isdir(os.path.dirname(settings.db)):
         raise StorageError(
-            f"{settings.db}: the directory {os.path.dirname(settings.db)} does not exist"
+            f"{settings.blame('db')}: {settings.db}: the directory "
+            f"{os.path.dirname(settings.db)} does not exist"
         )
     lock_fd = hold_instance_lock(settings.db)  # a second instance never touches the socket
     try:
@@ -373,7 +384,9 @@ def _remove_stale_socket(settings: Settings) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(mode):
-        raise PetitError(f"{path} exists and is not a socket: pass another --socket PATH")
+        raise PetitError(
+            f"{settings.blame('socket')}: {path} exists and is not a socket: choose another path"
+        )
     if is_listening(path):
         raise PetitError(
             f"another petit is already serving {settings.db} (its control socket {path} answers)"

@@ -93,6 +93,10 @@ def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
         return False
 
 
+# the service's, not the tasks': the API token, and where it is kept
+SERVICE_SECRETS = ("PETIT_API_TOKEN", "PETIT_API_TOKEN_FILE")
+
+
 class LocalRunner:
     """Runs attempts as local process groups (the TaskRunner of `petit run` and `trigger`)."""
 
@@ -100,7 +104,8 @@ class LocalRunner:
 
     def start(self, spec: AttemptSpec) -> WithOutput:
         env = dict(os.environ)
-        env.pop("PETIT_API_TOKEN", None)  # a secret of the service, not of the tasks it runs
+        for secret in SERVICE_SECRETS:
+            env.pop(secret, None)
         env.update(spec.env)
         output = OutputFile()
         env[OUTPUT_VARIABLE] = output.path

@@ -17,6 +17,11 @@ SAMPLE_SECS = 0.5
 # ru_maxrss is in KiB on Linux and in bytes on macOS
 MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+# Without /proc (macOS) there is nothing to sample: the peak is wait4's alone, or unknown.
+HAS_PROC = os.path.isdir("/proc/self")
+# The samples add up RSS, not PSS: /proc/<pid>/smaps_rollup walks the page tables, about 8 ms for
+# a process of 500 MiB (statm: 0.01 ms), too dear to read twice a second. So pages a forked child
+# shares copy-on-write with its parent count once in each (docs/jobs.md says so).
 
 
 class TreeUsage:
@@ -29,17 +34,19 @@ class TreeUsage:
         self.next_sample_at = started + FIRST_SAMPLE_SECS
         # bytes: the largest sum of the tree's RSS seen at once, from the leader's own just
         # after its exec (one small read, so that even a task shorter than a sample has a peak)
-        self._sampled_peak = _rss(pid)
+        self._sampled_peak = _rss(pid) if HAS_PROC else 0
 
     def sample(self, now: float) -> None:
         """Add up the resident memory of the leader and its descendants, as they are now."""
         self._interval = min(self._interval * 2, SAMPLE_SECS)
         self.next_sample_at = now + self._interval
-        self._sampled_peak = max(self._sampled_peak, _tree_rss(self._pid))
+        if HAS_PROC:
+            self._sampled_peak = max(self._sampled_peak, _tree_rss(self._pid))
 
-    def totals(self, rusage: resource.struct_rusage) -> tuple[float, int]:
+    def totals(self, rusage: resource.struct_rusage) -> tuple[float, int | None]:
         """(CPU seconds, peak bytes) from the reaped leader's rusage and the samples: the peak
-        is the larger of the sampled tree sum and the largest single process wait4 saw."""
+        is the larger of the sampled tree sum and the largest single process wait4 saw; None
+        without /proc when wait4's figure says nothing of the task (unknown, not 0 bytes)."""
         cpu = round(rusage.ru_utime + rusage.ru_stime, 3)
         largest = rusage.ru_maxrss * MAXRSS_UNIT
         # Linux keeps, as a process's maxrss, the memory it had before its exec: the leader was
@@ -47,7 +54,8 @@ class TreeUsage:
         # task; past it, it can only be the task's (petit's maxrss only grows: read it after).
         if largest <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * MAXRSS_UNIT:
             largest = 0
-        return cpu, max(self._sampled_peak, largest)
+        peak = max(self._sampled_peak, largest)
+        return cpu, peak if peak or HAS_PROC else None
 
 
 def _rss(pid: int) -> int:
