@@ -11,10 +11,12 @@ from petit.core.model import Job, Task
 from petit.core.params import (
     ParamSpec,
     ParamType,
+    check_given,
     param_environment,
     parse_assignments,
     resolve_params,
 )
+from petit.core.text import short_repr
 from petit.errors import BadRequest, InvalidParams, from_wire
 from petit.execution.runners.base import build_env
 
@@ -148,6 +150,34 @@ def test_invalid_params_cross_the_wire_with_every_problem():
     again = from_wire(error.to_wire())
     assert isinstance(again, InvalidParams) and again.problems == error.problems
     assert error.to_wire()["code"] == "invalid_params"
+
+
+@pytest.mark.parametrize(
+    "given, problems",
+    [
+        ("a=1", ["'params' must be a JSON object of name -> value, got str"]),
+        (
+            {"a": [1], "b": None},
+            [
+                "'a': expected a string, number or bool, got [1]",
+                "'b': expected a string, number or bool, got None",
+            ],
+        ),
+        ({"x" * 129: 1}, [f"param name {short_repr('x' * 129, 60)} is longer than 128 characters"]),
+        ({"a": "x" * (64 * 1024 + 1)}, ["'a': longer than 65536 characters"]),
+        ({f"p{n}": n for n in range(101)}, ["101 params given: at most 100 are accepted"]),
+    ],
+    ids=["not-an-object", "nested-and-null", "long-name", "long-value", "too-many"],
+)
+def test_check_given_names_every_problem_of_shape(given, problems):
+    with pytest.raises(InvalidParams) as info:
+        check_given(given)
+    assert info.value.problems == problems
+
+
+def test_check_given_keeps_a_flat_object():
+    given = {"x" * 128: "v", "n": 5, "f": 1.5, "b": False}
+    assert check_given(given) == given
 
 
 def test_parse_assignments():

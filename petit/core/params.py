@@ -17,6 +17,9 @@ from .text import short_repr
 NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ENV_PREFIX = "PETIT_PARAM_"
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+MAX_PARAMS = 100  # given to one trigger: the names cross process boundaries and reach the env
+MAX_NAME_CHARS = 128
+MAX_VALUE_CHARS = 64 * 1024
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
@@ -113,6 +116,33 @@ def _bounded(number: int, expected: str) -> int:
     if not INT_MIN <= number <= INT_MAX:
         raise ValueError(f"{expected} (from {INT_MIN} to {INT_MAX})")
     return number
+
+
+def check_given(given: object) -> dict[str, object]:
+    """What a caller gave as params (JSON from the API) as a flat dict: an object of at most
+    MAX_PARAMS names of at most MAX_NAME_CHARS characters -> a string, number or bool. Raises
+    InvalidParams naming each problem, before the job's declared params are even looked at."""
+    if not isinstance(given, dict):
+        raise InvalidParams(
+            [f"'params' must be a JSON object of name -> value, got {type(given).__name__}"]
+        )
+    problems = []
+    if len(given) > MAX_PARAMS:
+        problems.append(f"{len(given)} params given: at most {MAX_PARAMS} are accepted")
+    for name, value in list(given.items())[: MAX_PARAMS + 1]:  # a reply of bounded length
+        if len(name) > MAX_NAME_CHARS:
+            problems.append(
+                f"param name {short_repr(name, 60)} is longer than {MAX_NAME_CHARS} characters"
+            )
+        elif not isinstance(value, (str, int, float, bool)):
+            problems.append(
+                f"{name!r}: expected a string, number or bool, got {short_repr(value, 60)}"
+            )
+        elif isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+            problems.append(f"{name!r}: longer than {MAX_VALUE_CHARS} characters")
+    if problems:
+        raise InvalidParams(problems)
+    return dict(given)
 
 
 def resolve_params(
