@@ -130,9 +130,10 @@ def test_two_pairs_that_name_one_variable_are_refused_whatever_their_order():
         with pytest.raises(OutputError) as info:
             output_environment(given)
         message = str(info.value)
-        assert message.startswith("PETIT_OUT_a_b_c would be both task ")
-        assert "task 'a' key 'b_c'" in message and "task 'a_b' key 'c'" in message
-        assert message.endswith(": rename a key (or a task)")
+        assert message == (
+            "PETIT_OUT_a_b_c would be both task 'a' key 'b_c' and task 'a_b' key 'c': rename a "
+            "key (or a task)"
+        )
 
 
 def test_what_a_task_receives_is_bounded_in_all():
@@ -239,6 +240,23 @@ def test_no_file_is_left_behind(tmp_path, private_tmp, script, timeout, cancel, 
     result = handle.collect()
     assert result.output is None or result.error is not None
     assert list(private_tmp.iterdir()) == []
+
+
+def test_an_unusable_temp_dir_is_a_failed_attempt_the_retry_policy_decides(
+    store, marker, stamps, monkeypatch
+):
+    import tempfile
+
+    # a path under a regular file: no directory can be made there, not even by root
+    monkeypatch.setattr(tempfile, "tempdir", "/etc/hostname/x")
+    job_ = make_job(marker, stamps, sh("a", 'touch "$STAMPS/a"', retry=RetryPolicy(1, 0.0)))
+    run = execute(store, job_)
+    a = run.task("a")
+    assert a.status is TaskStatus.FAILED and a.attempts == 2, a.attempt_history
+    error = "cannot create the PETIT_OUTPUT file: Not a directory"
+    assert a.error == error and [entry["error"] for entry in a.attempt_history] == [error] * 2
+    assert a.exit_code is None and a.handle is None
+    assert not os.path.exists(os.path.join(stamps, "a"))
 
 
 # -- through the engine ---------------------------------------------------------------------------

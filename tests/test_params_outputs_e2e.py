@@ -413,6 +413,42 @@ def test_tasks_that_name_the_same_outputs_are_refused(tmp_path):
     )
 
 
+AMBIGUOUS_JOB = """\
+id: amb
+name: two pairs, one name
+environment:
+  {mark}: {marker}
+tasks:
+  - id: a
+    type: shell
+    script: 'echo b_c=1 > "$PETIT_OUTPUT"'
+  - id: a_b
+    type: shell
+    script: 'echo c=2 > "$PETIT_OUTPUT"'
+  - id: down
+    depends_on: [a, a_b]
+    type: shell
+    script: 'touch "{out}/down"'
+"""
+
+
+def test_an_ambiguous_output_variable_fails_the_downstream_task_before_it_starts(
+    tmp_path, marker, files
+):
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    write_job(jobs, "amb.yaml", AMBIGUOUS_JOB.format(mark=MARK, marker=marker, out=files))
+    db = str(tmp_path / "petit.db")
+    assert run_petit("--db", db, "trigger", str(jobs), "amb").returncode == 1
+    down = json.loads(run_petit("--db", db, "show", "amb-1", "--json").stdout)["tasks"][2]
+    assert down["task_id"] == "down" and down["status"] == "failed" and down["attempts"] == 1
+    assert down["error"] == (
+        "PETIT_OUT_a_b_c would be both task 'a' key 'b_c' and task 'a_b' key 'c': rename a key "
+        "(or a task)"
+    )
+    assert sorted(os.listdir(files)) == []  # it never ran
+
+
 QUEUE_JOB = """\
 id: q
 name: one at a time

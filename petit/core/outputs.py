@@ -107,11 +107,11 @@ def output_environment(outputs: Mapping[str, Mapping[str, str]]) -> dict[str, st
     for task_id, values in outputs.items():
         for key, value in values.items():
             name = f"{ENV_PREFIX}{task_part(task_id)}_{key}"
-            if name in owner:
-                first_task, first_key = owner[name]
+            if name in owner:  # named in sorted order: the same message whichever ended last
+                (task_1, key_1), (task_2, key_2) = sorted([owner[name], (task_id, key)])
                 problems.append(
-                    f"{name} would be both task {first_task!r} key {first_key!r} and task "
-                    f"{task_id!r} key {key!r}: rename a key (or a task)"
+                    f"{name} would be both task {task_1!r} key {key_1!r} and task {task_2!r} "
+                    f"key {key_2!r}: rename a key (or a task)"
                 )
             owner[name] = (task_id, key)
             env[name] = value
