@@ -12,6 +12,7 @@ from petit.core.params import (
     ParamSpec,
     ParamType,
     check_given,
+    convert,
     param_environment,
     parse_assignments,
     resolve_params,
@@ -150,6 +151,49 @@ def test_invalid_params_cross_the_wire_with_every_problem():
     again = from_wire(error.to_wire())
     assert isinstance(again, InvalidParams) and again.problems == error.problems
     assert error.to_wire()["code"] == "invalid_params"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("+5", 5), ("-12", -12), (" 7 ", 7), ("007", 7)],
+)
+def test_text_ints_are_plain_ascii_digits(text, expected):
+    assert convert(ParamSpec("n", ParamType.INT), text, as_text=True) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("1.5", 1.5), (".5", 0.5), ("5.", 5.0), ("-3", -3.0), ("1e3", 1000.0), ("+2.5E-3", 0.0025)],
+)
+def test_text_floats_are_plain_decimals_or_exponents(text, expected):
+    assert convert(ParamSpec("x", ParamType.FLOAT), text, as_text=True) == expected
+
+
+@pytest.mark.parametrize(
+    "kind, text",
+    [
+        (ParamType.INT, "1_000"),
+        (ParamType.INT, "\u0665"),  # ARABIC-INDIC DIGIT FIVE, which int() takes for 5
+        (ParamType.INT, "\uff11\uff12"),  # fullwidth 12
+        (ParamType.INT, "0x10"),
+        (ParamType.INT, "1.0"),
+        (ParamType.FLOAT, "1_000.5"),
+        (ParamType.FLOAT, "\u0663.\u0665"),
+        (ParamType.FLOAT, "inf"),
+        (ParamType.FLOAT, "-Infinity"),
+        (ParamType.FLOAT, "nan"),
+        (ParamType.FLOAT, "1e999"),
+        (ParamType.FLOAT, "0x1p3"),
+        (ParamType.FLOAT, "."),
+        (ParamType.FLOAT, "1e"),
+    ],
+)
+def test_text_numbers_python_takes_but_people_do_not_write_are_refused(kind, text):
+    with pytest.raises(ValueError) as info:
+        convert(ParamSpec("n", kind), text, as_text=True)
+    assert str(info.value).startswith(
+        f"expected {'an int' if kind is ParamType.INT else 'a float'}"
+    )
 
 
 @pytest.mark.parametrize(

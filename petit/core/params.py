@@ -21,6 +21,11 @@ MAX_PARAMS = 100  # given to one trigger: the names cross process boundaries and
 MAX_NAME_CHARS = 128
 MAX_VALUE_CHARS = 64 * 1024
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+# What a number on a command line may look like: plain ASCII digits, as a shell script or a
+# human writes them. Python's int() and float() also take "1_000", "\u0665" (an Arabic-Indic 5),
+# "inf" and "nan", which no reader of the variable would expect.
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_FLOAT_TEXT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 class ParamType(str, Enum):
@@ -102,13 +107,14 @@ def _parse_text(kind: ParamType, text: str, expected: str) -> int | float | bool
         if text.lower() in _FALSE:
             return False
         raise ValueError(f"{expected} (true/false, yes/no, 1/0)")
-    try:
-        number = int(text) if kind is ParamType.INT else float(text)
-    except ValueError:
-        raise ValueError(expected) from None
-    if isinstance(number, float) and not math.isfinite(number):
+    if kind is ParamType.INT:
+        if not _INT_TEXT.fullmatch(text):
+            raise ValueError(expected)
+        return _bounded(int(text), expected)
+    number = float(text) if _FLOAT_TEXT.fullmatch(text) else math.inf
+    if not math.isfinite(number):  # "1e999" overflows to inf
         raise ValueError(expected)
-    return _bounded(number, expected) if isinstance(number, int) else number
+    return number
 
 
 def _bounded(number: int, expected: str) -> int:
