@@ -199,7 +199,8 @@ def test_text_numbers_python_takes_but_people_do_not_write_are_refused(kind, tex
 @pytest.mark.parametrize(
     "given, problems",
     [
-        ("a=1", ["'params' must be a JSON object of name -> value, got str"]),
+        ("a=1", ["'params' must be a JSON object of name -> value, got 'a=1'"]),
+        (None, ["'params' must be a JSON object of name -> value, got None"]),
         (
             {"a": [1], "b": None},
             [
@@ -211,7 +212,7 @@ def test_text_numbers_python_takes_but_people_do_not_write_are_refused(kind, tex
         ({"a": "x" * (64 * 1024 + 1)}, ["'a': longer than 65536 characters"]),
         ({f"p{n}": n for n in range(101)}, ["101 params given: at most 100 are accepted"]),
     ],
-    ids=["not-an-object", "nested-and-null", "long-name", "long-value", "too-many"],
+    ids=["not-an-object", "null", "nested-and-null", "long-name", "long-value", "too-many"],
 )
 def test_check_given_names_every_problem_of_shape(given, problems):
     with pytest.raises(InvalidParams) as info:

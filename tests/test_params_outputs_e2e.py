@@ -162,7 +162,8 @@ def test_bad_params_over_http_name_every_problem_and_create_no_run(service, mark
         assert fragment in answer["error"], (body[:40], answer)
     long_name = "n" * 129
     shapes = [
-        ({"params": [1]}, ["'params' must be a JSON object of name -> value, got list"]),
+        ({"params": [1]}, ["'params' must be a JSON object of name -> value, got [1]"]),
+        ({"params": None}, ["'params' must be a JSON object of name -> value, got None"]),
         (
             {"params": {"count": [5], "name": None, long_name: "x", "mode": {"a": 1}}},
             [

@@ -130,7 +130,7 @@ def check_given(given: object) -> dict[str, object]:
     InvalidParams naming each problem, before the job's declared params are even looked at."""
     if not isinstance(given, dict):
         raise InvalidParams(
-            [f"'params' must be a JSON object of name -> value, got {type(given).__name__}"]
+            [f"'params' must be a JSON object of name -> value, got {short_repr(given, 60)}"]
         )
     problems = []
     if len(given) > MAX_PARAMS:
