@@ -11,10 +11,14 @@ import pytest
 from test_config import job, only_error
 from test_engine_local import execute, make_job, sh
 
+from petit.core import outputs as outputs_module
 from petit.core.model import RunStatus, TaskStatus
 from petit.core.outputs import (
     OUTPUT_LIMIT,
+    RECEIVE_LIMIT,
+    RUN_LIMIT,
     OutputError,
+    RunOutputs,
     output_environment,
     parse_outputs,
     task_part,
@@ -119,6 +123,48 @@ def test_output_variables_name_task_and_key():
     }
 
 
+def test_two_pairs_that_name_one_variable_are_refused_whatever_their_order():
+    for first, second in [("a", "a_b"), ("a_b", "a")]:
+        given = {first: {"b_c" if first == "a" else "c": "1"}}
+        given[second] = {"b_c" if second == "a" else "c": "2"}
+        with pytest.raises(OutputError) as info:
+            output_environment(given)
+        message = str(info.value)
+        assert message == (
+            "PETIT_OUT_a_b_c would be both task 'a' key 'b_c' and task 'a_b' key 'c': rename a "
+            "key (or a task)"
+        )
+
+
+def test_what_a_task_receives_is_bounded_in_all():
+    # names, values, "=" and NUL: what the kernel counts against ARG_MAX
+    value = "x" * (RECEIVE_LIMIT // 4)
+    names = {f"t{n}": {"k": value} for n in range(3)}
+    output_environment(names)  # 3/4 of the limit
+    names["t3"] = {"k": value}
+    total = sum(len(f"PETIT_OUT_t{n}_k") + len(value) + 2 for n in range(4))
+    with pytest.raises(OutputError) as info:
+        output_environment(names)
+    assert str(info.value) == (
+        f"the outputs of its upstream tasks total {total} bytes, over the 1 MiB a task may receive"
+    )
+
+
+def test_what_a_run_stores_is_bounded_in_all():
+    stored = RunOutputs()
+    half = {"k": "x" * (RUN_LIMIT // 2 - 1)}
+    stored.add("a", half)
+    stored.check(half)
+    stored.add("b", half)
+    assert stored.size == RUN_LIMIT and stored.of({"b", "c"}) == {"b": half}
+    with pytest.raises(OutputError) as info:
+        stored.check({"k": "x"})
+    assert str(info.value) == (
+        f"PETIT_OUTPUT: these outputs would bring the run's to {RUN_LIMIT + 2} bytes, over "
+        "the 2 MiB a run may store"
+    )
+
+
 def test_task_ids_that_name_the_same_variables_are_refused(tmp_path):
     tasks = [{"id": "a-b", "command": "true"}, {"id": "a.b", "command": "true"}]
     error, path = only_error(tmp_path, job(tasks=tasks))
@@ -196,6 +242,23 @@ def test_no_file_is_left_behind(tmp_path, private_tmp, script, timeout, cancel, 
     assert list(private_tmp.iterdir()) == []
 
 
+def test_an_unusable_temp_dir_is_a_failed_attempt_the_retry_policy_decides(
+    store, marker, stamps, monkeypatch
+):
+    import tempfile
+
+    # a path under a regular file: no directory can be made there, not even by root
+    monkeypatch.setattr(tempfile, "tempdir", "/etc/hostname/x")
+    job_ = make_job(marker, stamps, sh("a", 'touch "$STAMPS/a"', retry=RetryPolicy(1, 0.0)))
+    run = execute(store, job_)
+    a = run.task("a")
+    assert a.status is TaskStatus.FAILED and a.attempts == 2, a.attempt_history
+    error = "cannot create the PETIT_OUTPUT file: Not a directory"
+    assert a.error == error and [entry["error"] for entry in a.attempt_history] == [error] * 2
+    assert a.exit_code is None and a.handle is None
+    assert not os.path.exists(os.path.join(stamps, "a"))
+
+
 # -- through the engine ---------------------------------------------------------------------------
 
 
@@ -249,3 +312,58 @@ def test_output_over_the_limit_fails_the_task(store, marker, stamps):
     a = run.task("a")
     assert a.status is TaskStatus.FAILED and a.exit_code == 0 and a.outputs is None
     assert a.error == f"PETIT_OUTPUT: more than the limit of {OUTPUT_LIMIT} bytes"
+
+
+def test_an_ambiguous_variable_fails_the_downstream_task_before_it_starts(store, marker, stamps):
+    started = 'touch "$STAMPS/$PETIT_TASK_ID"'
+    job_ = make_job(
+        marker,
+        stamps,
+        sh("a", 'echo b_c=1 > "$PETIT_OUTPUT"'),
+        sh("a_b", 'echo c=2 > "$PETIT_OUTPUT"'),
+        sh("down", started, depends_on=("a", "a_b"), retry=RetryPolicy(2, 0.0)),
+        sh("only_a", started, depends_on=("a",)),
+    )
+    run = execute(store, job_)
+    down = run.task("down")
+    assert down.status is TaskStatus.FAILED and down.attempts == 1  # no retry could help
+    assert down.exit_code is None and down.handle is None
+    assert down.error.startswith("PETIT_OUT_a_b_c would be both task ")
+    assert "task 'a' key 'b_c'" in down.error and "task 'a_b' key 'c'" in down.error
+    assert not os.path.exists(os.path.join(stamps, "down"))
+    assert os.path.exists(os.path.join(stamps, "only_a"))  # one upstream task: no ambiguity
+    assert run.status is RunStatus.FAILED
+
+
+def test_too_much_upstream_output_fails_the_task_before_it_starts(
+    store, marker, stamps, monkeypatch
+):
+    monkeypatch.setattr(outputs_module, "RECEIVE_LIMIT", 100)
+    write = 'echo k=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx > "$PETIT_OUTPUT"'
+    job_ = make_job(
+        marker,
+        stamps,
+        sh("a", write),
+        sh("b", write),
+        sh("one", 'touch "$STAMPS/one"', depends_on=("a",)),
+        sh("both", 'touch "$STAMPS/both"', depends_on=("a", "b")),
+    )
+    run = execute(store, job_)
+    both = run.task("both")
+    assert both.status is TaskStatus.FAILED and both.attempts == 1
+    assert both.error == (
+        "the outputs of its upstream tasks total 114 bytes, over the 100 bytes a task may receive"
+    )
+    assert not os.path.exists(os.path.join(stamps, "both"))
+    assert run.task("one").status is TaskStatus.COMPLETED
+
+
+def test_outputs_over_what_a_run_may_store_fail_the_task(store, marker, stamps, monkeypatch):
+    monkeypatch.setattr(outputs_module, "RUN_LIMIT", 60)
+    write = 'echo k=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx > "$PETIT_OUTPUT"'
+    job_ = make_job(marker, stamps, sh("a", write), sh("b", write, depends_on=("a",)))
+    run = execute(store, job_)
+    a, b = run.task("a"), run.task("b")
+    assert a.status is TaskStatus.COMPLETED and len(a.outputs["k"]) == 42
+    assert b.status is TaskStatus.FAILED and b.exit_code == 0 and b.outputs is None
+    assert b.error.startswith("PETIT_OUTPUT: these outputs would bring the run's to 86 bytes")

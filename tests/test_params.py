@@ -11,10 +11,13 @@ from petit.core.model import Job, Task
 from petit.core.params import (
     ParamSpec,
     ParamType,
+    check_given,
+    convert,
     param_environment,
     parse_assignments,
     resolve_params,
 )
+from petit.core.text import short_repr
 from petit.errors import BadRequest, InvalidParams, from_wire
 from petit.execution.runners.base import build_env
 
@@ -148,6 +151,78 @@ def test_invalid_params_cross_the_wire_with_every_problem():
     again = from_wire(error.to_wire())
     assert isinstance(again, InvalidParams) and again.problems == error.problems
     assert error.to_wire()["code"] == "invalid_params"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("+5", 5), ("-12", -12), (" 7 ", 7), ("007", 7)],
+)
+def test_text_ints_are_plain_ascii_digits(text, expected):
+    assert convert(ParamSpec("n", ParamType.INT), text, as_text=True) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("1.5", 1.5), (".5", 0.5), ("5.", 5.0), ("-3", -3.0), ("1e3", 1000.0), ("+2.5E-3", 0.0025)],
+)
+def test_text_floats_are_plain_decimals_or_exponents(text, expected):
+    assert convert(ParamSpec("x", ParamType.FLOAT), text, as_text=True) == expected
+
+
+@pytest.mark.parametrize(
+    "kind, text",
+    [
+        (ParamType.INT, "1_000"),
+        (ParamType.INT, "\u0665"),  # ARABIC-INDIC DIGIT FIVE, which int() takes for 5
+        (ParamType.INT, "\uff11\uff12"),  # fullwidth 12
+        (ParamType.INT, "0x10"),
+        (ParamType.INT, "1.0"),
+        (ParamType.FLOAT, "1_000.5"),
+        (ParamType.FLOAT, "\u0663.\u0665"),
+        (ParamType.FLOAT, "inf"),
+        (ParamType.FLOAT, "-Infinity"),
+        (ParamType.FLOAT, "nan"),
+        (ParamType.FLOAT, "1e999"),
+        (ParamType.FLOAT, "0x1p3"),
+        (ParamType.FLOAT, "."),
+        (ParamType.FLOAT, "1e"),
+    ],
+)
+def test_text_numbers_python_takes_but_people_do_not_write_are_refused(kind, text):
+    with pytest.raises(ValueError) as info:
+        convert(ParamSpec("n", kind), text, as_text=True)
+    assert str(info.value).startswith(
+        f"expected {'an int' if kind is ParamType.INT else 'a float'}"
+    )
+
+
+@pytest.mark.parametrize(
+    "given, problems",
+    [
+        ("a=1", ["'params' must be a JSON object of name -> value, got 'a=1'"]),
+        (None, ["'params' must be a JSON object of name -> value, got None"]),
+        (
+            {"a": [1], "b": None},
+            [
+                "'a': expected a string, number or bool, got [1]",
+                "'b': expected a string, number or bool, got None",
+            ],
+        ),
+        ({"x" * 129: 1}, [f"param name {short_repr('x' * 129, 60)} is longer than 128 characters"]),
+        ({"a": "x" * (64 * 1024 + 1)}, ["'a': longer than 65536 characters"]),
+        ({f"p{n}": n for n in range(101)}, ["101 params given: at most 100 are accepted"]),
+    ],
+    ids=["not-an-object", "null", "nested-and-null", "long-name", "long-value", "too-many"],
+)
+def test_check_given_names_every_problem_of_shape(given, problems):
+    with pytest.raises(InvalidParams) as info:
+        check_given(given)
+    assert info.value.problems == problems
+
+
+def test_check_given_keeps_a_flat_object():
+    given = {"x" * 128: "v", "n": 5, "f": 1.5, "b": False}
+    assert check_given(given) == given
 
 
 def test_parse_assignments():

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import ROOT, wait_until
 
-from petit.core.model import RunStatus, TaskStatus, Trigger
+from petit.core.model import Run, RunStatus, TaskStatus, Trigger
 from petit.errors import StorageError
 from petit.storage.store import RUNS_PER_CHUNK, Store, split_run_id
 
@@ -40,6 +40,35 @@ def finish(store: Store, run, status: RunStatus = RunStatus.COMPLETED):
 def chunk_files(store: Store, job_id: str) -> list[str]:
     folder = os.path.join(store.data_dir, "runs", job_id)
     return sorted(n for n in os.listdir(folder) if not n.startswith("."))
+
+
+def test_a_followup_recorded_while_a_run_is_saved_is_not_overwritten(db, monkeypatch):
+    # A hook's outcome is set on the live run, then written by record_followups from the hook's
+    # thread; meanwhile the recorder retries the run's end write. The hook thread writes at the
+    # first moment the store lets it: right after the snapshot unless save_runs holds the lock.
+    store = Store(db)
+    run = finish(store, store.create_run("alpha", ["a"], Trigger.MANUAL))
+    snapshot, writers = Run.to_dict, []
+
+    def racing_to_dict(live: Run) -> dict:
+        doc = snapshot(live)
+        if not writers:
+            live.hooks = [{"event": "on_finish", "exit_code": 0}]
+            writer = threading.Thread(
+                target=store.record_followups, args=(live,), kwargs={"hooks": live.hooks}
+            )
+            writer.start()
+            writers.append(writer)
+            if store.lock._depth == 0:  # nothing keeps it from writing now
+                writer.join(timeout=10)
+        return doc
+
+    monkeypatch.setattr(Run, "to_dict", racing_to_dict)
+    store.save_runs([run])
+    writers[0].join(timeout=10)
+    assert not writers[0].is_alive()
+    monkeypatch.undo()
+    assert store.get_run(run.id).hooks == [{"event": "on_finish", "exit_code": 0}]
 
 
 # -- run ids and reading back -------------------------------------------------------------------
@@ -355,7 +384,7 @@ def test_check_names_a_missing_directory(tmp_path):
 WRITER = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
-from petit.core.model import RunStatus, TaskStatus, Trigger
+from petit.core.model import Run, RunStatus, TaskStatus, Trigger
 from petit.storage.store import Store
 
 

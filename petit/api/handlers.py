@@ -6,6 +6,7 @@ import time
 
 from .. import __version__
 from ..core.model import Run, RunStatus
+from ..core.params import check_given
 from ..core.views import job_json, run_json, task_json
 from ..errors import (
     BadRequest,
@@ -130,9 +131,7 @@ class TriggerHandler(BaseHandler):
             raise BadRequest(
                 f"unknown key {unknown[0][:60]!r} in the request body: expected only 'params'"
             )
-        params = body.get("params", {})
-        if not isinstance(params, dict):
-            raise BadRequest(f"'params' must be a JSON object, got {type(params).__name__}")
+        params = check_given(body.get("params", {}))
         known_job(self.store, job_id)  # an unknown job is a 404 even while the scheduler is down
         result = await self.commands.call(
             "trigger", {"job_id": job_id, "queue": queue, "params": params}

@@ -17,7 +17,15 @@ from .text import short_repr
 NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ENV_PREFIX = "PETIT_PARAM_"
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+MAX_PARAMS = 100  # given to one trigger: the names cross process boundaries and reach the env
+MAX_NAME_CHARS = 128
+MAX_VALUE_CHARS = 64 * 1024
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+# What a number on a command line may look like: plain ASCII digits, as a shell script or a
+# human writes them. Python's int() and float() also take "1_000", "\u0665" (an Arabic-Indic 5),
+# "inf" and "nan", which no reader of the variable would expect.
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_FLOAT_TEXT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 class ParamType(str, Enum):
@@ -99,13 +107,14 @@ def _parse_text(kind: ParamType, text: str, expected: str) -> int | float | bool
         if text.lower() in _FALSE:
             return False
         raise ValueError(f"{expected} (true/false, yes/no, 1/0)")
-    try:
-        number = int(text) if kind is ParamType.INT else float(text)
-    except ValueError:
-        raise ValueError(expected) from None
-    if isinstance(number, float) and not math.isfinite(number):
+    if kind is ParamType.INT:
+        if not _INT_TEXT.fullmatch(text):
+            raise ValueError(expected)
+        return _bounded(int(text), expected)
+    number = float(text) if _FLOAT_TEXT.fullmatch(text) else math.inf
+    if not math.isfinite(number):  # "1e999" overflows to inf
         raise ValueError(expected)
-    return _bounded(number, expected) if isinstance(number, int) else number
+    return number
 
 
 def _bounded(number: int, expected: str) -> int:
@@ -113,6 +122,33 @@ def _bounded(number: int, expected: str) -> int:
     if not INT_MIN <= number <= INT_MAX:
         raise ValueError(f"{expected} (from {INT_MIN} to {INT_MAX})")
     return number
+
+
+def check_given(given: object) -> dict[str, object]:
+    """What a caller gave as params (JSON from the API) as a flat dict: an object of at most
+    MAX_PARAMS names of at most MAX_NAME_CHARS characters -> a string, number or bool. Raises
+    InvalidParams naming each problem, before the job's declared params are even looked at."""
+    if not isinstance(given, dict):
+        raise InvalidParams(
+            [f"'params' must be a JSON object of name -> value, got {short_repr(given, 60)}"]
+        )
+    problems = []
+    if len(given) > MAX_PARAMS:
+        problems.append(f"{len(given)} params given: at most {MAX_PARAMS} are accepted")
+    for name, value in list(given.items())[: MAX_PARAMS + 1]:  # a reply of bounded length
+        if len(name) > MAX_NAME_CHARS:
+            problems.append(
+                f"param name {short_repr(name, 60)} is longer than {MAX_NAME_CHARS} characters"
+            )
+        elif not isinstance(value, (str, int, float, bool)):
+            problems.append(
+                f"{name!r}: expected a string, number or bool, got {short_repr(value, 60)}"
+            )
+        elif isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+            problems.append(f"{name!r}: longer than {MAX_VALUE_CHARS} characters")
+    if problems:
+        raise InvalidParams(problems)
+    return dict(given)
 
 
 def resolve_params(

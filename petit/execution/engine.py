@@ -34,7 +34,7 @@ from ..core.model import (
     TaskStatus,
     now_ms,
 )
-from ..core.outputs import OutputError, parse_outputs
+from ..core.outputs import OutputError, RunOutputs, parse_outputs
 from ..core.text import duration_words
 from ..errors import internal_error
 from ..storage.logs import LogWriter
@@ -61,6 +61,7 @@ class _Finished:
     attempt: int
     result: AttemptResult
     internal: bool = False  # a bug inside petit, not a failure of the task: never retried
+    final: bool = False  # nothing another attempt could change (what its upstream tasks wrote)
 
 
 class RunEngine:
@@ -107,8 +108,7 @@ class RunEngine:
         self._stop_reason: str | None = None  # why the stop ended the unfinished tasks
         self._timed_out = False  # the stop is the job's timeout
         self._error: str | None = None  # a bug inside petit that ended the run
-        # task id -> the outputs of each completed task that wrote some
-        self._outputs: dict[str, dict[str, str]] = {}
+        self._outputs = RunOutputs()  # of each completed task that wrote some
         self._ended = False  # RunEnded is out: a straggler's output lines are not published
         self._base_dir = job_folder(job)
 
@@ -192,14 +192,8 @@ class RunEngine:
         state = self._states[task.id]
         state.start_attempt(now_ms())
         attempt = state.attempts
-        log_file = self._store.logs.writer(self.run.id, task.id, attempt, DEFAULT_LOG_LIMIT)
-        spec = AttemptSpec(
-            job_id=self.job.id,
-            run_id=self.run.id,
-            task_id=task.id,
-            attempt=attempt,
-            argv=build_argv(task, self._base_dir),
-            env=build_env(
+        try:
+            env = build_env(
                 self.job,
                 task,
                 self.run.id,
@@ -207,7 +201,20 @@ class RunEngine:
                 self._extra_env,
                 self.run.params,
                 self._upstream_outputs(task),
-            ),
+            )
+        except OutputError as exc:  # its upstream outputs cannot be handed over: never started
+            self._in_flight += 1
+            self._publish(TaskStarted, task.id, attempt=attempt)
+            self._events.put(_Finished(task.id, attempt, _failure(str(exc)), final=True))
+            return
+        log_file = self._store.logs.writer(self.run.id, task.id, attempt, DEFAULT_LOG_LIMIT)
+        spec = AttemptSpec(
+            job_id=self.job.id,
+            run_id=self.run.id,
+            task_id=task.id,
+            attempt=attempt,
+            argv=build_argv(task, self._base_dir),
+            env=env,
             cwd=attempt_cwd(task, self._base_dir),
             timeout_secs=task.timeout_secs,
             log_limit=DEFAULT_LOG_LIMIT,
@@ -220,19 +227,19 @@ class RunEngine:
 
     def _upstream_outputs(self, task: Task) -> dict[str, dict[str, str]]:
         """The outputs of the tasks `task` depends on, directly or not (task id -> values)."""
-        if not self._outputs:  # the usual case: no walk up the DAG
+        if not self._outputs.by_task:  # the usual case: no walk up the DAG
             return {}
-        above = ancestors(task.id, self._depends_on)
-        return {task_id: values for task_id, values in self._outputs.items() if task_id in above}
+        return self._outputs.of(ancestors(task.id, self._depends_on))
 
     def _attempt(self, spec: AttemptSpec, log_file: LogWriter) -> None:
         # Exactly one report per attempt, whatever happens: the run waits for it before finishing.
-        finished = _Finished(spec.task_id, spec.attempt, _internal_failure(None), internal=True)
+        finished = _Finished(spec.task_id, spec.attempt, _failure("internal error"), internal=True)
         try:
             finished = _Finished(spec.task_id, spec.attempt, self._run_attempt(spec))
         except Exception as exc:
             log.exception("run %s: task %s attempt %d", self.run.id, spec.task_id, spec.attempt)
-            finished = _Finished(spec.task_id, spec.attempt, _internal_failure(exc), internal=True)
+            error = internal_error(exc).message  # the details go to the log only
+            finished = _Finished(spec.task_id, spec.attempt, _failure(error), internal=True)
         finally:
             # the log is complete on disk before the attempt's end is recorded: a follower that
             # sees the end and reads once more has every line
@@ -278,11 +285,13 @@ class RunEngine:
         if result.error is None and result.output:
             try:
                 outputs = parse_outputs(result.output)
+                self._outputs.check(outputs)
             except OutputError as exc:  # the task's failure: its retry policy decides
                 result = replace(result, error=str(exc))
         retry = (
             result.error is not None
             and not finished.internal
+            and not finished.final
             and not result.cancelled
             and self._stop_as is None
             and task.retry.should_retry(state.attempts, result)
@@ -304,7 +313,7 @@ class RunEngine:
             return None
         state.finish(result, outputs)
         if outputs and state.status is TaskStatus.COMPLETED:
-            self._outputs[task.id] = outputs
+            self._outputs.add(task.id, outputs)
         self._publish_end(state)
         return state.status
 
@@ -396,10 +405,10 @@ class RunEngine:
         )
 
 
-def _internal_failure(exc: BaseException | None) -> AttemptResult:
-    """The result of an attempt a bug inside petit broke: the details go to the log only."""
+def _failure(error: str) -> AttemptResult:
+    """The result of an attempt that ran nothing: a bug inside petit broke it, or it could not
+    be started."""
     stamp = now_ms()
-    error = internal_error(exc).message if exc is not None else "internal error"
     return AttemptResult(
         exit_code=None,
         error=error,

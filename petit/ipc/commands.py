@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from ..core.params import MAX_PARAMS, MAX_VALUE_CHARS, check_given
 from ..core.text import duration_words, wall_clock
 from ..errors import BadRequest, PetitError, from_wire
 
@@ -21,8 +22,8 @@ MAX_SECONDS = 86400.0
 _REQUIRED = object()
 
 
-MAX_ITEMS = 100  # of a list or object argument (a trigger's params)
-MAX_TEXT_CHARS = 64 * 1024
+MAX_ITEMS = MAX_PARAMS  # of a list argument (a trigger's `--param` words)
+MAX_TEXT_CHARS = MAX_VALUE_CHARS
 
 
 @dataclass(frozen=True)
@@ -66,24 +67,20 @@ class Arg:
         return float(value)
 
     def _check_items(self, verb: str, value) -> list | dict:
-        """A list of strings, or an object of name -> scalar: flat and bounded, so it pickles
-        across the process boundary whatever a client sent."""
-        is_list = self.type is list
-        shape = "a list of strings" if is_list else "an object of name -> string, number or bool"
-        items = value if is_list else value.values() if isinstance(value, dict) else None
-        scalars = (str,) if is_list else (str, int, float, bool)
+        """A list of strings, or a trigger's params (core/params.py check_given): flat and
+        bounded, so it pickles across the process boundary whatever a client sent."""
+        if self.type is dict:
+            return check_given(value)
         if (
-            not isinstance(value, self.type)
+            not isinstance(value, list)
             or len(value) > MAX_ITEMS
-            or not all(isinstance(item, scalars) for item in items)
-            or not all(isinstance(key, str) and len(key) <= 128 for key in value if not is_list)
-            or any(isinstance(item, str) and len(item) > MAX_TEXT_CHARS for item in items)
+            or not all(isinstance(item, str) and len(item) <= MAX_TEXT_CHARS for item in value)
         ):
             raise BadRequest(
-                f"command {verb!r}: {self.name!r} must be {shape} (at most {MAX_ITEMS}, each "
-                f"string at most {MAX_TEXT_CHARS} characters)"
+                f"command {verb!r}: {self.name!r} must be a list of strings (at most "
+                f"{MAX_ITEMS}, each at most {MAX_TEXT_CHARS} characters)"
             )
-        return list(value) if is_list else dict(value)
+        return list(value)
 
 
 @dataclass(frozen=True)

@@ -279,18 +279,21 @@ class Store:
 
     def save_runs(self, runs: Iterable[Run]) -> None:
         """Write the current state of several runs: one write per history file touched, plus one
-        main-file write if any of them finished."""
+        main-file write if any of them finished. Each run's snapshot is taken under the lock:
+        a follow-up (record_followups, which changes the live run before it writes) is then
+        either in the snapshot or written after it, never overwritten by an older one."""
+        runs = list(runs)
+        if not runs:
+            return
         by_chunk: dict[str, dict[int, dict]] = {}
         finished: list[Run] = []
-        for run in runs:
-            doc = run.to_dict()
-            by_chunk.setdefault(self._chunk_path(run.job_id, run.seq), {})[run.seq] = doc
-            if RunStatus(doc["status"]).is_terminal:
-                # the snapshot just written, not the live run an engine thread may be changing
-                finished.append(Run.from_dict(doc))
-        if not by_chunk:
-            return
         with self.lock():
+            for run in runs:
+                doc = run.to_dict()
+                by_chunk.setdefault(self._chunk_path(run.job_id, run.seq), {})[run.seq] = doc
+                if RunStatus(doc["status"]).is_terminal:
+                    # the snapshot just written, not the live run an engine thread may change
+                    finished.append(Run.from_dict(doc))
             for path, docs in by_chunk.items():
                 table = self._table(path, _CHUNK_RUNS)
                 present = {d.doc_id for d in table.all()}

@@ -19,7 +19,7 @@ import psutil
 from ...core.model import now_ms
 from .base import DEFAULT_LOG_LIMIT, AttemptResult, AttemptSpec, LineCallback
 from .lines import LineSplitter
-from .output_file import OUTPUT_VARIABLE, OutputFile, WithOutput
+from .output_file import OUTPUT_VARIABLE, NotStarted, OutputFile, WithOutput
 from .usage import TreeUsage
 
 RUNNER_NAME = "local"
@@ -102,12 +102,15 @@ class LocalRunner:
 
     name = RUNNER_NAME
 
-    def start(self, spec: AttemptSpec) -> WithOutput:
+    def start(self, spec: AttemptSpec) -> WithOutput | NotStarted:
         env = dict(os.environ)
         for secret in SERVICE_SECRETS:
             env.pop(secret, None)
         env.update(spec.env)
-        output = OutputFile()
+        try:
+            output = OutputFile()
+        except OSError as exc:
+            return NotStarted(exc)
         env[OUTPUT_VARIABLE] = output.path
         try:
             process = TaskProcess(

@@ -8,6 +8,7 @@ import shutil
 import stat
 import tempfile
 
+from ...core.model import now_ms
 from ...core.outputs import OUTPUT_LIMIT
 from .base import AttemptHandle, AttemptResult
 
@@ -79,3 +80,22 @@ class WithOutput:
             return result
         finally:
             self._output.remove()
+
+
+class NotStarted:
+    """The AttemptHandle of an attempt that could not even be given its output file (the temp
+    dir unwritable or full): a failed attempt like a command not found, which the task's retry
+    policy decides about, not an error inside petit."""
+
+    def __init__(self, error: OSError) -> None:
+        self._error = f"cannot create the {OUTPUT_VARIABLE} file: {error.strerror or error}"
+        self._at = now_ms()
+
+    def to_dict(self) -> None:
+        return None  # nothing was started, so nothing to recover
+
+    def cancel(self) -> None:
+        pass
+
+    def collect(self) -> AttemptResult:
+        return AttemptResult(None, self._error, False, False, self._at, now_ms())
