@@ -20,7 +20,7 @@ from petit.core.hooks import (
     NotifyOn,
     Webhook,
     WebhookFormat,
-    expand_headers,
+    expand_webhook,
     safe_url,
 )
 from petit.core.model import Run, RunStatus, Task, TaskRun, TaskStatus
@@ -102,14 +102,57 @@ def test_retry_rules_of_a_delivery():
     ]
 
 
-def test_header_values_take_variables_from_the_environment():
-    headers = {"Authorization": "Bearer ${TOKEN}", "X-Plain": "plain"}
-    assert expand_headers(headers, {"TOKEN": "t0k"}) == {
-        "Authorization": "Bearer t0k",
-        "X-Plain": "plain",
-    }
-    with pytest.raises(KeyError, match="TOKEN"):
-        expand_headers(headers, {})
+def test_a_webhook_takes_variables_from_the_environment_when_sent():
+    hook = Webhook(
+        "https://hooks.slack.com/services/${SLACK_PATH}",
+        headers={"Authorization": "Bearer ${TOKEN}", "X-Plain": "plain"},
+    )
+    sent = expand_webhook(hook, {"TOKEN": "t0k", "SLACK_PATH": "T0/B0/x"})
+    assert sent.problem is None
+    assert sent.url == "https://hooks.slack.com/services/T0/B0/x"
+    assert sent.headers == {"Authorization": "Bearer t0k", "X-Plain": "plain"}
+    # shown, recorded and logged unexpanded
+    assert hook.safe_url == "https://hooks.slack.com/services/${SLACK_PATH}"
+
+
+SECRET = "s3cret"
+
+
+@pytest.mark.parametrize(
+    "environ, problem",
+    [
+        ({"SLACK_PATH": "x"}, "header Authorization: environment variable TOKEN is not set"),
+        (
+            {"SLACK_PATH": "x", "TOKEN": f"{SECRET}\r\nX-Evil: 1"},
+            "header Authorization: environment variable TOKEN holds control characters",
+        ),
+        (
+            {"SLACK_PATH": "x", "TOKEN": f"{SECRET}\0"},
+            "header Authorization: environment variable TOKEN holds control characters",
+        ),
+        (
+            {"SLACK_PATH": "x", "TOKEN": f"{SECRET}\u20ac"},
+            "header Authorization: environment variable TOKEN holds characters beyond latin-1",
+        ),
+        (
+            {"SLACK_PATH": f"{SECRET} x", "TOKEN": "t"},
+            "url: environment variable SLACK_PATH holds spaces, control characters",
+        ),
+        (
+            {"TOKEN": "t", "HOST": f"user:{SECRET}@evil.example"},
+            "url: its environment variables put credentials (@) in its host",
+        ),
+    ],
+    ids=["unset", "crlf", "nul", "non-latin-1", "url-space", "url-userinfo"],
+)
+def test_a_value_that_cannot_be_sent_is_named_never_quoted(environ, problem):
+    hook = Webhook(
+        "https://h.example/${SLACK_PATH}" if "HOST" not in environ else "https://${HOST}/x",
+        headers={"Authorization": "Bearer ${TOKEN}"},
+    )
+    sent = expand_webhook(hook, environ)
+    assert sent.problem.startswith(problem) and sent.url == "" and sent.headers == {}
+    assert SECRET not in sent.problem
 
 
 def test_the_environment_of_a_hook():

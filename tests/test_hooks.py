@@ -45,11 +45,16 @@ def _env_file(path: str) -> dict[str, str]:
 
 
 def _hooks_of(svc, run_id: str, count: int) -> list[dict]:
+    """The run's hooks once `count` of them have ended."""
     return wait_until(
-        lambda: (run := svc.run(run_id)) is not None and len(run.hooks) >= count and run.hooks,
+        lambda: (
+            (run := svc.run(run_id)) is not None
+            and len([h for h in run.hooks if h["status"] != "running"]) >= count
+            and run.hooks
+        ),
         timeout=20,
         interval=0.05,
-        message=f"{count} hook(s) recorded on {run_id}",
+        message=f"{count} hook(s) recorded ended on {run_id}",
     )
 
 
@@ -178,6 +183,29 @@ def _gone(pid: int) -> bool:
         return True
 
 
+def _daemon_script(pidfile: str) -> str:
+    """Start a daemon on purpose: in a session of its own, so that no group kill reaches it (its
+    environment still names the run and the db). The script waits until it leads its session
+    (field 6 of /proc/PID/stat): the group is killed as soon as the script exits."""
+    return (
+        "setsid sleep 60 </dev/null >/dev/null 2>&1 & pid=$!; "
+        "until [ $(cut -d' ' -f6 /proc/$pid/stat) = $pid ]; do sleep 0.01; done; "
+        f"echo $pid > '{pidfile}'"
+    )
+
+
+def _alive(pid: int) -> bool:
+    return not _gone(pid)
+
+
+def _kill(*pids: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def test_a_hanging_hook_is_killed_at_its_timeout(service, tmp_path):
     pidfile = str(tmp_path / "hook.pid")
     svc = service(
@@ -192,7 +220,10 @@ def test_a_hanging_hook_is_killed_at_its_timeout(service, tmp_path):
     # while the hook hangs, another run starts and ends: the scheduler does not wait for hooks
     quick = svc.call("trigger", "quick")["run_id"]
     assert svc.wait_run(quick, timeout=10).status.value == "completed"
-    assert svc.run(run_id).hooks == [] and not _gone(pids[0])
+    # recorded running meanwhile, with its process handle (kept out of the API)
+    (running,) = svc.run(run_id).hooks
+    assert running["status"] == "running" and running["handle"]["pid"] == pids[0], running
+    assert not _gone(pids[0])
     (hook,) = _hooks_of(svc, run_id, 1)
     assert hook["status"] == "failed" and hook["error"] == "timed out after 3s", hook
     assert 2900 <= hook["duration_ms"] < 10000
@@ -215,6 +246,64 @@ def test_a_stop_kills_the_hook_in_flight_and_records_it(service, tmp_path):
     (hook,) = svc.run(run_id).hooks
     assert hook["status"] == "failed" and hook["error"] == "interrupted by shutdown", hook
     assert svc.run(run_id).status.value == "completed"
+
+
+def test_a_hook_stopped_at_shutdown_leaves_the_daemons_of_its_run_alone(service, tmp_path):
+    pidfile, daemon_file = str(tmp_path / "hook.pid"), str(tmp_path / "daemon.pid")
+    job = f"""id: keeper
+name: keeper
+on_finish:
+  type: shell
+  script: "echo $$ > '{pidfile}'; exec sleep 60"
+tasks:
+  - id: t
+    type: shell
+    script: "{_daemon_script(daemon_file)}"
+"""
+    svc = service({"keeper": job}, shutdown_timeout=1)
+    run_id = svc.call("trigger", "keeper")["run_id"]
+    hook_pid, _ = _hook_pids(pidfile)
+    (daemon,) = _hook_pids(daemon_file)[:1]
+    svc.remember(hook_pid)
+    try:
+        assert svc.stop(signal.SIGTERM) == 0
+        assert _gone(hook_pid)
+        (hook,) = svc.run(run_id).hooks
+        assert hook["error"] == "interrupted by shutdown", hook
+        # the task's daemon was left on purpose by a run that ended normally: only the hook's
+        # own processes are swept
+        assert _alive(daemon)
+    finally:
+        _kill(daemon)
+
+
+def test_at_most_four_hooks_run_at_once_and_a_waiting_one_has_not_started(service, tmp_path):
+    out, release = tmp_path / "out", tmp_path / "release"
+    out.mkdir()
+    script = f"touch '{out}'/$PETIT_JOB_ID; while [ ! -e '{release}' ]; do sleep 0.05; done"
+    jobs = {
+        f"j{n}": f'id: j{n}\nname: j{n}\non_success:\n  type: shell\n  script: "{script}"\n'
+        "tasks:\n  - id: t\n    command: 'true'\n"
+        for n in range(5)
+    }
+    svc = service(jobs)
+    runs = [svc.call("trigger", job)["run_id"] for job in jobs]
+    for run_id in runs:
+        assert svc.wait_run(run_id, timeout=10).status.value == "completed"
+
+    def running() -> list[str]:
+        return [r for r in runs if [h["status"] for h in svc.run(r).hooks] == ["running"]]
+
+    started = wait_until(
+        lambda: len(running()) == 4 and running(), timeout=10, message="4 hooks running"
+    )
+    (waiting,) = set(runs) - set(started)
+    assert svc.run(waiting).hooks == [] and len(os.listdir(out)) == 4  # its hook has not started
+    release.touch()
+    hooks = {run_id: _hooks_of(svc, run_id, 1)[0] for run_id in runs}
+    assert all(h["status"] == "completed" for h in hooks.values()), hooks
+    # it started once a slot was free: after one of the four ended
+    assert hooks[waiting]["started_at"] >= min(hooks[r]["ended_at"] for r in started)
 
 
 def test_petit_trigger_runs_the_hooks_and_exits_with_the_run_code(tmp_path):
@@ -276,6 +365,16 @@ BAD_JOBS = {
         "job 'x': notify[0]: format: 'xml' is not valid",
     ),
     "notify-list": ("notify: 'http://127.0.0.1/x'\n", "job 'x': notify: expected a list"),
+    # urllib would take "user:pw@host" for a host name; the password is not echoed
+    "webhook-userinfo": (
+        "notify:\n  - url: 'http://user:pw@127.0.0.1/x'\n",
+        "job 'x': notify[0]: url: credentials (user:password@) are not allowed in a url: "
+        "send them in headers with a ${NAME}",
+    ),
+    "webhook-url-env": (
+        "notify:\n  - url: 'https://hooks.slack.com/services/${PETIT_TEST_UNSET}'\n",
+        "job 'x': notify[0]: url: environment variable PETIT_TEST_UNSET is not set",
+    ),
 }
 
 
@@ -292,7 +391,7 @@ def test_each_bad_hook_or_webhook_key_is_one_clear_line(tmp_path):
         lines = result.stderr.splitlines()
         assert lines[-1] == f"1 error(s) in {folder}", (case, lines)
         assert lines[0].startswith(f"{path}: {expected}"), (case, lines)
-        assert "Traceback" not in result.stderr
+        assert "Traceback" not in result.stderr and ":pw@" not in result.stderr
 
 
 def test_the_example_hook_appends_to_its_file(tmp_path):
@@ -310,10 +409,33 @@ def test_the_example_hook_appends_to_its_file(tmp_path):
 
 
 def test_a_hook_left_running_by_a_dead_worker_is_killed_by_the_next_one(service, tmp_path):
-    pidfile = str(tmp_path / "hook.pid")
-    svc = service({"sleepy": _sleeping_hook_job(pidfile, "60s")})
-    svc.call("trigger", "sleepy")
+    pidfile, daemon_file = str(tmp_path / "hook.pid"), str(tmp_path / "daemon.pid")
+    leaver = f"""id: leaver
+name: leaver
+on_success:
+  type: shell
+  script: "{_daemon_script(daemon_file)}"
+tasks:
+  - id: t
+    command: "true"
+"""
+    svc = service({"sleepy": _sleeping_hook_job(pidfile, "60s"), "leaver": leaver}, api=True)
+    # a hook that ended normally, earlier, left a daemon on purpose
+    left = svc.call("trigger", "leaver")["run_id"]
+    assert _hooks_of(svc, left, 1)[0]["status"] == "completed"
+    (daemon,) = _hook_pids(daemon_file)[:1]
+    try:
+        _the_next_worker_kills_the_hook_left_running(svc, pidfile)
+        assert _alive(daemon)  # recovery killed only the hook recorded running
+    finally:
+        _kill(daemon)
+
+
+def _the_next_worker_kills_the_hook_left_running(svc, pidfile: str) -> None:
+    run_id = svc.call("trigger", "sleepy")["run_id"]
     pids = _hook_pids(pidfile)
+    (running,) = svc.get(f"/api/runs/{run_id}").json()["hooks"]
+    assert running["status"] == "running" and "handle" not in running, running
     svc.remember(*pids)
     dead = svc.worker_pid()
     os.kill(dead, signal.SIGKILL)  # nothing enforces the hook's timeout any more
@@ -333,3 +455,6 @@ def test_a_hook_left_running_by_a_dead_worker_is_killed_by_the_next_one(service,
         wait_until(lambda pid=pid: _gone(pid), timeout=10, message=f"orphan hook {pid} gone")
     # one or two: killing the hook's group may take its child before the sweep reaches it
     assert "hook process(es) a dead worker left running" in svc.log()
+    (hook,) = svc.run(run_id).hooks
+    assert hook["status"] == "failed" and hook["error"] == "interrupted: petit stopped", hook
+    assert "handle" not in hook and hook["ended_at"] >= hook["started_at"]

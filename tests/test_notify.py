@@ -4,7 +4,9 @@ every delivery attempt is recorded on the run and shown by the API and `petit sh
 
 from __future__ import annotations
 
+import glob
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -228,3 +230,110 @@ def test_a_shutdown_gives_pending_deliveries_a_last_chance_then_abandons_them(se
     assert svc.stop() == 0  # not the webhook's 30 s timeout: the last chance is bounded
     (entry,) = svc.run(run_id).notifications
     assert entry["abandoned"] and not entry["delivered"], entry
+
+
+def _stored(db: str) -> str:
+    """Everything the db's files hold (the run's history records included)."""
+    text = ""
+    for path in [db, *glob.glob(f"{db}.d/**/*", recursive=True)]:
+        if path.endswith(".json") or path == db:
+            with open(path, errors="replace") as handle:
+                text += handle.read()
+    return text
+
+
+def test_a_header_variable_that_cannot_be_sent_is_a_final_error_naming_no_value(service, receiver):
+    up = receiver()
+    webhooks = [
+        {"url": f"{up.url}/crlf", "on": ["success"], "headers": {"X-Token": "B ${HOOK_TOKEN}"}},
+        {"url": f"{up.url}/wide", "on": ["success"], "headers": {"X-Key": "${HOOK_KEY}"}},
+    ]
+    env = {"HOOK_TOKEN": f"{SECRET}\r\nX-Injected: 1", "HOOK_KEY": f"{SECRET}\u20ac"}
+    svc = service({"web": _job("web", "true", webhooks)}, api=True, env=env)
+    run_id = svc.trigger("web")
+    entries = _notifications(
+        svc, run_id, lambda entries: len(entries) == 2 and all(e["attempts"] for e in entries)
+    )
+    errors = {entry["url"]: entry["attempts"][0]["error"] for entry in entries}
+    assert errors == {
+        f"{up.url}/crlf": "header X-Token: environment variable HOOK_TOKEN holds control "
+        "characters (CR, LF, NUL ...)",
+        f"{up.url}/wide": "header X-Key: environment variable HOOK_KEY holds characters beyond "
+        "latin-1",
+    }
+    # final: not retried, not abandoned at the stop, and nothing was sent
+    assert all(len(e["attempts"]) == 1 and not e["delivered"] for e in entries), entries
+    served = json.dumps(svc.get(f"/api/runs/{run_id}").json())
+    assert svc.stop() == 0
+    assert [e["abandoned"] for e in svc.run(run_id).notifications] == [False, False]
+    assert up.requests == []
+    for text in (svc.log(), served, _stored(svc.db)):
+        assert SECRET not in text and "Traceback" not in text
+
+
+def test_a_url_variable_is_sent_expanded_and_shown_unexpanded(service, receiver):
+    up = receiver()
+    template = f"{up.url}/services/${{SLACK_WEBHOOK_PATH}}"
+    webhook = {"url": template, "format": "slack", "on": ["finish"]}
+    svc = service(
+        {"web": _job("web", "true", [webhook])},
+        api=True,
+        env={"SLACK_WEBHOOK_PATH": f"T000/B000/{SECRET}"},
+    )
+    run_id = svc.trigger("web")
+    (entry,) = _notifications(svc, run_id, lambda entries: entries and entries[0]["delivered"])
+    assert up.paths() == [f"/services/T000/B000/{SECRET}"]
+    assert entry["url"] == template
+    job = svc.get("/api/jobs/web").json()
+    assert job["notify"][0]["url"] == template
+    served = json.dumps(svc.get(f"/api/runs/{run_id}").json())
+    shown = run_petit("--db", svc.db, "show", run_id).stdout
+    assert template in shown
+    for text in (svc.log(), served, json.dumps(job), shown, _stored(svc.db)):
+        assert SECRET not in text
+
+
+class Trickler:
+    """A receiver that answers one byte at a time, `interval` apart: each read is quick, the
+    whole answer is not."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.closed = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/trickle"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            for byte in self.ANSWER:
+                if self.closed.wait(self.interval):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return  # the client gave up: what this test wants
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+
+
+def test_a_webhook_timeout_bounds_the_whole_attempt_not_each_read(service):
+    trickler = Trickler(interval=0.5)  # 58 bytes: 29 s, each read well within the timeout
+    try:
+        webhook = {"url": trickler.url, "on": ["success"], "timeout": "2s", "retries": 0}
+        svc = service({"web": _job("web", "true", [webhook])})
+        run_id = svc.call("trigger", "web")["run_id"]
+        (entry,) = _notifications(svc, run_id, lambda entries: entries and entries[0]["attempts"])
+    finally:
+        trickler.close()
+    (attempt,) = entry["attempts"]
+    assert attempt["error"] == "timed out after 2s" and not entry["delivered"], entry
+    assert 1900 <= attempt["duration_ms"] < 5000, attempt

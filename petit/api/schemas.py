@@ -290,16 +290,16 @@ SCHEMAS = {
             "retries": {"type": "integer", "minimum": 0},
         }
     ),
-    # a hook that ran after the run ended; its status never changes the run's
+    # a hook that runs or ran after the run ended; its status never changes the run's
     "HookOutcome": _obj(
         {
             "hook": _enum(HookEvent),
-            "status": {"type": "string", "enum": ["completed", "failed"]},
+            "status": {"type": "string", "enum": ["running", "completed", "failed"]},
             "exit_code": _INT_OR_NULL,
             "error": _STR_OR_NULL,
             "started_at": {"type": "integer"},
-            "ended_at": {"type": "integer"},
-            "duration_ms": {"type": "integer"},
+            "ended_at": _INT_OR_NULL,
+            "duration_ms": _INT_OR_NULL,
         }
     ),
     # one webhook told of the run's end, with each delivery attempt

@@ -228,7 +228,7 @@ def _print_followups(run: Run) -> None:
             h["hook"],
             h["status"],
             "-" if h["exit_code"] is None else str(h["exit_code"]),
-            duration_words(h["duration_ms"] / 1000),
+            "-" if h["duration_ms"] is None else duration_words(h["duration_ms"] / 1000),
             one_line(h["error"] or ""),
         )
         for h in run.hooks

@@ -9,6 +9,7 @@ from .model import Run, RunStatus, TaskRun, TaskStatus
 
 MAX_RETRY_DELAY_SECS = 30.0
 SHUTDOWN = "interrupted by shutdown"
+STOPPED = "interrupted: petit stopped"  # what recovery records of a hook a dead petit left running
 
 # completed -> on_success, on_finish; failed (a job timeout too) -> on_failure, on_finish;
 # cancelled -> on_finish. An interrupted run (petit stopping) and a queued run cancelled before it
@@ -125,6 +126,31 @@ def hook_outcome(
         "ended_at": ended_at,
         "duration_ms": ended_at - started_at,
     }
+
+
+def hook_running(event: HookEvent, handle: dict | None, started_at: int) -> dict:
+    """The entry of Run.hooks while the hook runs; its handle (what recovery needs to kill it,
+    kept out of the API) goes when its outcome replaces it."""
+    return {
+        "hook": event.value,
+        "status": "running",
+        "exit_code": None,
+        "error": None,
+        "started_at": started_at,
+        "ended_at": None,
+        "duration_ms": None,
+        "handle": handle,
+    }
+
+
+def running_hooks_stopped(hooks: list[dict], now: int) -> list[dict]:
+    """Run.hooks after recovery: each hook still recorded running is failed, `STOPPED`."""
+    return [
+        hook_outcome(HookEvent(h["hook"]), None, STOPPED, h["started_at"], now)
+        if h["status"] == "running"
+        else h
+        for h in hooks
+    ]
 
 
 def log_sources(run: Run) -> list[TaskRun]:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # model.py's Job holds hooks: only the annotation names the T
 DEFAULT_HOOK_TIMEOUT_SECS = 60.0
 DEFAULT_WEBHOOK_TIMEOUT_SECS = 10.0
 DEFAULT_WEBHOOK_RETRIES = 3
-# `${NAME}` in a header value: taken from petit's environment when the webhook is sent
+# `${NAME}` in a webhook's url or a header value: taken from petit's environment when it is sent
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -54,7 +54,7 @@ class Hook:
 
 @dataclass(frozen=True)
 class Webhook:
-    url: str
+    url: str  # may hold ${NAME}
     on: tuple[NotifyOn, ...] = (NotifyOn.FAILURE,)
     format: WebhookFormat = WebhookFormat.JSON
     headers: dict[str, str] = field(default_factory=dict)  # values may hold ${NAME}
@@ -66,24 +66,67 @@ class Webhook:
         return safe_url(self.url)
 
 
-def header_variables(value: str) -> list[str]:
+def env_variables(value: str) -> list[str]:
+    """The names of the `${NAME}`s in a url or header value."""
     return ENV_REFERENCE.findall(value)
 
 
-def expand_headers(headers: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
-    """Header values with each `${NAME}` replaced; KeyError(NAME) for a variable not set."""
-    return {
-        name: ENV_REFERENCE.sub(lambda m: environ[m.group(1)], value)
-        for name, value in headers.items()
-    }
+def header_value_problem(text: str) -> str | None:
+    """Why `text` cannot be sent as a header value (http.client would refuse it, or split the
+    header), or None. Never quotes `text`: it may be a secret."""
+    if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text):
+        return "holds control characters (CR, LF, NUL ...)"
+    if any(ord(c) > 255 for c in text):
+        return "holds characters beyond latin-1"
+    return None
+
+
+def url_value_problem(text: str) -> str | None:
+    """Why `text` cannot be part of a url as sent, or None (never quoting it)."""
+    if any(not 33 <= ord(c) <= 126 for c in text):
+        return "holds spaces, control characters or characters beyond ASCII"
+    return None
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A webhook's url and headers as sent, each `${NAME}` replaced; or the problem that keeps it
+    from being sent (naming the url or header and the variable, never a value)."""
+
+    url: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    problem: str | None = None
+
+
+def expand_webhook(webhook: Webhook, environ: Mapping[str, str]) -> Outgoing:
+    fields = [("url", webhook.url, url_value_problem)] + [
+        (f"header {name}", value, header_value_problem) for name, value in webhook.headers.items()
+    ]
+    for where, template, problem_of in fields:
+        for variable in env_variables(template):
+            if variable not in environ:
+                return Outgoing(problem=f"{where}: environment variable {variable} is not set")
+            problem = problem_of(environ[variable])
+            if problem:
+                return Outgoing(problem=f"{where}: environment variable {variable} {problem}")
+
+    def expand(template: str) -> str:
+        return ENV_REFERENCE.sub(lambda m: environ[m.group(1)], template)
+
+    url = expand(webhook.url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # its message would quote the url
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        return Outgoing(problem="url: its environment variables make it an invalid url")
+    if "@" in parts.netloc:  # a value must not smuggle credentials into the host part
+        return Outgoing(problem="url: its environment variables put credentials (@) in its host")
+    return Outgoing(url, {name: expand(value) for name, value in webhook.headers.items()})
 
 
 def safe_url(url: str) -> str:
-    """A webhook's url as it may be shown and recorded: without credentials or query (either
-    may carry a secret)."""
+    """A webhook's url as it may be shown, recorded and logged: without credentials or query
+    (either may carry a secret), and with its `${NAME}`s unexpanded."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if parts.port is None else f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))

@@ -181,7 +181,8 @@ def run_json(run: Run) -> dict:
         "cpu_secs": run.cpu_secs,
         "max_rss_bytes": run.max_rss_bytes,
         "task_count": len(run.tasks),
-        "hooks": [dict(outcome) for outcome in run.hooks],
+        # a running hook's process handle stays in the store, as a task's does
+        "hooks": [{k: v for k, v in entry.items() if k != "handle"} for entry in run.hooks],
         "notifications": [dict(entry) for entry in run.notifications],
     }
 

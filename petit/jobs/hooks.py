@@ -16,7 +16,9 @@ from ..core.hooks import (
     NotifyOn,
     Webhook,
     WebhookFormat,
-    header_variables,
+    env_variables,
+    header_value_problem,
+    safe_url,
 )
 from ..core.model import Task
 from ..core.text import short_repr
@@ -76,7 +78,7 @@ def _webhook(problems: Problems, item, environ: Mapping[str, str]) -> Webhook | 
     check_unknown_keys(problems, item, WEBHOOK_KEYS, "a webhook")
     url = read_string(problems, item, "url", required=True)
     if url is not None:
-        url = _checked_url(problems, url)
+        url = _checked_url(problems, url, environ)
     on = _events(problems, item.get("on", ["failure"]))
     fmt = read_choice(problems, WebhookFormat, item.get("format"), "format", WebhookFormat.JSON)
     headers = _headers(problems, item.get("headers", {}), environ)
@@ -99,20 +101,42 @@ def _webhook(problems: Problems, item, environ: Mapping[str, str]) -> Webhook | 
     )
 
 
-def _checked_url(problems: Problems, url: str) -> str | None:
+def _checked_url(problems: Problems, url: str, environ: Mapping[str, str]) -> str | None:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError as exc:
-        problems.add(f"url: {short_repr(url)} is not a valid URL: {exc}")
+        problems.add(f"url: not a valid URL: {exc}")  # the url unquoted: it may hold a secret
+        return None
+    if "@" in parts.netloc:
+        # urllib would take "user:pass@host" for a host name; and the url is shown and logged
+        problems.add(
+            "url: credentials (user:password@) are not allowed in a url: send them in "
+            'headers with a ${NAME} from the environment (Authorization: "Basic ${TOKEN}")'
+        )
         return None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        problems.add(f"url: {short_repr(url)}: expected an http:// or https:// URL with a host")
+        problems.add(
+            f"url: {short_repr(safe_url(url))}: expected an http:// or https:// URL with a host"
+        )
         return None
     if any(c.isspace() or ord(c) < 32 for c in url):
         problems.add("url: contains spaces or control characters")
         return None
+    _check_variables(problems, "url", env_variables(url), environ)
     return url
+
+
+def _check_variables(
+    problems: Problems, where: str, variables: list[str], environ: Mapping[str, str]
+) -> None:
+    # the variable is named, its value never: it is usually a secret
+    for variable in variables:
+        if variable not in environ:
+            problems.add(
+                f"{where}: environment variable {variable} is not set "
+                "(a ${NAME} in a webhook is taken from petit's environment)"
+            )
 
 
 def _events(problems: Problems, value) -> tuple[NotifyOn, ...]:
@@ -134,15 +158,9 @@ def _headers(problems: Problems, value, environ: Mapping[str, str]) -> dict[str,
     for name, text in value.items():
         if not isinstance(name, str) or not name or any(c in name for c in ' :\r\n\t"'):
             problems.add(f"headers: {short_repr(name)} is not a valid header name")
-        elif not isinstance(text, str) or any(c in text for c in "\r\n\0"):
-            problems.add(f"headers: {name}: expected a one-line string")
+        elif not isinstance(text, str) or header_value_problem(text):
+            problems.add(f"headers: {name}: expected a one-line latin-1 string")
         else:
-            # the variable is named, its value never: it is usually a secret
-            for variable in header_variables(text):
-                if variable not in environ:
-                    problems.add(
-                        f"headers: {name}: environment variable {variable} is not set "
-                        "(a ${NAME} in a header is taken from petit's environment)"
-                    )
+            _check_variables(problems, f"headers: {name}", env_variables(text), environ)
             headers[name] = text
     return headers

@@ -1,21 +1,31 @@
-"""What follows a run's end: an event subscriber that, on RunEnded, runs the job's hooks (each an
-attempt of the local runner, in its own process group, killed with it at its timeout) on a thread
-of their own, and hands the job's webhooks to the notifier. Neither the engine nor the scheduler
-loop ever waits for them; the run has ended before they start and its status never changes.
+"""What follows a run's end: an event subscriber that, on RunEnded, hands the job's webhooks to
+the notifier and queues the job's hooks for a small pool of threads (HOOK_SLOTS hooks at once,
+over all runs; a run's hooks in order). Each hook is an attempt of the local runner, in its own
+process group, killed with it at its timeout. Neither the engine nor the scheduler loop ever
+waits for them; the run has ended before they start and its status never changes.
 
-Each hook's outcome goes on the run (`Run.hooks`, written with Store.record_followups after the
-run's end record) and its output to the run's logs under `@<hook>`, a name no task id can take."""
+Each hook is recorded on the run (`Run.hooks`, written with Store.record_followups after the
+run's end record): `running` with its process handle while it runs (so that recovery can kill
+it if petit dies), then its outcome. Its output goes to the run's logs under `@<hook>`, a name
+no task id can take."""
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
 
 from ..core.events import Event, RunEnded
-from ..core.followups import SHUTDOWN, hook_environment, hook_outcome, hooks_fired, notify_event
-from ..core.hooks import Hook, HookEvent
+from ..core.followups import (
+    SHUTDOWN,
+    hook_environment,
+    hook_outcome,
+    hook_running,
+    hooks_fired,
+)
+from ..core.hooks import Hook
 from ..core.model import Job, Run, now_ms
 from ..errors import StorageError, internal_error
 from ..execution.runners.base import (
@@ -28,11 +38,12 @@ from ..execution.runners.base import (
     build_env,
     job_folder,
 )
-from ..execution.runners.local import KILL_GRACE_SECS, LocalRunner, sweep_escaped
+from ..execution.runners.local import KILL_GRACE_SECS, LocalRunner, sweep_escaped, sweep_match
 from ..storage.store import Store
 from .notify import Notifier
 
 log = logging.getLogger("petit.hooks")
+HOOK_SLOTS = 4  # hooks running at once; more wait, not yet started (their timeout not counting)
 # After a stop, a killed hook reports within the runner's grace (SIGTERM, then SIGKILL).
 REPORT_AFTER_KILL_SECS = KILL_GRACE_SECS + 3.0
 NOTIFY_LAST_CHANCE_SECS = 2.0
@@ -51,13 +62,17 @@ class RunFollowups:
         job_of: Callable[[str], Job | None],
         runner: TaskRunner | None = None,
         on_hook: Callable[[Run, dict], None] | None = None,
+        slots: int = HOOK_SLOTS,
     ) -> None:
         self._store = store
         self._notifier = notifier
         self._job_of = job_of
         self._runner = runner or LocalRunner()
         self._on_hook = on_hook or (lambda run, outcome: None)
+        self._slots = slots
         self._tracked: dict[str, Run] = {}
+        self._queue: queue.Queue[tuple[Job, Run, list[Hook]] | None] = queue.Queue()
+        self._unfinished = 0  # runs whose hooks are queued or running
         self._threads: list[threading.Thread] = []
         self._handles: set[AttemptHandle] = set()
         self._lock = threading.Lock()
@@ -75,60 +90,79 @@ class RunFollowups:
         job = self._job_of(event.job_id) if run is not None else None
         if job is None:
             return
-        # Only these pure checks here: the engine thread (or the scheduler loop, for a queued
-        # run's end) publishes the event and must not wait for a write or a process.
+        # Only queueing here: the engine thread (or the scheduler loop, for a queued run's end)
+        # publishes the event and must not wait for a write or a process.
+        self._notifier.send(job.notify, run)
         hooks = hooks_fired(job.hooks, run)
-        if not hooks and not any(notify_event(webhook, run) for webhook in job.notify):
+        if not hooks:
             return
-        thread = threading.Thread(
-            target=self._follow,
-            args=(job, run, hooks),
-            name=f"petit-hooks-{run.id}",
-            daemon=True,
-        )
         with self._lock:
-            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-        thread.start()
+            self._unfinished += 1
+            self._threads = [t for t in self._threads if t.is_alive()]
+            if len(self._threads) < self._slots:
+                thread = threading.Thread(target=self._loop, name="petit-hooks", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        self._queue.put((job, run, hooks))
 
     def close(self, deadline: float | None = None, hurry: threading.Event | None = None) -> None:
-        """Let the hooks in flight finish until `deadline` (time.monotonic(); None: however long
-        they take, each bounded by its timeout) or `hurry`, then kill what still runs (recorded
-        failed, "interrupted by shutdown"); then the notifier's close, with the same deadline (or
-        NOTIFY_LAST_CHANCE_SECS from now, whichever is later)."""
+        """Let the hooks queued or in flight finish until `deadline` (time.monotonic(); None:
+        however long they take, each bounded by its timeout) or `hurry`, then kill what still
+        runs and record it and what has not started failed ("interrupted by shutdown"); then the
+        notifier's close, with the same deadline (or NOTIFY_LAST_CHANCE_SECS from now, whichever
+        is later)."""
         hurry = hurry or threading.Event()
-        while self._alive() and (deadline is None or time.monotonic() < deadline):
+        while self._busy() and (deadline is None or time.monotonic() < deadline):
             if hurry.wait(0.05):
                 break
         with self._lock:
             self._stopping = True
             handles = list(self._handles)
+            threads = list(self._threads)
         for handle in handles:
             handle.cancel()
+        for _ in threads:
+            self._queue.put(None)
         end = time.monotonic() + REPORT_AFTER_KILL_SECS
-        for thread in self._alive():
+        for thread in threads:
             thread.join(max(0.0, end - time.monotonic()))
         if deadline is not None:  # pending deliveries get a short last chance, even past it
             deadline = max(deadline, time.monotonic() + NOTIFY_LAST_CHANCE_SECS)
         self._notifier.close(deadline, hurry)
 
-    def _alive(self) -> list[threading.Thread]:
+    def _busy(self) -> bool:
         with self._lock:
-            return [t for t in self._threads if t.is_alive()]
+            return self._unfinished > 0
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self._follow(*item)
+            finally:
+                with self._lock:
+                    self._unfinished -= 1
 
     def _follow(self, job: Job, run: Run, hooks: list[Hook]) -> None:
-        self._notifier.send(job.notify, run)
         for hook in hooks:
+            index = len(run.hooks)  # this hook's entry: "running" first, then its outcome
+
+            def record(entry: dict, index: int = index, hook: Hook = hook) -> None:
+                run.hooks = [*run.hooks[:index], entry]  # replaced, never changed in place
+                try:
+                    self._store.record_followups(run, hooks=run.hooks)
+                except StorageError as exc:
+                    log.error("run %s: cannot record hook %s: %s", run.id, hook.event.value, exc)
+
             try:
-                outcome = self._run_hook(job, run, hook)
+                outcome = self._run_hook(job, run, hook, record)
             except Exception as exc:  # a bug must not lose the other hooks' records
                 log.exception("run %s: hook %s", run.id, hook.event.value)
                 now = now_ms()
                 outcome = hook_outcome(hook.event, None, internal_error(exc).message, now, now)
-            run.hooks = [*run.hooks, outcome]  # replaced, never changed in place
-            try:
-                self._store.record_followups(run, hooks=run.hooks)
-            except StorageError as exc:
-                log.error("run %s: cannot record hook %s: %s", run.id, hook.event.value, exc)
+            record(outcome)
             log.log(
                 logging.WARNING if outcome["error"] else logging.INFO,
                 "run %s: hook %s %s in %d ms%s",
@@ -140,7 +174,7 @@ class RunFollowups:
             )
             self._on_hook(run, outcome)
 
-    def _run_hook(self, job: Job, run: Run, hook: Hook) -> dict:
+    def _run_hook(self, job: Job, run: Run, hook: Hook, record: Callable[[dict], None]) -> dict:
         if self._stopping:
             now = now_ms()
             return hook_outcome(hook.event, None, SHUTDOWN, now, now)
@@ -166,6 +200,7 @@ class RunFollowups:
             if stopping:  # the stop came between the check above and the start
                 handle.cancel()
             try:
+                record(hook_running(hook.event, handle.to_dict(), now_ms()))
                 result = handle.collect()
             finally:
                 with self._lock:
@@ -173,15 +208,8 @@ class RunFollowups:
         finally:
             log_file.close()
         if result.cancelled:
-            # what escaped the hook's group goes too, as after a stopped task
-            self._runner.sweep_run(run.id, self._store.db_path)
+            # what escaped the hook's group goes too, as after a stopped task; only the hook's
+            # own (its PETIT_TASK_ID): a daemon a task of the run left on purpose stays
+            sweep_escaped(sweep_match(spec.env))
         error = SHUTDOWN if result.cancelled else result.error
         return hook_outcome(hook.event, result.exit_code, error, result.started_at, result.ended_at)
-
-
-def sweep_orphan_hooks(db_path: str) -> int:
-    """At start, before any run: kill the hooks a dead worker of this db left running (nothing
-    enforces their timeout any more). They carry PETIT_DB and PETIT_HOOK, which no task has."""
-    return sum(
-        sweep_escaped({"PETIT_DB": db_path, "PETIT_HOOK": event.value}) for event in HookEvent
-    )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .. import __version__
 from ..core.followups import is_retryable_status, notify_event, retry_delay, webhook_body
-from ..core.hooks import NotifyOn, Webhook, expand_headers
+from ..core.hooks import NotifyOn, Outgoing, Webhook, expand_webhook
 from ..core.model import Run, now_ms
 from ..errors import StorageError
 from ..storage.store import Store
@@ -33,6 +33,7 @@ RESPONSE_READ_BYTES = 64 * 1024  # read (and drop) what a receiver answers, at m
 def _opener():
     """Built at the first delivery: urllib.request and http.client load ssl (OpenSSL, some MiB),
     which a worker whose jobs have no webhooks never needs."""
+    import http.client
     import urllib.request
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -42,7 +43,75 @@ def _opener():
         def redirect_request(self, req, fp, code, msg, headers, newurl):
             return None
 
-    return urllib.request.build_opener(NoRedirect())
+    def watched(connection_class):
+        class Watched(connection_class):
+            """Hands its socket, once connected, to the request's watchdog."""
+
+            def __init__(self, *args, watchdog: _Watchdog, **kwargs) -> None:
+                super().__init__(*args, **kwargs)
+                self._watchdog = watchdog
+
+            def connect(self) -> None:
+                super().connect()
+                self._watchdog.watch(self.sock)
+
+        return Watched
+
+    class WatchedHTTP(urllib.request.HTTPHandler):
+        def http_open(self, req):
+            connection = functools.partial(
+                watched(http.client.HTTPConnection), watchdog=req.watchdog
+            )
+            return self.do_open(connection, req)
+
+    class WatchedHTTPS(urllib.request.HTTPSHandler):
+        def https_open(self, req):
+            connection = functools.partial(
+                watched(http.client.HTTPSConnection), watchdog=req.watchdog
+            )
+            return self.do_open(connection, req, context=self._context)
+
+    return urllib.request.build_opener(NoRedirect(), WatchedHTTP(), WatchedHTTPS())
+
+
+class _Watchdog:
+    """Bounds a whole delivery attempt, not each socket read (a receiver trickling a byte a
+    second would hold it as long as it liked): at `secs` it shuts the connection's socket, and
+    the read blocked on it returns."""
+
+    def __init__(self, secs: float) -> None:
+        self.expired = False
+        self._sock = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(secs, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock) -> None:
+        with self._lock:
+            self._sock = sock
+            expired = self.expired
+        if expired:
+            _shut(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sock = self._sock
+        if sock is not None:
+            _shut(sock)
+
+
+def _shut(sock) -> None:
+    import socket
+
+    try:  # the plain socket's shutdown: an SSL socket's would drop its state under the reader
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass  # closed meanwhile
 
 
 @dataclass
@@ -78,7 +147,8 @@ class Notifier:
         self._threads: list[threading.Thread] = []
 
     def send(self, webhooks: tuple[Webhook, ...], run: Run) -> None:
-        """Queue a delivery to each webhook that this run's end concerns."""
+        """Queue a delivery to each webhook that this run's end concerns. Writes nothing (the
+        engine thread calls it): each delivery records the run's entries as it starts."""
         deliveries = []
         with self._lock:
             for webhook in webhooks:
@@ -97,7 +167,6 @@ class Notifier:
             if not deliveries:
                 return
             self._pending += deliveries
-            self._record(run)
             self._threads = [t for t in self._threads if t.is_alive()]
             while len(self._threads) < self._workers:
                 thread = threading.Thread(target=self._loop, name="petit-notify", daemon=True)
@@ -146,6 +215,10 @@ class Notifier:
         body = json.dumps(
             webhook_body(webhook, run, delivery.event, self._public_url, __version__)
         ).encode()
+        with self._lock:
+            if delivery.done:
+                return
+            self._record(run)  # its entry shows, pending, while its first attempt is sent
         for attempt in range(1, webhook.retries + 2):
             if self._is_over():
                 return  # close() records it abandoned
@@ -175,52 +248,20 @@ class Notifier:
             self._closing.wait(retry_delay(attempt))  # closing: the last chance comes at once
 
     def _post(self, webhook: Webhook, body: bytes) -> tuple[dict, bool]:
-        """One attempt: its record {at, status_code, error, duration_ms}, and whether a failure
-        may pass if tried again."""
+        """One attempt, bounded whole by the webhook's timeout: its record {at, status_code,
+        error, duration_ms}, and whether a failure may pass if tried again. No error names a
+        header's value or the url as sent: either may hold a secret."""
         at = now_ms()
         started = time.monotonic()
         status, error, retryable = None, None, True
         timeout = webhook.timeout_secs
         if self._deadline is not None:
             timeout = max(0.1, min(timeout, self._deadline - started))
-        try:
-            headers = expand_headers(webhook.headers, self._environ)
-        except KeyError as exc:
-            headers, error, retryable = (
-                None,
-                f"environment variable {exc.args[0]} is not set",
-                False,
-            )
-        if headers is not None:
-            from http.client import HTTPException
-            from urllib.request import Request
-
-            request = Request(
-                webhook.url,
-                data=body,
-                method="POST",
-                headers={
-                    "Content-Type": "application/json",
-                    "User-Agent": f"petit/{__version__}",
-                    **headers,
-                },
-            )
-            try:
-                with _opener().open(request, timeout=timeout) as response:
-                    response.read(RESPONSE_READ_BYTES)
-                    status = response.status
-            except urllib.error.HTTPError as exc:
-                status = exc.code
-                exc.close()
-            except (urllib.error.URLError, OSError, HTTPException) as exc:
-                reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-                if isinstance(reason, TimeoutError):
-                    error = f"timed out after {timeout:g}s"
-                else:
-                    error = f"cannot send: {getattr(reason, 'strerror', None) or reason}"
-            if status is not None and not 200 <= status < 300:
-                error = f"answered HTTP {status}"
-                retryable = is_retryable_status(status)
+        outgoing = expand_webhook(webhook, self._environ)
+        if outgoing.problem is not None:
+            error, retryable = outgoing.problem, False
+        else:
+            status, error, retryable = self._send(outgoing, body, timeout)
         outcome = {
             "at": at,
             "status_code": status,
@@ -228,6 +269,47 @@ class Notifier:
             "duration_ms": round((time.monotonic() - started) * 1000),
         }
         return outcome, retryable
+
+    def _send(
+        self, outgoing: Outgoing, body: bytes, timeout: float
+    ) -> tuple[int | None, str | None, bool]:
+        from http.client import HTTPException, InvalidURL
+        from urllib.request import Request
+
+        status, error = None, None
+        request = Request(
+            outgoing.url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": f"petit/{__version__}",
+                **outgoing.headers,
+            },
+        )
+        watchdog = request.watchdog = _Watchdog(timeout)
+        try:
+            with _opener().open(request, timeout=timeout) as response:
+                status = response.status
+                response.read(RESPONSE_READ_BYTES)
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+            exc.close()
+        except (InvalidURL, ValueError):  # UnicodeEncodeError too; their messages quote values
+            return None, "cannot send: http.client refused the url or a header value", False
+        except (urllib.error.URLError, OSError, HTTPException) as exc:
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            if isinstance(reason, TimeoutError) or watchdog.expired:
+                error = f"timed out after {timeout:g}s"
+            else:
+                error = f"cannot send: {getattr(reason, 'strerror', None) or reason}"
+        finally:
+            watchdog.cancel()
+        if status is None:
+            return None, error, True
+        if not 200 <= status < 300:
+            return status, f"answered HTTP {status}", is_retryable_status(status)
+        return status, None, True
 
     # -- the record (under self._lock) --------------------------------------------------------
 

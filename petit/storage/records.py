@@ -10,6 +10,8 @@ from tinydb.table import Document
 from ..core.model import Run, RunStatus, Trigger
 from .files import corrupt_file
 
+MAIN_JOBS = "jobs"  # the table of the main file: one summary doc per job
+CHUNK_RUNS = "runs"  # the table of each history file
 # No leading zero: "job-01" must not read back as "job-1" under another name.
 _RUN_ID = re.compile(r"([A-Za-z0-9_.-]{1,128})-([1-9][0-9]{0,11})")
 

@@ -28,14 +28,23 @@ from .files import (
     remove_stale_temps,
     unlink_quietly,
 )
+from .followups import HOOKS_RUNNING, FollowupRecords
 from .logs import TaskLogs
-from .records import main_file_problem, make_run_id, run_from_doc, split_run_id, unrecorded_run
+from .records import (
+    CHUNK_RUNS,
+    MAIN_JOBS,
+    main_file_problem,
+    make_run_id,
+    run_from_doc,
+    split_run_id,
+    unrecorded_run,
+)
 
 RUNS_PER_CHUNK = 100
 DEFAULT_KEEP_RUNS = 200
-_MAIN_JOBS = "jobs"
+_MAIN_JOBS = MAIN_JOBS
 _MAIN_META = "meta"
-_CHUNK_RUNS = "runs"
+_CHUNK_RUNS = CHUNK_RUNS
 # Kept by the store itself in each job doc; a definition passed to sync_jobs never overrides them.
 JOB_STATE_KEYS = frozenset(
     {
@@ -51,6 +60,7 @@ JOB_STATE_KEYS = frozenset(
         "last_success_at",
         "last_complete_at",
         "defined",
+        HOOKS_RUNNING,
     }
 )
 
@@ -59,7 +69,7 @@ def _without_state(definition: dict) -> dict:
     return {k: v for k, v in definition.items() if k not in JOB_STATE_KEYS}
 
 
-class Store:
+class Store(FollowupRecords):
     """The one gateway to stored state. The scheduler worker (or a one-shot trigger) writes;
     the API and CLI only read. Every call holds the lock for its whole read-modify-write."""
 
@@ -306,15 +316,6 @@ class Store:
                     table.insert_multiple(missing)
             for run in finished:
                 self._finish_job_run(run)
-
-    def record_followups(self, run: Run, **lists: list[dict]) -> None:
-        """Replace `hooks` and/or `notifications` of a finished run's record, nothing else (its
-        status never changes). A run retention already removed is left removed."""
-        path = self._chunk_path(run.job_id, run.seq)
-        with self.lock():
-            table = self._table(path, _CHUNK_RUNS) if os.path.exists(path) else None
-            if table is not None and table.contains(doc_id=run.seq):
-                table.update({key: list(value) for key, value in lists.items()}, doc_ids=[run.seq])
 
     def _finish_job_run(self, run: Run) -> None:
         def record(doc: dict) -> None:
