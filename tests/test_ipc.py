@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from petit.errors import BadRequest, Conflict
+from petit.errors import BadRequest, Conflict, InvalidParams
 from petit.ipc.commands import ok_reply, validate_request
 from petit.ipc.instance import hold_instance_lock
 from petit.ipc.queues import ReplyMatcher
@@ -45,33 +45,32 @@ def test_only_declared_arguments_are_forwarded():
 
 
 @pytest.mark.parametrize(
-    "args",
+    "params, problem",
     [
-        {"params": {"a": [1]}},
-        {"params": {"a": {"b": 1}}},
-        {"params": {"a": None}},
-        {"params": [1]},
-        {"params": {str(i): 1 for i in range(101)}},
-        {"params": {"a": "x" * 70_000}},
-        {"param_words": "a=1"},
-        {"param_words": [1]},
-        {"param_words": ["a=1"] * 101},
+        ({"a": [1]}, "'a': expected a string, number or bool, got [1]"),
+        ({"a": {"b": 1}}, "'a': expected a string, number or bool, got {'b': 1}"),
+        ({"a": None}, "'a': expected a string, number or bool, got None"),
+        ([1], "'params' must be a JSON object of name -> value, got [1]"),
+        ({str(i): 1 for i in range(101)}, "101 params given: at most 100 are accepted"),
+        ({"a": "x" * 70_000}, "'a': longer than 65536 characters"),
     ],
-    ids=[
-        "nested-list",
-        "nested-object",
-        "null-value",
-        "params-not-an-object",
-        "too-many",
-        "too-long",
-        "words-not-a-list",
-        "word-not-a-string",
-        "too-many-words",
-    ],
+    ids=["nested-list", "nested-object", "null-value", "not-an-object", "too-many", "too-long"],
 )
-def test_trigger_params_are_flat_and_bounded(args):
-    with pytest.raises(BadRequest, match="must be (a list of strings|an object of name)"):
-        validate_request({"cmd": "trigger", "args": {"job_id": "a", **args}})
+def test_trigger_params_are_flat_and_bounded(params, problem):
+    # the same check as the API's body: every problem named, as invalid_params
+    with pytest.raises(InvalidParams) as caught:
+        validate_request({"cmd": "trigger", "args": {"job_id": "a", "params": params}})
+    assert caught.value.problems == [problem]
+
+
+@pytest.mark.parametrize(
+    "words",
+    ["a=1", [1], ["a=1"] * 101],
+    ids=["words-not-a-list", "word-not-a-string", "too-many-words"],
+)
+def test_trigger_param_words_are_a_bounded_list_of_strings(words):
+    with pytest.raises(BadRequest, match="must be a list of strings"):
+        validate_request({"cmd": "trigger", "args": {"job_id": "a", "param_words": words}})
 
 
 def test_trigger_params_pass_through():

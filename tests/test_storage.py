@@ -53,7 +53,7 @@ def test_a_followup_recorded_while_a_run_is_saved_is_not_overwritten(db, monkeyp
     def racing_to_dict(live: Run) -> dict:
         doc = snapshot(live)
         if not writers:
-            live.hooks = [{"event": "on_finish", "exit_code": 0}]
+            live.hooks = [{"hook": "on_finish", "status": "completed", "exit_code": 0}]
             writer = threading.Thread(
                 target=store.record_followups, args=(live,), kwargs={"hooks": live.hooks}
             )
@@ -68,7 +68,9 @@ def test_a_followup_recorded_while_a_run_is_saved_is_not_overwritten(db, monkeyp
     writers[0].join(timeout=10)
     assert not writers[0].is_alive()
     monkeypatch.undo()
-    assert store.get_run(run.id).hooks == [{"event": "on_finish", "exit_code": 0}]
+    assert store.get_run(run.id).hooks == [
+        {"hook": "on_finish", "status": "completed", "exit_code": 0}
+    ]
 
 
 # -- run ids and reading back -------------------------------------------------------------------
