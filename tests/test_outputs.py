@@ -6,6 +6,7 @@ Store in tmp_path)."""
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 from test_config import job, only_error
@@ -202,6 +203,11 @@ def private_tmp(tmp_path, monkeypatch):
     return folder
 
 
+def leftovers(temp) -> list[str]:
+    """The files left in the runner's folders (one per process, kept while it lives)."""
+    return [str(path) for path in temp.rglob("*") if not path.is_dir()]
+
+
 def test_each_attempt_gets_a_private_file_removed_after_reading(tmp_path, private_tmp):
     info = tmp_path / "info"
     script = (
@@ -214,13 +220,13 @@ def test_each_attempt_gets_a_private_file_removed_after_reading(tmp_path, privat
     file_mode, folder_mode, path = info.read_text().split()
     assert (file_mode, folder_mode) == ("600", "700")
     assert os.path.dirname(os.path.dirname(path)) == str(private_tmp)
-    assert list(private_tmp.iterdir()) == []
+    assert leftovers(private_tmp) == []
 
 
 def test_the_read_is_bounded_to_one_byte_past_the_limit(tmp_path, private_tmp):
     result = attempt(tmp_path, f'head -c {OUTPUT_LIMIT * 3} /dev/zero > "$PETIT_OUTPUT"').collect()
     assert len(result.output) == OUTPUT_LIMIT + 1
-    assert list(private_tmp.iterdir()) == []
+    assert leftovers(private_tmp) == []
 
 
 @pytest.mark.parametrize(
@@ -239,7 +245,7 @@ def test_no_file_is_left_behind(tmp_path, private_tmp, script, timeout, cancel, 
         handle.cancel()
     result = handle.collect()
     assert result.output is None or result.error is not None
-    assert list(private_tmp.iterdir()) == []
+    assert leftovers(private_tmp) == []
 
 
 def test_an_unusable_temp_dir_is_a_failed_attempt_the_retry_policy_decides(
@@ -367,3 +373,20 @@ def test_outputs_over_what_a_run_may_store_fail_the_task(store, marker, stamps, 
     assert a.status is TaskStatus.COMPLETED and len(a.outputs["k"]) == 42
     assert b.status is TaskStatus.FAILED and b.exit_code == 0 and b.outputs is None
     assert b.error.startswith("PETIT_OUTPUT: these outputs would bring the run's to 86 bytes")
+
+
+def test_the_folder_of_a_dead_petit_goes_and_a_removed_folder_is_made_again(tmp_path, private_tmp):
+    # a pid that is surely not running: a child that already exited and was reaped
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = private_tmp / f"petit-output-{gone.pid}-abc"
+    dead.mkdir()
+    (dead / "left-by-a-kill").write_text("x")
+    alive = private_tmp / f"petit-output-{os.getpid()}-other"  # a live process's: kept
+    alive.mkdir()
+    assert attempt(tmp_path, 'echo a=1 > "$PETIT_OUTPUT"').collect().output == b"a=1\n"
+    assert not dead.exists() and alive.exists()
+    (ours,) = [p for p in private_tmp.iterdir() if p != alive]
+    ours.rmdir()  # a cleaner of /tmp took it while petit ran
+    assert attempt(tmp_path, 'echo b=2 > "$PETIT_OUTPUT"').collect().output == b"b=2\n"
+    assert leftovers(private_tmp) == []
