@@ -50,7 +50,7 @@ class InvalidParams(BadRequest):
     """The params of a manual trigger do not fit the job's declared ones; `problems` holds every
     problem, one line each. No run was created."""
 
-    code = "invalid_params"
+    code = "INVALID_PARAMS"
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))

@@ -1022,7 +1022,7 @@ def body_problems(case: Case, status: int, body, doc: dict) -> list[str]:
         ):
             return [f"error body without an error message: {body!r:.200}"]
         # a trigger's params that do not fit the job's are a 400 of their own code
-        if body.get("code") not in (CODES.get(status), "invalid_params" if status == 400 else None):
+        if body.get("code") not in (CODES.get(status), "INVALID_PARAMS" if status == 400 else None):
             return [f"code {body.get('code')!r} for status {status}"]
         if "Traceback" in body["error"]:
             return ["a traceback in the error"]

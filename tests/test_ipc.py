@@ -57,7 +57,7 @@ def test_only_declared_arguments_are_forwarded():
     ids=["nested-list", "nested-object", "null-value", "not-an-object", "too-many", "too-long"],
 )
 def test_trigger_params_are_flat_and_bounded(params, problem):
-    # the same check as the API's body: every problem named, as invalid_params
+    # the same check as the API's body: every problem named, as INVALID_PARAMS
     with pytest.raises(InvalidParams) as caught:
         validate_request({"cmd": "trigger", "args": {"job_id": "a", "params": params}})
     assert caught.value.problems == [problem]

@@ -150,7 +150,7 @@ def test_invalid_params_cross_the_wire_with_every_problem():
     error = InvalidParams(["'a': expected an int, got 'x'", "'b': required param is missing"])
     again = from_wire(error.to_wire())
     assert isinstance(again, InvalidParams) and again.problems == error.problems
-    assert error.to_wire()["code"] == "invalid_params"
+    assert error.to_wire()["code"] == "INVALID_PARAMS"
 
 
 @pytest.mark.parametrize(

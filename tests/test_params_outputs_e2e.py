@@ -135,13 +135,13 @@ def test_params_over_http_reach_the_task_as_variables_only(service, marker, file
 def test_bad_params_over_http_name_every_problem_and_create_no_run(service, marker, files):
     svc = service(jobs_for(marker, files), api=True)
     body = params_body(count="5", mode="medium", colour="red")
-    error = assert_error(post_trigger(svc, "p", body), 400, "invalid_params")
+    error = assert_error(post_trigger(svc, "p", body), 400, "INVALID_PARAMS")
     assert error["problems"] == [
         "unknown param 'colour': declared params are name, count, ratio, dry_run, mode",
         "'count': expected an int, got '5'",
         "'mode': 'medium' is not one of the choices fast, slow",
     ]
-    missing = assert_error(post_trigger(svc, "needs", b'{"params": {}}'), 400, "invalid_params")
+    missing = assert_error(post_trigger(svc, "needs", b'{"params": {}}'), 400, "INVALID_PARAMS")
     assert missing["problems"] == ["'who': required param is missing"]
     refusals = [
         (b"count=5", "text/plain", 415, "UNSUPPORTED_MEDIA_TYPE", "application/json"),
@@ -180,7 +180,7 @@ def test_bad_params_over_http_name_every_problem_and_create_no_run(service, mark
     ]
     for body, problems in shapes:
         answer = assert_error(
-            post_trigger(svc, "p", json.dumps(body).encode()), 400, "invalid_params"
+            post_trigger(svc, "p", json.dumps(body).encode()), 400, "INVALID_PARAMS"
         )
         assert answer["problems"] == problems
     assert ok(svc.get("/api/jobs/p/runs"))["count"] == 0
@@ -218,7 +218,7 @@ def test_ctl_trigger_takes_params_as_text(service, marker, files):
     bad = svc.ctl("trigger", "p", "--param", "count=abc", "--param", "nope=1", "--param", "x")
     assert bad.returncode == 1, bad
     error = json.loads(bad.stdout)
-    assert error["code"] == "invalid_params"
+    assert error["code"] == "INVALID_PARAMS"
     assert error["problems"] == ["--param 'x': expected NAME=VALUE"]
     bad = svc.ctl("trigger", "p", "--param", "count=abc", "--param", "nope=1")
     assert json.loads(bad.stdout)["problems"] == [

@@ -13,7 +13,7 @@ _ERROR_TEXT = {
     "limit=abc, status=done or a before= of another job on a job's runs; limit=0 or "
     "before=abc on a job's drops; queue=yes, a body that is not a JSON object like "
     "{'params': {...}}, or params the job does not declare or of the wrong type "
-    "(invalid_params: `problems` lists each) on a trigger; attempt=0, follow=maybe or a "
+    "(INVALID_PARAMS: `problems` lists each) on a trigger; attempt=0, follow=maybe or a "
     "foreign Last-Event-ID on a task's logs)",
     "401": "missing or wrong bearer token (only with --api-token)",
     "403": "foreign Origin on a state-changing request, or a Host header that is neither a "

@@ -92,11 +92,11 @@ SCHEMAS = {
                     "INTERNAL_ERROR",
                     "STORAGE_ERROR",
                     "UNSUPPORTED_MEDIA_TYPE",
-                    "invalid_params",
+                    "INVALID_PARAMS",
                 ],
             },
         },
-        # invalid_params: every problem with the trigger's params, one line each
+        # INVALID_PARAMS: every problem with the trigger's params, one line each
         {"problems": {"type": "array", "items": {"type": "string"}}},
     ),
     "Health": _obj(
