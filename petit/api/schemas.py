@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..core.hooks import HookEvent, NotifyOn, WebhookFormat
 from ..core.model import Condition, DependencyCondition, RunStatus, TaskType, Trigger
-from ..core.params import MAX_NAME_CHARS, MAX_PARAMS, ParamType
+from ..core.params import MAX_NAME_CHARS, MAX_PARAMS, MAX_VALUE_CHARS, ParamType
 from ..core.retry import RetryCondition
 from ..core.timing import CatchupPolicy, DropReason, OverlapPolicy
 
@@ -37,7 +37,12 @@ _RUN_STATUS = _enum(RunStatus)
 _TRIGGER = _enum(Trigger)
 _PARAM_VALUE = {"type": ["string", "number", "boolean"]}
 _PARAMS = {"type": "object", "additionalProperties": _PARAM_VALUE}  # name -> value
-_TRIGGER_PARAMS = {**_PARAMS, "maxProperties": MAX_PARAMS}
+_TRIGGER_PARAMS = {
+    **_PARAMS,
+    "maxProperties": MAX_PARAMS,
+    # a string value is at most MAX_VALUE_CHARS characters (maxLength applies to strings only)
+    "additionalProperties": {**_PARAM_VALUE, "maxLength": MAX_VALUE_CHARS},
+}
 _TRIGGER_PARAMS["propertyNames"] = {"maxLength": MAX_NAME_CHARS}
 # a dropped fire (or a span of them), as GET /api/jobs/{id}/drops and the fire_dropped event
 # give it: every fire from scheduled_at up to (not including) until, `count` of them

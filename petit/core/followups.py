@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .hooks import Hook, HookEvent, NotifyOn, Webhook, WebhookFormat
 from .model import Run, RunStatus, TaskRun, TaskStatus
+from .params import param_environment
 
 MAX_RETRY_DELAY_SECS = 30.0
 SHUTDOWN = "interrupted by shutdown"
@@ -63,9 +64,7 @@ def hook_environment(run: Run, event: HookEvent) -> dict[str, str]:
         "PETIT_FAILED_TASKS": ",".join(failed_tasks(run)),
         "PETIT_HOOK": event.value,
     }
-    # HOOKS/DATA seam: the run's params (Run.params, added by DATA) as PETIT_PARAM_<NAME>
-    for name, value in run.params.items():
-        env[f"PETIT_PARAM_{name}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    env.update(param_environment(run.params))  # as the run's tasks saw them
     return env
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from ..core.params import NAME_PATTERN, ParamSpec, ParamType, convert
+from ..core.params import MAX_NAME_CHARS, MAX_PARAMS, NAME_PATTERN, ParamSpec, ParamType, convert
 from ..core.text import short_repr
 from .fields import Problems, check_unknown_keys, read_choice, read_string
 
 PARAM_KEYS = {"type", "default", "choices", "required", "description"}
-MAX_PARAMS = 100
 
 
 def read_params(problems: Problems, value, scheduled: bool) -> tuple[ParamSpec, ...]:
@@ -26,10 +25,14 @@ def read_params(problems: Problems, value, scheduled: bool) -> tuple[ParamSpec, 
         return ()
     specs = []
     for name, item in value.items():
-        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or len(name) > 128:
+        if (
+            not isinstance(name, str)
+            or not NAME_PATTERN.fullmatch(name)
+            or len(name) > MAX_NAME_CHARS
+        ):
             problems.add(
-                f"params: {short_repr(name)} is not a valid param name: expected letters, "
-                "digits and _, not starting with a digit"
+                f"params: {short_repr(name)} is not a valid param name: expected 1 to "
+                f"{MAX_NAME_CHARS} letters, digits and _, not starting with a digit"
             )
             continue
         with problems.within(f"params: {name}"):
