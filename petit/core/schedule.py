@@ -10,7 +10,6 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import MAXYEAR, UTC, datetime, timedelta
-from fractions import Fraction
 from functools import lru_cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -75,7 +74,7 @@ def _duration_ms(text: str) -> int:
         raise refuse(f"longer than {_MAX_DURATION_CHARS} characters")
     if not text.strip():
         raise refuse(f"empty: {_DURATION_EXPECTED}")
-    pos, total, units = 0, Fraction(0), []
+    pos, parts, units = 0, [], []
     while pos < len(text):
         match = _DURATION_PART.match(text, pos)
         number, unit = match.groups() if match else (None, None)
@@ -92,11 +91,19 @@ def _duration_ms(text: str) -> int:
         if units and _UNITS.index(unit) < _UNITS.index(units[-1]):
             raise refuse(f"unit {unit!r} after {units[-1]!r}: write the units largest first")
         units.append(unit)
-        total += Fraction(number) * _UNIT_MS[unit]
+        parts.append((number, _UNIT_MS[unit]))
         pos = match.end()
-    if total.denominator != 1:
+    # summed exactly in units of 10**-places ms, without fractions.Fraction (which imports
+    # decimal: a MiB more in every process that reads a job file)
+    places = max(len(number.partition(".")[2]) for number, _ in parts)
+    total = sum(
+        int(number.replace(".", "")) * unit_ms * 10 ** (places - len(number.partition(".")[2]))
+        for number, unit_ms in parts
+    )
+    whole, rest = divmod(total, 10**places)
+    if rest:
         raise refuse("more precise than a millisecond")
-    return int(total)
+    return whole
 
 
 def load_zone(name: str) -> ZoneInfo:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -195,6 +194,8 @@ def _defaults_table(problems: Problems, source: DefaultsSource | None) -> dict:
     found = _ProbeProblems()
     for key in table:
         if key not in DEFAULT_KEYS:
+            import difflib  # only for a bad key: kept out of the worker's memory
+
             close = difflib.get_close_matches(key, DEFAULT_KEYS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             found.add(f"{key}: unknown key{hint}: expected one of {', '.join(DEFAULT_KEYS)}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
@@ -79,6 +78,8 @@ def read_config_file(path: str) -> ConfigFile:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UsageError(f"{path}: not valid UTF-8 text (byte {exc.start})") from None
+    import tomllib  # the worker and the API get the file's values, never read it again
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -13,7 +13,6 @@ import os
 import queue
 import threading
 import time
-import urllib.error
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -273,6 +272,7 @@ class Notifier:
     def _send(
         self, outgoing: Outgoing, body: bytes, timeout: float
     ) -> tuple[int | None, str | None, bool]:
+        import urllib.error
         from http.client import HTTPException, InvalidURL
         from urllib.request import Request
 

@@ -6,10 +6,8 @@ file line, and the result is handed whole to the children."""
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
-import shlex
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -304,6 +302,8 @@ def _file_values(config: ConfigFile) -> dict[str, tuple[object, str]]:
     for key, raw in config.data.items():
         where = config.where(key)
         if key not in FILE_KEYS:
+            import difflib  # only for a bad file: kept out of every child's memory
+
             close = difflib.get_close_matches(key, FILE_KEYS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UsageError(
@@ -340,6 +340,8 @@ def read_token_file(path: str, name: str) -> str:
         if not stat.S_ISREG(info.st_mode):
             raise UsageError(f"{name}: {path} is not a regular file")
         if info.st_mode & 0o077:
+            import shlex  # only for the message
+
             raise UsageError(
                 f"{name}: {path} may be read or written by group or others (mode "
                 f"{stat.S_IMODE(info.st_mode):04o}): run chmod 600 {shlex.quote(path)}"

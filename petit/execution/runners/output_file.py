@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import secrets
 import shutil
 import stat
 import tempfile
@@ -119,7 +118,8 @@ class OutputFile:
 
 
 def _create(folder: str) -> str:
-    path = os.path.join(folder, secrets.token_hex(8))
+    # os.urandom rather than secrets: secrets loads hashlib and OpenSSL (MiBs) in the worker
+    path = os.path.join(folder, os.urandom(8).hex())
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     return path
 
