@@ -174,7 +174,8 @@ def test_trigger_with_jitter_waits_a_random_part_of_each_delay(trigger, tmp_path
     *delays, last = [entry["retry_delay_ms"] for entry in history]
     assert last is None
     assert 0 <= delays[0] < 400 and 0 <= delays[1] < 800, delays
-    assert all(gap >= delay for gap, delay in zip(gaps_ms(history), delays)), (
+    # each time is truncated to the millisecond: a gap may read 1 ms short of its delay
+    assert all(gap >= delay - 1 for gap, delay in zip(gaps_ms(history), delays)), (
         gaps_ms(history),
         delays,
     )
