@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import stat
+import subprocess
 import sys
 import tomllib
 
@@ -16,6 +18,7 @@ import pytest
 from harness import Service
 from jobfiles import EXAMPLES, job_yaml, write_job
 from processes import MARK, PETIT, ROOT, run_petit
+from test_notify import Receiver
 
 from petit.errors import ConfigError
 from petit.jobs.defaults import located, with_defaults
@@ -697,3 +700,78 @@ def test_the_api_asks_for_the_token_of_the_token_file(service, tmp_path):
     authorized = running.get("/api/jobs", headers={"Authorization": f"Bearer {token}"})
     assert authorized.status == 200
     assert token not in running.log()
+
+
+# -- [defaults] notify and timeout through petit trigger -----------------------------------------
+
+
+@pytest.fixture
+def receiver():
+    up = Receiver({})
+    yield up
+    up.close()
+
+
+def test_trigger_calls_the_default_webhook_and_kills_at_the_default_timeout(
+    tmp_path, marker, receiver
+):
+    up = receiver
+    (tmp_path / "jobs").mkdir()
+    write_job(tmp_path / "jobs", "slow.yaml", job_yaml("slow", "sleep 30"))
+    write(
+        tmp_path / "petit.toml",
+        "\n".join(
+            [
+                'db = "t.db"',
+                "[defaults]",
+                'timeout = "0.5s"',
+                "[[defaults.notify]]",
+                f'url = "{up.url}/hook"',
+                'on = ["failure"]',
+            ]
+        ),
+    )
+    result = run_petit(
+        "trigger", "jobs", "slow", cwd=str(tmp_path), env=clean_env(**{MARK: marker})
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert f"== notify {up.url}/hook: delivered (1 attempt(s))" in result.stdout, result.stdout
+    ((path, _, body),) = up.requests
+    assert (path, body["job_id"], body["status"]) == ("/hook", "slow", "failed")
+    shown = json.loads(run_petit("show", "slow-1", "--json", cwd=str(tmp_path)).stdout)
+    (task,) = shown["tasks"]
+    assert task["timed_out"] and task["status"] == "failed", task
+    assert task["ended_at"] - task["started_at"] >= 450  # killed at 0.5 s, not after 30 s
+
+
+# -- logs, show and watch find the db and the socket through ./petit.toml -------------------------
+
+
+def test_logs_show_and_watch_find_the_db_and_socket_through_petit_toml(service, tmp_path):
+    svc = service({"tick": job_yaml("tick", "echo tick")})  # --no-api
+    write(tmp_path / "petit.toml", f'db = "{svc.db}"\nsocket = "{svc.socket}"\n')
+    env = clean_env()
+    run_id = svc.call("trigger", "tick")["run_id"]
+    svc.wait_run(run_id)
+    logs = run_petit("logs", run_id, "t", cwd=str(tmp_path), env=env)
+    assert (logs.returncode, logs.stdout.strip()) == (0, "tick"), logs
+    shown = run_petit("show", run_id, "--json", cwd=str(tmp_path), env=env)
+    assert json.loads(shown.stdout)["status"] == "completed", shown
+    watcher = subprocess.Popen(
+        [sys.executable, PETIT, "watch", "tick"],
+        cwd=str(tmp_path),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    svc.remember(watcher.pid)
+    try:
+        assert watcher.stderr.readline() == f"petit: watching {svc.socket} (Ctrl-C to stop)\n"
+        second = svc.call("trigger", "tick")["run_id"]
+        first_event = watcher.stdout.readline()
+        assert first_event.split("  ", 1)[1] == f"run {second} pending (manual)\n", first_event
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(timeout=10) == 0

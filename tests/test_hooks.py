@@ -458,3 +458,22 @@ def _the_next_worker_kills_the_hook_left_running(svc, pidfile: str) -> None:
     (hook,) = svc.run(run_id).hooks
     assert hook["status"] == "failed" and hook["error"] == "interrupted: petit stopped", hook
     assert "handle" not in hook and hook["ended_at"] >= hook["started_at"]
+
+
+def test_a_hook_without_a_timeout_gets_sixty_seconds(tmp_path):
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    write_job(jobs, "h.yaml", _hooked_job("h", str(tmp_path), "true"))
+    write_job(
+        jobs,
+        "own.yaml",
+        _hooked_job("own", str(tmp_path), "true").replace(
+            "\n  type: shell\n", "\n  type: shell\n  timeout: 1m30s\n"
+        ),
+    )
+    listed = run_petit("list", str(jobs), "--json")
+    assert listed.returncode == 0, listed.stderr
+    timeouts = {
+        job["id"]: [h["timeout_secs"] for h in job["hooks"]] for job in json.loads(listed.stdout)
+    }
+    assert timeouts == {"h": [60, 60, 60], "own": [90, 90, 90]}

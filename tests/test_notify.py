@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from api_client import free_port
+from jobfiles import write_job
 from processes import run_petit, wait_until
 
 PUBLIC = "https://petit.example.com"
@@ -337,3 +338,57 @@ def test_a_webhook_timeout_bounds_the_whole_attempt_not_each_read(service):
     (attempt,) = entry["attempts"]
     assert attempt["error"] == "timed out after 2s" and not entry["delivered"], entry
     assert 1900 <= attempt["duration_ms"] < 5000, attempt
+
+
+def test_petit_trigger_sends_its_webhooks_and_exits_with_the_run_code(tmp_path, receiver):
+    up = receiver()
+    down = f"http://127.0.0.1:{free_port()}/nobody"
+    webhooks = [
+        {"url": f"{up.url}/done", "on": ["finish"]},
+        {"url": down, "on": ["failure"], "retries": 1, "timeout": "1s"},
+    ]
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    write_job(jobs, "web.yaml", _job("web", "exit 3", webhooks))
+    db = str(tmp_path / "petit.db")
+    result = run_petit("--db", db, "trigger", str(jobs), "web")
+    assert result.returncode == 1, (result.stdout, result.stderr)  # the run's code, not the hook's
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("== notify")]
+    assert lines == [
+        f"== notify {up.url}/done: delivered (1 attempt(s))",
+        f"== notify {down}: not delivered (2 attempt(s))",
+    ], result.stdout
+    ((path, _, body),) = up.requests
+    assert path == "/done"
+    assert (body["job_id"], body["run_id"], body["status"]) == ("web", "web-1", "failed")
+    assert body["event"] == "finish" and body["failed_tasks"] == ["t"]
+    shown = json.loads(run_petit("--db", db, "show", "web-1", "--json").stdout)
+    attempts = {entry["url"]: entry["attempts"] for entry in shown["notifications"]}
+    assert all("Connection refused" in attempt["error"] for attempt in attempts[down])
+    assert attempts[down][1]["at"] - attempts[down][0]["at"] >= 900  # the 1 s backoff
+
+
+def test_each_delivery_attempt_is_logged_naming_job_run_and_url(service, receiver):
+    up = receiver({"/flaky": [500, 200]})
+    webhook = {
+        "url": f"{up.url}/flaky",
+        "on": ["success"],
+        "headers": {"X-Token": "Bearer ${HOOK_TOKEN}"},
+    }
+    svc = service({"web": _job("web", "true", [webhook])}, env={"HOOK_TOKEN": SECRET})
+    run_id = svc.call("trigger", "web")["run_id"]
+    (entry,) = _notifications(svc, run_id, lambda entries: entries and entries[0]["delivered"])
+    assert [attempt["status_code"] for attempt in entry["attempts"]] == [500, 200]
+
+    def attempt_lines() -> list[str] | None:
+        found = [line for line in svc.log().splitlines() if f"{up.url}/flaky" in line]
+        return found if len(found) == 2 else None
+
+    lines = wait_until(attempt_lines, timeout=5, message="a log line per delivery attempt")
+    first, second = lines
+    for number, line in enumerate(lines, 1):
+        assert f"run {run_id} of job web: " in line and f"(attempt {number})" in line, line
+    assert "HTTP 500" in first and "retrying in 1s" in first
+    assert "HTTP 200" in second
+    assert SECRET not in svc.log() and "X-Token" not in svc.log()

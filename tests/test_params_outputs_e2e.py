@@ -481,3 +481,73 @@ def test_a_queued_run_keeps_its_params_across_a_restart(service, marker, files):
     run = again.wait_run(queued["run_id"], "completed")
     assert run.params == {"tag": "later"}
     assert (files / queued["run_id"]).read_text() == "later"
+
+
+BAD_PARAMS_JOB = """\
+id: bad
+name: bad params
+schedule: "@every 1h"
+params:
+  a: {type: date}
+  b: {type: int, default: "x"}
+  c: {type: choice}
+  d: {required: true, default: "x"}
+  e: {required: true}
+tasks:
+  - id: t
+    command: "true"
+"""
+
+
+def test_validate_names_file_job_and_field_of_each_bad_param(tmp_path):
+    path = write_job(tmp_path, "bad.yaml", BAD_PARAMS_JOB)
+    result = run_petit("validate", str(tmp_path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result
+    where = f"{path}: job 'bad': params:"
+    assert result.stderr.splitlines() == [
+        f"{where} a: type: 'date' is not valid: expected one of string, int, float, bool, choice",
+        f"{where} b: default: expected an int, got 'x'",
+        f"{where} c: choices: type choice needs a non-empty list of strings, got None",
+        f"{where} d: required: a required param cannot have a default (give one or the other)",
+        f"{where} e: required: the job has a schedule, and its scheduled runs (which use the "
+        "defaults) could never start: give a default instead",
+        f"5 error(s) in {tmp_path}",
+    ]
+
+
+BAD_KEYS_JOB = """\
+id: keys
+name: bad output keys
+environment:
+  {mark}: {marker}
+tasks:
+  - id: a
+    type: shell
+    script: printf 'ok=1\\n1abc=x\\n' > "$PETIT_OUTPUT"
+  - id: b
+    type: shell
+    script: printf 'a-b=y\\n' > "$PETIT_OUTPUT"
+"""
+
+
+def test_petit_trigger_fails_a_task_whose_output_key_is_bad_naming_the_line(tmp_path, marker):
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    write_job(jobs, "keys.yaml", BAD_KEYS_JOB.format(mark=MARK, marker=marker))
+    db = str(tmp_path / "petit.db")
+    result = run_petit("--db", db, "trigger", str(jobs), "keys")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result
+    rule = "is not a valid key: expected letters, digits and _, not starting with a digit"
+    errors = {
+        "a": f"PETIT_OUTPUT line 2: '1abc' {rule}",
+        "b": f"PETIT_OUTPUT line 1: 'a-b' {rule}",
+    }
+    for task_id, error in errors.items():
+        assert f"== {task_id}: end failed: {error}" in result.stdout, result.stdout
+    shown = json.loads(run_petit("--db", db, "show", "keys-1", "--json").stdout)
+    assert shown["status"] == "failed"
+    tasks = {task["task_id"]: task for task in shown["tasks"]}
+    for task_id, error in errors.items():
+        task = tasks[task_id]
+        assert (task["status"], task["exit_code"], task["error"]) == ("failed", 0, error)
+        assert task["outputs"] is None  # not even the good line of a

@@ -4,8 +4,11 @@ next attempt's start visible while it waits; and the failures the policy does no
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import time
+from datetime import datetime
 
 import pytest
 from jobfiles import write_job
@@ -159,3 +162,92 @@ def test_validate_names_file_job_task_and_field_of_each_bad_retry_value(tmp_path
         f"{where}: retry: on_exit_codes: 300: an exit code is an integer from 0 to 255 (a "
         "death by signal has none)",
     ]
+
+
+def test_trigger_with_jitter_waits_a_random_part_of_each_delay(trigger, tmp_path):
+    """Full jitter: each delay is drawn from [0, the computed delay), and the wait honours it."""
+    retry = "{max_attempts: 2, delay: 0.4s, backoff: 2, jitter: true, on_exit_codes: [75]}"
+    result, run = trigger(flaky_job(tmp_path / "count", retry), "flaky")
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    history = run.task("t").attempt_history
+    assert [entry["exit_code"] for entry in history] == [75, 75, 0]
+    *delays, last = [entry["retry_delay_ms"] for entry in history]
+    assert last is None
+    assert 0 <= delays[0] < 400 and 0 <= delays[1] < 800, delays
+    # each time is truncated to the millisecond: a gap may read 1 ms short of its delay
+    assert all(gap >= delay - 1 for gap, delay in zip(gaps_ms(history), delays)), (
+        gaps_ms(history),
+        delays,
+    )
+    for delay in delays:
+        assert f"failed: exited with code 75; retrying in {delay}ms" in result.stdout
+
+
+COMPOUND = """\
+id: compound
+name: Compound durations
+schedule: "@every 1m30s"
+tasks:
+  - id: t
+    type: shell
+    timeout: "1m30s"
+    retry: {{max_attempts: 1, delay: "0.2s", on_exit_codes: [75]}}
+    script: |
+      n=$(( $(cat '{counter}' 2>/dev/null || echo 0) + 1 ))
+      echo "$n" > '{counter}'
+      if [ "$n" -le 1 ]; then exit 75; fi
+"""
+
+
+def test_compound_and_decimal_durations_are_read_as_people_write_them(trigger, tmp_path):
+    jobs = tmp_path / "jobs"
+    text = COMPOUND.format(counter=tmp_path / "count")
+    result, run = trigger(text, "compound")  # writes jobs/compound.yaml
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    validated = run_petit("validate", str(jobs))
+    assert validated.returncode == 0 and "@every 1m30s" in validated.stdout, validated
+    before = time.time()
+    listed = run_petit("list", str(jobs), "--json")
+    after = time.time()
+    (job,) = json.loads(listed.stdout)
+    task = job["tasks"][0]
+    assert (task["timeout_secs"], task["retry"]["delay_secs"]) == (90, 0.2)
+    next_fire = datetime.fromisoformat(job["next_fire"]).timestamp()
+    assert before + 90 - 1 <= next_fire <= after + 90 + 1  # 1m30s from the listing
+    history = run.task("t").attempt_history
+    assert [entry["retry_delay_ms"] for entry in history] == [200, None]
+    assert gaps_ms(history)[0] >= 180
+
+
+@pytest.mark.parametrize(
+    "line, field, value, error",
+    [
+        ('    timeout: "1m1h"', "task 't': timeout", "1m1h", "unit 'h' after 'm'"),
+        ('    timeout: "1x"', "task 't': timeout", "1x", "'1x' is not a number with a unit"),
+        ('    retry: {delay: "1x"}', "task 't': retry: delay", "1x", "'1x' is not a number"),
+    ],
+    ids=["timeout-order", "timeout-unit", "delay-unit"],
+)
+def test_a_bad_compound_duration_is_refused_with_its_line(tmp_path, line, field, value, error):
+    text = one_task_job("true", "{max_attempts: 1}").replace("    retry: {max_attempts: 1}", line)
+    path = write_job(tmp_path, "bad.yaml", text)
+    result = run_petit("validate", str(tmp_path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result
+    (problem, count) = result.stderr.splitlines()
+    assert problem.startswith(
+        f"{path}: job 'once': {field}: invalid duration '{value}': {error}"
+    ), problem
+    assert count == f"1 error(s) in {tmp_path}"
+
+
+@pytest.mark.parametrize("every", ["1m1h", "1x"])
+def test_a_bad_every_schedule_is_refused_with_its_line(tmp_path, every):
+    text = one_task_job("true", "{max_attempts: 1}").replace(
+        "name: Once", f'name: Once\nschedule: "@every {every}"'
+    )
+    path = write_job(tmp_path, "bad.yaml", text)
+    result = run_petit("validate", str(tmp_path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result
+    (problem, count) = result.stderr.splitlines()
+    assert problem.startswith(f"{path}: job 'once': schedule"), problem
+    assert every in problem, problem

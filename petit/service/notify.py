@@ -227,8 +227,9 @@ class Notifier:
             last = delivered or not retryable or attempt > webhook.retries or last_chance
             log.log(
                 logging.INFO if delivered else logging.WARNING,
-                "run %s: webhook %s (attempt %d): %s%s",
+                "run %s of job %s: webhook %s (attempt %d): %s%s",
                 run.id,
+                run.job_id,
                 webhook.safe_url,
                 attempt,
                 outcome["error"] or f"HTTP {outcome['status_code']}",
