@@ -74,6 +74,20 @@ class Forbidden(PetitError):
     http_status = 403
 
 
+class RoleRequired(Forbidden):
+    """A valid API key whose role is too small for the request: the error names the role the
+    request needs, so the caller knows which key to ask for."""
+
+    def __init__(self, needed: str, key: str, role: str) -> None:
+        self.needed, self.key, self.role = needed, key, role
+        super().__init__(
+            f"this request needs the {needed} role; the key '{key[:100]}' has the {role} role"
+        )
+
+    def to_wire(self) -> dict:
+        return {"error": self.message, "code": self.code, "needed_role": self.needed}
+
+
 class NotFound(PetitError):
     code = "NOT_FOUND"
     http_status = 404
@@ -156,6 +170,15 @@ class Unavailable(PetitError):
     code = "SERVICE_UNAVAILABLE"
     http_status = 503
     exit_code = 3
+
+
+class AuditUnavailable(PetitError):
+    """The audit log cannot be written. Checked before a state-changing operation, which is
+    then refused (fail closed); when only the line after it failed, the message says what was
+    done."""
+
+    code = "AUDIT_UNAVAILABLE"
+    http_status = 503
 
 
 class ConfigError(PetitError):

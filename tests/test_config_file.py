@@ -91,6 +91,10 @@ def test_each_key_is_found_on_its_line():
         "defaults.environment.QUOTED.NAME": 10,
         "defaults.notify": 11,
         "defaults.notify.url": 12,
+        # each table of an array also under its index, for errors naming the second one
+        "defaults.notify[0]": 11,
+        "defaults.notify[0].url": 12,
+        "defaults.notify[1]": 13,
     }
 
 

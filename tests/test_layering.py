@@ -43,6 +43,7 @@ SUPERVISOR_SIDE = {
     "service.entry",
     "service.settings",
     "service.config_file",
+    "service.security_config",
 }
 SUPERVISOR_MAY_IMPORT = {"errors", "logconf", "ipc", *SUPERVISOR_SIDE}
 # What the modules every command loads may import at module level; the rest is imported inside

@@ -47,6 +47,9 @@ class ParamSpec:
     choices: tuple[str, ...] = ()
     required: bool = False
     description: str = ""
+    # its value is shown as "***" wherever petit shows a trigger's params (the audit log, run
+    # views); the tasks still get it
+    secret: bool = False
 
 
 def _article(param_type: ParamType) -> str:

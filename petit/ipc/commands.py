@@ -115,6 +115,8 @@ class Command:
     # The reply is followed by a stream of events, one line each, until the client hangs up
     # (`petit watch` and `logs -f` use it; `petit ctl` does not offer it).
     streams: bool = False
+    # Asked through a door (the API, the control socket), it goes in the audit log.
+    changes_state: bool = False
 
     def wait_secs(self, caller: Caller) -> float:
         return caller.wait_secs(self.deadline_secs)
@@ -229,11 +231,18 @@ COMMANDS: dict[str, Command] = {
     command.verb: command
     for command in (
         Command("status", SUPERVISOR, 3.0, status_text),
-        Command("pause", SCHEDULER, 5.0, _message),
-        Command("resume", SCHEDULER, 5.0, _message),
-        Command("reload", SCHEDULER, 5.0, _reloaded),
+        Command("pause", SCHEDULER, 5.0, _message, changes_state=True),
+        Command("resume", SCHEDULER, 5.0, _message, changes_state=True),
+        Command("reload", SCHEDULER, 5.0, _reloaded, changes_state=True),
         # timeout: how long running runs get to finish; absent, the service's --shutdown-timeout
-        Command("shutdown", SUPERVISOR, 5.0, _message, (Arg("timeout", float, default=None),)),
+        Command(
+            "shutdown",
+            SUPERVISOR,
+            5.0,
+            _message,
+            (Arg("timeout", float, default=None),),
+            changes_state=True,
+        ),
         # queue: at the job's limits, wait as a queued run instead of being refused (429);
         # params: name -> JSON value (the API); param_words: NAME=VALUE text, parsed by the
         # job's declared types (`--param` on a command line)
@@ -248,8 +257,16 @@ COMMANDS: dict[str, Command] = {
                 Arg("params", dict, default=None),
                 Arg("param_words", list, default=None, option="--param NAME=VALUE"),
             ),
+            changes_state=True,
         ),
-        Command("cancel", SCHEDULER, 20.0, _cancelled, (Arg("run_id", placeholder="RUN_ID"),)),
+        Command(
+            "cancel",
+            SCHEDULER,
+            20.0,
+            _cancelled,
+            (Arg("run_id", placeholder="RUN_ID"),),
+            changes_state=True,
+        ),
         Command("metrics", SCHEDULER, 3.0, metrics_text),
         Command(
             "watch",

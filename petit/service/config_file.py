@@ -91,21 +91,30 @@ def read_config_file(path: str) -> ConfigFile:
 
 def key_lines(text: str) -> dict[str, int]:
     """The line of each key and table header, by dotted key. A line scan, not a parser: lines
-    inside multi-line strings are skipped, and only the first line of a repeated array-of-tables
-    header is kept. Good enough to point at a line; tomllib has already checked the syntax."""
+    inside multi-line strings are skipped. A repeated array-of-tables header is found under its
+    name (at its first line) and with its index too, as "api_keys[1]", and so are the keys
+    inside each. Good enough to point at a line; tomllib has already checked the syntax."""
     lines: dict[str, int] = {}
-    table: list[str] = []
+    tables: list[list[str]] = [[]]  # the table the next keys are in, under its dotted names
+    counts: dict[str, int] = {}  # array-of-tables header -> how many were seen
     open_quotes = None  # the delimiter of the multi-line string the next line starts inside
     for number, line in enumerate(text.splitlines(), start=1):
         if open_quotes is None:
             header = _TABLE_LINE.fullmatch(line)
             if header:
                 table = _parts(header.group(1))
-                lines.setdefault(".".join(table), number)
+                name = ".".join(table)
+                lines.setdefault(name, number)
+                tables = [table]
+                if line.lstrip().startswith("[["):  # also "api_keys[2]": the third such table
+                    index = counts[name] = counts.get(name, -1) + 1
+                    tables.append([*table[:-1], f"{table[-1]}[{index}]"])
+                    lines[".".join(tables[-1])] = number
                 continue
             assignment = _KEY_LINE.match(line)
             if assignment:
-                lines.setdefault(".".join([*table, *_parts(assignment.group(1))]), number)
+                for table in tables:
+                    lines.setdefault(".".join([*table, *_parts(assignment.group(1))]), number)
         open_quotes = _open_at_end(line, open_quotes)
     return lines
 

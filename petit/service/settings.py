@@ -13,9 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 
 from ..errors import UsageError
+from ..ipc.access import ApiKey
 from ..ipc.binding import public_origin
 from ..logconf import LEVELS
 from .config_file import ConfigFile, find_config_file
+from .security_config import AuditPolicy, read_api_keys, read_audit_policy
 
 DEFAULT_DB = "./petit.db"
 MAX_PORT = 65535
@@ -48,6 +50,9 @@ class Settings:
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     # the petit.toml read, if any: the scheduler worker applies its [defaults] to the jobs
     config: ConfigFile | None = None
+    # the [[api_keys]] declared (None: none, and no keys file) and the [audit] rotation
+    api_keys: tuple[ApiKey, ...] | None = None
+    audit: AuditPolicy = field(default_factory=AuditPolicy)
 
     @classmethod
     def from_command_line(cls, args: Mapping, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -62,6 +67,8 @@ class Settings:
             **{key: value for key, (value, _) in chosen.items()},
             sources={key: source for key, (_, source) in chosen.items()},
             config=inputs.config,
+            api_keys=read_api_keys(inputs.config),
+            audit=read_audit_policy(inputs.config),
         )
 
     def blame(self, key: str) -> str:
@@ -82,6 +89,7 @@ class Settings:
             if key == "api_token":
                 value, source = (f"(set, from {source})", "") if value else ("(not set)", source)
             rows.append((key, _text(value), source))
+        rows += self._security_rows()
         defaults = self.config.defaults if self.config else {}
         if isinstance(defaults, dict):
             rows += [
@@ -92,6 +100,24 @@ class Settings:
         values = min(max(len(value) for _, value, _ in rows), 48)
         return [
             f"{key:<{width}}{value:<{values}}  {source}".rstrip() for key, value, source in rows
+        ]
+
+    def _security_rows(self) -> list[tuple[str, str, str]]:
+        """The API keys by name and role (never a hash), and the audit log's rotation."""
+        where = self.config.where if self.config else lambda key: "default"
+        keys = (
+            "(none: no key asked)"
+            if self.api_keys is None
+            else (
+                ", ".join(f"{key.name} ({key.role.value})" for key in self.api_keys)
+                or "(none left)"
+            )
+        )
+        source = "default" if self.api_keys is None else where("api_keys")
+        return [
+            ("api_keys", keys, source),
+            ("audit.max_size", f"{self.audit.max_bytes} bytes", where("audit.max_size")),
+            ("audit.keep", str(self.audit.keep), where("audit.keep")),
         ]
 
 
@@ -209,7 +235,9 @@ OPTIONS = {
         Option("log_level", str, _level),
     )
 }
-FILE_KEYS = sorted([key for key, option in OPTIONS.items() if option.in_file] + ["defaults"])
+# the tables and keys read by their own readers (jobs/defaults.py, security_config.py)
+OWN_READERS = ("defaults", "api_keys", "api_keys_file", "audit")
+FILE_KEYS = sorted([key for key, option in OPTIONS.items() if option.in_file] + [*OWN_READERS])
 DERIVED_SOCKET = "default (<db>.sock)"
 _DERIVED = {"socket", "api_token"}  # chosen after the others: they depend on db, token file
 # socket has none: it follows the db (Inputs.socket)
@@ -312,6 +340,8 @@ def _file_values(config: ConfigFile) -> dict[str, tuple[object, str]]:
         if key == "defaults":
             if not isinstance(raw, dict):
                 raise UsageError(f"{where}: defaults: expected a table, got {_type_name(raw)}")
+            continue
+        if key in OWN_READERS:
             continue
         option = OPTIONS[key]
         if not isinstance(raw, option.kind) or (isinstance(raw, bool) and option.kind is not bool):
