@@ -129,6 +129,7 @@ def test_params_over_http_reach_the_task_as_variables_only(service, marker, file
         "choices": [],
         "required": False,
         "description": "who to greet",
+        "secret": False,
     }
 
 

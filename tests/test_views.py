@@ -125,6 +125,7 @@ def test_job_definition_has_every_field_of_the_job_file():
                 "choices": ["full", "delta"],
                 "required": False,
                 "description": "what",
+                "secret": False,
             }
         ],
         "tasks": [EXTRACT, LOAD],

@@ -217,4 +217,5 @@ def param_definition(spec: ParamSpec) -> dict:
         "choices": list(spec.choices),
         "required": spec.required,
         "description": spec.description,
+        "secret": spec.secret,
     }

@@ -80,18 +80,16 @@ def key_block(name: str, role: Role, digest: str) -> str:
 
 
 class KeyTable:
-    """The keys the API accepts: the declared ones, and --api-token as one admin key. Empty:
-    the API asks for no key at all (loopback by default; docs/security.md)."""
+    """The keys the API accepts: the declared ones, and --api-token as one admin key. `keys`
+    None (none declared, no keys file) and no token: the API asks for no key at all (loopback
+    by default; docs/security.md). Declared but all removed: every request is refused."""
 
-    def __init__(self, keys: Iterable[ApiKey] = (), token: str | None = None) -> None:
-        self.keys = tuple(keys)
+    def __init__(self, keys: Iterable[ApiKey] | None = None, token: str | None = None) -> None:
+        self.required = keys is not None or bool(token)
+        self.keys = tuple(keys or ())
         if token:
             self.keys += (ApiKey(TOKEN_KEY_NAME, Role.ADMIN, hash_key(token), "--api-token"),)
         self._digests = [bytes.fromhex(key.sha256) for key in self.keys]
-
-    @property
-    def required(self) -> bool:
-        return bool(self.keys)
 
     def names(self) -> frozenset[str]:
         return frozenset(key.name for key in self.keys)

@@ -6,12 +6,12 @@ from ..core.params import MAX_NAME_CHARS, MAX_PARAMS, NAME_PATTERN, ParamSpec, P
 from ..core.text import short_repr
 from .fields import Problems, check_unknown_keys, read_choice, read_string
 
-PARAM_KEYS = {"type", "default", "choices", "required", "description"}
+PARAM_KEYS = {"type", "default", "choices", "required", "description", "secret"}
 
 
 def read_params(problems: Problems, value, scheduled: bool) -> tuple[ParamSpec, ...]:
-    """`params: {name: {type, default, choices, required, description}}`. A scheduled job may
-    not require a param: its scheduled runs, which use the defaults, could never start."""
+    """`params: {name: {type, default, choices, required, description, secret}}`. A scheduled
+    job may not require a param: its scheduled runs, which use the defaults, could never start."""
     if value is None:
         return ()
     if not isinstance(value, dict):
@@ -52,10 +52,7 @@ def _param(problems: Problems, name: str, data, scheduled: bool) -> ParamSpec | 
         if data.get("type") is None
         else read_choice(problems, ParamType, data["type"], "type", None)
     )
-    required = data.get("required", False)
-    if not isinstance(required, bool):
-        problems.add(f"required: expected true or false, got {short_repr(required)}")
-        required = False
+    required, secret = (_flag(problems, data, key) for key in ("required", "secret"))
     description = read_string(problems, data, "description") or ""
     choices = _choices(problems, data, kind)
     if kind is None:
@@ -75,7 +72,15 @@ def _param(problems: Problems, name: str, data, scheduled: bool) -> ParamSpec | 
             "required: the job has a schedule, and its scheduled runs (which use the defaults) "
             "could never start: give a default instead"
         )
-    return ParamSpec(name, kind, default, choices, required, description)
+    return ParamSpec(name, kind, default, choices, required, description, secret)
+
+
+def _flag(problems: Problems, data: dict, key: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        problems.add(f"{key}: expected true or false, got {short_repr(value)}")
+        return False
+    return value
 
 
 def _choices(problems: Problems, data: dict, kind: ParamType | None) -> tuple[str, ...]:
