@@ -104,21 +104,23 @@ class Settings:
 
     def _security_rows(self) -> list[tuple[str, str, str]]:
         """The API keys by name and role (never a hash), and the audit log's rotation."""
-        where = self.config.where if self.config else lambda key: "default"
-        keys = (
-            "(none: no key asked)"
-            if self.api_keys is None
-            else (
-                ", ".join(f"{key.name} ({key.role.value})" for key in self.api_keys)
-                or "(none left)"
-            )
-        )
-        source = "default" if self.api_keys is None else where("api_keys")
+        names = ", ".join(f"{key.name} ({key.role.value})" for key in self.api_keys or ())
+        keys = "(none: no key asked)" if self.api_keys is None else names or "(none left)"
+        audit = self.audit
         return [
-            ("api_keys", keys, source),
-            ("audit.max_size", f"{self.audit.max_bytes} bytes", where("audit.max_size")),
-            ("audit.keep", str(self.audit.keep), where("audit.keep")),
+            ("api_keys", keys, self._file_source("api_keys", self.api_keys is not None)),
+            ("audit.max_size", f"{audit.max_bytes} bytes", self._file_source("audit.max_size")),
+            ("audit.keep", str(audit.keep), self._file_source("audit.keep")),
         ]
+
+    def _file_source(self, dotted: str, given: bool | None = None) -> str:
+        """The petit.toml line of a key read by its own reader; "default" when it is not given."""
+        table, _, key = dotted.rpartition(".")
+        data = self.config.data if self.config else {}
+        present = key in data.get(table, {}) if table else key in data
+        if not (present if given is None else given):
+            return "default"
+        return self.config.where(dotted if present else "api_keys_file")
 
 
 def _text(value) -> str:
