@@ -120,7 +120,7 @@ def _job_json(job, now: datetime) -> dict:
 def cmd_trigger(args: dict) -> int:
     from ..core.events import EventBus, RunCreated, TaskEnded, TaskOutput, TaskRetrying, TaskStarted
     from ..core.model import RunStatus, Trigger
-    from ..core.params import parse_assignments, resolve_params
+    from ..core.params import parse_assignments, resolve_params, secret_names
     from ..core.text import duration_words
     from ..execution.engine import RunEngine
     from ..execution.recorder import RunRecorder
@@ -148,7 +148,13 @@ def cmd_trigger(args: dict) -> int:
     hold_instance_lock(
         store.db_path
     )  # held until exit: a `petit run` starting now must not recover this run
-    run = store.create_run(job.id, [t.id for t in job.tasks], Trigger.MANUAL, params=params)
+    run = store.create_run(
+        job.id,
+        [t.id for t in job.tasks],
+        Trigger.MANUAL,
+        params=params,
+        secret_params=secret_names(job.params),
+    )
     bus = EventBus()
     recorder = RunRecorder(store, bus)
     recorder.track(run)
