@@ -96,10 +96,11 @@ def cmd_list(args: dict) -> int:
 
 def _param_text(param) -> str:
     """`petit list`'s line for a param: "mode (choice of full, delta; default full) what"."""
-    from ..core.params import param_text
+    from ..core.params import SECRET_MASK, param_text
 
     kind = f"choice of {', '.join(param.choices)}" if param.choices else param.type.value
-    value = "required" if param.required else f"default {param_text(param.default)}"
+    default = SECRET_MASK if param.secret else param_text(param.default)
+    value = "required" if param.required else f"default {default}"
     if param.default is None and not param.required:
         value = "optional"
     return f"{param.name} ({kind}; {value}) {param.description}".rstrip()
