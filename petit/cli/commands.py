@@ -96,10 +96,11 @@ def cmd_list(args: dict) -> int:
 
 def _param_text(param) -> str:
     """`petit list`'s line for a param: "mode (choice of full, delta; default full) what"."""
-    from ..core.params import param_text
+    from ..core.params import SECRET_MASK, param_text
 
     kind = f"choice of {', '.join(param.choices)}" if param.choices else param.type.value
-    value = "required" if param.required else f"default {param_text(param.default)}"
+    default = SECRET_MASK if param.secret else param_text(param.default)
+    value = "required" if param.required else f"default {default}"
     if param.default is None and not param.required:
         value = "optional"
     return f"{param.name} ({kind}; {value}) {param.description}".rstrip()
@@ -120,7 +121,7 @@ def _job_json(job, now: datetime) -> dict:
 def cmd_trigger(args: dict) -> int:
     from ..core.events import EventBus, RunCreated, TaskEnded, TaskOutput, TaskRetrying, TaskStarted
     from ..core.model import RunStatus, Trigger
-    from ..core.params import parse_assignments, resolve_params
+    from ..core.params import parse_assignments, resolve_params, secret_names
     from ..core.text import duration_words
     from ..execution.engine import RunEngine
     from ..execution.recorder import RunRecorder
@@ -148,7 +149,13 @@ def cmd_trigger(args: dict) -> int:
     hold_instance_lock(
         store.db_path
     )  # held until exit: a `petit run` starting now must not recover this run
-    run = store.create_run(job.id, [t.id for t in job.tasks], Trigger.MANUAL, params=params)
+    run = store.create_run(
+        job.id,
+        [t.id for t in job.tasks],
+        Trigger.MANUAL,
+        params=params,
+        secret_params=secret_names(job.params),
+    )
     bus = EventBus()
     recorder = RunRecorder(store, bus)
     recorder.track(run)

@@ -152,7 +152,7 @@ def print_run(args: dict) -> int:
         ("duration", _took(run.duration_ms, run.started_at, now)),
         ("used", usage_words(run.cpu_secs, run.max_rss_bytes)),
         ("error", run.error and one_line(run.error)),
-        ("params", _assignments(run.params)),
+        ("params", _assignments(run.shown_params)),
     ]
     for name, value in facts:
         if value:

@@ -17,7 +17,7 @@ from .enums import (  # the model's vocabulary, imported from here by most of pe
     Trigger,
 )
 from .hooks import Hook, Webhook
-from .params import ParamSpec
+from .params import ParamSpec, masked_params
 from .retry import FailedAttempt, RetryPolicy
 from .timing import DEFAULT_MAX_QUEUED, CatchupPolicy, OverlapPolicy, ScheduleSpec
 from .usage import USAGE_KEYS, usage_totals
@@ -317,6 +317,9 @@ class Run:
     scheduled_at: int | None = None
     jitter_ms: int | None = None  # the random delay of a scheduled fire (job key `jitter`)
     params: dict = field(default_factory=dict)  # name -> value, defaults filled in
+    # the params its job declared `secret: true` when it was created: the tasks get their
+    # values, every view shows "***" (shown_params)
+    secret_params: tuple[str, ...] = ()
     started_at: int | None = None
     ended_at: int | None = None
     duration_ms: int | None = None
@@ -330,6 +333,11 @@ class Run:
 
     def task(self, task_id: str) -> TaskRun:
         return next(t for t in self.tasks if t.task_id == task_id)
+
+    @property
+    def shown_params(self) -> dict:
+        """Its params as every view shows them: a secret one's value masked."""
+        return masked_params(self.params, self.secret_params)
 
     def dequeue(self) -> None:
         # QUEUED -> PENDING: a slot freed, the run starts now
@@ -390,6 +398,7 @@ class Run:
         data = dict(self.__dict__)
         data["status"] = self.status.value
         data["trigger"] = self.trigger.value
+        data["secret_params"] = list(self.secret_params)
         data["tasks"] = [task.to_dict() for task in self.tasks]
         return data
 
@@ -399,5 +408,9 @@ class Run:
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["status"] = RunStatus(kwargs.get("status", "pending"))
         kwargs["trigger"] = Trigger(kwargs.get("trigger", "manual"))
+        secret = data.get("secret_params", ())  # a record from before secret params has none
+        if not isinstance(secret, (list, tuple)) or not all(isinstance(n, str) for n in secret):
+            raise ValueError("secret_params is not a list of names")
+        kwargs["secret_params"] = tuple(secret)
         kwargs["tasks"] = [TaskRun.from_dict(t) for t in data.get("tasks", [])]
         return cls(**kwargs)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -21,6 +21,7 @@ MAX_PARAMS = 100  # given to one trigger: the names cross process boundaries and
 MAX_NAME_CHARS = 128
 MAX_VALUE_CHARS = 64 * 1024
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+SECRET_MASK = "***"  # what petit shows in place of the value of a param declared secret
 # What a number on a command line may look like: plain ASCII digits, as a shell script or a
 # human writes them. Python's int() and float() also take "1_000", "\u0665" (an Arabic-Indic 5),
 # "inf" and "nan", which no reader of the variable would expect.
@@ -59,17 +60,17 @@ def _article(param_type: ParamType) -> str:
 def convert(spec: ParamSpec, value: object, as_text: bool) -> str | int | float | bool:
     """`value` as the JSON-native value of `spec`'s type; ValueError with what was expected.
     Text (`as_text`) is parsed: "5" is an int, "yes" a bool. JSON must already have the type
-    (an int is fine for a float; a bool is never a number)."""
+    (an int is fine for a float; a bool is never a number). The error never quotes a secret
+    param's value: it reaches logs and replies."""
     kind = spec.type
-    expected = f"expected {_article(kind)} {kind.value}, got {short_repr(value, 60)}"
+    shown = SECRET_MASK if spec.secret else short_repr(value, 60)
+    expected = f"expected {_article(kind)} {kind.value}, got {shown}"
     if kind in (ParamType.STRING, ParamType.CHOICE):
         if not isinstance(value, str):
             raise ValueError(expected)
         _check_passable(value)
         if kind is ParamType.CHOICE and value not in spec.choices:
-            raise ValueError(
-                f"{short_repr(value, 60)} is not one of the choices {', '.join(spec.choices)}"
-            )
+            raise ValueError(f"{shown} is not one of the choices {', '.join(spec.choices)}")
         return value
     if as_text and isinstance(value, str):
         return _parse_text(kind, value.strip(), expected)
@@ -208,12 +209,23 @@ def param_environment(values: Mapping[str, object]) -> dict[str, str]:
     return {f"{ENV_PREFIX}{name}": param_text(value) for name, value in values.items()}
 
 
+def secret_names(specs: Sequence[ParamSpec]) -> tuple[str, ...]:
+    """The names of the params declared `secret: true`, as a run records them."""
+    return tuple(spec.name for spec in specs if spec.secret)
+
+
+def masked_params(values: Mapping[str, object], secret: Collection[str]) -> dict:
+    """`values` as petit shows them: the value of each name in `secret` is SECRET_MASK."""
+    return {name: SECRET_MASK if name in secret else value for name, value in values.items()}
+
+
 def param_definition(spec: ParamSpec) -> dict:
-    """A declared param as the job JSON shows it."""
+    """A declared param as the job JSON shows it (a secret one's default masked: the JSON is
+    served to every reader of the API)."""
     return {
         "name": spec.name,
         "type": spec.type.value,
-        "default": spec.default,
+        "default": SECRET_MASK if spec.secret and spec.default is not None else spec.default,
         "choices": list(spec.choices),
         "required": spec.required,
         "description": spec.description,

@@ -173,7 +173,7 @@ def run_json(run: Run) -> dict:
         "created_at": run.created_at,
         "scheduled_at": run.scheduled_at,
         "jitter_ms": run.jitter_ms,
-        "params": dict(run.params),
+        "params": run.shown_params,  # a secret param's value masked; the tasks had it
         "started_at": run.started_at,
         "ended_at": run.ended_at,
         "duration_ms": run.duration_ms,

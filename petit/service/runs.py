@@ -22,7 +22,7 @@ from ..core.model import (
     Trigger,
     now_ms,
 )
-from ..core.params import resolve_params
+from ..core.params import resolve_params, secret_names
 from ..core.timing import DropReason, OverlapPolicy
 from ..core.views import run_brief
 from ..errors import (
@@ -188,6 +188,7 @@ class RunManager:
             queued=admit is not Admit.START,
             jitter_ms=jitter_ms,
             params=params,
+            secret_params=secret_names(job.params),
         )
         self._created(run)
         if admit is Admit.START:

@@ -42,9 +42,7 @@ from .records import (
 
 RUNS_PER_CHUNK = 100
 DEFAULT_KEEP_RUNS = 200
-_MAIN_JOBS = MAIN_JOBS
 _MAIN_META = "meta"
-_CHUNK_RUNS = CHUNK_RUNS
 # Kept by the store itself in each job doc; a definition passed to sync_jobs never overrides them.
 JOB_STATE_KEYS = frozenset(
     {
@@ -131,7 +129,7 @@ class Store(FollowupRecords):
             remove_stale_temps(self.db_path, self.data_dir)
             problem = main_file_problem(
                 self._table(self.db_path, _MAIN_META).all(),
-                self._table(self.db_path, _MAIN_JOBS).all(),
+                self._table(self.db_path, MAIN_JOBS).all(),
             )
         if problem is not None:
             raise corrupt_file(self.db_path, problem)
@@ -152,13 +150,13 @@ class Store(FollowupRecords):
 
     def job_summaries(self) -> dict[str, dict]:
         with self.lock(exclusive=False):
-            return {doc["id"]: dict(doc) for doc in self._table(self.db_path, _MAIN_JOBS).all()}
+            return {doc["id"]: dict(doc) for doc in self._table(self.db_path, MAIN_JOBS).all()}
 
     def sync_jobs(self, definitions: dict[str, dict]) -> None:
         """Store what the API shows of each job (definition + next fire), in one write. Jobs that
         left the folder keep their doc (their history stays readable) but are marked undefined."""
         with self.lock():
-            table = self._table(self.db_path, _MAIN_JOBS)
+            table = self._table(self.db_path, MAIN_JOBS)
             stored = {doc["id"]: doc for doc in table.all()}
 
             def refresh(doc: dict) -> None:
@@ -189,7 +187,7 @@ class Store(FollowupRecords):
                 table.insert_multiple(new)
 
     def _update_job(self, job_id: str, change) -> dict:
-        table = self._table(self.db_path, _MAIN_JOBS)
+        table = self._table(self.db_path, MAIN_JOBS)
         doc = next((d for d in table.all() if d["id"] == job_id), None)
         if doc is None:
             new = {"id": job_id, "next_seq": 1, "active": [], "defined": True}
@@ -214,15 +212,16 @@ class Store(FollowupRecords):
         queued: bool = False,
         jitter_ms: int | None = None,
         params: dict | None = None,
+        secret_params: Iterable[str] = (),
     ) -> Run:
         """Allocate the next run id and record the run as pending (or queued), with its resolved
-        `params`. It is durable on return, and so is its fire time in the job's ledger: in the
-        same write as the claim."""
+        `params` (those named in `secret_params` are masked in its views). It is durable on
+        return, and so is its fire time in the job's ledger: in the same write as the claim."""
         status = RunStatus.QUEUED if queued else RunStatus.PENDING
         with self.lock():
             chunks = self._job_chunks(job_id)
             newest = (
-                max((d.doc_id for d in self._table(chunks[-1], _CHUNK_RUNS).all()), default=0)
+                max((d.doc_id for d in self._table(chunks[-1], CHUNK_RUNS).all()), default=0)
                 if chunks
                 else 0
             )
@@ -261,10 +260,11 @@ class Store(FollowupRecords):
                 scheduled_at=scheduled_at,
                 jitter_ms=jitter_ms,
                 params=dict(params or {}),
+                secret_params=tuple(secret_params),
                 tasks=[TaskRun(task_id=t, run_id=run_id) for t in task_ids],
             )
             try:
-                self._table(self._chunk_path(job_id, seq), _CHUNK_RUNS).insert(
+                self._table(self._chunk_path(job_id, seq), CHUNK_RUNS).insert(
                     Document(run.to_dict(), doc_id=seq)
                 )
             except StorageError:
@@ -279,7 +279,7 @@ class Store(FollowupRecords):
         stay pending for ever."""
         run_id = make_run_id(job_id, seq)
         try:
-            if self._table(self._chunk_path(job_id, seq), _CHUNK_RUNS).get(doc_id=seq) is not None:
+            if self._table(self._chunk_path(job_id, seq), CHUNK_RUNS).get(doc_id=seq) is not None:
                 return
             self._update_job(
                 job_id, lambda d: d.update(active=[r for r in d.get("active", []) if r != run_id])
@@ -305,7 +305,7 @@ class Store(FollowupRecords):
                     # the snapshot just written, not the live run an engine thread may change
                     finished.append(Run.from_dict(doc))
             for path, docs in by_chunk.items():
-                table = self._table(path, _CHUNK_RUNS)
+                table = self._table(path, CHUNK_RUNS)
                 present = {d.doc_id for d in table.all()}
                 known = [seq for seq in docs if seq in present]
                 table.update(lambda d, docs=docs: d.update(docs[d["seq"]]), doc_ids=known)
@@ -341,7 +341,7 @@ class Store(FollowupRecords):
             first = int(os.path.basename(path).split(".")[0]) * RUNS_PER_CHUNK
             if first > cutoff:
                 break
-            table = self._table(path, _CHUNK_RUNS)
+            table = self._table(path, CHUNK_RUNS)
             seqs = [d.doc_id for d in table.all()]
             doomed = [s for s in seqs if s <= cutoff and s not in active]
             if not doomed:
@@ -363,7 +363,7 @@ class Store(FollowupRecords):
         with self.lock(exclusive=False):
             if not os.path.exists(path):
                 return None
-            doc = self._table(path, _CHUNK_RUNS).get(doc_id=seq)
+            doc = self._table(path, CHUNK_RUNS).get(doc_id=seq)
         return run_from_doc(doc, path) if doc is not None else None
 
     def list_runs(
@@ -380,7 +380,7 @@ class Store(FollowupRecords):
                 first = int(os.path.basename(path).split(".")[0]) * RUNS_PER_CHUNK
                 if before_seq is not None and first >= before_seq:
                     continue  # every run in it is newer than the page asked for
-                docs = self._table(path, _CHUNK_RUNS).all()
+                docs = self._table(path, CHUNK_RUNS).all()
                 for doc in sorted(docs, key=lambda d: d.doc_id, reverse=True):
                     if before_seq is not None and doc.doc_id >= before_seq:
                         continue
@@ -392,7 +392,7 @@ class Store(FollowupRecords):
     def active_runs(self) -> list[Run]:
         """Runs recorded as started but not finished (what recovery looks at)."""
         with self.lock(exclusive=False):
-            docs = self._table(self.db_path, _MAIN_JOBS).all()
+            docs = self._table(self.db_path, MAIN_JOBS).all()
         runs = []
         for doc in docs:
             for run_id in doc.get("active", []):
