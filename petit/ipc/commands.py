@@ -284,6 +284,9 @@ COMMANDS: dict[str, Command] = {
 
 
 MAX_CLIENT_CHARS = 32
+# The supervisor's message to the API process, on the queue of its replies, after a reload read
+# the API keys again: {"event": API_KEYS_EVENT, "keys": [ApiKey.as_wire(), ...] or None}.
+API_KEYS_EVENT = "api_keys"
 
 
 def request(

@@ -8,12 +8,10 @@ import dataclasses
 
 from ..errors import BadRequest, UsageError
 from ..ipc.access import ApiKey
+from ..ipc.commands import API_KEYS_EVENT
 from .child import Child
 from .config_file import ConfigFile, read_config_file
 from .security_config import read_api_keys
-
-# the message that tells the API process its new key table (on the queue of its replies)
-API_KEYS_EVENT = "api_keys"
 
 
 def reread_api_keys(config: ConfigFile | None) -> tuple[ApiKey, ...] | None:
