@@ -20,6 +20,7 @@ import signal
 import time
 
 from ..errors import PetitError, StorageError, Unavailable, from_wire, internal_error
+from ..ipc.access import ApiKey
 from ..ipc.audit import AuditLog, audit_path
 from ..ipc.commands import COMMANDS, SUPERVISOR, error_reply, ok_reply, request, validate_request
 from ..ipc.control import MAX_LINE_BYTES, check_socket_path
@@ -103,11 +104,13 @@ class Supervisor:
             log.exception("request %.200r failed", message)
             return error_reply(request_id, internal_error(exc))
 
-    def _use_api_keys(self, keys) -> None:
+    def _use_api_keys(self, keys: tuple[ApiKey, ...] | None) -> None:
+        """The keys a reload read: the API's now, and a restarted API process's."""
         self.settings = dataclasses.replace(self.settings, api_keys=keys)
         give_api_keys(self.children.get("api"), keys)
 
     def _reloaded(self, result: dict) -> None:
+        """A reload's result gains the key count; its secret names mask from now on."""
         keys = self.settings.api_keys
         result["api_keys"] = None if keys is None else len(keys)
         self.socket_door.secret_params = result.get("secret_params")
