@@ -367,10 +367,12 @@ def test_disk_full_under_the_service_refuses_cleanly_and_recovers(service, tmp_p
             svc.wait_task_pid(long_id)
             filler = fill(disk)
 
-            refused = svc.ctl("trigger", "hello")  # nothing can be recorded: refused
+            # nothing can be recorded: refused, by the audit log beside the db (fail closed)
+            refused = svc.ctl("trigger", "hello")
             assert refused.returncode == 1 and "Traceback" not in refused.stderr
             body = json.loads(refused.stdout)
-            assert body["code"] == "STORAGE_ERROR" and "No space left" in body["error"], body
+            assert body["code"] == "AUDIT_UNAVAILABLE", body
+            assert "less than 1 MiB free on its disk" in body["error"], body
             with open(flag, "w"):
                 pass  # the long run ends, unrecordable
             wait_until(

@@ -44,6 +44,9 @@ SUPERVISOR_SIDE = {
     "service.settings",
     "service.config_file",
     "service.security_config",
+    "service.socket_door",
+    "service.key_reload",
+    "service.startup",
 }
 SUPERVISOR_MAY_IMPORT = {"errors", "logconf", "ipc", *SUPERVISOR_SIDE}
 # What the modules every command loads may import at module level; the rest is imported inside

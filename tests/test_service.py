@@ -212,7 +212,13 @@ def test_reload_adds_a_job_keeping_running_runs_and_pause(service):
     with open(os.path.join(svc.jobs_dir, "fresh.yaml"), "w") as handle:
         handle.write(job_yaml("fresh", QUICK))
     result = svc.call("reload")
-    assert result == {"jobs": 2, "added": ["fresh"], "removed": []}
+    assert result == {
+        "jobs": 2,
+        "added": ["fresh"],
+        "removed": [],
+        "secret_params": {},
+        "api_keys": None,
+    }
     status = svc.status()["scheduler"]
     assert status["state"] == "paused" and status["jobs"] == 2
     assert [r["run_id"] for r in status["running_runs"]] == [run_id]

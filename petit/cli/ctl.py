@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from ..errors import PetitError
+from ..ipc.audit import CTL
 from ..ipc.commands import COMMANDS
 from ..ipc.control import call_socket
 
@@ -39,7 +40,7 @@ def run_ctl(args: dict, socket: str) -> int:
         if arg.option and args.get(arg.option.split()[0]):  # a repeated option: a list
             call_args[arg.name] = args[arg.option.split()[0]]
     try:
-        result = call_socket(socket, command.verb, call_args)
+        result = call_socket(socket, command.verb, call_args, client=CTL)
     except PetitError as exc:
         if args.get("--json"):  # scripts read the code from stdout; cli prints the message
             print(json.dumps(exc.to_wire(), indent=2))

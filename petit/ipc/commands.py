@@ -283,8 +283,21 @@ COMMANDS: dict[str, Command] = {
 # -- envelopes -----------------------------------------------------------------------------------
 
 
-def request(cmd: str, args: dict | None = None, request_id: str | None = None) -> dict:
-    return {"id": request_id or uuid.uuid4().hex, "cmd": cmd, "args": args or {}}
+MAX_CLIENT_CHARS = 32
+# The supervisor's message to the API process, on the queue of its replies, after a reload read
+# the API keys again: {"event": API_KEYS_EVENT, "keys": [ApiKey.as_wire(), ...] or None}.
+API_KEYS_EVENT = "api_keys"
+
+
+def request(
+    cmd: str, args: dict | None = None, request_id: str | None = None, client: str | None = None
+) -> dict:
+    """A request line. `client` names the program that sends it (`petit ctl` says "ctl"): the
+    audit log tells its requests from those of other socket clients."""
+    message = {"id": request_id or uuid.uuid4().hex, "cmd": cmd, "args": args or {}}
+    if client is not None:
+        message["client"] = client
+    return message
 
 
 def ok_reply(request_id: str | None, result: dict) -> dict:
@@ -313,7 +326,13 @@ def validate_request(message) -> dict:
     request_id = message.get("id")
     if request_id is not None and not isinstance(request_id, (str, int)):
         raise BadRequest("'id' must be a string")
-    return {"id": request_id, "cmd": cmd, "args": checked}
+    checked_message = {"id": request_id, "cmd": cmd, "args": checked}
+    client = message.get("client")
+    if client is not None:
+        if not isinstance(client, str) or not 0 < len(client) <= MAX_CLIENT_CHARS:
+            raise BadRequest(f"'client' must be a string of 1 to {MAX_CLIENT_CHARS} characters")
+        checked_message["client"] = client
+    return checked_message
 
 
 def unwrap(reply: dict) -> dict:

@@ -25,12 +25,18 @@ def check_socket_path(path: str) -> None:
 
 
 def call_socket(
-    path: str, cmd: str, args: dict | None = None, timeout: float | None = None
+    path: str,
+    cmd: str,
+    args: dict | None = None,
+    timeout: float | None = None,
+    *,
+    client: str | None = None,
 ) -> dict:
     """Send one command over the control socket and return its result (or raise its error).
-    `timeout` defaults to the verb's wait for `petit ctl` (the command table's rule)."""
+    `timeout` defaults to the verb's wait for `petit ctl` (the command table's rule); `client`
+    names the sender in the request (the audit log's door)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        return _exchange(sock, path, cmd, args, timeout)[0]
+        return _exchange(sock, path, cmd, args, timeout, client)[0]
 
 
 class Watch:
@@ -72,14 +78,19 @@ class Watch:
 
 
 def _exchange(
-    sock: socket.socket, path: str, cmd: str, args: dict | None, timeout: float | None
+    sock: socket.socket,
+    path: str,
+    cmd: str,
+    args: dict | None,
+    timeout: float | None,
+    client: str | None = None,
 ) -> tuple[dict, bytes]:
     """Connect `sock`, send one command and read its reply: the result, and what the server
     sent after the reply (a watch's first events)."""
     check_socket_path(path)
     if timeout is None:
         timeout = COMMANDS[cmd].wait_secs(FROM_CTL)
-    message = request(cmd, args)
+    message = request(cmd, args, client=client)
     sock.settimeout(timeout)
     try:
         _connect(sock, path, time.monotonic() + timeout)

@@ -36,9 +36,10 @@ class Child:
     """One supervised process. Queues are created anew for every start: a process killed while
     holding a queue's internal lock would otherwise wedge the queue for its successor.
 
-    `on_events` receives the stream messages the child sends, a batch at a time. Its other
-    messages are requests for `on_request` when given (the API asks), else replies for
-    `client`, the supervisor's command client to this child (the scheduler answers)."""
+    `on_events` receives the stream messages the child sends, a batch at a time; `on_ready` is
+    told when a start reported ready (its message is `ready_info`). Its other messages are
+    requests for `on_request` when given (the API asks), else replies for `client`, the
+    supervisor's command client to this child (the scheduler answers)."""
 
     def __init__(
         self,
@@ -47,12 +48,14 @@ class Child:
         settings: Settings,
         on_events: Callable[[Child, list], None],
         on_request: Callable[[Child, dict], None] | None = None,
+        on_ready: Callable[[Child], None] | None = None,
     ) -> None:
         self.name = name
         self.target = target
         self.settings = settings
         self.on_events = on_events
         self.on_request = on_request
+        self.on_ready = on_ready
         self.ctx = multiprocessing.get_context("spawn")
         self.proc = None
         self.inbox = self.outbox = None  # child -> supervisor, supervisor -> child
@@ -117,6 +120,8 @@ class Child:
             self.state = ChildState.RUNNING  # STARTING -> RUNNING
             self.ready_info = message
             self.ready.set()
+            if self.on_ready is not None:
+                self.on_ready(self)
         elif event == "fatal":
             self.fatal = message.get("error") or {}
             if self.restarts:  # a first start's refusal is reported by run() to the user instead

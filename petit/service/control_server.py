@@ -12,16 +12,18 @@ from ..errors import BadRequest
 from ..ipc.commands import COMMANDS, error_reply, validate_request
 from ..ipc.control import MAX_LINE_BYTES
 from .hub import EventHub
+from .socket_door import Peer, peer_of
 
 CLIENT_IDLE_SECS = 300.0
 
 
 async def serve_client(
-    dispatch: Callable[[dict], Awaitable[dict]],
+    dispatch: Callable[[dict, Peer], Awaitable[dict]],
     hub: EventHub,
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
 ) -> None:
+    peer = peer_of(writer.get_extra_info("socket"))  # who connected: for the audit log
     try:
         while True:
             try:
@@ -39,7 +41,7 @@ async def serve_client(
             except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
                 reply = error_reply(None, BadRequest("request is not valid JSON"))
             else:
-                reply = await dispatch(message)
+                reply = await dispatch(message, peer)
             if reply.get("ok") and COMMANDS[message["cmd"]].streams:
                 args = validate_request(message)["args"]
                 await hub.watch(reader, writer, *_filters(args), _line(reply))

@@ -276,7 +276,22 @@ class Scheduler:
             added or "none",
             removed or "none",
         )
-        return {"jobs": len(jobs), "added": added, "removed": removed}
+        return {
+            "jobs": len(jobs),
+            "added": added,
+            "removed": removed,
+            "secret_params": self.secret_params(),
+        }
+
+    def secret_params(self) -> dict[str, list[str]]:
+        """The names of each job's params declared `secret: true`, for the jobs that have some:
+        the supervisor masks their values in the audit lines of the control socket."""
+        found = {}
+        for job_id in sorted(self.jobs):
+            names = [spec.name for spec in self.jobs[job_id].params if spec.secret]
+            if names:
+                found[job_id] = names
+        return found
 
     # -- runs ---------------------------------------------------------------------------------
 

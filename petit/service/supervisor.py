@@ -17,18 +17,22 @@ import functools
 import logging
 import os
 import signal
-import stat
 import time
 
 from ..errors import PetitError, StorageError, Unavailable, from_wire, internal_error
+from ..ipc.access import ApiKey
+from ..ipc.audit import AuditLog, audit_path
 from ..ipc.commands import COMMANDS, SUPERVISOR, error_reply, ok_reply, request, validate_request
-from ..ipc.control import MAX_LINE_BYTES, check_socket_path, is_listening
+from ..ipc.control import MAX_LINE_BYTES, check_socket_path
 from ..ipc.instance import hold_instance_lock
 from ..logconf import configure_logging
 from .child import BACKOFF_FIRST_SECS, Child, ChildState
 from .control_server import serve_client
 from .hub import EventHub
+from .key_reload import give_api_keys, reread_api_keys
 from .settings import Settings
+from .socket_door import Peer, SocketDoor, is_audited
+from .startup import blaming, check_api_settings, remove_stale_socket
 
 log = logging.getLogger("petit.supervisor")
 BACKOFF_MAX_SECS = 30.0
@@ -48,6 +52,8 @@ class Supervisor:
         self._restart_handles: dict[str, asyncio.TimerHandle] = {}
         self._api_replies: set[asyncio.Task] = set()  # held until done: a task is never lost
         self.hub = EventHub(self._send_to_api)
+        audit_log = AuditLog(audit_path(settings.db), settings.audit.max_bytes, settings.audit.keep)
+        self.socket_door = SocketDoor(audit_log, self.carry_out)
         # the verbs the supervisor answers itself (the table's SUPERVISOR ones)
         self.own_commands = {
             "status": self._status_command,
@@ -65,16 +71,31 @@ class Supervisor:
             raise Unavailable("the scheduler worker is not running (it is being restarted)")
         return await scheduler.client.exchange(cmd, args)
 
-    async def dispatch(self, message: dict) -> dict:
-        request_id = message.get("id") if isinstance(message, dict) else None
+    async def dispatch(self, message: dict, peer: Peer | None = None) -> dict:
+        """The reply to a request. A control-socket client's (`peer`) state-changing ones pass
+        the socket door, which records each in the audit log; the API's come without a peer (the
+        API records its own)."""
+        if peer is not None and is_audited(message):
+            return await self.socket_door.answer(message, peer)
         try:
-            message = validate_request(message)
-            cmd, args = message["cmd"], message["args"]
+            checked = validate_request(message)
+        except PetitError as exc:
+            return error_reply(message.get("id") if isinstance(message, dict) else None, exc)
+        return await self.carry_out(checked)
+
+    async def carry_out(self, message: dict) -> dict:
+        """The reply to a checked request (validate_request)."""
+        request_id, cmd, args = message["id"], message["cmd"], message["args"]
+        try:
             if COMMANDS[cmd].handled_by == SUPERVISOR:
                 return ok_reply(request_id, await self.own_commands[cmd](args))
             if self.shutting_down:
                 raise Unavailable("petit is shutting down")
+            if cmd == "reload":  # the keys first: bad ones refuse the reload, changing nothing
+                self._use_api_keys(reread_api_keys(self.settings.config))
             reply = await self.forward(cmd, args)
+            if cmd == "reload" and reply.get("ok"):
+                self._reloaded(reply["result"])
             reply["id"] = request_id
             return reply
         except PetitError as exc:
@@ -82,6 +103,20 @@ class Supervisor:
         except Exception as exc:  # a bug: an internal error for this client, not a dropped one
             log.exception("request %.200r failed", message)
             return error_reply(request_id, internal_error(exc))
+
+    def _use_api_keys(self, keys: tuple[ApiKey, ...] | None) -> None:
+        """The keys a reload read: the API's now, and a restarted API process's."""
+        self.settings = dataclasses.replace(self.settings, api_keys=keys)
+        give_api_keys(self.children.get("api"), keys)
+
+    def _reloaded(self, result: dict) -> None:
+        """A reload's result gains the key count; its secret names mask from now on."""
+        keys = self.settings.api_keys
+        result["api_keys"] = None if keys is None else len(keys)
+        self.socket_door.secret_params = result.get("secret_params")
+
+    def _scheduler_ready(self, child: Child) -> None:
+        self.socket_door.secret_params = child.ready_info.get("secret_params")
 
     async def _status_command(self, args: dict) -> dict:
         return await self.status()
@@ -257,6 +292,7 @@ class Supervisor:
             "petit.service.worker:worker_main",
             dataclasses.replace(self.settings, api_token=None),  # a secret of the API alone
             self.on_events,
+            on_ready=self._scheduler_ready,
         )
         self._start(scheduler)
         await _first_of(scheduler.ready.wait(), scheduler.exited.wait(), self.done.wait())
@@ -330,38 +366,12 @@ def _version() -> str:
     return __version__
 
 
-def _check_api_settings(settings: Settings) -> Settings:
-    """Host and port are checked here, so a busy port is one clear startup error."""
-    from ..ipc.binding import check_port_free, is_loopback_bind
-
-    address = (settings.api_host, settings.api_port)
-    loopback = _blaming(settings, "api_host", is_loopback_bind, *address)
-    _blaming(settings, "api_port", check_port_free, *address)
-    if not loopback:
-        log.warning(
-            "the HTTP API is bound to %s, which is reachable from other machines%s; read "
-            "the Security page, docs/security.md",
-            settings.api_host,
-            "" if settings.api_token else " and has NO authentication (set --api-token)",
-        )
-    return dataclasses.replace(settings, api_loopback_only=loopback)
-
-
-def _blaming(settings: Settings, key: str, check, *args):
-    """A start-up check of one setting, its error naming where the value came from (the flag,
-    the variable or the petit.toml line), as a bad value's would: ipc knows no settings."""
-    try:
-        return check(*args)
-    except PetitError as exc:
-        raise type(exc)(f"{settings.blame(key)}: {exc.message}") from None
-
-
 def serve(settings: Settings) -> int:
     """`petit run` with its settings: everything is checked before anything starts."""
     configure_logging("supervisor", settings.log_level)
-    _blaming(settings, "socket", check_socket_path, settings.socket)
+    blaming(settings, "socket", check_socket_path, settings.socket)
     if settings.api:
-        settings = _check_api_settings(settings)
+        settings = check_api_settings(settings)
     if not os.path.isdir(os.path.dirname(settings.db)):
         raise StorageError(
             f"{settings.blame('db')}: {settings.db}: the directory "
@@ -369,27 +379,7 @@ def serve(settings: Settings) -> int:
         )
     lock_fd = hold_instance_lock(settings.db)  # a second instance never touches the socket
     try:
-        _remove_stale_socket(settings)
+        remove_stale_socket(settings)
         return asyncio.run(Supervisor(settings).run())
     finally:
         os.close(lock_fd)
-
-
-def _remove_stale_socket(settings: Settings) -> None:
-    """A socket file left by a dead instance is removed; a live socket, or anything that is not
-    a socket (a mistyped --socket naming a real file), is an error and is never deleted."""
-    path = settings.socket
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise PetitError(
-            f"{settings.blame('socket')}: {path} exists and is not a socket: choose another path"
-        )
-    if is_listening(path):
-        raise PetitError(
-            f"another petit is already serving {settings.db} (its control socket {path} answers)"
-        )
-    log.info("removing stale control socket %s", path)
-    _unlink(path)

@@ -91,7 +91,14 @@ def worker_main(settings: Settings, commands, replies) -> None:
         "paused" if scheduler.paused else "running",
         recovered,
     )
-    replies.put({"event": "ready", "pid": os.getpid(), "jobs": len(scheduler.jobs)})
+    replies.put(
+        {
+            "event": "ready",
+            "pid": os.getpid(),
+            "jobs": len(scheduler.jobs),
+            "secret_params": scheduler.secret_params(),
+        }
+    )
     # the live stream (the API and `petit watch` read it), subscribed after the recorder, so a
     # run's end is on disk before it is announced
     bus.subscribe(forwarder.publish)
