@@ -102,6 +102,8 @@ def write_config(directory, keys: dict[str, Role] | None, extra: str = "") -> st
 
 
 def keyed_service(root: str) -> Service:
+    """A service (not started) on JOBS, with KEYS in its petit.toml and --api-token TOKEN."""
+    os.makedirs(root, exist_ok=True)
     config = write_config(root, KEYS)
     return Service(root, jobs=JOBS, extra_args=("--config", config, "--api-token", TOKEN))
 

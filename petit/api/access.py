@@ -85,9 +85,6 @@ class Access:
     def release(self, handler: object) -> None:
         self._streams.pop(handler, None)
 
-    def open_streams(self) -> int:
-        return len(self._streams)
-
 
 def accepts(table: KeyTable, key: ApiKey | None) -> bool:
     """Whether a request made with `key` (None: with none) would still be let in: the same

@@ -193,10 +193,10 @@ class BaseHandler(tornado.web.RequestHandler):
                 self._record("ok", run_id)
             except AuditUnavailable as exc:
                 done = f"{self.audited_op}{_subject(self._args())} was carried out"
+                done += f" (run {run_id})" if run_id else ""
                 log.error("%s, but its audit line could not be written", done)
                 raise AuditUnavailable(
-                    f"{done}{f' (run {run_id})' if run_id else ''}, but its audit line could "
-                    f"not be written: {exc.message}"
+                    f"{done}, but its audit line could not be written: {exc.message}"
                 ) from None
         self.finish(json.dumps(body))
 
