@@ -52,10 +52,10 @@ class Access:
         declared). The table is built here, then swapped on the loop, where handlers read it."""
         try:
             keys = None if wire_keys is None else [ApiKey.from_wire(k) for k in wire_keys]
+            table = KeyTable(keys, self._token)  # a sha256 that is not hex: ValueError
         except (KeyError, TypeError, ValueError) as exc:  # a bug on the other side: fail closed
             log.error("malformed API keys from the supervisor (%r): every key refused", exc)
-            keys = []
-        table = KeyTable(keys, self._token)
+            table = KeyTable((), self._token)
         if self._loop is None:
             self.replace(table)
             return
@@ -71,9 +71,8 @@ class Access:
         log.info("API keys replaced: %s", ", ".join(sorted(table.names())) or "none")
         for handler, key in list(self._streams.items()):
             if not accepts(table, key):
-                log.info(
-                    "closing a stream of %s: its key was removed", key.name if key else "no key"
-                )
+                why = f"the key {key.name!r} was removed" if key else "keys are now required"
+                log.info("closing a stream of %s: %s", handler.request.remote_ip, why)
                 self._streams.pop(handler, None)
                 handler.request.connection.close()
 
