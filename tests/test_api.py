@@ -576,7 +576,7 @@ def test_head_answers_like_get_without_a_body(svc, finished_pipeline):
         if template not in _VOLATILE_LENGTH:
             assert int(head.headers["content-length"]) == len(get.body), path
         checked += 1
-    assert checked == 12, checked
+    assert checked == 14, checked
 
 
 @pytest.mark.parametrize(
@@ -984,23 +984,34 @@ def test_openapi_lists_exactly_the_routes(svc, openapi):
                 assert set(responses) == set(openapi["paths"][path]["get"]["responses"]), path
 
 
-def test_openapi_security_follows_the_public_routes(openapi):
+def test_openapi_security_names_the_role_of_each_route(openapi):
     assert openapi["security"] == [{"bearer": []}]
-    assert openapi["components"]["securitySchemes"]["bearer"] == {
-        "type": "http",
-        "scheme": "bearer",
-    }
-    public = set()
+    assert openapi["components"]["securitySchemes"]["bearer"]["type"] == "http"
+    assert openapi["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    public, by_role = set(), {}
     # route_templates() lists the routes in ROUTES order
     for (_, handler), (template, methods) in zip(ROUTES, route_templates().items(), strict=True):
         for method in methods:
             operation = openapi["paths"][template][method]
-            if getattr(handler, "public", False):
+            if handler.role is None:
                 assert operation["security"] == [], (template, method)
                 public.add(template)
-            else:  # the document-wide requirement applies
-                assert "security" not in operation, (template, method)
+            else:  # OpenAPI 3.1: the roles an http scheme's operation needs
+                assert operation["security"] == [{"bearer": [handler.role.value]}], template
+                by_role.setdefault(handler.role.value, set()).add((method, template))
     assert public == {"/api/health"}
+    assert {t for m, t in by_role["operate"]} == {
+        "/api/jobs/{job_id}/trigger",
+        "/api/runs/{run_id}/cancel",
+    }
+    assert by_role["admin"] == {
+        ("post", "/api/scheduler/pause"),
+        ("post", "/api/scheduler/resume"),
+        ("post", "/api/scheduler/reload"),
+        ("get", "/api/audit"),
+        ("head", "/api/audit"),
+    }
+    assert all(method in ("get", "head") for method, _ in by_role["read"])
 
 
 def test_openapi_path_ids_are_bounded_like_the_routes(openapi):

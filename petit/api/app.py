@@ -15,9 +15,12 @@ import time
 import tornado.httpserver
 import tornado.web
 
+from ..ipc.audit import AuditLog, audit_path
 from ..ipc.binding import public_hosts
 from ..logconf import configure_logging
 from ..storage.store import Store
+from .access import Access
+from .audit import AuditHandler
 from .base import ID_CHARS, ID_MAX_CHARS
 from .channel import CommandChannel
 from .dashboard import PageHandler, StaticHandler
@@ -32,12 +35,14 @@ from .handlers import (
     NotFoundHandler,
     OpenAPIHandler,
     PauseHandler,
+    ReloadHandler,
     ResumeHandler,
     RunHandler,
     RunTasksHandler,
     SchedulerStateHandler,
     StatusHandler,
     TriggerHandler,
+    WhoAmIHandler,
 )
 from .logs import TaskLogsHandler
 from .metrics import MetricsHandler
@@ -68,6 +73,9 @@ ROUTES = [
     (r"/api/scheduler/state", SchedulerStateHandler),
     (r"/api/scheduler/pause", PauseHandler),
     (r"/api/scheduler/resume", ResumeHandler),
+    (r"/api/scheduler/reload", ReloadHandler),
+    (r"/api/whoami", WhoAmIHandler),
+    (r"/api/audit", AuditHandler),
     (r"/api/jobs", JobsHandler),
     (rf"/api/jobs/{_JOB}", JobHandler),
     (rf"/api/jobs/{_JOB}/trigger", TriggerHandler),
@@ -91,20 +99,33 @@ PAGE_ROUTES = [
 ]
 
 
+def _template(pattern: str) -> str:
+    return re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern).replace("\\.", ".")
+
+
 def route_templates() -> dict[str, list[str]]:
     """OpenAPI path template -> the methods its handler implements (lower case), read from ROUTES
     itself, so a test can hold the OpenAPI document against what the app really serves."""
-    table = {}
-    for pattern, handler in ROUTES:
-        path = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern).replace("\\.", ".")
-        table[path] = [method.lower() for method in handler.allowed_methods()]
-    return table
+    return {
+        _template(pattern): [method.lower() for method in handler.allowed_methods()]
+        for pattern, handler in ROUTES
+    }
+
+
+def route_roles() -> dict[str, str | None]:
+    """OpenAPI path template -> the role its methods need (None: public), from the handlers,
+    for the document's `security` of each operation."""
+    return {
+        _template(pattern): handler.role.value if handler.role is not None else None
+        for pattern, handler in ROUTES
+    }
 
 
 def make_app(
     store: Store,
     commands: CommandChannel | None,
-    token: str | None,
+    access: Access,
+    audit: AuditLog,
     loopback_only: bool,
     public_url: str | None = None,
 ) -> tornado.web.Application:
@@ -114,7 +135,8 @@ def make_app(
         default_handler_class=NotFoundHandler,
         store=store,
         commands=commands,
-        token=token or None,
+        access=access,
+        audit=audit,
         loopback_only=loopback_only,
         public_origin=public_url,
         public_hosts=public_hosts(public_url) if public_url else frozenset(),
@@ -146,10 +168,11 @@ async def _serve(settings, replies, requests) -> None:
     parent = os.getppid()
     events = LiveEvents()
     events.bind(loop)  # before the channel's reader thread can receive the first batch
-    channel = CommandChannel(replies, requests, events)
-    app = make_app(
-        store, channel, settings.api_token, settings.api_loopback_only, settings.public_url
-    )
+    access = Access(settings.api_keys, settings.api_token)
+    access.bind(loop)  # likewise for the first keys a reload sends
+    channel = CommandChannel(replies, requests, access, events)
+    audit = AuditLog(audit_path(settings.db), settings.audit.max_bytes, settings.audit.keep)
+    app = make_app(store, channel, access, audit, settings.api_loopback_only, settings.public_url)
     server = tornado.httpserver.HTTPServer(
         app,
         xheaders=False,

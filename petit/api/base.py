@@ -1,15 +1,17 @@
-"""What every route shares: JSON in and out, the error mapping, and the security checks (Host,
-Origin, bearer token, path and body limits)."""
+"""What every route shares: JSON in and out, the error mapping, the security checks (Host,
+Origin, the API key and its role, path and body limits), and the audit line of each
+state-changing request (refusals included)."""
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
+import time
 
 import tornado.web
 
 from ..errors import (
+    AuditUnavailable,
     BadRequest,
     Forbidden,
     MethodNotAllowed,
@@ -20,8 +22,11 @@ from ..errors import (
     UnsupportedMediaType,
     internal_error,
 )
+from ..ipc.access import ApiKey, Role
+from ..ipc.audit import HTTP, AuditLog, audit_entry, masked
 from ..ipc.binding import is_loopback_host
 from ..storage.store import Store
+from .access import Access, require, secret_params
 from .channel import CommandChannel
 
 log = logging.getLogger("petit.api")
@@ -53,12 +58,22 @@ class BaseHandler(tornado.web.RequestHandler):
     params), which keeps at most MAX_BODY_BYTES of one. One declared too large gets a JSON 413
     from prepare(), a chunked one from data_received() as soon as it goes over, instead of
     tornado's bare 400; tornado then closes the connection rather than read the rest, and never
-    runs the handler's method."""
+    runs the handler's method.
+
+    Each route declares the `role` its methods need (None: public). A route that changes state
+    names its verb in `audited_op`: each POST to it writes one audit line, with the outcome it
+    was answered, before the answer goes out; carry_out() refuses the command when no line can
+    be written (fail closed)."""
 
     SUPPORTED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+    role: Role | None = Role.READ
+    audited_op: str | None = None
     body_bytes = 0  # of this request's body, counted by data_received()
     reads_body = False  # keep the body (bounded) for json_body(), instead of dropping it
     _body = b""  # the kept body
+    api_key: ApiKey | None = None  # the key the request came with (None: the API asks for none)
+    _sent_args: dict | None = None  # the command's arguments, once carry_out() sent it
+    _audited = False  # this request's audit line was written, or tried
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -84,6 +99,14 @@ class BaseHandler(tornado.web.RequestHandler):
     @property
     def commands(self) -> CommandChannel:
         return self.application.settings["commands"]
+
+    @property
+    def access(self) -> Access:
+        return self.application.settings["access"]
+
+    @property
+    def audit(self) -> AuditLog:
+        return self.application.settings["audit"]
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
@@ -115,12 +138,21 @@ class BaseHandler(tornado.web.RequestHandler):
         if self.request.method not in ("GET", "HEAD") and origin is not None:
             if origin not in (f"{self.request.protocol}://{host}", settings["public_origin"]):
                 raise Forbidden(f"cross-origin request from {origin[:100]!r} refused")
-        token = settings["token"]
-        if token and not getattr(self, "public", False):
-            header = self.request.headers.get("Authorization", "")
-            given = header[7:] if header.startswith("Bearer ") else ""
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                raise Unauthorized("missing or wrong bearer token (Authorization: Bearer TOKEN)")
+        if self.role is not None:
+            self.api_key = self.access.identify(self.request.headers.get("Authorization", ""))
+            # a method the route lacks needs only a valid key: its answer is the 405
+            implemented = self.request.method in self.allowed_methods()
+            require(self.api_key, self.role if implemented else Role.READ)
+
+    async def carry_out(self, cmd: str, args: dict | None = None) -> dict:
+        """Send a state-changing command and return its result, once the audit log is known
+        to take its line: otherwise AuditUnavailable, and nothing is sent."""
+        self._sent_args = args or {}
+        self.audit.check()
+        return await self.commands.call(cmd, args)
+
+    def on_finish(self) -> None:
+        self.access.release(self)  # a stream it held open (start_stream), if any
 
     def data_received(self, chunk: bytes) -> None:
         """Bodies are counted (a chunked one declares no size for prepare()), and dropped
@@ -153,7 +185,49 @@ class BaseHandler(tornado.web.RequestHandler):
         return data
 
     def reply(self, body: dict) -> None:
+        """Answer a success; a state-changing one only after its audit line is written (when
+        it cannot be, the answer says what was done, and that it went unrecorded)."""
+        if self._audits():
+            run_id = body.get("run_id") if self.audited_op == "trigger" else None
+            try:
+                self._record("ok", run_id)
+            except AuditUnavailable as exc:
+                done = f"{self.audited_op}{_subject(self._args())} was carried out"
+                done += f" (run {run_id})" if run_id else ""
+                log.error("%s, but its audit line could not be written", done)
+                raise AuditUnavailable(
+                    f"{done}, but its audit line could not be written: {exc.message}"
+                ) from None
         self.finish(json.dumps(body))
+
+    def _audits(self) -> bool:
+        """Whether this request's answer still needs its audit line."""
+        return self.audited_op is not None and self.request.method == "POST" and not self._audited
+
+    def _args(self) -> dict:
+        """What the request asked: the command's arguments once sent, else what its path says
+        (a refusal before they were read)."""
+        if self._sent_args is not None:
+            return self._sent_args
+        return dict(getattr(self, "path_kwargs", None) or {})
+
+    def _record(self, outcome: str, run_id: str | None = None) -> None:
+        """Append this request's one audit line, with the status about to be sent. Raises
+        AuditUnavailable."""
+        self._audited = True
+        args = self._args()
+        entry = audit_entry(
+            int(time.time() * 1000),
+            HTTP,
+            self.api_key.name if self.api_key is not None else None,
+            self.audited_op,
+            masked(args, secret_params(self.store, args)),
+            outcome,
+            run_id=run_id,
+            remote=self.request.remote_ip,
+            http_status=self.get_status(),
+        )
+        self.audit.append(entry)
 
     def log_exception(self, typ, value, tb) -> None:
         if not isinstance(value, (PetitError, tornado.web.HTTPError)):
@@ -184,9 +258,28 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_default_headers()
         if isinstance(error, MethodNotAllowed):
             self.set_header("Allow", ", ".join(self.allowed_methods()))
-        if isinstance(error, Unauthorized):  # send_error() cleared the one set in prepare()
+        if isinstance(error, Unauthorized):  # here: send_error() clears the headers set before
             self.set_header("WWW-Authenticate", 'Bearer realm="petit"')
+        if self._audits():
+            try:
+                self._record(error.code)
+            except AuditUnavailable as exc:  # the refusal is still the answer
+                log.error(
+                    "%s %s refused (%s), unrecorded: %s",
+                    self.request.method,
+                    self.request.path[:200],
+                    error.code,
+                    exc.message,
+                )
         self.finish(json.dumps(error.to_wire()))
+
+
+def _subject(args: dict) -> str:
+    """What a verb was done to, for a message: " of job 'x'", " of run 'x-3'", or nothing."""
+    for name, what in (("job_id", "job"), ("run_id", "run")):
+        if name in args:
+            return f" of {what} '{str(args[name])[:200]}'"
+    return ""
 
 
 def _check_body_size(declared: str) -> None:

@@ -53,7 +53,7 @@ def static_file(path: str) -> str:
 
 
 class _FileHandler(BaseHandler):
-    public = True  # no data in these files; the API routes they call need the token
+    role = None  # public: no data in these files; the API routes they call need a key
     # a hash of the body, so a reload revalidates with If-None-Match and gets a 304 when unchanged
     compute_etag = tornado.web.RequestHandler.compute_etag
 

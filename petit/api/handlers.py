@@ -16,8 +16,10 @@ from ..errors import (
     RunNotFound,
     Unavailable,
 )
+from ..ipc.access import Role
 from ..storage.pages import runs_page
 from ..storage.store import Store, split_run_id
+from .access import role_of
 from .base import BaseHandler
 
 DEFAULT_LIMIT = 20
@@ -30,7 +32,7 @@ DROP_FIELDS = ("scheduled_at", "reason", "at", "until", "count", "error")
 
 
 class HealthHandler(BaseHandler):
-    public = True
+    role = None  # public
 
     def get(self) -> None:
         self.reply(
@@ -80,15 +82,44 @@ class StatusHandler(BaseHandler):
 
 
 class PauseHandler(BaseHandler):
+    role, audited_op = Role.ADMIN, "pause"
+
     async def post(self) -> None:
-        await self.commands.call("pause")
+        await self.carry_out("pause")
         self.reply({"message": "scheduler paused"})
 
 
 class ResumeHandler(BaseHandler):
+    role, audited_op = Role.ADMIN, "resume"
+
     async def post(self) -> None:
-        await self.commands.call("resume")
+        await self.carry_out("resume")
         self.reply({"message": "scheduler resumed"})
+
+
+class ReloadHandler(BaseHandler):
+    """JOBS_DIR read again (and the API keys: the supervisor sends the new ones before it
+    forwards the reload); the answer is `petit ctl reload --json`'s."""
+
+    role, audited_op = Role.ADMIN, "reload"
+
+    async def post(self) -> None:
+        self.reply(await self.carry_out("reload"))
+
+
+class WhoAmIHandler(BaseHandler):
+    """The key the request came with and its role, so the dashboard shows only the buttons
+    that role may use."""
+
+    def get(self) -> None:
+        key = self.api_key
+        self.reply(
+            {
+                "key": key.name if key is not None else None,
+                "role": role_of(key).value,
+                "keys_required": self.access.table.required,
+            }
+        )
 
 
 def known_job(store: Store, job_id: str) -> dict:
@@ -100,7 +131,7 @@ def known_job(store: Store, job_id: str) -> dict:
 
 class JobsHandler(BaseHandler):
     def get(self) -> None:
-        recent = _parse_count("recent", self.get_query_argument("recent", "0"), 0, MAX_RECENT)
+        recent = parse_count("recent", self.get_query_argument("recent", "0"), 0, MAX_RECENT)
         paused = self.store.is_paused()
         jobs = [
             job_json(doc, paused, self._recent(doc["id"], recent))
@@ -119,6 +150,7 @@ class JobHandler(BaseHandler):
 
 
 class TriggerHandler(BaseHandler):
+    role, audited_op = Role.OPERATE, "trigger"
     reads_body = True  # {"params": {...}}, optional
 
     async def post(self, job_id: str) -> None:
@@ -133,7 +165,7 @@ class TriggerHandler(BaseHandler):
             )
         params = check_given(body.get("params", {}))
         known_job(self.store, job_id)  # an unknown job is a 404 even while the scheduler is down
-        result = await self.commands.call(
+        result = await self.carry_out(
             "trigger", {"job_id": job_id, "queue": queue, "params": params}
         )
         status = result["status"]
@@ -152,7 +184,7 @@ class TriggerHandler(BaseHandler):
 class JobRunsHandler(BaseHandler):
     def get(self, job_id: str) -> None:
         known_job(self.store, job_id)
-        limit = _parse_count("limit", self.get_query_argument("limit", str(DEFAULT_LIMIT)))
+        limit = parse_count("limit", self.get_query_argument("limit", str(DEFAULT_LIMIT)))
         before = self.get_query_argument("before", None)
         before_seq = None if before is None else _seq_of(job_id, before)
         status = _parse_status(self.get_query_argument("status", None))
@@ -173,9 +205,9 @@ class JobDropsHandler(BaseHandler):
 
     def get(self, job_id: str) -> None:
         known_job(self.store, job_id)
-        limit = _parse_count("limit", self.get_query_argument("limit", str(DEFAULT_LIMIT)))
+        limit = parse_count("limit", self.get_query_argument("limit", str(DEFAULT_LIMIT)))
         before = self.get_query_argument("before", None)
-        before_at = None if before is None else _parse_count("before", before, 1, MAX_EPOCH_MS)
+        before_at = None if before is None else parse_count("before", before, 1, MAX_EPOCH_MS)
         records = self.store.drops.read(job_id, limit + 1, before_at)
         page = [{name: record.get(name) for name in DROP_FIELDS} for record in records[:limit]]
         self.reply(
@@ -203,7 +235,7 @@ def _parse_status(raw: str | None) -> RunStatus | None:
         raise BadRequest(f"status {exc}") from None
 
 
-def _parse_count(name: str, raw: str, minimum: int = 1, cap: int = MAX_LIMIT) -> int:
+def parse_count(name: str, raw: str, minimum: int = 1, cap: int = MAX_LIMIT) -> int:
     """ASCII digits only: str.isdigit() alone also accepts '²' (which int() refuses: a 500) and
     other scripts' digits. Past `cap` the value is capped, never converted whole, since int()
     refuses strings of more than 4300 digits."""
@@ -240,11 +272,13 @@ class RunTasksHandler(BaseHandler):
 
 
 class CancelHandler(BaseHandler):
+    role, audited_op = Role.OPERATE, "cancel"
+
     async def post(self, run_id: str) -> None:
         run = known_run(self.store, run_id)
         if run.status.is_terminal:  # a 409 needs no scheduler, so it holds while it is down too
             raise RunFinished(run_id, run.status.value)
-        result = await self.commands.call("cancel", {"run_id": run_id})
+        result = await self.carry_out("cancel", {"run_id": run_id})
         status = result.get("status")
         # the run may have ended on its own between the check and the cancel: say what it became
         self.reply(
@@ -258,9 +292,10 @@ class CancelHandler(BaseHandler):
 
 class OpenAPIHandler(BaseHandler):
     def get(self) -> None:
+        from .app import route_roles  # the app's routes import this module
         from .openapi import document
 
-        self.reply(document(__version__))
+        self.reply(document(__version__, route_roles()))
 
 
 class NotFoundHandler(BaseHandler):

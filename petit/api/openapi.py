@@ -3,9 +3,21 @@ checks real responses against the documented fields, so it cannot drift silently
 
 from __future__ import annotations
 
-from ..core.model import RunStatus
 from ..ipc.stream import EVENT_NAMES
-from .base import ID_CHARS, ID_MAX_CHARS
+from .openapi_params import (
+    AUDIT_LIMIT,
+    BEFORE,
+    DROPS_BEFORE,
+    DROPS_LIMIT,
+    JOB_ID,
+    LIMIT,
+    QUEUE,
+    RECENT,
+    RUN_ID,
+    SINCE,
+    STATUS,
+    TASK_ID,
+)
 from .schemas import SCHEMAS, WHOLE
 
 _ERROR_TEXT = {
@@ -14,9 +26,12 @@ _ERROR_TEXT = {
     "before=abc on a job's drops; queue=yes, a body that is not a JSON object like "
     "{'params': {...}}, or params the job does not declare or of the wrong type "
     "(INVALID_PARAMS: `problems` lists each) on a trigger; attempt=0, follow=maybe or a "
-    "foreign Last-Event-ID on a task's logs)",
-    "401": "missing or wrong bearer token (only with --api-token)",
-    "403": "foreign Origin on a state-changing request, or a Host header that is neither a "
+    "foreign Last-Event-ID on a task's logs; since=abc or limit=0 on the audit log; job files "
+    "or API keys that do not load on a reload (INVALID_CONFIG: `errors` lists each))",
+    "401": "missing or unknown API key, when keys are required (petit.toml [[api_keys]], or "
+    "--api-token); with WWW-Authenticate: Bearer",
+    "403": "a valid key whose role is below the one the operation needs (`needed_role` names "
+    "it); a foreign Origin on a state-changing request; or a Host header that is neither a "
     "loopback name nor the host of --public-url",
     "404": "unknown job, run, task or route",
     "405": "method not allowed (the Allow header lists the ones the route implements)",
@@ -26,7 +41,9 @@ _ERROR_TEXT = {
     "429": "the job's max_concurrency or --max-jobs reached (without ?queue=true), or the "
     "job's queue is full (max_queued)",
     "500": "internal error",
-    "503": "the scheduler worker is down or did not answer in time",
+    "503": "the scheduler worker is down or did not answer in time; or, on a state-changing "
+    "operation, the audit log cannot be written (AUDIT_UNAVAILABLE: nothing was done, unless "
+    "the message says what was)",
 }
 
 
@@ -60,78 +77,6 @@ def _op(summary: str, schema: str, errors: tuple[str, ...], params: tuple[dict, 
     for status in (*_ANY_ROUTE, *errors):
         responses[status] = _error(status)
     return {"summary": summary, "parameters": list(params), "responses": responses}
-
-
-def _path_param(name: str, description: str) -> dict:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": description,
-        "schema": {
-            "type": "string",
-            "pattern": f"^[{ID_CHARS}]+$",
-            "minLength": 1,
-            "maxLength": ID_MAX_CHARS[name],
-        },
-    }
-
-
-JOB_ID = _path_param("job_id", "job id")
-RUN_ID = _path_param("run_id", "run id, '<job_id>-<n>'")
-TASK_ID = _path_param("task_id", "task id, or a hook's log name such as @on_failure")
-TASK_ID["schema"]["pattern"] = f"^@?[{ID_CHARS}]+$"
-LIMIT = {
-    "name": "limit",
-    "in": "query",
-    "required": False,
-    "description": "most runs to return, newest first (default 20, capped at 1000)",
-    "schema": {"type": "integer", "minimum": 1, "default": 20},
-}
-RECENT = {
-    "name": "recent",
-    "in": "query",
-    "required": False,
-    "description": "give every job `recent_runs`: its newest N runs, newest first (default 0: "
-    "none; capped at 100)",
-    "schema": {"type": "integer", "minimum": 0, "default": 0},
-}
-BEFORE = {
-    "name": "before",
-    "in": "query",
-    "required": False,
-    "description": "only runs older than this run id of the job (the `next_before` of the "
-    "previous page)",
-    "schema": {"type": "string"},
-}
-STATUS = {
-    "name": "status",
-    "in": "query",
-    "required": False,
-    "description": "only runs with this status (the page reads back through the history "
-    "until it is full)",
-    "schema": {"type": "string", "enum": [status.value for status in RunStatus]},
-}
-QUEUE = {
-    "name": "queue",
-    "in": "query",
-    "required": False,
-    "description": "at the job's max_concurrency or --max-jobs, wait as a queued run (202) "
-    "instead of a 429: true or 1, false or 0 (default false)",
-    "schema": {"type": "boolean", "default": False},
-}
-DROPS_LIMIT = {
-    **LIMIT,
-    "description": "most drops to return, newest first (default 20, capped at 1000)",
-}
-DROPS_BEFORE = {
-    "name": "before",
-    "in": "query",
-    "required": False,
-    "description": "only drops of fires scheduled before this time, epoch ms (the "
-    "`next_before` of the previous page)",
-    "schema": {"type": "integer", "minimum": 1},
-}
 
 
 def _head(get: dict) -> dict:
@@ -256,13 +201,10 @@ EVENTS = _event_stream(
 EVENTS["responses"]["200"]["content"]["text/event-stream"]["x-events"] = {
     name: {"$ref": f"#/components/schemas/{schema}"} for name, schema in _EVENT_DATA.items()
 }
-_PUBLIC = []  # an operation's `security` that overrides the document's: no token needed
 
 PATHS = _with_head(
     {
-        "/api/health": {
-            "get": {**_op("Liveness of the API process", "Health", ()), "security": _PUBLIC}
-        },
+        "/api/health": {"get": _op("Liveness of the API process", "Health", ())},
         "/api/status": {
             "get": _op(
                 "The version, the scheduler's state and the service's children", "Status", ()
@@ -273,6 +215,22 @@ PATHS = _with_head(
             "post": _op("Pause scheduled fires (manual triggers still run)", "Message", ("503",))
         },
         "/api/scheduler/resume": {"post": _op("Resume scheduled fires", "Message", ("503",))},
+        "/api/scheduler/reload": {
+            "post": _op(
+                "Read JOBS_DIR (and the API keys) again; the old ones stay if they do not load",
+                "Reloaded",
+                ("400", "503"),
+            )
+        },
+        "/api/whoami": {"get": _op("The key this request came with, and its role", "WhoAmI", ())},
+        "/api/audit": {
+            "get": _op(
+                "The newest entries of the audit log, oldest first",
+                "AuditPage",
+                ("400",),
+                (SINCE, AUDIT_LIMIT),
+            )
+        },
         "/api/jobs": {"get": _op("All jobs, sorted by id", "JobList", ("400",), (RECENT,))},
         "/api/jobs/{job_id}": {"get": _op("One job", "Job", ("404",), (JOB_ID,))},
         "/api/jobs/{job_id}/trigger": {"post": _trigger_op()},
@@ -337,20 +295,45 @@ PATHS = _with_head(
 )
 
 
-def document(version: str) -> dict:
+def _secured(paths: dict, roles: dict[str, str | None]) -> dict:
+    """Each operation's `security`: the bearer key with the role its route needs (OpenAPI 3.1
+    lists roles there for an http scheme), or none for a public route."""
+    return {
+        path: {
+            method: {
+                **operation,
+                "security": [{"bearer": [roles[path]]}] if roles[path] is not None else [],
+            }
+            for method, operation in operations.items()
+        }
+        for path, operations in paths.items()
+    }
+
+
+def document(version: str, roles: dict[str, str | None]) -> dict:
+    """`roles`: path template -> the role its route needs, None when public (app.route_roles)."""
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "petit",
             "version": version,
             "description": "HTTP API of petit, a small job orchestrator for one machine. Every "
-            'error body is {"error": message, "code": CODE}. Times are epoch ms.',
+            'error body is {"error": message, "code": CODE}. Times are epoch ms. Keys are '
+            "asked for when petit.toml declares [[api_keys]] or --api-token is set; each has "
+            "a role, read < operate < admin, and each operation's security names the one it "
+            "needs (see docs/http-api.md, Roles).",
         },
         "components": {
             "schemas": SCHEMAS,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an API key (or --api-token, an admin key): read, operate "
+                    "or admin",
+                }
+            },
         },
-        # the token is only checked when petit runs with --api-token
         "security": [{"bearer": []}],
-        "paths": PATHS,
+        "paths": _secured(PATHS, roles),
     }

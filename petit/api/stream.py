@@ -30,7 +30,9 @@ RETRY_MS = 1000
 
 
 def start_stream(handler: BaseHandler) -> None:
-    """The headers of an event stream (the logs' follow mode sends one too)."""
+    """The headers of an event stream (the logs' follow mode sends one too), and the stream
+    held under its key, which closes it if the key is removed (BaseHandler.on_finish lets go)."""
+    handler.access.hold(handler, handler.api_key)
     handler.set_header("Content-Type", "text/event-stream; charset=utf-8")
     handler.set_header("X-Accel-Buffering", "no")  # a proxy in front must not hold events back
 
