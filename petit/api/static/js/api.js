@@ -47,6 +47,20 @@ async function request(method, url, signal) {
 export const get = (url, signal) => request("GET", url, signal);
 export const post = (url, signal) => request("POST", url, signal);
 
+// What the key in use may do, from GET /api/whoami: the pages show only the buttons its role
+// allows (the server refuses the rest anyway, with a 403 naming the role needed).
+const ROLES = ["read", "operate", "admin"];
+export const access = { key: null, role: "read", required: false };
+
+export async function loadAccess(signal) {
+  const me = await get("/api/whoami", signal);
+  Object.assign(access, { key: me.key, role: me.role, required: me.keys_required });
+  return access;
+}
+
+/** Whether the key in use has `role` (or a larger one). */
+export const can = (role) => ROLES.indexOf(access.role) >= ROLES.indexOf(role);
+
 /** A query string from a map; arrays repeat the key. */
 export function query(params) {
   const search = new URLSearchParams();

@@ -1,7 +1,7 @@
 // The dashboard's shell: routes a path to its page, keeps the token prompt, the error banner
 // and the "live" mark, and gives each page what it shares (streams closed when it is left).
 
-import { AuthRequired, get, readStream, token } from "./api.js";
+import { access, AuthRequired, get, loadAccess, readStream, token } from "./api.js";
 import { $, button, fill, h } from "./dom.js";
 import * as jobPage from "./job.js";
 import * as overviewPage from "./overview.js";
@@ -158,6 +158,8 @@ async function navigate(url, push) {
     document.body.dataset.page = page.NAME;
     const params = match.slice(1).map(decodeURIComponent);
     try {
+      await loadAccess(context.signal); // each page: a key's role may change at a reload
+      showAccess();
       await page.mount(main, params, target.searchParams, context);
     } catch (error) {
       context.fail(error);
@@ -167,6 +169,15 @@ async function navigate(url, push) {
   document.body.dataset.page = "notfound";
   fill(main, h("h1", {}, "Not found"), h("p", {}, "No page here. ", h("a", { href: "/" }, "All jobs")));
   document.body.dataset.ready = "1";
+}
+
+/** The key in use and its role, in the bar; nothing when this petit asks for no key. */
+function showAccess() {
+  document.body.dataset.role = access.role;
+  const label = $("#whoami");
+  label.textContent = access.key ? `${access.key} · ${access.role}` : "";
+  label.title = access.key ? `API key ${access.key}, role ${access.role}` : "";
+  label.hidden = !access.key;
 }
 
 function showLogin(problem) {
@@ -185,9 +196,9 @@ function showLogin(problem) {
     "form",
     { id: "login", class: "card login" },
     h("h1", {}, "Sign in"),
-    h("p", { id: "login-help" }, "This petit asks for its API token (petit run --api-token). "
-      + "It is kept for this browser tab only."),
-    h("label", { for: "token" }, "API token"),
+    h("p", { id: "login-help" }, "This petit asks for an API key (petit keys new, or its "
+      + "--api-token). It is kept for this browser tab only."),
+    h("label", { for: "token" }, "API key"),
     input,
     error,
     h("button", { type: "submit", id: "login-submit" }, "Sign in"),
@@ -210,6 +221,7 @@ function showLogin(problem) {
   });
   fill($("#main"), form);
   $("#logout").hidden = true;
+  $("#whoami").hidden = true;
   document.body.dataset.ready = "1";
   input.focus();
 }

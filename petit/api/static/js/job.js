@@ -1,7 +1,7 @@
 // A job: its DAG coloured by one run's task states, its settings, its run history (paged, newest
 // first) and a chart of recent durations. Live: the job's run and task events.
 
-import { get, post, query } from "./api.js";
+import { can, get, post, query } from "./api.js";
 import { button, fill, h, path } from "./dom.js";
 import { clock, duration, elapsed, plural, relative, triggerLabel } from "./format.js";
 import { drawDurations } from "./chart.js";
@@ -78,7 +78,7 @@ class JobView {
       h("div", { class: "title-row" },
         h("h1", { id: "job-title" }, job.name || job.id),
         this.queuedBadge,
-        button("Run now", () => this.trigger(), { id: "run-now", "aria-label": `Run ${job.name || job.id} now` })),
+        can("operate") ? button("Run now", () => this.trigger(), { id: "run-now", "aria-label": `Run ${job.name || job.id} now` }) : null),
       job.description ? h("p", { class: "description" }, job.description) : null,
       h("section", { class: "card", "aria-labelledby": "graph-h" },
         h("h2", { id: "graph-h" }, "Tasks"), this.selection, this.graph),

@@ -2,7 +2,7 @@
 // Loaded once, then kept current by the event stream: a run event updates its job's row in place;
 // only what the events do not carry (the next fire after a fire, a child's restart) is re-read.
 
-import { get, post, query } from "./api.js";
+import { can, get, post, query } from "./api.js";
 import { button, fill, h, path } from "./dom.js";
 import { clock, duration, elapsed, isTerminal, plural, relative, triggerLabel } from "./format.js";
 
@@ -42,7 +42,8 @@ class Overview {
     fill(
       main,
       h("section", { class: "card service", "aria-label": "Service" },
-        h("div", { class: "scheduler" }, "Scheduler: ", this.stateText, " ", this.pauseButton, this.resumeButton),
+        h("div", { class: "scheduler" }, "Scheduler: ", this.stateText, " ",
+          can("admin") ? [this.pauseButton, this.resumeButton] : null),
         this.health),
       h("h1", {}, "Jobs ", this.count),
       h("div", { class: "scroll" },
@@ -105,10 +106,10 @@ class Overview {
       h("td", { class: "job-next", title: job.next_run_at ? clock(job.next_run_at, now) : "" }, nextFire(job, now)),
       h("td", { class: "recent" }, squares),
       h("td", { class: "actions" },
-        button("Run now", (event) => this.trigger(job, event.currentTarget), {
+        can("operate") ? button("Run now", (event) => this.trigger(job, event.currentTarget), {
           class: "run-now",
           "aria-label": `Run ${job.name || job.id} now`,
-        })),
+        }) : null),
     );
     this.rows.set(job.id, row);
     return row;

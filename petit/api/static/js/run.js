@@ -2,7 +2,7 @@
 // live. Live: the run's run and task events; a followed log is its own stream (the logs route's
 // ?follow=true), which starts from the first line and resumes where it broke off.
 
-import { get, post, query, readStream } from "./api.js";
+import { can, get, post, query, readStream } from "./api.js";
 import { button, fill, h, path } from "./dom.js";
 import { clock, duration, elapsed, isTerminal, plural, relative, triggerLabel, usage } from "./format.js";
 import { drawGantt } from "./gantt.js";
@@ -133,7 +133,7 @@ class RunView {
     const now = Date.now();
     this.status.textContent = run.status;
     this.status.dataset.status = run.status;
-    this.cancel.hidden = isTerminal(run.status);
+    this.cancel.hidden = isTerminal(run.status) || !can("operate");
     this.queued.hidden = run.status !== "queued";
     this.showSummary(now);
     fill(this.tasksBody, [...this.tasks.values()].map((task) => this.taskRow(task, now)));
