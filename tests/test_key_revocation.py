@@ -14,7 +14,7 @@ from sse_client import SseStream
 from petit.ipc.access import hash_key
 
 KEY = {name: f"petit_revocation-test-{name}-0123456789abcdef" for name in ("wall", "ops", "new")}
-JOBS = {"quick": 'id: quick\ntasks:\n  - {id: t, command: "true"}\n'}
+JOBS = {"quick": 'id: quick\nname: Quick\ntasks:\n  - {id: t, command: "true"}\n'}
 
 
 def key_lines(name: str, role: str) -> str:
@@ -90,7 +90,7 @@ def test_a_bad_keys_file_refuses_the_reload_and_changes_nothing(keyed):
     write(keyed.keys_file, key_lines("wall", "wizard"))
     refused = keyed.post("/api/scheduler/reload", headers=bearer("ops"))
     assert refused.status == 400, refused.body
-    assert "keys.toml line 1" in refused.json()["error"]
+    assert "keys.toml line 3: api_keys[0].role: expected one of read" in refused.json()["error"]
     assert keyed.get("/api/jobs", headers=bearer("wall")).status == 200
 
 
