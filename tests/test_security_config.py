@@ -378,6 +378,19 @@ def test_print_config_says_when_no_key_is_asked_and_when_none_is_left(tmp_path):
     (tmp_path / "petit.toml").write_text("api_keys = []\n")
     rows, _ = print_config(tmp_path)
     assert rows["api_keys"] == ("(none left)", "petit.toml line 1")
+    assert rows["audit.keep"] == ("5", "default")
+
+
+def test_print_config_names_the_keys_file_line_and_defaults_inside_the_audit_table(tmp_path):
+    keys_file(tmp_path / "keys.toml", block("ops", "admin", OPS))
+    (tmp_path / "petit.toml").write_text(
+        'max_tasks = 2\napi_keys_file = "keys.toml"\n[audit]\nkeep = 0\n'
+    )
+    rows, out = print_config(tmp_path)
+    assert rows["api_keys"] == ("ops (admin)", "petit.toml line 2")
+    assert rows["audit.keep"] == ("0", "petit.toml line 4")
+    assert rows["audit.max_size"] == (f"{10 << 20} bytes", "default")
+    assert OPS not in out
 
 
 def test_a_bad_keys_file_stops_petit_run_with_one_line_and_exit_2(tmp_path):

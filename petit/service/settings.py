@@ -103,8 +103,15 @@ class Settings:
         ]
 
     def _security_rows(self) -> list[tuple[str, str, str]]:
-        """The API keys by name and role (never a hash), and the audit log's rotation."""
-        where = self.config.where if self.config else lambda key: "default"
+        """The API keys by name and role (never a hash), and the audit log's rotation; a value
+        petit.toml does not set is a default, even inside a table the file has."""
+        data = self.config.data if self.config else {}
+        audit = data.get("audit") if isinstance(data.get("audit"), dict) else {}
+
+        def where(key: str) -> str:
+            is_set = key in data or key.removeprefix("audit.") in audit
+            return self.config.where(key) if is_set else "default"
+
         keys = (
             "(none: no key asked)"
             if self.api_keys is None
@@ -113,7 +120,7 @@ class Settings:
                 or "(none left)"
             )
         )
-        source = "default" if self.api_keys is None else where("api_keys")
+        source = where("api_keys" if "api_keys" in data else "api_keys_file")
         return [
             ("api_keys", keys, source),
             ("audit.max_size", f"{self.audit.max_bytes} bytes", where("audit.max_size")),
