@@ -214,14 +214,18 @@ def cmd_trigger(args: dict) -> int:
 
 
 def _trigger_checked(args: dict, inputs, audit, db: str, keep_runs: int) -> tuple:
-    """The job, its params and the store, once every check passed: each refusal (an unknown
-    job, bad params, a db another petit runs jobs on) is an audit line too. The instance lock
-    is taken here and held until exit: a `petit run` starting now must not recover the run."""
+    """The job, its params and the store, once every check passed. A db petit cannot use is
+    refused first, without an audit line (the log lives beside it); each refusal after that
+    (bad job files, an unknown job, bad params, a db another petit runs jobs on) is an audit
+    line. The instance lock is held until exit: a `petit run` starting now must not recover
+    the run."""
     from ..core.params import parse_assignments, resolve_params
     from ..errors import NotFound
     from ..ipc.instance import hold_instance_lock
     from ..storage.store import Store
 
+    store = Store(db, keep_runs=keep_runs)
+    store.check()
     with audit.refusals():
         jobs = _jobs(args, inputs)
         job = jobs.get(args["JOB_ID"])
@@ -230,8 +234,6 @@ def _trigger_checked(args: dict, inputs, audit, db: str, keep_runs: int) -> tupl
             raise NotFound(f"unknown job {args['JOB_ID']!r}; known jobs: {known}")
         audit.knows(job)
         params = resolve_params(job.params, parse_assignments(args["--param"]), as_text=True)
-        store = Store(db, keep_runs=keep_runs)
-        store.check()
         hold_instance_lock(store.db_path)
         audit.check()  # fail closed: no line, no run
     return job, params, store

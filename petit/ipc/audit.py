@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
-import logging
 import os
 import stat
 from collections.abc import Collection, Iterator
@@ -19,7 +18,6 @@ from datetime import UTC, datetime
 
 from ..errors import AuditUnavailable
 
-log = logging.getLogger("petit.audit")
 AUDIT_SUFFIX = ".audit.jsonl"
 DEFAULT_MAX_BYTES = 10 << 20
 DEFAULT_KEEP = 5
@@ -93,7 +91,8 @@ def _masked_word(word, secret_names: Collection[str]):
 @dataclass
 class AuditPage:
     """What a read found: the entries (oldest first), whether older ones matched too, and one
-    warning for each line that could not be read (a torn last line after a crash)."""
+    warning for each line that could not be read (a torn last line after a crash), for the
+    caller to show: the reader logs nothing itself."""
 
     entries: list[dict] = field(default_factory=list)
     more: bool = False
@@ -294,4 +293,3 @@ def _lines(path: str, warnings: list[str]) -> Iterator[tuple[int, dict]]:
             yield number, entry
             continue
         warnings.append(f"{path} line {number}: skipped {what}")
-        log.warning("%s line %d: skipped %s", path, number, what)
