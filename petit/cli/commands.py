@@ -1,6 +1,6 @@
-"""The commands behind `petit validate`, `list`, `trigger`, `run`, `ctl`, and the history
-commands `runs`, `show` and `logs`. Each imports what it needs when it runs, so `petit ctl`
-never loads yaml or tinydb."""
+"""The commands behind `petit validate`, `list`, `trigger`, `run`, `ctl`, the history
+commands `runs`, `show` and `logs`, and `keys` and `audit`. Each imports what it needs when it
+runs, so `petit ctl` never loads yaml or tinydb."""
 
 from __future__ import annotations
 
@@ -121,15 +121,14 @@ def _job_json(job, now: datetime) -> dict:
 def cmd_trigger(args: dict) -> int:
     from ..core.events import EventBus, RunCreated, TaskEnded, TaskOutput, TaskRetrying, TaskStarted
     from ..core.model import RunStatus, Trigger
-    from ..core.params import parse_assignments, resolve_params, secret_names
+    from ..core.params import secret_names
     from ..core.text import duration_words
     from ..execution.engine import RunEngine
     from ..execution.recorder import RunRecorder
-    from ..ipc.instance import hold_instance_lock
     from ..service.hooks import RunFollowups
     from ..service.notify import Notifier
     from ..service.settings import Inputs
-    from ..storage.store import Store
+    from .audit import TriggerAudit
 
     # Bad option values are usage errors, and must be found before a run is recorded: a run
     # created and then abandoned would stay "pending" in the db until the next recovery.
@@ -137,18 +136,8 @@ def cmd_trigger(args: dict) -> int:
     keep_runs, _ = inputs.value("keep_runs")
     max_tasks, _ = inputs.value("max_tasks")
     db, _ = inputs.value("db")
-    jobs = _jobs(args, inputs)
-    job = jobs.get(args["JOB_ID"])
-    if job is None:
-        known = ", ".join(jobs) or "none"
-        print(f"petit: unknown job {args['JOB_ID']!r}; known jobs: {known}", file=sys.stderr)
-        return 1
-    params = resolve_params(job.params, parse_assignments(args["--param"]), as_text=True)
-    store = Store(db, keep_runs=keep_runs)
-    store.check()
-    hold_instance_lock(
-        store.db_path
-    )  # held until exit: a `petit run` starting now must not recover this run
+    audit = TriggerAudit(db, inputs.config, args["JOB_ID"], args["--param"])
+    job, params, store = _trigger_checked(args, inputs, audit, db, keep_runs)
     run = store.create_run(
         job.id,
         [t.id for t in job.tasks],
@@ -156,6 +145,7 @@ def cmd_trigger(args: dict) -> int:
         params=params,
         secret_params=secret_names(job.params),
     )
+    audit.started(run, store)
     bus = EventBus()
     recorder = RunRecorder(store, bus)
     recorder.track(run)
@@ -231,6 +221,32 @@ def cmd_trigger(args: dict) -> int:
     return 0 if run.status is RunStatus.COMPLETED else 1
 
 
+def _trigger_checked(args: dict, inputs, audit, db: str, keep_runs: int) -> tuple:
+    """The job, its params and the store, once every check passed. A db petit cannot use is
+    refused first, without an audit line (the log lives beside it); each refusal after that
+    (bad job files, an unknown job, bad params, a db another petit runs jobs on) is an audit
+    line. The instance lock is held until exit: a `petit run` starting now must not recover
+    the run."""
+    from ..core.params import parse_assignments, resolve_params
+    from ..errors import NotFound
+    from ..ipc.instance import hold_instance_lock
+    from ..storage.store import Store
+
+    store = Store(db, keep_runs=keep_runs)
+    store.check()
+    with audit.refusals():
+        jobs = _jobs(args, inputs)
+        job = jobs.get(args["JOB_ID"])
+        if job is None:
+            known = ", ".join(jobs) or "none"
+            raise NotFound(f"unknown job {args['JOB_ID']!r}; known jobs: {known}")
+        audit.knows(job)
+        params = resolve_params(job.params, parse_assignments(args["--param"]), as_text=True)
+        hold_instance_lock(store.db_path)
+        audit.check()  # fail closed: no line, no run
+    return job, params, store
+
+
 def cmd_run(args: dict) -> int:
     from ..service.settings import Settings
 
@@ -274,6 +290,18 @@ def cmd_logs(args: dict) -> int:
     from .history import print_logs
 
     return print_logs(args)
+
+
+def cmd_keys(args: dict) -> int:
+    from .keys import keys_command
+
+    return keys_command(args)
+
+
+def cmd_audit(args: dict) -> int:
+    from .audit import print_audit
+
+    return print_audit(args)
 
 
 def cmd_watch(args: dict) -> int:

@@ -12,7 +12,9 @@ from docopt import DocoptExit, docopt
 from .. import __version__
 from ..errors import ConfigError, PetitError
 from .commands import (
+    cmd_audit,
     cmd_ctl,
+    cmd_keys,
     cmd_list,
     cmd_logs,
     cmd_run,
@@ -40,6 +42,9 @@ Usage:
   petit [--config PATH] [--db PATH] logs RUN_ID [TASK_ID] [--attempt N] [-f] [--socket PATH]
   petit [--config PATH] [--db PATH] watch [JOB_ID] [--socket PATH]
 {ctl}
+  petit [--config PATH] keys new NAME --role ROLE
+  petit [--config PATH] keys list [--json]
+  petit [--config PATH] [--db PATH] audit [--since DURATION] [--limit N] [--json]
   petit (-h | --help)
   petit --version
 
@@ -69,17 +74,21 @@ Options:
   --print-config           Print each effective setting and where it came from, then exit.
   --param NAME=VALUE       A value for one of the job's params (repeat it for more), read
                            by the param's type: 5 for an int, true/false/yes/no/1/0 for a bool.
-  --limit N                Most runs listed, newest first (default 20).
+  --limit N                Most runs listed, newest first (default 20); for audit, most
+                           entries shown, the newest (default 100).
   --status STATUS          Only runs with this status: queued, pending, running, completed,
                            failed, interrupted or cancelled.
   --attempt N              The attempt whose log is shown (default the latest).
   -f --follow              Go on printing the log as it grows, until the task or run ends
                            (asks the running service, so it works with --no-api too).
+  --role ROLE              What the new API key may do: read, operate (and trigger, cancel)
+                           or admin (and pause, resume, reload, read the audit log).
+  --since DURATION         Only audit entries of the last DURATION, like 30m, 1h or 2d.
   --json                   Machine-readable output.
 
 Exit codes: 0 success; 1 failure (invalid jobs or petit.toml [defaults], failed run, error
-reply); 2 bad usage (or a bad setting in petit.toml); 3 no petit is listening on the control
-socket.
+reply, audit log not writable); 2 bad usage (or a bad setting in petit.toml); 3 no petit is
+listening on the control socket.
 """
 
 
@@ -122,13 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         "show": cmd_show,
         "logs": cmd_logs,
         "watch": cmd_watch,
+        "keys": cmd_keys,
+        "audit": cmd_audit,
     }
-    # ctl first: `petit ctl trigger JOB_ID` also sets "trigger"
-    command = next(
-        name
-        for name in ("ctl", "run", "validate", "list", "trigger", "runs", "show", "logs", "watch")
-        if args[name]
-    )
+    # ctl first: `petit ctl trigger JOB_ID` also sets "trigger"; keys before list, which
+    # `petit keys list` also sets
+    command = next(name for name in ("ctl", "keys", *handlers) if args[name])
     try:
         return handlers[command](args)
     except ConfigError as exc:

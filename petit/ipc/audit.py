@@ -9,16 +9,15 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
-import logging
 import os
 import stat
 from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..errors import AuditUnavailable
 
-log = logging.getLogger("petit.audit")
 AUDIT_SUFFIX = ".audit.jsonl"
 DEFAULT_MAX_BYTES = 10 << 20
 DEFAULT_KEEP = 5
@@ -92,7 +91,8 @@ def _masked_word(word, secret_names: Collection[str]):
 @dataclass
 class AuditPage:
     """What a read found: the entries (oldest first), whether older ones matched too, and one
-    warning for each line that could not be read (a torn last line after a crash)."""
+    warning for each line that could not be read (a torn last line after a crash), for the
+    caller to show: the reader logs nothing itself."""
 
     entries: list[dict] = field(default_factory=list)
     more: bool = False
@@ -117,26 +117,31 @@ class AuditLog:
             os.close(fd)
 
     def append(self, entry: dict) -> None:
-        """Write one line, fsynced, and rotate the file when it grew past max_bytes. Raises
-        AuditUnavailable when it could not be written."""
-        line = json.dumps(entry, ensure_ascii=True, separators=(",", ":"), default=str) + "\n"
-        fd = self._locked()
-        try:
-            size = os.fstat(fd).st_size
-            # a writer killed mid-line left it without its newline: end it, so this line is
-            # not glued to it (readers skip the torn one)
-            torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
-            data = (b"\n" if torn else b"") + line.encode()
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(errno.ENOSPC, "short write")
-            os.fsync(fd)
-            if size + written > self.max_bytes:
-                self._rotate()
-        except OSError as exc:
-            raise self._unavailable(exc.strerror or str(exc)) from None
-        finally:
-            os.close(fd)
+        """Write one line, fsynced. A file that this line would take past max_bytes is rotated
+        first, so the line lands either in the log or nowhere: never written and then reported
+        as lost. Raises AuditUnavailable when it could not be written."""
+        line = (
+            json.dumps(entry, ensure_ascii=True, separators=(",", ":"), default=str) + "\n"
+        ).encode()
+        while True:
+            fd = self._locked()
+            try:
+                size = os.fstat(fd).st_size
+                if size and size + len(line) > self.max_bytes:
+                    self._rotate()
+                    continue  # the file is a new one now, maybe already another writer's
+                # a writer killed mid-line left it without its newline: end it, so this line is
+                # not glued to it (readers skip the torn one)
+                torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+                data = (b"\n" if torn else b"") + line
+                if os.write(fd, data) != len(data):
+                    raise OSError(errno.ENOSPC, "short write")
+                os.fsync(fd)
+                return
+            except OSError as exc:
+                raise self._unavailable(exc.strerror or str(exc)) from None
+            finally:
+                os.close(fd)
 
     def _open(self) -> int:
         try:
@@ -161,7 +166,10 @@ class AuditLog:
             fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                held = os.fstat(fd)
+                # still the file at `path`: not renamed away, nor removed (keep = 0), whose
+                # inode number a new file may already have
+                if held.st_nlink and os.stat(self.path).st_ino == held.st_ino:
                     return fd
             except OSError:
                 pass  # rotated away between the open and the stat: open the new one
@@ -194,20 +202,46 @@ class AuditLog:
 
     def read(self, since_ms: int | None = None, limit: int = 100) -> AuditPage:
         """The newest `limit` entries at or after `since_ms` (all when None), oldest first,
-        from the rotated files too. Lines that are not JSON objects are skipped, each with a
+        from the rotated files too. Lines that are not entries are skipped, each with a
         warning naming its file and line."""
         page = AuditPage()
         newest_first: list[dict] = []
-        for path in self.files():  # newest file first
-            entries, older_seen = self._entries(path, since_ms, page.warnings)
-            newest_first.extend(reversed(entries))
-            if len(newest_first) > limit:
-                page.more = True
-                break
-            if older_seen:  # this file already goes back past `since`
-                break
+        with self._read_lock():
+            for path in self.files():  # newest file first
+                entries, older_seen = self._entries(path, since_ms, page.warnings)
+                newest_first.extend(reversed(entries))
+                if len(newest_first) > limit:
+                    page.more = True
+                    break
+                if older_seen:  # this file already goes back past `since`
+                    break
         page.entries = list(reversed(newest_first[:limit]))
         return page
+
+    @contextmanager
+    def _read_lock(self) -> Iterator[None]:
+        """A shared flock of the current file while the files are read: no writer appends a
+        half-seen line to it or rotates the files (which would show a file twice) meanwhile.
+        No lock while there is no current file."""
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:  # none yet, or unreadable: the read says so
+                fd = None
+                break
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                held = os.fstat(fd)
+                if held.st_nlink and os.stat(self.path).st_ino == held.st_ino:
+                    break
+            except OSError:
+                pass  # rotated away between the open and the stat: lock the new one
+            os.close(fd)
+        try:
+            yield
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def files(self) -> list[str]:
         """The current file and the rotated ones that exist, newest first."""
@@ -224,7 +258,7 @@ class AuditLog:
         """A file's readable entries at or after `since_ms`, and whether it holds older ones."""
         entries, older_seen = [], False
         for _number, entry in _lines(path, warnings):
-            if since_ms is not None and entry.get("at", 0) < since_ms:
+            if since_ms is not None and entry["at"] < since_ms:
                 older_seen = True
                 continue
             entries.append(entry)
@@ -249,9 +283,13 @@ def _lines(path: str, warnings: list[str]) -> Iterator[tuple[int, dict]]:
             entry = json.loads(line)
         except ValueError:
             entry = None
-        if not isinstance(entry, dict) or last:
-            what = "a torn last line (cut short by a crash)" if last else "a line that is not JSON"
-            warnings.append(f"{path} line {number}: skipped {what}")
-            log.warning("%s line %d: skipped %s", path, number, what)
+        if last:
+            what = "a torn last line (cut short by a crash)"
+        elif entry is None:
+            what = "a line that is not JSON"
+        elif not isinstance(entry, dict) or not isinstance(entry.get("at"), int):
+            what = "a line that is not an audit entry"
+        else:
+            yield number, entry
             continue
-        yield number, entry
+        warnings.append(f"{path} line {number}: skipped {what}")

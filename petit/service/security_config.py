@@ -32,17 +32,20 @@ class AuditPolicy:
     keep: int = DEFAULT_KEEP
 
 
-def read_api_keys(config: ConfigFile | None) -> tuple[ApiKey, ...] | None:
+def read_api_keys(
+    config: ConfigFile | None, *, missing_file_ok: bool = False
+) -> tuple[ApiKey, ...] | None:
     """The declared keys; None when petit.toml declares none and names no keys file (the API
     then asks for no key, unless --api-token is set). An empty tuple is not None: with every key
-    removed, every request is refused, rather than the API left open."""
+    removed, every request is refused, rather than the API left open. A keys file that does not
+    exist is an error, unless `missing_file_ok` (`petit keys new`, which creates it)."""
     if config is None or ("api_keys" not in config.data and KEYS_FILE not in config.data):
         return None
     keys = []
     if "api_keys" in config.data:
         keys += read_key_entries(config.data["api_keys"], config.where)
     path = keys_file_path(config)
-    if path is not None:
+    if path is not None and not (missing_file_ok and not os.path.lexists(path)):
         keys += _read_keys_file(path, f"{config.where(KEYS_FILE)}: {KEYS_FILE}")
     check_unique(keys)
     return tuple(keys)
@@ -70,7 +73,9 @@ def _read_keys_file(path: str, blame: str) -> tuple[ApiKey, ...]:
     except OSError as exc:
         hint = " (petit keys new NAME --role ROLE creates it)" if not os.path.exists(path) else ""
         raise UsageError(f"{blame}: cannot read {path}: {exc.strerror}{hint}") from None
-    if stat.S_ISREG(info.st_mode) and info.st_mode & 0o022:
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{blame}: {path} is not a regular file: expected a TOML file of keys")
+    if info.st_mode & 0o022:
         raise UsageError(
             f"{blame}: {path} may be written by group or others (mode "
             f"{stat.S_IMODE(info.st_mode):04o}), who could add a key of their own: "
