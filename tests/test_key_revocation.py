@@ -101,3 +101,14 @@ def test_with_every_key_removed_the_api_is_closed_not_open(keyed):
     for headers in ({}, bearer("ops"), bearer("wall")):
         assert keyed.get("/api/jobs", headers=headers).status == 401
     assert keyed.get("/api/health").status == 200  # public, as ever
+
+
+def test_bound_off_loopback_petit_warns_of_no_authentication_only_without_keys(service, tmp_path):
+    open_api = service(JOBS, "--api-host", "0.0.0.0", api=True)
+    assert "reachable from other machines and has NO authentication" in open_api.log()
+    toml = str(tmp_path / "keyed.toml")
+    write(toml, key_lines("ops", "admin"))
+    keyed = service(JOBS, "--api-host", "0.0.0.0", "--config", toml, api=True)
+    log = keyed.log()
+    assert "reachable from other machines; read the Security page" in log
+    assert "NO authentication" not in log

@@ -28,7 +28,9 @@ def check_api_settings(settings: Settings) -> Settings:
             "the HTTP API is bound to %s, which is reachable from other machines%s; read "
             "the Security page, docs/security.md",
             settings.api_host,
-            "" if settings.api_token else " and has NO authentication (set --api-token)",
+            ""
+            if settings.api_token or settings.api_keys is not None
+            else " and has NO authentication (declare api_keys in petit.toml, or set --api-token)",
         )
     return dataclasses.replace(settings, api_loopback_only=loopback)
 
