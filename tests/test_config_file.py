@@ -670,7 +670,8 @@ def test_the_example_file_is_the_one_the_docs_show_and_it_works():
         env=clean_env(),
     )
     assert result.returncode == 0, result.stderr
-    assert "examples/petit.toml line 28" in result.stdout  # [defaults] environment
+    assert "examples/petit.toml line 41" in result.stdout  # [defaults] environment
+    assert "examples/petit.toml line 32" in result.stdout  # [audit] max_size
 
 
 def test_a_default_timeout_is_checked_once_and_fills_each_task_without_one(tmp_path):

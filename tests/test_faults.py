@@ -420,7 +420,10 @@ def test_disk_full_under_petit_trigger_fails_cleanly(tmp_path):
         assert run_petit("--db", db, "trigger", jobs, "hello").returncode == 0
         filler = fill(disk)
         before = snapshot(disk)
-        assert_clean_refusal(run_petit("--db", db, "trigger", jobs, "hello"), disk, "No space left")
+        # the audit log's pre-flight refuses it first (fail closed): no line, no run
+        assert_clean_refusal(
+            run_petit("--db", db, "trigger", jobs, "hello"), disk, "less than 1 MiB free"
+        )
         os.unlink(filler)
         assert {k: v for k, v in snapshot(disk).items() if k != "filler"} == {
             k: v for k, v in before.items() if k != "filler"
