@@ -112,3 +112,17 @@ def test_bound_off_loopback_petit_warns_of_no_authentication_only_without_keys(s
     log = keyed.log()
     assert "reachable from other machines; read the Security page" in log
     assert "NO authentication" not in log
+
+
+def test_keys_written_in_petit_toml_itself_and_all_removed_leave_the_api_closed(service, tmp_path):
+    """petit.toml without any [[api_keys]] any more reads as "no keys declared": after a start
+    with keys, a reload must not take that for an API that asks for none."""
+    toml = str(tmp_path / "inline.toml")
+    write(toml, key_lines("ops", "admin"))
+    svc = service(JOBS, "--config", toml, api=True)
+    assert svc.get("/api/jobs", headers=bearer("ops")).status == 200
+    write(toml, "max_tasks = 4\n")
+    assert svc.call("reload")["api_keys"] == 0
+    for headers in ({}, bearer("ops")):
+        assert svc.get("/api/jobs", headers=headers).status == 401
+    assert svc.post("/api/scheduler/pause").status == 401

@@ -79,6 +79,10 @@ class Access:
     # -- open streams -----------------------------------------------------------------------
 
     def hold(self, handler: object, key: ApiKey | None) -> None:
+        """Held until released; refused (401) when the key was removed while the stream waited
+        to start (it was checked before that wait, at the request's start)."""
+        if not accepts(self.table, key):
+            raise Unauthorized(UNAUTHORIZED_MESSAGE)
         self._streams[handler] = key
 
     def release(self, handler: object) -> None:

@@ -111,10 +111,12 @@ class AuditLog:
         fd = self._open()
         try:
             free = os.fstatvfs(fd)
-            if free.f_bavail * free.f_frsize < MIN_FREE_BYTES:
-                raise self._unavailable(f"less than {MIN_FREE_BYTES >> 20} MiB free on its disk")
+        except OSError as exc:
+            raise self._unavailable(exc.strerror or str(exc)) from None
         finally:
             os.close(fd)
+        if free.f_bavail * free.f_frsize < MIN_FREE_BYTES:
+            raise self._unavailable(f"less than {MIN_FREE_BYTES >> 20} MiB free on its disk")
 
     def append(self, entry: dict) -> None:
         """Write one line, fsynced. A file that this line would take past max_bytes is rotated
@@ -152,12 +154,17 @@ class AuditLog:
             )
         except OSError as exc:
             raise self._unavailable(exc.strerror or str(exc)) from None
-        info = os.fstat(fd)
+        try:
+            info = os.fstat(fd)
+            # made wider by hand: the log holds who did what
+            if stat.S_ISREG(info.st_mode) and info.st_mode & 0o077:
+                os.fchmod(fd, 0o600)
+        except OSError as exc:  # not ours to narrow, for one (EPERM)
+            os.close(fd)
+            raise self._unavailable(exc.strerror or str(exc)) from None
         if not stat.S_ISREG(info.st_mode):
             os.close(fd)
             raise self._unavailable("not a regular file")
-        if info.st_mode & 0o077:  # made wider by hand: the log holds who did what
-            os.fchmod(fd, 0o600)
         return fd
 
     def _locked(self) -> int:

@@ -14,16 +14,21 @@ from .config_file import ConfigFile, read_config_file
 from .security_config import read_api_keys
 
 
-def reread_api_keys(config: ConfigFile | None) -> tuple[ApiKey, ...] | None:
+def reread_api_keys(
+    config: ConfigFile | None, in_force: tuple[ApiKey, ...] | None
+) -> tuple[ApiKey, ...] | None:
     """The keys petit.toml (the file petit started with, read again from disk) declares now;
-    None when petit started without one. Raises BadRequest naming the file and line of the
-    problem: the reload is then refused, and nothing changes."""
+    None when petit started without one. Once keys were in force, a file that declares none
+    any more gives an empty table (every request refused), never None, which would open the
+    API to anybody. Raises BadRequest naming the file and line of the problem: the reload is
+    then refused, and nothing changes."""
     if config is None:
-        return None
+        return in_force
     try:
-        return read_api_keys(read_config_file(config.path))
+        keys = read_api_keys(read_config_file(config.path))
     except UsageError as exc:
         raise BadRequest(f"{exc.message} (reload refused: nothing was changed)") from None
+    return () if keys is None and in_force is not None else keys
 
 
 def give_api_keys(api: Child | None, keys: tuple[ApiKey, ...] | None) -> None:

@@ -73,7 +73,9 @@ class SocketDoor:
             raw_args = message.get("args") if isinstance(message.get("args"), dict) else {}
             known = {k: v for k, v in raw_args.items() if k in _TARGETS and isinstance(v, str)}
             return await self._refuse(line, known, error_reply(message.get("id"), exc))
-        request_id, args = checked["id"], self._masked(checked["args"])
+        # masked as the line is written, with the map of then: a reload answered meanwhile may
+        # have brought a job's secret names
+        request_id, args = checked["id"], checked["args"]
         try:
             await asyncio.to_thread(self.audit_log.check)
         except AuditUnavailable as exc:
@@ -82,7 +84,7 @@ class SocketDoor:
             # its effect begins as it is answered (a shutdown): the line is written first, and
             # the verb cannot be refused once its arguments are good
             try:
-                await self._write(line.entry(args, "ok"))
+                await self._write(line.entry(self._masked(args), "ok"))
             except AuditUnavailable as exc:
                 return error_reply(request_id, exc)
             return await self.carry_out(checked)
@@ -91,7 +93,7 @@ class SocketDoor:
             return await self._refuse(line, args, reply)
         run_id = reply["result"].get("run_id") if line.op == "trigger" else None
         try:
-            await self._write(line.entry(args, "ok", run_id))
+            await self._write(line.entry(self._masked(args), "ok", run_id))
         except AuditUnavailable as exc:
             done = _carried_out(line.op, args, run_id)
             return error_reply(
@@ -103,7 +105,8 @@ class SocketDoor:
     async def _refuse(self, line: _Line, args: dict, reply: dict) -> dict:
         """A refusal is sent whether or not its line could be written (it changed nothing)."""
         try:
-            await self._write(line.entry(args, reply.get("code") or "INTERNAL_ERROR"))
+            entry = line.entry(self._masked(args), reply.get("code") or "INTERNAL_ERROR")
+            await self._write(entry)
         except AuditUnavailable as exc:
             log.error("the refusal of a %s could not be recorded: %s", line.op, exc.message)
         return reply

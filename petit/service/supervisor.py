@@ -92,7 +92,7 @@ class Supervisor:
             if self.shutting_down:
                 raise Unavailable("petit is shutting down")
             if cmd == "reload":  # the keys first: bad ones refuse the reload, changing nothing
-                self._use_api_keys(reread_api_keys(self.settings.config))
+                self._use_api_keys(reread_api_keys(self.settings.config, self.settings.api_keys))
             reply = await self.forward(cmd, args)
             if cmd == "reload" and reply.get("ok"):
                 self._reloaded(reply["result"])
@@ -101,7 +101,8 @@ class Supervisor:
         except PetitError as exc:
             return error_reply(request_id, exc)
         except Exception as exc:  # a bug: an internal error for this client, not a dropped one
-            log.exception("request %.200r failed", message)
+            # the verb alone: the arguments may hold a secret param's value
+            log.exception("request %.40r (%s) failed", request_id, cmd)
             return error_reply(request_id, internal_error(exc))
 
     def _use_api_keys(self, keys: tuple[ApiKey, ...] | None) -> None:
